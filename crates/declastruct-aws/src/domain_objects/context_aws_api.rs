@@ -1,0 +1,88 @@
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// .what = the manifest's optional `aws` block: region and profile
+/// .why = overrides the standard AWS chain (AWS_REGION, AWS_PROFILE, ~/.aws/config, SSO)
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AwsSettings {
+    /// the AWS region, e.g. `us-east-1`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// the named profile from `~/.aws/config`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+}
+
+/// .what = everything an operation needs besides its input: AWS clients, region, state folder, AWS CLI
+/// .why = every operation takes `(input, context)`, so tests and SDK users can swap any of them
+#[derive(Debug, Clone)]
+pub struct ContextAwsApi {
+    /// the EC2 client
+    pub ec2: aws_sdk_ec2::Client,
+    /// the RDS client
+    pub rds: aws_sdk_rds::Client,
+    /// the resolved region, passed to `aws ssm start-session --region`
+    pub region: Option<String>,
+    /// the state folder; tunnels live in `{state_dir}/tunnels/`
+    pub state_dir: PathBuf,
+    /// the program run as the AWS CLI for `ssm start-session`
+    pub aws_cli: OsString,
+    /// how long a tunnel may take to become ready
+    pub tunnel_ready_timeout: Duration,
+    /// how long to wait for an instance to reach `running` or `stopped`
+    pub instance_wait_timeout: Duration,
+}
+
+impl ContextAwsApi {
+    /// .what = a context from the standard AWS configuration, with the manifest's overrides
+    /// .why = the blueprint's example becomes a few lines of Rust, and the CLI builds its context the same way
+    pub async fn load(settings: &AwsSettings) -> Self {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(region) = &settings.region {
+            loader = loader.region(aws_config::Region::new(region.clone()));
+        }
+        if let Some(profile) = &settings.profile {
+            loader = loader.profile_name(profile);
+        }
+        let config = loader.load().await;
+        Self::from_sdk_config(&config)
+    }
+
+    /// .what = a context from an SDK configuration the caller already has
+    /// .why = lets SDK users and tests bring their own endpoint, credentials or interceptors
+    pub fn from_sdk_config(config: &aws_config::SdkConfig) -> Self {
+        Self {
+            ec2: aws_sdk_ec2::Client::new(config),
+            rds: aws_sdk_rds::Client::new(config),
+            region: config.region().map(ToString::to_string),
+            state_dir: default_state_dir(),
+            aws_cli: std::env::var_os("DECLASTRUCT_AWS_CLI")
+                .filter(|program| !program.is_empty())
+                .unwrap_or_else(|| OsString::from("aws")),
+            tunnel_ready_timeout: Duration::from_secs(30),
+            instance_wait_timeout: Duration::from_secs(300),
+        }
+    }
+
+    /// .what = the folder that holds the tunnel files
+    /// .why = `$DECLASTRUCT_HOME/tunnels/`, as the contract fixes it
+    pub fn tunnels_dir(&self) -> PathBuf {
+        self.state_dir.join("tunnels")
+    }
+}
+
+/// `$DECLASTRUCT_HOME`, else `~/.declastruct`
+fn default_state_dir() -> PathBuf {
+    if let Some(home) = std::env::var_os("DECLASTRUCT_HOME").filter(|home| !home.is_empty()) {
+        return PathBuf::from(home);
+    }
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join(".declastruct")
+}

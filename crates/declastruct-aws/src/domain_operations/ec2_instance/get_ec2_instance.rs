@@ -1,0 +1,146 @@
+use std::collections::BTreeMap;
+
+use aws_sdk_ec2::types::Filter;
+
+use crate::error::AwsError;
+use crate::{ContextAwsApi, DeclaredAwsEc2Instance, Ec2InstanceRef, Ec2InstanceStatus, cast_to_declared_aws_ec2_instance};
+
+/// the states in which an instance can serve as a bastion; terminated and shutting-down ones are left out
+const LIVE_STATES: [&str; 4] = ["pending", "running", "stopping", "stopped"];
+
+/// .what = how to look an instance up: by primary key, unique key, or either
+/// .why = the blueprint's `PickOne<{ primary, unique, ref }>`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ec2InstanceLookup {
+    /// by instance id
+    Primary {
+        /// the instance id
+        instance_id: String,
+    },
+    /// by the `exid` tag
+    Unique {
+        /// the tag value
+        exid: String,
+    },
+    /// by a reference of either kind
+    Ref(Ec2InstanceRef),
+}
+
+impl Ec2InstanceLookup {
+    fn into_ref(self) -> Ec2InstanceRef {
+        match self {
+            Self::Primary { instance_id } => Ec2InstanceRef::ByPrimary { instance_id },
+            Self::Unique { exid } => Ec2InstanceRef::ByUnique { exid },
+            Self::Ref(reference) => reference,
+        }
+    }
+}
+
+/// .what = gets an EC2 instance from AWS, or `None` when there is none
+/// .why = enables lookup of EC2 instances by tag or instance id
+pub async fn get_ec2_instance(
+    by: Ec2InstanceLookup,
+    context: &ContextAwsApi,
+) -> Result<Option<DeclaredAwsEc2Instance>, AwsError> {
+    let reference = by.into_ref();
+    let mut found = get_ec2_instances(std::slice::from_ref(&reference), context).await?;
+    Ok(found.remove(&reference))
+}
+
+/// .what = gets many EC2 instances in at most two DescribeInstances calls (one for exids, one for ids)
+/// .why = a plan over a hundred tunnels must cost a handful of AWS calls, not hundreds
+pub async fn get_ec2_instances(
+    references: &[Ec2InstanceRef],
+    context: &ContextAwsApi,
+) -> Result<BTreeMap<Ec2InstanceRef, DeclaredAwsEc2Instance>, AwsError> {
+    let mut exids: Vec<String> = Vec::new();
+    let mut instance_ids: Vec<String> = Vec::new();
+    for reference in references {
+        match reference {
+            Ec2InstanceRef::ByUnique { exid } if !exids.contains(exid) => exids.push(exid.clone()),
+            Ec2InstanceRef::ByPrimary { instance_id } if !instance_ids.contains(instance_id) => {
+                instance_ids.push(instance_id.clone())
+            }
+            _ => {}
+        }
+    }
+
+    let (by_exid, by_id) = futures::future::try_join(
+        describe_instances("tag:exid", exids, context),
+        describe_instances("instance-id", instance_ids, context),
+    )
+    .await?;
+
+    let mut found = BTreeMap::new();
+    for reference in references {
+        let pool = match reference {
+            Ec2InstanceRef::ByUnique { .. } => &by_exid,
+            Ec2InstanceRef::ByPrimary { .. } => &by_id,
+        };
+        let matches: Vec<&DeclaredAwsEc2Instance> =
+            pool.iter().filter(|instance| reference.matches(instance)).collect();
+        match matches.as_slice() {
+            [] => {}
+            [instance] => {
+                found.insert(reference.clone(), (*instance).clone());
+            }
+            many => {
+                return Err(AwsError::AmbiguousExid {
+                    exid: reference.key().to_string(),
+                    instance_ids: many
+                        .iter()
+                        .filter_map(|instance| instance.instance_id.clone())
+                        .collect(),
+                });
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// one paginated DescribeInstances with `filter_name` in `values`, live states only
+async fn describe_instances(
+    filter_name: &str,
+    values: Vec<String>,
+    context: &ContextAwsApi,
+) -> Result<Vec<DeclaredAwsEc2Instance>, AwsError> {
+    if values.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut instances = Vec::new();
+    let mut next_token: Option<String> = None;
+    loop {
+        let response = context
+            .ec2
+            .describe_instances()
+            .filters(Filter::builder().name(filter_name).set_values(Some(values.clone())).build())
+            .filters(
+                Filter::builder()
+                    .name("instance-state-name")
+                    .set_values(Some(LIVE_STATES.iter().map(|state| state.to_string()).collect()))
+                    .build(),
+            )
+            .set_next_token(next_token)
+            .send()
+            .await
+            .map_err(|error| AwsError::from_sdk("ec2:DescribeInstances", error))?;
+        instances.extend(
+            response
+                .reservations()
+                .iter()
+                .flat_map(|reservation| reservation.instances())
+                .map(cast_to_declared_aws_ec2_instance)
+                // the filter already leaves these out; a server that ignores it must not change the answer
+                .filter(|instance| {
+                    !matches!(
+                        instance.status,
+                        Some(Ec2InstanceStatus::Terminated | Ec2InstanceStatus::ShuttingDown)
+                    )
+                }),
+        );
+        next_token = response.next_token().filter(|token| !token.is_empty()).map(str::to_string);
+        if next_token.is_none() {
+            return Ok(instances);
+        }
+    }
+}

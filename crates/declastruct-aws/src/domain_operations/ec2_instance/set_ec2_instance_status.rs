@@ -1,0 +1,120 @@
+use aws_sdk_ec2::client::Waiters;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::error::AwsError;
+use crate::{ContextAwsApi, DeclaredAwsEc2Instance, Ec2InstanceLookup, Ec2InstanceRef, Ec2InstanceStatus, get_ec2_instance};
+
+/// .what = the statuses a bastion may be declared in
+/// .why = only these two are states one can ask EC2 for
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DesiredInstanceStatus {
+    /// started
+    Running,
+    /// stopped
+    Stopped,
+}
+
+impl DesiredInstanceStatus {
+    /// .what = the matching live status
+    /// .why = compares a wish with what EC2 reports
+    pub fn as_status(self) -> Ec2InstanceStatus {
+        match self {
+            Self::Running => Ec2InstanceStatus::Running,
+            Self::Stopped => Ec2InstanceStatus::Stopped,
+        }
+    }
+}
+
+/// .what = sets an EC2 instance status (running/stopped) and waits until it is there
+/// .why = enables declarative control of EC2 instance lifecycle; a tunnel needs a running bastion
+pub async fn set_ec2_instance_status(
+    instance: &Ec2InstanceRef,
+    to: DesiredInstanceStatus,
+    context: &ContextAwsApi,
+) -> Result<DeclaredAwsEc2Instance, AwsError> {
+    let lookup = || get_ec2_instance(Ec2InstanceLookup::Ref(instance.clone()), context);
+    let not_found = || AwsError::BastionNotFound {
+        reference: instance.to_string(),
+        region: context.region.clone().unwrap_or_else(|| "the configured region".into()),
+    };
+    let found = lookup().await?.ok_or_else(not_found)?;
+    let Some(instance_id) = found.instance_id.clone() else {
+        return Err(AwsError::Unexpected(format!("instance {instance} has no instance id")));
+    };
+    if found.status == Some(to.as_status()) {
+        return Ok(found);
+    }
+
+    match to {
+        DesiredInstanceStatus::Running => {
+            if found.status == Some(Ec2InstanceStatus::Stopping) {
+                wait_for(&instance_id, DesiredInstanceStatus::Stopped, context).await?;
+            }
+            if found.status != Some(Ec2InstanceStatus::Pending) {
+                context
+                    .ec2
+                    .start_instances()
+                    .instance_ids(&instance_id)
+                    .send()
+                    .await
+                    .map_err(|error| AwsError::from_sdk("ec2:StartInstances", error))?;
+            }
+        }
+        DesiredInstanceStatus::Stopped => {
+            if found.status == Some(Ec2InstanceStatus::Pending) {
+                wait_for(&instance_id, DesiredInstanceStatus::Running, context).await?;
+            }
+            if found.status != Some(Ec2InstanceStatus::Stopping) {
+                context
+                    .ec2
+                    .stop_instances()
+                    .instance_ids(&instance_id)
+                    .send()
+                    .await
+                    .map_err(|error| AwsError::from_sdk("ec2:StopInstances", error))?;
+            }
+        }
+    }
+    wait_for(&instance_id, to, context).await?;
+    lookup().await?.ok_or_else(not_found)
+}
+
+/// waits with the SDK's waiter until the instance reaches `status`
+async fn wait_for(
+    instance_id: &str,
+    status: DesiredInstanceStatus,
+    context: &ContextAwsApi,
+) -> Result<(), AwsError> {
+    let limit = context.instance_wait_timeout;
+    let timed_out = || AwsError::WaitTimeout {
+        instance_id: instance_id.to_string(),
+        status: status.as_status().to_string(),
+        seconds: limit.as_secs(),
+    };
+    let result = match status {
+        DesiredInstanceStatus::Running => context
+            .ec2
+            .wait_until_instance_running()
+            .instance_ids(instance_id)
+            .wait(limit)
+            .await
+            .map(|_| ()),
+        DesiredInstanceStatus::Stopped => context
+            .ec2
+            .wait_until_instance_stopped()
+            .instance_ids(instance_id)
+            .wait(limit)
+            .await
+            .map(|_| ()),
+    };
+    result.map_err(|error| match error {
+        aws_sdk_ec2::waiters::instance_running::WaitUntilInstanceRunningError::ExceededMaxWait(_) => timed_out(),
+        other => AwsError::Call {
+            operation: "ec2:DescribeInstances (waiting)",
+            message: aws_sdk_ec2::error::DisplayErrorContext(&other).to_string(),
+            help: format!("the instance did not reach `{}`; look at it in the EC2 console", status.as_status()),
+        },
+    })
+}

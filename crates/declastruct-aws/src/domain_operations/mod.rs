@@ -1,0 +1,3 @@
+pub mod ec2_instance;
+pub mod rds_cluster;
+pub mod vpc_tunnel;

@@ -1,0 +1,93 @@
+use std::time::Duration;
+
+use crate::domain_operations::vpc_tunnel::utils::{
+    TunnelFiles, TunnelHealth, TunnelMeta, get_tunnel_hash, is_process_alive, is_tunnel_healthy, process_start_time,
+};
+use crate::error::AwsError;
+use crate::{
+    ContextAwsApi, DeclaredAwsEc2Instance, DeclaredAwsRdsCluster, DeclaredAwsVpcTunnel, Ec2InstanceLookup,
+    VpcTunnelStatus, get_ec2_instance, get_rds_cluster,
+};
+
+/// .what = everything observed of one tunnel: the tunnel with its live status and pid, its identity,
+/// its record and its health
+/// .why = `plan` needs the status, `status` needs the rest
+#[derive(Debug, Clone)]
+pub struct VpcTunnelObservation {
+    /// the tunnel with its live status (and pid when OPEN)
+    pub tunnel: DeclaredAwsVpcTunnel,
+    /// the tunnel's identity, `None` when the bastion or cluster could not be resolved
+    pub hash: Option<String>,
+    /// the record of our process, when its process is alive and ours
+    pub meta: Option<TunnelMeta>,
+    /// the health probe's verdict, when our process is alive
+    pub health: Option<TunnelHealth>,
+}
+
+/// .what = gets the current status of a VPC tunnel: OPEN only when our process is alive and the database answers
+/// .why = enables checking if a tunnel is currently open and healthy
+pub async fn get_vpc_tunnel(
+    tunnel: &DeclaredAwsVpcTunnel,
+    context: &ContextAwsApi,
+) -> Result<DeclaredAwsVpcTunnel, AwsError> {
+    let (bastion, cluster) = futures::future::try_join(
+        get_ec2_instance(Ec2InstanceLookup::Ref(tunnel.via.bastion.clone()), context),
+        get_rds_cluster(&tunnel.into.cluster, context),
+    )
+    .await?;
+    // if either is not found, the tunnel is effectively closed
+    let (Some(bastion), Some(cluster)) = (bastion, cluster) else {
+        return Ok(tunnel.with_status(VpcTunnelStatus::Closed, None));
+    };
+    Ok(inspect_vpc_tunnel(tunnel, &bastion, &cluster, context).await.tunnel)
+}
+
+/// .what = observes a tunnel whose bastion and cluster are already resolved
+/// .why = `plan` resolves all bastions and clusters in a few batched calls, then inspects every tunnel
+/// concurrently without another AWS call
+pub async fn inspect_vpc_tunnel(
+    tunnel: &DeclaredAwsVpcTunnel,
+    bastion: &DeclaredAwsEc2Instance,
+    cluster: &DeclaredAwsRdsCluster,
+    context: &ContextAwsApi,
+) -> VpcTunnelObservation {
+    let closed = |hash: Option<String>, health: Option<TunnelHealth>| VpcTunnelObservation {
+        tunnel: tunnel.with_status(VpcTunnelStatus::Closed, None),
+        hash,
+        meta: None,
+        health,
+    };
+    let (Some(instance_id), Some(host), Some(remote_port)) = (&bastion.instance_id, &cluster.host, cluster.port)
+    else {
+        return closed(None, None);
+    };
+    let hash = get_tunnel_hash(instance_id, &host.writer, remote_port, tunnel.from.port);
+    let files = TunnelFiles::new(context.tunnels_dir(), &hash);
+    let Some(meta) = live_tunnel_meta(&files) else {
+        return closed(Some(hash), None);
+    };
+    let health = is_tunnel_healthy(tunnel.from.port, cluster.engine.as_deref(), Duration::from_secs(5)).await;
+    if !health.healthy {
+        return closed(Some(hash), Some(health));
+    }
+    VpcTunnelObservation {
+        tunnel: tunnel.with_status(VpcTunnelStatus::Open, Some(meta.pid)),
+        hash: Some(hash),
+        meta: Some(meta),
+        health: Some(health),
+    }
+}
+
+/// .what = the tunnel's record when its recorded process is alive and is still the one we started
+/// .why = a pid file whose process died, or whose pid now belongs to another program, is a dead tunnel
+pub(crate) fn live_tunnel_meta(files: &TunnelFiles) -> Option<TunnelMeta> {
+    let pid = files.read_pid()?;
+    let meta = files.read_meta()?;
+    let ours = meta.pid == pid
+        && is_process_alive(pid)
+        && match meta.process_start_time {
+            Some(recorded) => process_start_time(pid) == Some(recorded),
+            None => true,
+        };
+    ours.then_some(meta)
+}

@@ -1,0 +1,132 @@
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// .what = whether the database answers through a tunnel, and if not, why
+/// .why = a listener that accepts connections proves nothing; `status` and `plan` report the reason
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TunnelHealth {
+    /// the database answered
+    pub healthy: bool,
+    /// why not, when not
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl TunnelHealth {
+    fn ok() -> Self {
+        Self {
+            healthy: true,
+            reason: None,
+        }
+    }
+
+    fn failed(reason: impl Into<String>) -> Self {
+        Self {
+            healthy: false,
+            reason: Some(reason.into()),
+        }
+    }
+}
+
+const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
+
+/// .what = checks that the database answers through the local port: PostgreSQL's SSLRequest, MySQL's greeting,
+/// otherwise a TCP connect
+/// .why = verifies the tunnel is functional beyond just port binding
+pub async fn is_tunnel_healthy(port: u16, engine: Option<&str>, limit: Duration) -> TunnelHealth {
+    match tokio::time::timeout(limit, probe(port, engine)).await {
+        Ok(health) => health,
+        Err(_) => TunnelHealth::failed(format!(
+            "the tunnel is up but the database does not answer through it within {} s: check the bastion's security group and the cluster",
+            limit.as_secs()
+        )),
+    }
+}
+
+async fn probe(port: u16, engine: Option<&str>) -> TunnelHealth {
+    let mut stream = match TcpStream::connect((Ipv4Addr::LOCALHOST, port)).await {
+        Ok(stream) => stream,
+        Err(error) => return TunnelHealth::failed(format!("nothing answers on local port {port}: {error}")),
+    };
+    let unreachable = "the tunnel is up but the database does not answer through it: check the bastion's security group and the cluster";
+    let engine = engine.unwrap_or_default();
+    if engine.contains("postgres") {
+        if stream.write_all(&SSL_REQUEST).await.is_err() {
+            return TunnelHealth::failed(unreachable);
+        }
+        let mut answer = [0u8; 1];
+        return match stream.read_exact(&mut answer).await {
+            Ok(_) if answer[0] == b'S' || answer[0] == b'N' => TunnelHealth::ok(),
+            Ok(_) => TunnelHealth::failed(format!(
+                "something answers on local port {port}, but not as PostgreSQL does"
+            )),
+            Err(_) => TunnelHealth::failed(unreachable),
+        };
+    }
+    if engine.contains("mysql") {
+        let mut greeting = [0u8; 5];
+        return match stream.read_exact(&mut greeting).await {
+            // a MySQL packet header (3-byte length, sequence 0) followed by protocol version 10
+            Ok(_) if greeting[3] == 0 && greeting[4] == 10 => TunnelHealth::ok(),
+            Ok(_) => TunnelHealth::failed(format!(
+                "something answers on local port {port}, but not as MySQL does"
+            )),
+            Err(_) => TunnelHealth::failed(unreachable),
+        };
+    }
+    TunnelHealth::ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    async fn serve(reply: Option<&'static [u8]>) -> u16 {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut request = [0u8; 8];
+                let _ = socket.read(&mut request).await;
+                match reply {
+                    Some(reply) => {
+                        let _ = socket.write_all(reply).await;
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                    None => drop(socket),
+                }
+            }
+        });
+        port
+    }
+
+    #[tokio::test]
+    async fn postgres_answering_ssl_request_is_healthy() {
+        let port = serve(Some(b"N")).await;
+        let health = is_tunnel_healthy(port, Some("aurora-postgresql"), Duration::from_secs(2)).await;
+        assert_eq!(health, TunnelHealth::ok());
+    }
+
+    #[tokio::test]
+    async fn a_listener_that_hangs_up_is_not_a_database() {
+        let port = serve(None).await;
+        let health = is_tunnel_healthy(port, Some("postgres"), Duration::from_secs(2)).await;
+        assert!(!health.healthy);
+        assert!(health.reason.unwrap_or_default().contains("security group"));
+    }
+
+    #[tokio::test]
+    async fn nothing_listening_is_unhealthy() {
+        let port = {
+            let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+            listener.local_addr().expect("address").port()
+        };
+        let health = is_tunnel_healthy(port, None, Duration::from_secs(2)).await;
+        assert!(!health.healthy);
+    }
+}

@@ -1,0 +1,226 @@
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::DeclaredAwsVpcTunnel;
+use crate::error::AwsError;
+
+/// .what = what `{hash}.meta` records about an open tunnel
+/// .why = `status`, the pid-reuse guard and `close` need to know what was started, when, and how
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TunnelMeta {
+    /// the declared tunnel
+    pub tunnel: DeclaredAwsVpcTunnel,
+    /// the bastion's resolved instance id
+    pub instance_id: String,
+    /// the cluster's resolved writer endpoint
+    pub remote_host: String,
+    /// the cluster's port
+    pub remote_port: u16,
+    /// the local port
+    pub local_port: u16,
+    /// the tunnel's process
+    pub pid: u32,
+    /// the tunnel's process group, signalled as a whole on close
+    pub process_group: u32,
+    /// the process's start time in clock ticks since boot: the pid-reuse guard
+    pub process_start_time: Option<u64>,
+    /// the command line that was started
+    pub command: Vec<String>,
+    /// when the tunnel was opened, RFC 3339 UTC
+    pub opened_at: String,
+    /// the region passed to the session command
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// the database engine, for the health probe
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<String>,
+}
+
+/// .what = the files of one tunnel in `$DECLASTRUCT_HOME/tunnels/`: `{hash}.pid`, `.meta`, `.log`, `.lock`
+/// .why = one place that knows their names and their permissions (folder 0700, files 0600)
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TunnelFiles {
+    /// the tunnels folder
+    pub dir: PathBuf,
+    /// the tunnel's identity
+    pub hash: String,
+}
+
+impl TunnelFiles {
+    /// .what = the files of the tunnel `hash` in `dir`
+    /// .why = names them without touching the disk
+    pub fn new(dir: impl Into<PathBuf>, hash: impl Into<String>) -> Self {
+        Self {
+            dir: dir.into(),
+            hash: hash.into(),
+        }
+    }
+
+    fn path(&self, extension: &str) -> PathBuf {
+        self.dir.join(format!("{}.{extension}", self.hash))
+    }
+
+    /// `{hash}.pid`
+    pub fn pid_path(&self) -> PathBuf {
+        self.path("pid")
+    }
+
+    /// `{hash}.meta`
+    pub fn meta_path(&self) -> PathBuf {
+        self.path("meta")
+    }
+
+    /// `{hash}.log`
+    pub fn log_path(&self) -> PathBuf {
+        self.path("log")
+    }
+
+    /// `{hash}.lock`
+    pub fn lock_path(&self) -> PathBuf {
+        self.path("lock")
+    }
+
+    /// .what = creates the tunnels folder, private to its owner
+    /// .why = the log may hold session ids and endpoints; nobody else needs to read them
+    pub fn ensure_dir(&self) -> Result<(), AwsError> {
+        fs::create_dir_all(&self.dir).map_err(|source| io_error("create", &self.dir, source))?;
+        fs::set_permissions(&self.dir, fs::Permissions::from_mode(0o700))
+            .map_err(|source| io_error("restrict", &self.dir, source))
+    }
+
+    /// .what = the pid recorded in `{hash}.pid`, if any
+    /// .why = the first thing every check of a tunnel reads
+    pub fn read_pid(&self) -> Option<u32> {
+        fs::read_to_string(self.pid_path()).ok()?.trim().parse().ok()
+    }
+
+    /// .what = the record in `{hash}.meta`, if any and readable
+    /// .why = the start time guards against pid reuse; the rest feeds `status`
+    pub fn read_meta(&self) -> Option<TunnelMeta> {
+        serde_json::from_slice(&fs::read(self.meta_path()).ok()?).ok()
+    }
+
+    /// .what = writes `{hash}.meta` then `{hash}.pid`, each atomically and 0600
+    /// .why = a reader never sees a pid without its record
+    pub fn write_state(&self, meta: &TunnelMeta) -> Result<(), AwsError> {
+        let record = serde_json::to_vec_pretty(meta).map_err(|error| AwsError::Unexpected(error.to_string()))?;
+        write_private(&self.meta_path(), &record)?;
+        write_private(&self.pid_path(), format!("{}\n", meta.pid).as_bytes())
+    }
+
+    /// .what = opens `{hash}.log` for appending, creating it 0600
+    /// .why = the session's output goes there, never into a pipe to declastruct
+    pub fn open_log(&self) -> Result<fs::File, AwsError> {
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(self.log_path())
+            .map_err(|source| io_error("open", &self.log_path(), source))
+    }
+
+    /// .what = removes the pid, meta, log and lock files; missing ones are fine
+    /// .why = a closed tunnel leaves nothing behind
+    pub fn remove_all(&self) -> Result<(), AwsError> {
+        for path in [self.pid_path(), self.meta_path(), self.log_path(), self.lock_path()] {
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => return Err(io_error("remove", &path, source)),
+            }
+        }
+        Ok(())
+    }
+
+    /// .what = the last `lines` lines of the log
+    /// .why = a failed open reports what the session said
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = fs::read_to_string(self.log_path()).unwrap_or_default();
+        let kept: Vec<&str> = text.lines().filter(|line| !line.trim().is_empty()).collect();
+        kept[kept.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+fn write_private(path: &Path, contents: &[u8]) -> Result<(), AwsError> {
+    let temporary = path.with_extension(format!(
+        "{}.tmp{}",
+        path.extension().and_then(|extension| extension.to_str()).unwrap_or_default(),
+        std::process::id()
+    ));
+    let mut file = OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&temporary)
+        .map_err(|source| io_error("write", &temporary, source))?;
+    file.write_all(contents).map_err(|source| io_error("write", &temporary, source))?;
+    fs::rename(&temporary, path).map_err(|source| io_error("write", path, source))
+}
+
+fn io_error(action: &'static str, path: &Path, source: std::io::Error) -> AwsError {
+    AwsError::StateIo {
+        action,
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Ec2InstanceRef, LoopbackHost, RdsClusterRef, TunnelMechanism, VpcTunnelFrom, VpcTunnelInto, VpcTunnelVia};
+
+    fn meta() -> TunnelMeta {
+        TunnelMeta {
+            tunnel: DeclaredAwsVpcTunnel {
+                via: VpcTunnelVia {
+                    mechanism: TunnelMechanism::AwsSsm,
+                    bastion: Ec2InstanceRef::by_exid("b"),
+                },
+                into: VpcTunnelInto {
+                    cluster: RdsClusterRef::by_name("c"),
+                },
+                from: VpcTunnelFrom {
+                    host: LoopbackHost::Localhost,
+                    port: 7775,
+                },
+                status: None,
+                pid: None,
+            },
+            instance_id: "i-1".into(),
+            remote_host: "c.example".into(),
+            remote_port: 5432,
+            local_port: 7775,
+            pid: 42,
+            process_group: 42,
+            process_start_time: Some(7),
+            command: vec!["aws".into()],
+            opened_at: "2026-11-27T03:00:00Z".into(),
+            region: None,
+            engine: None,
+        }
+    }
+
+    #[test]
+    fn state_round_trips_with_private_permissions() {
+        let folder = tempfile::tempdir().expect("tempdir");
+        let files = TunnelFiles::new(folder.path().join("tunnels"), "abcd");
+        files.ensure_dir().expect("dir");
+        files.write_state(&meta()).expect("write");
+        assert_eq!(files.read_pid(), Some(42));
+        assert_eq!(files.read_meta(), Some(meta()));
+        let mode = |path: PathBuf| fs::metadata(path).expect("metadata").permissions().mode() & 0o777;
+        assert_eq!(mode(files.dir.clone()), 0o700);
+        assert_eq!(mode(files.pid_path()), 0o600);
+        assert_eq!(mode(files.meta_path()), 0o600);
+        files.remove_all().expect("remove");
+        assert_eq!(files.read_pid(), None);
+        assert_eq!(fs::read_dir(&files.dir).expect("list").count(), 0);
+    }
+}

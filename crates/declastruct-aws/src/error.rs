@@ -1,0 +1,228 @@
+use miette::Diagnostic;
+use thiserror::Error;
+
+/// .what = everything an operation can fail with
+/// .why = keeps the blueprint's split: a bad request the user can fix, versus an unexpected code path (a bug)
+#[derive(Debug, Error, Diagnostic)]
+pub enum AwsError {
+    /// the referenced bastion does not exist (or is terminated)
+    #[error("bastion {reference} was not found in {region}")]
+    #[diagnostic(
+        code(declastruct::aws::bastion_not_found),
+        help("check the instance's `exid` tag (or id) and the region; terminated instances do not count")
+    )]
+    BastionNotFound {
+        /// the reference as written
+        reference: String,
+        /// the region searched
+        region: String,
+    },
+
+    /// more than one live instance carries the same `exid` tag
+    #[error("{} instances carry the tag exid={exid}: {}", instance_ids.len(), instance_ids.join(", "))]
+    #[diagnostic(
+        code(declastruct::aws::ambiguous_exid),
+        help("an exid must name exactly one instance: remove the tag from all but one, or reference the bastion by `instanceId`")
+    )]
+    AmbiguousExid {
+        /// the tag value
+        exid: String,
+        /// every instance that carries it
+        instance_ids: Vec<String>,
+    },
+
+    /// the referenced cluster does not exist
+    #[error("RDS cluster `{name}` was not found in {region}")]
+    #[diagnostic(code(declastruct::aws::cluster_not_found), help("{}", cluster_help(closest)))]
+    ClusterNotFound {
+        /// the identifier as written
+        name: String,
+        /// the region searched
+        region: String,
+        /// existing identifiers closest to it
+        closest: Vec<String>,
+    },
+
+    /// the cluster exists but has no writer endpoint or port yet
+    #[error("RDS cluster `{name}` has no writer endpoint yet (status: {status})")]
+    #[diagnostic(
+        code(declastruct::aws::cluster_not_ready),
+        help("wait until the cluster is `available`, then run the command again")
+    )]
+    ClusterNotReady {
+        /// the identifier
+        name: String,
+        /// its status
+        status: String,
+    },
+
+    /// an AWS API call failed
+    #[error("AWS {operation} failed: {message}")]
+    #[diagnostic(code(declastruct::aws::call_failed), help("{help}"))]
+    Call {
+        /// the API operation, e.g. `ec2:DescribeInstances`
+        operation: &'static str,
+        /// what AWS or the SDK said
+        message: String,
+        /// what to do about it
+        help: String,
+    },
+
+    /// waiting for an instance to reach a state took too long
+    #[error("instance {instance_id} did not become {status} within {seconds} s")]
+    #[diagnostic(
+        code(declastruct::aws::wait_timeout),
+        help("look at the instance in the EC2 console; run the command again once it has settled")
+    )]
+    WaitTimeout {
+        /// the instance
+        instance_id: String,
+        /// the state waited for
+        status: String,
+        /// the limit
+        seconds: u64,
+    },
+
+    /// the local port is held by a program that is not this tunnel
+    #[error("local port {port} is already in use by {holder}")]
+    #[diagnostic(
+        code(declastruct::tunnel::port_in_use),
+        help("declastruct never stops a program it did not start: stop that program yourself, or pick another `from.port`")
+    )]
+    PortInUse {
+        /// the port
+        port: u16,
+        /// who holds it, as far as the system tells
+        holder: String,
+    },
+
+    /// the AWS CLI program cannot be found
+    #[error("the AWS CLI `{program}` was not found")]
+    #[diagnostic(
+        code(declastruct::tunnel::aws_cli_not_found),
+        help("install the AWS CLI v2 (https://docs.aws.amazon.com/cli/latest/userguide/getting-started-install.html) and the Session Manager plugin (https://docs.aws.amazon.com/systems-manager/latest/userguide/session-manager-working-with-install-plugin.html), or point DECLASTRUCT_AWS_CLI at it")
+    )]
+    AwsCliNotFound {
+        /// the program name or path
+        program: String,
+    },
+
+    /// the tunnel's session did not become ready
+    #[error("the tunnel on local port {port} did not open: {reason}\n{log_tail}")]
+    #[diagnostic(code(declastruct::tunnel::open_failed), help("{help}"))]
+    TunnelOpenFailed {
+        /// the local port
+        port: u16,
+        /// why it failed
+        reason: String,
+        /// the last lines of the session's log
+        log_tail: String,
+        /// what to do
+        help: String,
+    },
+
+    /// the tunnel's process did not go away
+    #[error("the tunnel on local port {port} (pid {pid}) did not stop")]
+    #[diagnostic(
+        code(declastruct::tunnel::close_failed),
+        help("look at the process with `ps -o pid,pgid,cmd -g {pid}`; run the command again")
+    )]
+    TunnelCloseFailed {
+        /// the local port
+        port: u16,
+        /// the tunnel's process
+        pid: u32,
+    },
+
+    /// reading or writing the tunnel files failed
+    #[error("cannot {action} {path}: {source}")]
+    #[diagnostic(
+        code(declastruct::tunnel::state_io),
+        help("check that DECLASTRUCT_HOME points at a folder you own and that the disk is not full")
+    )]
+    StateIo {
+        /// what was being done
+        action: &'static str,
+        /// the file or folder
+        path: String,
+        /// the system's error
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// a code path that should be impossible
+    #[error("unexpected: {0}")]
+    #[diagnostic(
+        code(declastruct::bug),
+        help("this is a bug in declastruct; please report it with the command and manifest")
+    )]
+    Unexpected(String),
+}
+
+fn cluster_help(closest: &[String]) -> String {
+    if closest.is_empty() {
+        "check the cluster identifier and the region (aws rds describe-db-clusters)".to_string()
+    } else {
+        format!(
+            "check the cluster identifier and the region; did you mean {}?",
+            closest
+                .iter()
+                .map(|name| format!("`{name}`"))
+                .collect::<Vec<_>>()
+                .join(" or ")
+        )
+    }
+}
+
+impl AwsError {
+    /// .what = a failed SDK call turned into a message that names the call and what to do
+    /// .why = expired credentials, AccessDenied and throttling each want a different fix
+    pub(crate) fn from_sdk<E, R>(operation: &'static str, error: aws_sdk_ec2::error::SdkError<E, R>) -> Self
+    where
+        E: aws_sdk_ec2::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug + Send + Sync + 'static,
+    {
+        use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
+        let code = error.code().map(str::to_string);
+        let detail = error
+            .message()
+            .map(str::to_string)
+            .unwrap_or_else(|| aws_sdk_ec2::error::DisplayErrorContext(&error).to_string());
+        let help = match (&error, code.as_deref()) {
+            (SdkError::DispatchFailure(_) | SdkError::TimeoutError(_), _) => {
+                "AWS could not be reached: check the network, the region and AWS_ENDPOINT_URL".to_string()
+            }
+            (_, Some("ExpiredToken" | "ExpiredTokenException" | "RequestExpired")) => {
+                "your AWS credentials have expired: refresh them (e.g. `aws sso login`) and run again".to_string()
+            }
+            (_, Some("AuthFailure" | "InvalidClientTokenId" | "UnrecognizedClientException" | "SignatureDoesNotMatch")) => {
+                "AWS did not accept your credentials: check AWS_PROFILE / AWS_ACCESS_KEY_ID and run `aws sts get-caller-identity`".to_string()
+            }
+            (_, Some("UnauthorizedOperation" | "AccessDenied" | "AccessDeniedException")) => format!(
+                "your AWS identity may not call {operation}: ask for that permission, or use a profile that has it"
+            ),
+            (_, Some("Throttling" | "ThrottlingException" | "RequestLimitExceeded")) => {
+                "AWS is throttling requests even after retries: wait a minute and run again".to_string()
+            }
+            _ if detail.contains("credentials") || detail.contains("Credentials") => {
+                "no AWS credentials were found: set AWS_PROFILE (and run `aws sso login` for SSO), or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or `aws.profile` in the manifest".to_string()
+            }
+            _ => "check the region, your credentials and the resource names, then run again".to_string(),
+        };
+        let message = match code {
+            Some(code) => format!("{code}: {detail}"),
+            None => detail,
+        };
+        Self::Call {
+            operation,
+            message,
+            help,
+        }
+    }
+
+    /// .what = whether the user can fix this by changing input or environment
+    /// .why = the blueprint's split between a bad request and an unexpected code path
+    pub fn is_bad_request(&self) -> bool {
+        !matches!(self, Self::Unexpected(_))
+    }
+}

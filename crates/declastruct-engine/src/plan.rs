@@ -1,0 +1,299 @@
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::diff::{project_onto, unified_difference};
+use crate::{Action, EngineError, Resource, ResourceAddress, order_by_dependencies};
+
+/// .what = where the wish came from
+/// .why = the plan document names its manifest, as the TypeScript declastruct does
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Wish {
+    /// the manifest's path as the user gave it
+    pub uri: String,
+}
+
+/// .what = the declared, live and differing state of one resource
+/// .why = the plan document carries all three so a reader needs nothing else
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChangeState {
+    /// the declared resource
+    pub desired: Value,
+    /// the live resource, or null when it does not exist
+    pub remote: Option<Value>,
+    /// a unified diff from remote to desired, or null when KEEP
+    pub difference: Option<String>,
+}
+
+/// .what = one resource's planned change
+/// .why = the unit that plan prints and apply executes
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Change {
+    /// the resource this change is for
+    pub for_resource: ResourceAddress,
+    /// what apply will do
+    pub action: Action,
+    /// desired, remote and their difference
+    pub state: ChangeState,
+}
+
+/// .what = the whole plan: changes in the order apply will run them, and a hash of what they mean
+/// .why = `plan --out` saves it, `apply --plan` checks its hash against a fresh plan before acting
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Plan {
+    /// sha256 hex of the canonical changes
+    pub hash: String,
+    /// when the plan was made, RFC 3339 UTC
+    pub created_at: String,
+    /// the manifest the plan was made from
+    pub wish: Wish,
+    /// the changes, in apply order
+    pub changes: Vec<Change>,
+    /// for each change, the indexes of the changes it waits for
+    #[serde(skip)]
+    pub dependencies: Vec<Vec<usize>>,
+}
+
+impl Plan {
+    /// .what = plans every resource: action, difference, dependency order and hash
+    /// .why = the single place where the live world is compared with the wish
+    pub fn compute<R: Resource>(resources: &[R], wish: Wish) -> Result<Self, EngineError> {
+        let addresses: Vec<ResourceAddress> = resources.iter().map(Resource::address).collect();
+        let edges: Vec<_> = resources.iter().flat_map(Resource::edges).collect();
+        let (order, predecessors) = order_by_dependencies(&addresses, &edges)?;
+
+        let mut position = vec![0; resources.len()];
+        for (rank, &index) in order.iter().enumerate() {
+            position[index] = rank;
+        }
+        let changes: Vec<Change> = order
+            .iter()
+            .map(|&index| {
+                let resource = &resources[index];
+                let desired = resource.desired();
+                let remote = resource.remote();
+                let action = resource.action();
+                let difference = if action == Action::Keep {
+                    None
+                } else {
+                    unified_difference(remote.as_ref(), &desired)
+                };
+                Change {
+                    for_resource: addresses[index].clone(),
+                    action,
+                    state: ChangeState {
+                        desired,
+                        remote,
+                        difference,
+                    },
+                }
+            })
+            .collect();
+        let dependencies = order
+            .iter()
+            .map(|&index| predecessors[index].iter().map(|&before| position[before]).collect())
+            .collect();
+
+        Ok(Plan {
+            hash: compute_plan_hash(&changes),
+            created_at: chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            wish,
+            changes,
+            dependencies,
+        })
+    }
+
+    /// .what = whether applying the plan would change anything
+    /// .why = drives "no changes" and `--detailed-exitcode`
+    pub fn has_changes(&self) -> bool {
+        self.changes.iter().any(|change| change.action.is_change())
+    }
+
+    /// .what = the resources whose planned change differs between `self` and a saved plan
+    /// .why = "plan is stale" must say what changed, not only that something did
+    pub fn differences_from(&self, saved: &Plan) -> Vec<String> {
+        let mut differences = Vec::new();
+        for change in &self.changes {
+            match saved
+                .changes
+                .iter()
+                .find(|other| other.for_resource == change.for_resource)
+            {
+                None => differences.push(format!("{} is new", change.for_resource.slug)),
+                Some(other) if canonical_change(other) != canonical_change(change) => {
+                    let detail = if other.action == change.action {
+                        "its live state changed".to_string()
+                    } else {
+                        format!("was {}, now {}", other.action, change.action)
+                    };
+                    differences.push(format!("{}: {detail}", change.for_resource.slug));
+                }
+                Some(_) => {}
+            }
+        }
+        for other in &saved.changes {
+            if !self
+                .changes
+                .iter()
+                .any(|change| change.for_resource == other.for_resource)
+            {
+                differences.push(format!("{} is no longer declared", other.for_resource.slug));
+            }
+        }
+        if differences.is_empty() && self.hash != saved.hash {
+            differences.push("the order or content of the changes differs".to_string());
+        }
+        differences
+    }
+}
+
+/// what of a change its meaning depends on: never display text, never live metadata
+fn canonical_change(change: &Change) -> Value {
+    let desired = &change.state.desired;
+    serde_json::json!({
+        "forResource": change.for_resource,
+        "action": change.action,
+        "desired": desired,
+        "remote": change.state.remote.as_ref().map(|remote| project_onto(remote, desired)),
+    })
+}
+
+/// .what = a JSON value with every object's keys sorted, printed compactly
+/// .why = equal meanings must hash equal whatever order fields were built in
+pub fn canonical_json(value: &Value) -> String {
+    fn sorted(value: &Value) -> Value {
+        match value {
+            Value::Object(fields) => {
+                let mut entries: Vec<_> = fields.iter().collect();
+                entries.sort_by(|left, right| left.0.cmp(right.0));
+                Value::Object(
+                    entries
+                        .into_iter()
+                        .map(|(key, inner)| (key.clone(), sorted(inner)))
+                        .collect(),
+                )
+            }
+            Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
+            scalar => scalar.clone(),
+        }
+    }
+    sorted(value).to_string()
+}
+
+/// .what = sha256 hex over the canonical changes
+/// .why = the same plan hashes the same in a terminal and in CI, so a saved plan can be checked for staleness
+pub fn compute_plan_hash(changes: &[Change]) -> String {
+    let canonical = Value::Array(changes.iter().map(canonical_change).collect());
+    let digest = Sha256::digest(canonical_json(&canonical).as_bytes());
+    digest.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Edge;
+    use serde_json::json;
+
+    struct Fake {
+        slug: &'static str,
+        desired: Value,
+        remote: Option<Value>,
+        after: Option<&'static str>,
+    }
+
+    fn address(slug: &str) -> ResourceAddress {
+        ResourceAddress {
+            class: "Fake".into(),
+            slug: slug.into(),
+        }
+    }
+
+    impl Resource for Fake {
+        fn address(&self) -> ResourceAddress {
+            address(self.slug)
+        }
+        fn desired(&self) -> Value {
+            self.desired.clone()
+        }
+        fn remote(&self) -> Option<Value> {
+            self.remote.clone()
+        }
+        fn edges(&self) -> Vec<Edge> {
+            self.after
+                .map(|before| Edge {
+                    before: address(before),
+                    after: self.address(),
+                })
+                .into_iter()
+                .collect()
+        }
+    }
+
+    fn wish() -> Wish {
+        Wish {
+            uri: "declastruct.yml".into(),
+        }
+    }
+
+    fn sample(tunnel_pid: u32) -> Vec<Fake> {
+        vec![
+            Fake {
+                slug: "tunnel",
+                desired: json!({"status": "OPEN"}),
+                remote: Some(json!({"status": "CLOSED", "pid": tunnel_pid})),
+                after: Some("bastion"),
+            },
+            Fake {
+                slug: "bastion",
+                desired: json!({"status": "running"}),
+                remote: Some(json!({"status": "running", "instanceId": "i-1"})),
+                after: None,
+            },
+            Fake {
+                slug: "new",
+                desired: json!({"status": "running"}),
+                remote: None,
+                after: None,
+            },
+        ]
+    }
+
+    #[test]
+    fn actions_follow_the_declared_fields() {
+        let plan = Plan::compute(&sample(1), wish()).expect("plan");
+        let actions: Vec<_> = plan
+            .changes
+            .iter()
+            .map(|change| (change.for_resource.slug.as_str(), change.action))
+            .collect();
+        assert_eq!(
+            actions,
+            vec![("bastion", Action::Keep), ("tunnel", Action::Update), ("new", Action::Create)]
+        );
+        assert_eq!(plan.dependencies, vec![vec![], vec![0], vec![]]);
+        assert!(plan.has_changes());
+        assert_eq!(plan.changes[0].state.difference, None);
+        assert!(plan.changes[1].state.difference.is_some());
+    }
+
+    #[test]
+    fn hash_ignores_metadata_and_time_but_not_meaning() {
+        let first = Plan::compute(&sample(1), wish()).expect("plan");
+        let other_pid = Plan::compute(&sample(2), wish()).expect("plan");
+        assert_eq!(first.hash, other_pid.hash);
+        assert_eq!(first.hash.len(), 64);
+
+        let mut changed = sample(1);
+        changed[0].remote = Some(json!({"status": "OPEN"}));
+        let fresh = Plan::compute(&changed, wish()).expect("plan");
+        assert_ne!(first.hash, fresh.hash);
+        assert_eq!(fresh.differences_from(&first), vec!["tunnel: was UPDATE, now KEEP"]);
+    }
+
+    #[test]
+    fn canonical_json_sorts_keys() {
+        assert_eq!(canonical_json(&json!({"b": 1, "a": {"d": 2, "c": 3}})), r#"{"a":{"c":3,"d":2},"b":1}"#);
+    }
+}

@@ -1,0 +1,65 @@
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::Action;
+use crate::diff::project_onto;
+
+/// .what = the address of one resource in a plan: its class and a stable slug
+/// .why = changes, dependencies and `declastruct logs ADDRESS` all name resources by it
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ResourceAddress {
+    /// the resource's kind, e.g. `DeclaredAwsVpcTunnel`
+    pub class: String,
+    /// a stable, human-readable id, unique within a manifest
+    pub slug: String,
+}
+
+impl std::fmt::Display for ResourceAddress {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "{}", self.slug)
+    }
+}
+
+/// .what = an ordering constraint: `before` must be applied before `after`
+/// .why = a bastion starts before its tunnel opens, and a tunnel closes before its bastion stops
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Edge {
+    /// the resource applied first
+    pub before: ResourceAddress,
+    /// the resource applied second
+    pub after: ResourceAddress,
+}
+
+/// .what = one declared resource together with what was observed of it live
+/// .why = the engine plans any kind of resource through this trait, so a new kind needs no engine change
+pub trait Resource {
+    /// the resource's address
+    fn address(&self) -> ResourceAddress;
+
+    /// the declared resource, as the plan document shows it
+    fn desired(&self) -> Value;
+
+    /// the live resource, or `None` when it does not exist
+    fn remote(&self) -> Option<Value>;
+
+    /// the ordering constraints this resource brings, given the whole wish
+    fn edges(&self) -> Vec<Edge> {
+        Vec::new()
+    }
+
+    /// .what = the action that brings the remote to the desired state
+    /// .why = the default compares only what was declared, so live metadata (ids, pids) never shows as drift
+    fn action(&self) -> Action {
+        match self.remote() {
+            None => Action::Create,
+            Some(remote) => {
+                let desired = self.desired();
+                if project_onto(&remote, &desired) == desired {
+                    Action::Keep
+                } else {
+                    Action::Update
+                }
+            }
+        }
+    }
+}
