@@ -188,10 +188,15 @@ impl AwsError {
             .message()
             .map(str::to_string)
             .unwrap_or_else(|| aws_sdk_ec2::error::DisplayErrorContext(&error).to_string());
+        let missing_credentials = detail.contains("no credentials") || detail.contains("credential provider");
+        if missing_credentials {
+            return Self::Call {
+                operation,
+                message: "no AWS credentials were found".to_string(),
+                help: "set AWS_PROFILE (and run `aws sso login` for SSO), or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or `aws.profile` in the manifest".to_string(),
+            };
+        }
         let help = match (&error, code.as_deref()) {
-            (SdkError::DispatchFailure(_) | SdkError::TimeoutError(_), _) => {
-                "AWS could not be reached: check the network, the region and AWS_ENDPOINT_URL".to_string()
-            }
             (_, Some("ExpiredToken" | "ExpiredTokenException" | "RequestExpired")) => {
                 "your AWS credentials have expired: refresh them (e.g. `aws sso login`) and run again".to_string()
             }
@@ -204,8 +209,8 @@ impl AwsError {
             (_, Some("Throttling" | "ThrottlingException" | "RequestLimitExceeded")) => {
                 "AWS is throttling requests even after retries: wait a minute and run again".to_string()
             }
-            _ if detail.contains("credentials") || detail.contains("Credentials") => {
-                "no AWS credentials were found: set AWS_PROFILE (and run `aws sso login` for SSO), or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or `aws.profile` in the manifest".to_string()
+            (SdkError::DispatchFailure(_) | SdkError::TimeoutError(_), _) => {
+                "AWS could not be reached: check the network, the region and AWS_ENDPOINT_URL".to_string()
             }
             _ => "check the region, your credentials and the resource names, then run again".to_string(),
         };

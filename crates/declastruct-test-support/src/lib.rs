@@ -1,14 +1,10 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
+//! .what = test fixtures for declastruct: a moto server, a PostgreSQL server, free ports and the binary's environment
+//! .why = integration tests use real parts where users have real parts, each started on loopback and cleaned up
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+mod moto;
+mod ports;
+mod postgres;
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
-}
+pub use moto::{Moto, SeededBastion};
+pub use ports::{free_port, wait_for_port};
+pub use postgres::Postgres;

@@ -63,6 +63,7 @@ impl std::fmt::Display for Ec2InstanceStatus {
 /// .why = a tunnel names its bastion either way, as the blueprint's `RefByUnique` / `RefByPrimary`
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, JsonSchema)]
 #[serde(untagged)]
+#[schemars(deny_unknown_fields)]
 pub enum Ec2InstanceRef {
     /// by the `exid` tag
     #[schemars(title = "by exid tag")]

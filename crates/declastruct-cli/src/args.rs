@@ -1,0 +1,134 @@
+//! .what = the command line: every command, flag and argument
+//! .why = the contract's interface in one place; clap turns usage errors into exit code 2
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, Parser, Subcommand};
+
+const EXAMPLES: &str = "Examples:
+  declastruct validate
+  declastruct plan -f examples/basic.yml
+  declastruct plan --json --out plan.json
+  declastruct apply --auto-approve
+  declastruct apply --plan plan.json
+  declastruct status --json";
+
+/// Declarative, version-controlled access to private AWS databases through SSM tunnels.
+#[derive(Debug, Parser)]
+#[command(name = "declastruct", version, after_help = EXAMPLES)]
+pub struct Cli {
+    /// The manifest to read
+    #[arg(short = 'f', long = "file", global = true, value_name = "PATH", default_value = "declastruct.yml")]
+    pub file: PathBuf,
+
+    /// Print more (repeat for more detail)
+    #[arg(short, long, global = true, action = ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+
+    /// Print less: only errors and the essential result
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    /// Never colour the output (as does NO_COLOR)
+    #[arg(long, global = true)]
+    pub no_color: bool,
+
+    /// What to do
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// .what = the commands of the contract
+/// .why = one variant a command, each with its own flags
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check the manifest offline (no AWS call)
+    #[command(after_help = "Example:\n  declastruct validate -f declastruct.yml")]
+    Validate,
+
+    /// Read live state and print the changes apply would make
+    #[command(after_help = "Examples:\n  declastruct plan\n  declastruct plan --json --out plan.json\n  declastruct plan --detailed-exitcode   # 0 no changes, 2 changes, 1 error")]
+    Plan(PlanArgs),
+
+    /// Plan, confirm, and apply the changes in dependency order
+    #[command(after_help = "Examples:\n  declastruct apply\n  declastruct apply --auto-approve\n  declastruct apply --plan plan.json")]
+    Apply(ApplyArgs),
+
+    /// Show the live state of every declared resource
+    #[command(after_help = "Examples:\n  declastruct status\n  declastruct status --json")]
+    Status(StatusArgs),
+
+    /// Print the manifest's JSON Schema
+    #[command(after_help = "Example:\n  declastruct schema > schemas/declastruct.schema.json")]
+    Schema,
+
+    /// Print a tunnel's log
+    #[command(after_help = "Example:\n  declastruct logs vpc-main-bastion.ahbodedb.7775 --follow")]
+    Logs(LogsArgs),
+
+    /// Print a shell completion script
+    #[command(after_help = "Example:\n  declastruct completions bash > ~/.local/share/bash-completion/completions/declastruct")]
+    Completions {
+        /// The shell
+        shell: clap_complete::Shell,
+    },
+}
+
+/// .what = the flags of `plan`
+/// .why = JSON for CI, a saved plan for `apply --plan`, and exit codes that tell "changes" from "no changes"
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Print only the plan document, as JSON
+    #[arg(long)]
+    pub json: bool,
+
+    /// Save the plan document to FILE, for `apply --plan FILE`
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+
+    /// Exit 0 when there are no changes, 2 when there are, 1 on error
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+}
+
+/// .what = the flags of `apply`
+/// .why = confirmation, saved plans and concurrency
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// Apply a plan saved by `plan --out FILE`, without asking, if it is not stale
+    #[arg(long, value_name = "FILE")]
+    pub plan: Option<PathBuf>,
+
+    /// Do not ask for confirmation
+    #[arg(long)]
+    pub auto_approve: bool,
+
+    /// How many independent changes may run at once
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..))]
+    pub parallelism: u16,
+
+    /// Print only JSON: the plan and the outcome of each change
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// .what = the flags of `status`
+/// .why = a table for people, JSON for scripts
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// .what = the arguments of `logs`
+/// .why = a tunnel's log by the slug `plan` prints
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// The tunnel's address, as `plan` prints it (e.g. vpc-main-bastion.ahbodedb.7775)
+    pub address: String,
+
+    /// Keep printing what is appended
+    #[arg(long)]
+    pub follow: bool,
+}

@@ -1,0 +1,59 @@
+//! .what = the `declastruct` command line: arguments, manifest loading, rendering and the commands
+//! .why = wires the engine and the AWS crate together; `main` only calls `run`
+
+pub mod args;
+pub mod commands;
+pub mod located;
+pub mod manifest;
+pub mod render;
+pub mod resources;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::args::{Cli, Command};
+
+/// .what = runs the command line and returns the process's exit code
+/// .why = keeps `main` a few lines and the whole flow testable
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    let no_color = cli.no_color || std::env::var_os("NO_COLOR").is_some_and(|value| !value.is_empty());
+    if no_color {
+        anstream::ColorChoice::Never.write_global();
+    }
+    let stderr_terminal = std::io::stderr().is_terminal();
+    let stderr_color = !no_color && stderr_terminal;
+    let _ = miette::set_hook(Box::new(move |_| {
+        Box::new(
+            miette::MietteHandlerOpts::new()
+                .color(stderr_color)
+                .unicode(stderr_color)
+                .terminal_links(false)
+                .wrap_lines(stderr_terminal)
+                .build(),
+        )
+    }));
+
+    match &cli.command {
+        Command::Validate => commands::validate::run(&cli),
+        Command::Schema => commands::schema::run(),
+        Command::Completions { shell } => commands::completions::run(*shell),
+        Command::Plan(args) => block_on(commands::plan::run(&cli, args)),
+        Command::Apply(_) | Command::Status(_) | Command::Logs(_) => {
+            eprintln!("error: this command is not available yet");
+            ExitCode::from(commands::EXIT_FAILURE)
+        }
+    }
+}
+
+fn block_on(future: impl std::future::Future<Output = ExitCode>) -> ExitCode {
+    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime.block_on(future),
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            ExitCode::from(commands::EXIT_FAILURE)
+        }
+    }
+}

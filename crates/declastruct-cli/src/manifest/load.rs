@@ -1,0 +1,532 @@
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use declastruct_aws::{AwsSettings, DesiredInstanceStatus, Ec2InstanceRef, VpcTunnelStatus};
+use miette::{NamedSource, SourceSpan};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use serde_path_to_error::Segment;
+
+use super::error::ManifestError;
+use super::model::{Ec2InstanceDeclaration, RdsClusterDeclaration, ResourceDeclaration, VpcTunnelDeclaration};
+use super::yaml_tree::{Node, NodeValue, Step, parse};
+
+const KINDS: [&str; 3] = ["DeclaredAwsEc2Instance", "DeclaredAwsRdsCluster", "DeclaredAwsVpcTunnel"];
+
+/// .what = a loaded, valid manifest: its settings and resources, each with the YAML it came from
+/// .why = later errors (a bastion that does not exist) still point at the line that declared it
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    /// the path as the user gave it
+    pub uri: String,
+    /// the file's text, for diagnostics
+    pub source: Arc<NamedSource<String>>,
+    /// the `aws` block, empty when absent
+    pub aws: AwsSettings,
+    /// the resources in declaration order
+    pub resources: Vec<DeclaredResource>,
+}
+
+/// .what = one declared resource and its YAML node
+/// .why = spans for diagnostics after loading
+#[derive(Debug, Clone)]
+pub struct DeclaredResource {
+    /// the declaration
+    pub declaration: ResourceDeclaration,
+    /// where it stands in the file
+    pub node: Node,
+}
+
+impl Manifest {
+    /// .what = the span of a field of resource `index` (e.g. `via.bastion`), or the resource's first line
+    /// .why = errors found while planning point at the declaration that caused them
+    pub fn span_of(&self, index: usize, path: &[&str]) -> SourceSpan {
+        let node = &self.resources[index].node;
+        let steps: Vec<Step> = path.iter().map(|key| Step::Key((*key).to_string())).collect();
+        let found = node.walk(&steps);
+        if std::ptr::eq(found, node) {
+            node.first_line_span(self.source.inner())
+        } else {
+            found.first_line_span(self.source.inner())
+        }
+    }
+}
+
+/// .what = reads and validates a manifest file, with no AWS call
+/// .why = `validate`, `plan`, `apply` and `status` all start here, and every problem is reported at once
+pub fn load_manifest(path: &Path) -> Result<Manifest, Vec<ManifestError>> {
+    let uri = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse_manifest(&uri, text),
+        Err(error) => Err(vec![ManifestError {
+            code: "declastruct::manifest::unreadable",
+            message: format!("cannot read the manifest {uri}: {error}"),
+            help: if error.kind() == std::io::ErrorKind::NotFound {
+                "create declastruct.yml here (see `declastruct schema` and the examples/ folder), or pass `-f PATH`".into()
+            } else {
+                "check that the file is readable".into()
+            },
+            source: None,
+            labels: Vec::new(),
+        }]),
+    }
+}
+
+/// .what = validates manifest text, as `load_manifest` does for a file
+/// .why = the same checks for files and for tests
+pub fn parse_manifest(uri: &str, text: String) -> Result<Manifest, Vec<ManifestError>> {
+    let source = Arc::new(NamedSource::new(uri, text.clone()).with_language("yaml"));
+    let root = match parse(&text) {
+        Ok(Some(root)) => root,
+        Ok(None) => {
+            return Err(vec![ManifestError {
+                code: "declastruct::manifest::empty",
+                message: format!("the manifest {uri} is empty"),
+                help: "declare `resources:` (see `declastruct schema` and the examples/ folder)".into(),
+                source: None,
+                labels: Vec::new(),
+            }]);
+        }
+        Err(problem) => {
+            return Err(vec![ManifestError::at(
+                "declastruct::manifest::syntax",
+                &source,
+                problem.span,
+                "here",
+                format!("the manifest is not valid YAML: {}", problem.message),
+                "fix the YAML syntax at the marked position (indentation, a missing `:` or an unclosed bracket)",
+            )]);
+        }
+    };
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct TopLevel {
+        #[serde(default)]
+        aws: Option<AwsSettings>,
+        resources: Vec<Value>,
+    }
+    let top: TopLevel = deserialize_at(&root, &[], &source).map_err(|error| vec![error])?;
+
+    let mut errors = Vec::new();
+    let mut resources = Vec::new();
+    for (index, _) in top.resources.iter().enumerate() {
+        let path = [Step::Key("resources".into()), Step::Index(index)];
+        let node = root.walk(&path).clone();
+        match declaration_at(&node, &path, &source) {
+            Ok(declaration) => resources.push(DeclaredResource { declaration, node }),
+            Err(error) => errors.push(error),
+        }
+    }
+    if errors.is_empty() {
+        errors.extend(check_relations(&resources, &source));
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(Manifest {
+        uri: uri.to_string(),
+        source,
+        aws: top.aws.unwrap_or_default(),
+        resources,
+    })
+}
+
+fn declaration_at(node: &Node, path: &[Step], source: &Arc<NamedSource<String>>) -> Result<ResourceDeclaration, ManifestError> {
+    if !matches!(node.value, NodeValue::Mapping(_)) {
+        return Err(ManifestError::at(
+            "declastruct::manifest::wrong_type",
+            source,
+            node.first_line_span(source.inner()),
+            "expected a map with `kind:`",
+            format!("{}: a resource must be a map", describe(path)),
+            format!("write each resource as a map starting with `kind:` ({})", KINDS.join(", ")),
+        ));
+    }
+    let Some((kind_key, kind_node)) = node.entry("kind") else {
+        return Err(ManifestError::at(
+            "declastruct::manifest::missing_kind",
+            source,
+            node.first_line_span(source.inner()),
+            "this resource has no `kind`",
+            format!("{}: missing field `kind`", describe(path)),
+            format!("add `kind:` with one of {}", KINDS.join(", ")),
+        ));
+    };
+    let kind = match &kind_node.value {
+        NodeValue::Scalar(Value::String(kind)) => kind.as_str(),
+        _ => "",
+    };
+    let mut fields = node.to_json();
+    if let Value::Object(map) = &mut fields {
+        map.remove("kind");
+    }
+    let declaration = match kind {
+        "DeclaredAwsEc2Instance" => {
+            ResourceDeclaration::DeclaredAwsEc2Instance(deserialize_value::<Ec2InstanceDeclaration>(fields, node, path, source)?)
+        }
+        "DeclaredAwsRdsCluster" => {
+            ResourceDeclaration::DeclaredAwsRdsCluster(deserialize_value::<RdsClusterDeclaration>(fields, node, path, source)?)
+        }
+        "DeclaredAwsVpcTunnel" => {
+            ResourceDeclaration::DeclaredAwsVpcTunnel(deserialize_value::<VpcTunnelDeclaration>(fields, node, path, source)?)
+        }
+        _ => {
+            let closest = KINDS
+                .iter()
+                .min_by_key(|candidate| strsim::levenshtein(kind, candidate))
+                .copied()
+                .unwrap_or(KINDS[0]);
+            let shown = match &kind_node.value {
+                NodeValue::Scalar(Value::String(kind)) => kind.clone(),
+                _ => kind_node.to_json().to_string(),
+            };
+            let _ = kind_key;
+            return Err(ManifestError::at(
+                "declastruct::manifest::unknown_kind",
+                source,
+                kind_node.span,
+                "unknown kind",
+                format!("{}: unknown kind `{shown}`", describe(path)),
+                format!("use one of {}; did you mean `{closest}`?", KINDS.join(", ")),
+            ));
+        }
+    };
+    Ok(declaration)
+}
+
+fn deserialize_at<T: DeserializeOwned>(node: &Node, path: &[Step], source: &Arc<NamedSource<String>>) -> Result<T, ManifestError> {
+    deserialize_value(node.to_json(), node, path, source)
+}
+
+/// deserializes `value` (the JSON of `node`, at `path` in the file), turning serde's error into a diagnostic at
+/// the offending key or value
+fn deserialize_value<T: DeserializeOwned>(
+    value: Value,
+    node: &Node,
+    path: &[Step],
+    source: &Arc<NamedSource<String>>,
+) -> Result<T, ManifestError> {
+    serde_path_to_error::deserialize(value).map_err(|error| {
+        let mut steps: Vec<Step> = Vec::new();
+        for segment in error.path().iter() {
+            match segment {
+                Segment::Seq { index } => steps.push(Step::Index(*index)),
+                Segment::Map { key } => steps.push(Step::Key(key.clone())),
+                Segment::Enum { .. } | Segment::Unknown => {}
+            }
+        }
+        let message = error.inner().to_string();
+        let mut full_path = path.to_vec();
+        full_path.extend(steps.iter().cloned());
+        translate(&message, node, &steps, &full_path, source)
+    })
+}
+
+fn translate(message: &str, node: &Node, steps: &[Step], full_path: &[Step], source: &Arc<NamedSource<String>>) -> ManifestError {
+    let text = source.inner();
+    let target = node.walk(steps);
+    let at_value = target.span;
+    let where_ = describe(full_path);
+    if let Some(field) = between(message, "unknown field `", "`") {
+        // the path may end at the map that holds the field, or at the field itself
+        let key_span = target
+            .entry(&field)
+            .map(|(key, _)| key.span)
+            .or_else(|| {
+                let parent = node.walk(&steps[..steps.len().saturating_sub(1)]);
+                parent.entry(&field).map(|(key, _)| key.span)
+            })
+            .unwrap_or(at_value);
+        let expected = message.split_once(", expected ").map_or("none", |(_, expected)| expected);
+        let where_ = describe(&strip_key(full_path, &field));
+        return ManifestError::at(
+            "declastruct::manifest::unknown_field",
+            source,
+            key_span,
+            "unknown field",
+            format!("{where_}: unknown field `{field}`"),
+            format!("remove `{field}` or fix its spelling; expected {expected}"),
+        );
+    }
+    if let Some(field) = between(message, "missing field `", "`") {
+        // point at the key that owns the incomplete map, or at the resource's first line
+        let span = match steps.last() {
+            Some(Step::Key(owner)) => node
+                .walk(&steps[..steps.len() - 1])
+                .entry(owner)
+                .map_or(target.first_line_span(text), |(key, _)| key.span),
+            _ => target.first_line_span(text),
+        };
+        return ManifestError::at(
+            "declastruct::manifest::missing_field",
+            source,
+            span,
+            format!("`{field}` is missing here"),
+            format!("{where_}: missing field `{field}`"),
+            format!("add `{field}:` (see `declastruct schema` for what it takes)"),
+        );
+    }
+    if message.contains("is outside 1..=65535") {
+        return ManifestError::at(
+            "declastruct::manifest::port_out_of_range",
+            source,
+            at_value,
+            "not a TCP port",
+            format!("{where_}: {message}"),
+            "pick a free local port between 1 and 65535, e.g. 7775",
+        );
+    }
+    if let Some(variant) = between(message, "unknown variant `", "`") {
+        let expected = message.split_once(", expected ").map_or("", |(_, expected)| expected);
+        let host_field = matches!(full_path.last(), Some(Step::Key(key)) if key == "host");
+        let (code, help) = if host_field {
+            (
+                "declastruct::manifest::host_not_loopback",
+                "a tunnel listens on this machine only: use `localhost` or `127.0.0.1`".to_string(),
+            )
+        } else {
+            ("declastruct::manifest::invalid_value", format!("use {expected}"))
+        };
+        return ManifestError::at(
+            code,
+            source,
+            at_value,
+            "not allowed here",
+            format!("{where_}: `{variant}` is not allowed"),
+            help,
+        );
+    }
+    if message.starts_with("invalid type") || message.starts_with("invalid value") {
+        return ManifestError::at(
+            "declastruct::manifest::wrong_type",
+            source,
+            at_value,
+            "wrong type",
+            format!("{where_}: {message}"),
+            "change the value to the expected type (see `declastruct schema`)",
+        );
+    }
+    ManifestError::at(
+        "declastruct::manifest::invalid_value",
+        source,
+        target.first_line_span(text),
+        "here",
+        format!("{where_}: {message}"),
+        "fix the value at the marked position (see `declastruct schema`)",
+    )
+}
+
+fn strip_key(path: &[Step], field: &str) -> Vec<Step> {
+    match path.last() {
+        Some(Step::Key(key)) if key == field => path[..path.len() - 1].to_vec(),
+        _ => path.to_vec(),
+    }
+}
+
+fn between(text: &str, start: &str, end: &str) -> Option<String> {
+    let rest = &text[text.find(start)? + start.len()..];
+    Some(rest[..rest.find(end)?].to_string())
+}
+
+/// a path as `resources[2].from.port`
+fn describe(path: &[Step]) -> String {
+    let mut out = String::new();
+    for step in path {
+        match step {
+            Step::Key(key) => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+            Step::Index(index) => out.push_str(&format!("[{index}]")),
+        }
+    }
+    if out.is_empty() { "the manifest".into() } else { out }
+}
+
+/// duplicate resources, two tunnels on one port, an OPEN tunnel through a bastion declared stopped
+fn check_relations(resources: &[DeclaredResource], source: &Arc<NamedSource<String>>) -> Vec<ManifestError> {
+    let text = source.inner();
+    let mut errors = Vec::new();
+    let mut seen: HashMap<_, &DeclaredResource> = HashMap::new();
+    let mut ports: HashMap<u16, &DeclaredResource> = HashMap::new();
+    let mut bastions: HashMap<String, (&Ec2InstanceDeclaration, &DeclaredResource)> = HashMap::new();
+
+    for resource in resources {
+        let address = resource.declaration.address();
+        if let Some(first) = seen.insert(address.clone(), resource) {
+            errors.push(
+                ManifestError::at(
+                    "declastruct::manifest::duplicate_resource",
+                    source,
+                    resource.node.first_line_span(text),
+                    "declared again here",
+                    format!("{} `{}` is declared twice", address.class, address.slug),
+                    "declare each resource once: remove one of the two, or merge them",
+                )
+                .also("first declared here", first.node.first_line_span(text)),
+            );
+        }
+        match &resource.declaration {
+            ResourceDeclaration::DeclaredAwsEc2Instance(instance) => {
+                bastions.insert(instance.exid.clone(), (instance, resource));
+            }
+            ResourceDeclaration::DeclaredAwsVpcTunnel(tunnel) => {
+                if let Some(first) = ports.insert(tunnel.from.port, resource)
+                    && !std::ptr::eq(first, resource)
+                    && first.declaration.address() != address
+                {
+                    let port_span = |declared: &DeclaredResource| {
+                        declared
+                            .node
+                            .walk(&[Step::Key("from".into()), Step::Key("port".into())])
+                            .span
+                    };
+                    errors.push(
+                        ManifestError::at(
+                            "declastruct::manifest::duplicate_port",
+                            source,
+                            port_span(resource),
+                            "used again here",
+                            format!("two tunnels listen on local port {}", tunnel.from.port),
+                            "give each tunnel its own `from.port`",
+                        )
+                        .also("first used here", port_span(first)),
+                    );
+                }
+            }
+            ResourceDeclaration::DeclaredAwsRdsCluster(_) => {}
+        }
+    }
+
+    for resource in resources {
+        let ResourceDeclaration::DeclaredAwsVpcTunnel(tunnel) = &resource.declaration else {
+            continue;
+        };
+        let Ec2InstanceRef::ByUnique { exid } = &tunnel.via.bastion else {
+            continue;
+        };
+        if tunnel.status != VpcTunnelStatus::Open {
+            continue;
+        }
+        if let Some((bastion, bastion_resource)) = bastions.get(exid)
+            && bastion.status == Some(DesiredInstanceStatus::Stopped)
+        {
+            errors.push(
+                ManifestError::at(
+                    "declastruct::manifest::open_through_stopped_bastion",
+                    source,
+                    resource.node.walk(&[Step::Key("status".into())]).span,
+                    "declared OPEN",
+                    format!("the tunnel on local port {} is OPEN, but its bastion `{exid}` is declared stopped", tunnel.from.port),
+                    "a tunnel needs a running bastion: set the tunnel to CLOSED, or the bastion to running",
+                )
+                .also(
+                    "declared stopped",
+                    bastion_resource.node.walk(&[Step::Key("status".into())]).span,
+                ),
+            );
+        }
+    }
+    errors
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VALID: &str = "aws:\n  region: us-east-1\nresources:\n  - kind: DeclaredAwsEc2Instance\n    exid: vpc-main-bastion\n    status: running\n  - kind: DeclaredAwsRdsCluster\n    name: ahbodedb\n  - kind: DeclaredAwsVpcTunnel\n    via:\n      mechanism: aws.ssm\n      bastion: { exid: vpc-main-bastion }\n    into:\n      cluster: { name: ahbodedb }\n    from:\n      host: localhost\n      port: 7775\n    status: OPEN\n";
+
+    fn first_error(text: &str) -> ManifestError {
+        parse_manifest("declastruct.yml", text.to_string())
+            .expect_err("invalid")
+            .remove(0)
+    }
+
+    fn pointed_at(text: &str, error: &ManifestError) -> String {
+        let span = error.labels[0].1;
+        text[span.offset()..span.offset() + span.len()].to_string()
+    }
+
+    #[test]
+    fn loads_the_contract_example() {
+        let manifest = parse_manifest("declastruct.yml", VALID.to_string()).expect("valid");
+        assert_eq!(manifest.aws.region.as_deref(), Some("us-east-1"));
+        let slugs: Vec<String> = manifest
+            .resources
+            .iter()
+            .map(|resource| resource.declaration.address().slug)
+            .collect();
+        assert_eq!(slugs, vec!["vpc-main-bastion", "ahbodedb", "vpc-main-bastion.ahbodedb.7775"]);
+    }
+
+    #[test]
+    fn port_out_of_range_points_at_the_port() {
+        let text = VALID.replace("port: 7775", "port: 7775432");
+        let error = first_error(&text);
+        assert_eq!(error.code, "declastruct::manifest::port_out_of_range");
+        assert_eq!(pointed_at(&text, &error), "7775432");
+        assert!(error.message.contains("resources[2].from.port"), "{}", error.message);
+    }
+
+    #[test]
+    fn unknown_field_points_at_the_key() {
+        let text = VALID.replace("    name: ahbodedb\n", "    name: ahbodedb\n    engine: postgres\n");
+        let error = first_error(&text);
+        assert_eq!(error.code, "declastruct::manifest::unknown_field");
+        assert_eq!(pointed_at(&text, &error), "engine");
+    }
+
+    #[test]
+    fn unknown_field_in_a_reference_points_at_the_key() {
+        let text = VALID.replace("cluster: { name: ahbodedb }", "cluster: { name: ahbodedb, arn: x }");
+        let error = first_error(&text);
+        assert_eq!(error.code, "declastruct::manifest::unknown_field");
+        assert_eq!(pointed_at(&text, &error), "arn");
+    }
+
+    #[test]
+    fn non_loopback_host_is_rejected() {
+        let text = VALID.replace("host: localhost", "host: 0.0.0.0");
+        let error = first_error(&text);
+        assert_eq!(error.code, "declastruct::manifest::host_not_loopback");
+        assert_eq!(pointed_at(&text, &error), "0.0.0.0");
+    }
+
+    #[test]
+    fn wrong_type_points_at_the_value() {
+        let text = VALID.replace("port: 7775", "port: seven");
+        let error = first_error(&text);
+        assert_eq!(error.code, "declastruct::manifest::wrong_type");
+        assert_eq!(pointed_at(&text, &error), "seven");
+    }
+
+    #[test]
+    fn unknown_kind_suggests_the_closest() {
+        let text = VALID.replace("kind: DeclaredAwsRdsCluster", "kind: DeclaredAwsRdsClustr");
+        let error = first_error(&text);
+        assert_eq!(error.code, "declastruct::manifest::unknown_kind");
+        assert_eq!(pointed_at(&text, &error), "DeclaredAwsRdsClustr");
+        assert!(error.help.contains("did you mean `DeclaredAwsRdsCluster`"));
+    }
+
+    #[test]
+    fn open_tunnel_through_a_stopped_bastion_is_rejected() {
+        let text = VALID.replace("status: running", "status: stopped");
+        let error = first_error(&text);
+        assert_eq!(error.code, "declastruct::manifest::open_through_stopped_bastion");
+        assert_eq!(pointed_at(&text, &error), "OPEN");
+        assert_eq!(error.labels.len(), 2);
+    }
+
+    #[test]
+    fn a_reference_needs_exactly_one_key() {
+        let text = VALID.replace("bastion: { exid: vpc-main-bastion }", "bastion: { exid: a, instanceId: i-1 }");
+        let error = first_error(&text);
+        assert!(error.message.contains("exactly one of `exid` or `instanceId`"), "{}", error.message);
+    }
+}

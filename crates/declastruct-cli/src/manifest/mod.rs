@@ -1,0 +1,11 @@
+//! .what = the manifest: its types (and so its JSON Schema), the loader and every offline validation
+//! .why = a bad manifest is reported with file, line and column before any AWS call
+
+mod error;
+mod load;
+mod model;
+mod yaml_tree;
+
+pub use error::ManifestError;
+pub use load::{DeclaredResource, Manifest, load_manifest, parse_manifest};
+pub use model::*;

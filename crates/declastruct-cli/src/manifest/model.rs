@@ -1,0 +1,142 @@
+use declastruct_aws::{
+    AwsSettings, DeclaredAwsVpcTunnel, DesiredInstanceStatus, Ec2InstanceRef, RdsClusterRef, VpcTunnelFrom,
+    VpcTunnelInto, VpcTunnelStatus, VpcTunnelVia,
+};
+use declastruct_engine::ResourceAddress;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// .what = the manifest file, `declastruct.yml`
+/// .why = one type is both the deserialization target and the source of the JSON Schema, so they cannot drift
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(
+    title = "declastruct manifest",
+    description = "Declares EC2 bastions, RDS clusters and SSM port-forwarding tunnels for `declastruct plan` and `declastruct apply`."
+)]
+pub struct ManifestDocument {
+    /// AWS settings; otherwise the standard AWS chain (AWS_REGION, AWS_PROFILE, ~/.aws/config, SSO)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws: Option<AwsSettings>,
+    /// the declared resources
+    pub resources: Vec<ResourceDeclaration>,
+}
+
+/// .what = one declared resource, told apart by `kind`
+/// .why = unknown kinds are errors, never ignored
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind")]
+pub enum ResourceDeclaration {
+    /// an EC2 instance used as a bastion, referenced by its `exid` tag
+    DeclaredAwsEc2Instance(Ec2InstanceDeclaration),
+    /// a read-only reference to an RDS cluster, by cluster identifier
+    DeclaredAwsRdsCluster(RdsClusterDeclaration),
+    /// an SSM port-forwarding tunnel from a local port through a bastion into a cluster
+    DeclaredAwsVpcTunnel(VpcTunnelDeclaration),
+}
+
+/// .what = a declared bastion
+/// .why = apply starts or stops it to match `status`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Ec2InstanceDeclaration {
+    /// the value of the instance's `exid` tag
+    pub exid: String,
+    /// the desired status; when absent, the instance is only referenced, never started or stopped
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<DesiredInstanceStatus>,
+}
+
+/// .what = a declared cluster
+/// .why = a read-only reference: declastruct never creates or changes clusters
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RdsClusterDeclaration {
+    /// the cluster identifier
+    pub name: String,
+}
+
+/// .what = a declared tunnel
+/// .why = apply opens or closes it to match `status`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VpcTunnelDeclaration {
+    /// the mechanism and the bastion to tunnel through
+    pub via: VpcTunnelVia,
+    /// the cluster to tunnel into
+    pub into: VpcTunnelInto,
+    /// the local end: a loopback host and a port
+    pub from: VpcTunnelFrom,
+    /// OPEN or CLOSED
+    pub status: VpcTunnelStatus,
+}
+
+impl VpcTunnelDeclaration {
+    /// .what = the declaration as the AWS crate's domain object
+    /// .why = the operations take domain objects
+    pub fn to_domain(&self) -> DeclaredAwsVpcTunnel {
+        DeclaredAwsVpcTunnel {
+            via: self.via.clone(),
+            into: self.into.clone(),
+            from: self.from.clone(),
+            status: Some(self.status),
+            pid: None,
+        }
+    }
+}
+
+/// .what = the class name of each kind
+/// .why = plans and slugs use the TypeScript declastruct's class names
+pub const EC2_INSTANCE_CLASS: &str = "DeclaredAwsEc2Instance";
+/// the class of clusters
+pub const RDS_CLUSTER_CLASS: &str = "DeclaredAwsRdsCluster";
+/// the class of tunnels
+pub const VPC_TUNNEL_CLASS: &str = "DeclaredAwsVpcTunnel";
+
+/// .what = the address of a bastion reference
+/// .why = tunnels depend on declared bastions by address
+pub fn bastion_address(reference: &Ec2InstanceRef) -> ResourceAddress {
+    ResourceAddress {
+        class: EC2_INSTANCE_CLASS.into(),
+        slug: reference.key().to_string(),
+    }
+}
+
+/// .what = the address of a cluster reference
+/// .why = tunnels depend on declared clusters by address
+pub fn cluster_address(reference: &RdsClusterRef) -> ResourceAddress {
+    ResourceAddress {
+        class: RDS_CLUSTER_CLASS.into(),
+        slug: reference.name.clone(),
+    }
+}
+
+impl ResourceDeclaration {
+    /// .what = the resource's class and slug
+    /// .why = the slug is what `plan` prints and `logs ADDRESS` takes: `{exid}`, `{name}`,
+    /// or `{bastion}.{cluster}.{port}` for a tunnel
+    pub fn address(&self) -> ResourceAddress {
+        match self {
+            Self::DeclaredAwsEc2Instance(instance) => bastion_address(&Ec2InstanceRef::by_exid(&instance.exid)),
+            Self::DeclaredAwsRdsCluster(cluster) => cluster_address(&RdsClusterRef::by_name(&cluster.name)),
+            Self::DeclaredAwsVpcTunnel(tunnel) => ResourceAddress {
+                class: VPC_TUNNEL_CLASS.into(),
+                slug: format!(
+                    "{}.{}.{}",
+                    tunnel.via.bastion.key(),
+                    tunnel.into.cluster.name,
+                    tunnel.from.port
+                ),
+            },
+        }
+    }
+}
+
+/// .what = the manifest's JSON Schema, as checked in at `schemas/declastruct.schema.json`
+/// .why = editors complete and check manifests with it; `declastruct schema` prints it
+pub fn manifest_schema() -> String {
+    let schema = schemars::schema_for!(ManifestDocument);
+    let mut text = serde_json::to_string_pretty(&schema).unwrap_or_default();
+    text.push('\n');
+    text
+}

@@ -1,0 +1,335 @@
+use std::collections::HashMap;
+
+use miette::SourceSpan;
+use serde_json::Value;
+use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
+use yaml_rust2::scanner::{Marker, TScalarStyle};
+use yaml_rust2::Yaml;
+
+/// .what = a YAML value with the byte span it came from
+/// .why = every manifest error names the file, line and column of the offending value
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    /// the value
+    pub value: NodeValue,
+    /// where it starts and how far it reaches
+    pub span: SourceSpan,
+}
+
+/// .what = the three shapes a YAML value takes
+/// .why = scalars are already resolved to JSON types (YAML 1.2 core schema)
+#[derive(Debug, Clone, PartialEq)]
+pub enum NodeValue {
+    /// a string, number, boolean or null
+    Scalar(Value),
+    /// a list
+    Sequence(Vec<Node>),
+    /// a map, keys in document order
+    Mapping(Vec<(Node, Node)>),
+}
+
+/// .what = a YAML syntax problem and where it is
+/// .why = the loader turns it into a diagnostic with a span
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyntaxProblem {
+    /// what is wrong
+    pub message: String,
+    /// where
+    pub span: SourceSpan,
+}
+
+/// a path step into a tree
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// a map key
+    Key(String),
+    /// a list index
+    Index(usize),
+}
+
+impl Node {
+    /// .what = the node as a plain JSON value
+    /// .why = serde deserializes the manifest's types from it
+    pub fn to_json(&self) -> Value {
+        match &self.value {
+            NodeValue::Scalar(value) => value.clone(),
+            NodeValue::Sequence(items) => Value::Array(items.iter().map(Node::to_json).collect()),
+            NodeValue::Mapping(entries) => Value::Object(
+                entries
+                    .iter()
+                    .map(|(key, value)| (key.key_text(), value.to_json()))
+                    .collect(),
+            ),
+        }
+    }
+
+    fn key_text(&self) -> String {
+        match &self.value {
+            NodeValue::Scalar(Value::String(text)) => text.clone(),
+            NodeValue::Scalar(other) => other.to_string(),
+            _ => String::new(),
+        }
+    }
+
+    /// .what = the value under map key `key`, if this is a map that has it
+    /// .why = walks paths and finds fields to point at
+    pub fn get(&self, key: &str) -> Option<&Node> {
+        self.entry(key).map(|(_, value)| value)
+    }
+
+    /// .what = the key node and the value node of map key `key`
+    /// .why = an unknown field is pointed at by its key, a wrong value by its value
+    pub fn entry(&self, key: &str) -> Option<(&Node, &Node)> {
+        match &self.value {
+            NodeValue::Mapping(entries) => entries
+                .iter()
+                .find(|(candidate, _)| candidate.key_text() == key)
+                .map(|(key, value)| (key, value)),
+            _ => None,
+        }
+    }
+
+    /// .what = the node at `path`, as deep as it can be followed
+    /// .why = an error deep in a resource still points as close to its cause as the tree allows
+    pub fn walk(&self, path: &[Step]) -> &Node {
+        let mut node = self;
+        for step in path {
+            let next = match (step, &node.value) {
+                (Step::Key(key), _) => node.get(key),
+                (Step::Index(index), NodeValue::Sequence(items)) => items.get(*index),
+                _ => None,
+            };
+            match next {
+                Some(next) => node = next,
+                None => break,
+            }
+        }
+        node
+    }
+
+    /// .what = this node's first line only
+    /// .why = a whole resource is labelled by its first line, not by twenty lines of highlight
+    pub fn first_line_span(&self, source: &str) -> SourceSpan {
+        let start = self.span.offset();
+        let line_end = source[start..].find('\n').map_or(source.len(), |end| start + end);
+        (start, line_end.saturating_sub(start).max(1)).into()
+    }
+}
+
+/// .what = parses the first YAML document of `source` into a tree with spans
+/// .why = serde_yaml keeps no spans for nested values; this keeps one for every value
+pub fn parse(source: &str) -> Result<Option<Node>, SyntaxProblem> {
+    let char_offsets: Vec<usize> = source
+        .char_indices()
+        .map(|(offset, _)| offset)
+        .chain(std::iter::once(source.len()))
+        .collect();
+    let mut builder = TreeBuilder {
+        source,
+        char_offsets: &char_offsets,
+        stack: Vec::new(),
+        anchors: HashMap::new(),
+        root: None,
+        problem: None,
+    };
+    let mut parser = Parser::new_from_str(source);
+    if let Err(error) = parser.load(&mut builder, false) {
+        let offset = builder.byte_offset(error.marker());
+        return Err(SyntaxProblem {
+            message: error.info().to_string(),
+            span: (offset.min(source.len().saturating_sub(1)), 1).into(),
+        });
+    }
+    if let Some(problem) = builder.problem {
+        return Err(problem);
+    }
+    Ok(builder.root)
+}
+
+enum Partial {
+    Sequence {
+        items: Vec<Node>,
+        start: usize,
+        anchor: usize,
+    },
+    Mapping {
+        entries: Vec<(Node, Node)>,
+        pending_key: Option<Node>,
+        start: usize,
+        anchor: usize,
+    },
+}
+
+struct TreeBuilder<'a> {
+    source: &'a str,
+    char_offsets: &'a [usize],
+    stack: Vec<Partial>,
+    anchors: HashMap<usize, Node>,
+    root: Option<Node>,
+    problem: Option<SyntaxProblem>,
+}
+
+impl TreeBuilder<'_> {
+    fn byte_offset(&self, marker: &Marker) -> usize {
+        self.char_offsets
+            .get(marker.index())
+            .copied()
+            .unwrap_or(self.source.len())
+    }
+
+    fn finish(&mut self, node: Node, anchor: usize) {
+        if anchor > 0 {
+            self.anchors.insert(anchor, node.clone());
+        }
+        match self.stack.last_mut() {
+            None => {
+                if self.root.is_none() {
+                    self.root = Some(node);
+                }
+            }
+            Some(Partial::Sequence { items, .. }) => items.push(node),
+            Some(Partial::Mapping {
+                entries,
+                pending_key,
+                ..
+            }) => match pending_key.take() {
+                None => *pending_key = Some(node),
+                Some(key) => {
+                    let text = key.key_text();
+                    if entries.iter().any(|(existing, _)| existing.key_text() == text) && self.problem.is_none() {
+                        self.problem = Some(SyntaxProblem {
+                            message: format!("the key `{text}` appears twice in one map"),
+                            span: key.span,
+                        });
+                    }
+                    entries.push((key, node));
+                }
+            },
+        }
+    }
+
+    fn scalar_span(&self, start: usize, text: &str, style: TScalarStyle) -> SourceSpan {
+        let quotes = if matches!(style, TScalarStyle::SingleQuoted | TScalarStyle::DoubleQuoted) {
+            2
+        } else {
+            0
+        };
+        let line_end = self.source[start.min(self.source.len())..]
+            .find('\n')
+            .map_or(self.source.len(), |end| start + end);
+        let length = (text.len() + quotes).min(line_end.saturating_sub(start)).max(1);
+        (start, length).into()
+    }
+}
+
+impl MarkedEventReceiver for TreeBuilder<'_> {
+    fn on_event(&mut self, event: Event, marker: Marker) {
+        let offset = self.byte_offset(&marker);
+        match event {
+            Event::Scalar(text, style, anchor, _tag) => {
+                let value = if matches!(style, TScalarStyle::Plain) {
+                    match Yaml::from_str(&text) {
+                        Yaml::Null => Value::Null,
+                        Yaml::Boolean(flag) => Value::Bool(flag),
+                        Yaml::Integer(number) => Value::from(number),
+                        Yaml::Real(real) => real
+                            .parse::<f64>()
+                            .ok()
+                            .and_then(serde_json::Number::from_f64)
+                            .map_or(Value::String(text.clone()), Value::Number),
+                        _ => Value::String(text.clone()),
+                    }
+                } else {
+                    Value::String(text.clone())
+                };
+                let span = self.scalar_span(offset, &text, style);
+                self.finish(
+                    Node {
+                        value: NodeValue::Scalar(value),
+                        span,
+                    },
+                    anchor,
+                );
+            }
+            Event::SequenceStart(anchor, _) => self.stack.push(Partial::Sequence {
+                items: Vec::new(),
+                start: offset,
+                anchor,
+            }),
+            Event::MappingStart(anchor, _) => self.stack.push(Partial::Mapping {
+                entries: Vec::new(),
+                pending_key: None,
+                start: offset,
+                anchor,
+            }),
+            Event::SequenceEnd | Event::MappingEnd => {
+                let (value, start, anchor) = match self.stack.pop() {
+                    Some(Partial::Sequence { items, start, anchor }) => (NodeValue::Sequence(items), start, anchor),
+                    Some(Partial::Mapping {
+                        entries, start, anchor, ..
+                    }) => (NodeValue::Mapping(entries), start, anchor),
+                    None => return,
+                };
+                let end = offset.max(start + 1).min(self.source.len().max(start + 1));
+                self.finish(
+                    Node {
+                        value,
+                        span: (start, end - start).into(),
+                    },
+                    anchor,
+                );
+            }
+            Event::Alias(anchor) => {
+                let node = self.anchors.get(&anchor).cloned().unwrap_or(Node {
+                    value: NodeValue::Scalar(Value::Null),
+                    span: (offset, 1).into(),
+                });
+                self.finish(node, 0);
+            }
+            Event::Nothing | Event::StreamStart | Event::StreamEnd | Event::DocumentStart | Event::DocumentEnd => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn resolves_scalars_and_keeps_spans() {
+        let source = "a: 1\nb:\n  - 'x'\n  - true\n  - 1.5\n  - ~\nc: \"7\"\n";
+        let root = parse(source).expect("valid").expect("a document");
+        assert_eq!(root.to_json(), json!({"a": 1, "b": ["x", true, 1.5, null], "c": "7"}));
+        let item = root.walk(&[Step::Key("b".into()), Step::Index(1)]);
+        assert_eq!(&source[item.span.offset()..item.span.offset() + item.span.len()], "true");
+        let (key, _) = root.entry("c").expect("c");
+        assert_eq!(key.span.offset(), source.find("c:").expect("c"));
+    }
+
+    #[test]
+    fn spans_count_bytes_not_characters() {
+        let source = "name: \"héllo wörld\"\nport: 5\n";
+        let root = parse(source).expect("valid").expect("a document");
+        let port = root.get("port").expect("port");
+        assert_eq!(&source[port.span.offset()..port.span.offset() + port.span.len()], "5");
+    }
+
+    #[test]
+    fn rejects_duplicate_keys() {
+        let problem = parse("a: 1\na: 2\n").expect_err("duplicate");
+        assert_eq!(problem.span.offset(), 5);
+        assert!(problem.message.contains("`a` appears twice"));
+    }
+
+    #[test]
+    fn reports_syntax_errors_with_a_position() {
+        let problem = parse("a: [1, 2\nb: 3\n").expect_err("unclosed");
+        assert!(problem.span.offset() > 0);
+    }
+
+    #[test]
+    fn an_empty_document_is_none() {
+        assert_eq!(parse("# nothing\n").expect("valid"), None);
+    }
+}

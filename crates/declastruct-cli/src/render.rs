@@ -1,0 +1,92 @@
+//! .what = how plans, summaries and diagnostics look to a person
+//! .why = one place for symbols and colours; colour only on a terminal, never with NO_COLOR or --no-color
+
+use std::io::Write;
+
+use anstyle::{AnsiColor, Style};
+use declastruct_engine::{Action, Plan};
+
+fn style(action: Action) -> Style {
+    let color = match action {
+        Action::Keep | Action::Omit => AnsiColor::BrightBlack,
+        Action::Create => AnsiColor::Green,
+        Action::Update => AnsiColor::Yellow,
+        Action::Destroy => AnsiColor::Red,
+        Action::Replace => AnsiColor::Magenta,
+    };
+    Style::new().fg_color(Some(color.into()))
+}
+
+fn symbol(action: Action) -> &'static str {
+    match action {
+        Action::Keep => "=",
+        Action::Create => "+",
+        Action::Update => "~",
+        Action::Destroy => "-",
+        Action::Replace => "±",
+        Action::Omit => " ",
+    }
+}
+
+fn diff_line_style(line: &str) -> Style {
+    match line.chars().next() {
+        Some('+') if !line.starts_with("+++") => Style::new().fg_color(Some(AnsiColor::Green.into())),
+        Some('-') if !line.starts_with("---") => Style::new().fg_color(Some(AnsiColor::Red.into())),
+        Some('@') => Style::new().fg_color(Some(AnsiColor::Cyan.into())),
+        _ => Style::new(),
+    }
+}
+
+/// .what = the plan as a person reads it: each change with its action and diff, then a summary line
+/// .why = `plan` and `apply` show exactly what will happen before it happens
+pub fn render_plan(plan: &Plan, out: &mut dyn Write) -> std::io::Result<()> {
+    let bold = Style::new().bold();
+    writeln!(out, "{bold}Plan for {}{bold:#}", plan.wish.uri)?;
+    writeln!(out)?;
+    for change in &plan.changes {
+        let action_style = style(change.action);
+        writeln!(
+            out,
+            "  {action_style}{} {:<7}{action_style:#} {} {bold}{}{bold:#}",
+            symbol(change.action),
+            change.action.as_str(),
+            change.for_resource.class,
+            change.for_resource.slug,
+        )?;
+        if let Some(difference) = &change.state.difference {
+            for line in difference.lines() {
+                let line_style = diff_line_style(line);
+                writeln!(out, "      {line_style}{line}{line_style:#}")?;
+            }
+            writeln!(out)?;
+        }
+    }
+    if plan.changes.last().is_none_or(|change| change.state.difference.is_none()) {
+        writeln!(out)?;
+    }
+    writeln!(out, "{}", summary_line(plan))
+}
+
+/// .what = "Plan: 1 to update, 2 to keep." or "No changes."
+/// .why = the line a person and a CI log look for
+pub fn summary_line(plan: &Plan) -> String {
+    if !plan.has_changes() {
+        return format!("No changes: the live world matches {}.", plan.wish.uri);
+    }
+    let count = |action: Action| plan.changes.iter().filter(|change| change.action == action).count();
+    let parts: Vec<String> = [
+        (Action::Create, "to create"),
+        (Action::Update, "to update"),
+        (Action::Replace, "to replace"),
+        (Action::Destroy, "to destroy"),
+        (Action::Keep, "to keep"),
+        (Action::Omit, "to omit"),
+    ]
+    .iter()
+    .filter_map(|(action, words)| {
+        let number = count(*action);
+        (number > 0).then(|| format!("{number} {words}"))
+    })
+    .collect();
+    format!("Plan: {}.", parts.join(", "))
+}

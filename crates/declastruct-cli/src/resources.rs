@@ -1,0 +1,278 @@
+//! .what = the declared resources with their live state, as the engine's `Resource`s
+//! .why = reads all of AWS in a few batched calls, then lets the engine plan every kind the same way
+
+use std::collections::BTreeMap;
+
+use declastruct_aws::{
+    AwsError, ContextAwsApi, DeclaredAwsEc2Instance, DeclaredAwsRdsCluster, DesiredInstanceStatus, Ec2InstanceRef,
+    RdsClusterRef, VpcTunnelObservation, closest_cluster_names, get_ec2_instances, get_rds_clusters,
+    inspect_vpc_tunnel,
+};
+use declastruct_engine::{Edge, Resource, ResourceAddress};
+use serde_json::Value;
+
+use crate::located::Located;
+use crate::manifest::{
+    Ec2InstanceDeclaration, Manifest, RdsClusterDeclaration, ResourceDeclaration, VpcTunnelDeclaration,
+    bastion_address, cluster_address,
+};
+
+/// .what = one declared resource with what was observed of it live
+/// .why = the unit the engine plans and apply executes
+#[derive(Debug, Clone)]
+pub enum PlannedResource {
+    /// a bastion
+    Bastion {
+        /// as declared
+        declaration: Ec2InstanceDeclaration,
+        /// as found
+        live: DeclaredAwsEc2Instance,
+    },
+    /// a cluster
+    Cluster {
+        /// as declared
+        declaration: RdsClusterDeclaration,
+        /// as found
+        live: DeclaredAwsRdsCluster,
+    },
+    /// a tunnel
+    Tunnel {
+        /// as declared
+        declaration: VpcTunnelDeclaration,
+        /// as observed
+        observation: Box<VpcTunnelObservation>,
+        /// its bastion as found
+        bastion: DeclaredAwsEc2Instance,
+        /// its cluster as found
+        cluster: DeclaredAwsRdsCluster,
+        /// ordering against its declared bastion and cluster
+        edges: Vec<Edge>,
+    },
+}
+
+impl PlannedResource {
+    /// .what = the declaration this resource came from
+    /// .why = addresses and apply
+    pub fn declaration(&self) -> ResourceDeclaration {
+        match self {
+            Self::Bastion { declaration, .. } => ResourceDeclaration::DeclaredAwsEc2Instance(declaration.clone()),
+            Self::Cluster { declaration, .. } => ResourceDeclaration::DeclaredAwsRdsCluster(declaration.clone()),
+            Self::Tunnel { declaration, .. } => ResourceDeclaration::DeclaredAwsVpcTunnel(declaration.clone()),
+        }
+    }
+}
+
+fn to_value<T: serde::Serialize>(value: &T) -> Value {
+    serde_json::to_value(value).unwrap_or(Value::Null)
+}
+
+impl Resource for PlannedResource {
+    fn address(&self) -> ResourceAddress {
+        self.declaration().address()
+    }
+
+    fn desired(&self) -> Value {
+        match self {
+            Self::Bastion { declaration, .. } => to_value(declaration),
+            Self::Cluster { declaration, .. } => to_value(declaration),
+            Self::Tunnel { declaration, .. } => to_value(declaration),
+        }
+    }
+
+    fn remote(&self) -> Option<Value> {
+        Some(match self {
+            Self::Bastion { live, .. } => to_value(live),
+            Self::Cluster { live, .. } => to_value(live),
+            Self::Tunnel { observation, .. } => to_value(&observation.tunnel),
+        })
+    }
+
+    fn edges(&self) -> Vec<Edge> {
+        match self {
+            Self::Tunnel { edges, .. } => edges.clone(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// an error found while reading live state, pointed at the manifest
+pub type LiveError = Located<AwsError>;
+
+/// .what = reads the live state of every declared resource: one DescribeInstances (two when some bastions are
+/// referenced by id), one DescribeDBClusters, concurrently; then every tunnel, concurrently, with no AWS call
+/// .why = a plan over a hundred tunnels costs a handful of AWS calls, not hundreds
+pub async fn observe(manifest: &Manifest, context: &ContextAwsApi) -> Result<Vec<PlannedResource>, Vec<LiveError>> {
+    let mut bastion_refs: Vec<(Ec2InstanceRef, usize, &[&str])> = Vec::new();
+    let mut cluster_refs: Vec<(RdsClusterRef, usize, &[&str])> = Vec::new();
+    for (index, resource) in manifest.resources.iter().enumerate() {
+        match &resource.declaration {
+            ResourceDeclaration::DeclaredAwsEc2Instance(instance) => {
+                bastion_refs.push((Ec2InstanceRef::by_exid(&instance.exid), index, &["exid"]));
+            }
+            ResourceDeclaration::DeclaredAwsRdsCluster(cluster) => {
+                cluster_refs.push((RdsClusterRef::by_name(&cluster.name), index, &["name"]));
+            }
+            ResourceDeclaration::DeclaredAwsVpcTunnel(tunnel) => {
+                bastion_refs.push((tunnel.via.bastion.clone(), index, &["via", "bastion"]));
+                cluster_refs.push((tunnel.into.cluster.clone(), index, &["into", "cluster"]));
+            }
+        }
+    }
+
+    let at = |error: AwsError, index: usize, path: &[&str], label: &str| Located {
+        error,
+        source: manifest.source.clone(),
+        span: manifest.span_of(index, path),
+        label: label.to_string(),
+    };
+    let first_index = bastion_refs
+        .first()
+        .map(|(_, index, _)| *index)
+        .or_else(|| cluster_refs.first().map(|(_, index, _)| *index))
+        .unwrap_or(0);
+    let bastion_keys: Vec<Ec2InstanceRef> = bastion_refs.iter().map(|(reference, ..)| reference.clone()).collect();
+    let cluster_keys: Vec<RdsClusterRef> = cluster_refs.iter().map(|(reference, ..)| reference.clone()).collect();
+    let (bastions, clusters) = futures::join!(
+        get_ec2_instances(&bastion_keys, context),
+        get_rds_clusters(&cluster_keys, context)
+    );
+    let mut errors = Vec::new();
+    let bastions = bastions.unwrap_or_else(|error| {
+        let culprit = match &error {
+            AwsError::AmbiguousExid { exid, .. } => bastion_refs.iter().find(|(reference, ..)| reference.key() == exid),
+            _ => None,
+        };
+        match culprit {
+            Some((_, index, path)) => errors.push(at(error, *index, path, "more than one instance")),
+            None => errors.push(at(error, first_index, &[], "while reading this resource")),
+        }
+        BTreeMap::new()
+    });
+    let clusters = clusters.unwrap_or_else(|error| {
+        if errors.is_empty() {
+            errors.push(at(error, first_index, &[], "while reading this resource"));
+        }
+        BTreeMap::new()
+    });
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+
+    let region = context.region.clone().unwrap_or_else(|| "the configured region".into());
+    let mut reported: Vec<String> = Vec::new();
+    for (reference, index, path) in &bastion_refs {
+        if !bastions.contains_key(reference) && !reported.contains(&reference.to_string()) {
+            reported.push(reference.to_string());
+            errors.push(at(
+                AwsError::BastionNotFound {
+                    reference: reference.to_string(),
+                    region: region.clone(),
+                },
+                *index,
+                path,
+                "no such instance",
+            ));
+        }
+    }
+    for (reference, index, path) in &cluster_refs {
+        if !clusters.contains_key(reference) && !reported.contains(&reference.to_string()) {
+            reported.push(reference.to_string());
+            let closest = closest_cluster_names(&reference.name, context).await.unwrap_or_default();
+            errors.push(at(
+                AwsError::ClusterNotFound {
+                    name: reference.name.clone(),
+                    region: region.clone(),
+                    closest,
+                },
+                *index,
+                path,
+                "no such cluster",
+            ));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+
+    let declared_bastions: BTreeMap<ResourceAddress, Option<DesiredInstanceStatus>> = manifest
+        .resources
+        .iter()
+        .filter_map(|resource| match &resource.declaration {
+            ResourceDeclaration::DeclaredAwsEc2Instance(instance) => Some((
+                bastion_address(&Ec2InstanceRef::by_exid(&instance.exid)),
+                instance.status,
+            )),
+            _ => None,
+        })
+        .collect();
+    let declared_clusters: Vec<ResourceAddress> = manifest
+        .resources
+        .iter()
+        .filter(|resource| matches!(resource.declaration, ResourceDeclaration::DeclaredAwsRdsCluster(_)))
+        .map(|resource| resource.declaration.address())
+        .collect();
+
+    let tunnels = futures::future::join_all(manifest.resources.iter().filter_map(|resource| {
+        let ResourceDeclaration::DeclaredAwsVpcTunnel(tunnel) = &resource.declaration else {
+            return None;
+        };
+        let bastion = bastions.get(&tunnel.via.bastion)?.clone();
+        let cluster = clusters.get(&tunnel.into.cluster)?.clone();
+        Some(async move {
+            let observation = inspect_vpc_tunnel(&tunnel.to_domain(), &bastion, &cluster, context).await;
+            (observation, bastion, cluster)
+        })
+    }))
+    .await;
+    let mut tunnels = tunnels.into_iter();
+
+    let mut planned = Vec::with_capacity(manifest.resources.len());
+    for resource in &manifest.resources {
+        planned.push(match &resource.declaration {
+            ResourceDeclaration::DeclaredAwsEc2Instance(instance) => PlannedResource::Bastion {
+                declaration: instance.clone(),
+                live: bastions[&Ec2InstanceRef::by_exid(&instance.exid)].clone(),
+            },
+            ResourceDeclaration::DeclaredAwsRdsCluster(cluster) => PlannedResource::Cluster {
+                declaration: cluster.clone(),
+                live: clusters[&RdsClusterRef::by_name(&cluster.name)].clone(),
+            },
+            ResourceDeclaration::DeclaredAwsVpcTunnel(tunnel) => {
+                let Some((observation, bastion, cluster)) = tunnels.next() else {
+                    continue;
+                };
+                let address = resource.declaration.address();
+                let mut edges = Vec::new();
+                let bastion_at = bastion_address(&tunnel.via.bastion);
+                if let Some(status) = declared_bastions.get(&bastion_at) {
+                    edges.push(if *status == Some(DesiredInstanceStatus::Stopped) {
+                        Edge {
+                            before: address.clone(),
+                            after: bastion_at,
+                        }
+                    } else {
+                        Edge {
+                            before: bastion_at,
+                            after: address.clone(),
+                        }
+                    });
+                }
+                let cluster_at = cluster_address(&tunnel.into.cluster);
+                if declared_clusters.contains(&cluster_at) {
+                    edges.push(Edge {
+                        before: cluster_at,
+                        after: address,
+                    });
+                }
+                PlannedResource::Tunnel {
+                    declaration: tunnel.clone(),
+                    observation: Box::new(observation),
+                    bastion,
+                    cluster,
+                    edges,
+                }
+            }
+        });
+    }
+    Ok(planned)
+}

@@ -1,0 +1,117 @@
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use declastruct_test_support::Moto;
+
+/// a temporary folder with its own DECLASTRUCT_HOME, where the binary runs
+pub struct Sandbox {
+    pub dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
+}
+
+pub const REGION: &str = "us-east-1";
+
+impl Sandbox {
+    pub fn new(moto: Option<&Moto>) -> Self {
+        Self::in_region(moto, REGION)
+    }
+
+    pub fn in_region(moto: Option<&Moto>, region: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut env = vec![
+            ("PATH".to_string(), std::env::var("PATH").unwrap_or_default()),
+            ("HOME".to_string(), dir.path().display().to_string()),
+            ("DECLASTRUCT_HOME".to_string(), dir.path().join("state").display().to_string()),
+            ("AWS_EC2_METADATA_DISABLED".to_string(), "true".to_string()),
+        ];
+        if let Some(moto) = moto {
+            env.extend(moto.env(region));
+        }
+        Self { dir, env }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn home(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    pub fn write(&self, name: &str, text: &str) {
+        std::fs::write(self.path(name), text).expect("write");
+    }
+
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(existing, _)| existing != key);
+        self.env.push((key.to_string(), value.to_string()));
+    }
+
+    pub fn remove_env(&mut self, key: &str) {
+        self.env.retain(|(existing, _)| existing != key);
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_declastruct"));
+        command
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_clear()
+            .envs(self.env.iter().map(|(key, value)| (key, value)))
+            .stdin(Stdio::null());
+        command
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run declastruct")
+    }
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// the contract's manifest with a bastion status, a tunnel status and a port
+pub fn manifest(bastion_status: &str, tunnel_status: &str, port: u16) -> String {
+    format!(
+        "# yaml-language-server: $schema=../schemas/declastruct.schema.json
+resources:
+  - kind: DeclaredAwsEc2Instance
+    exid: vpc-main-bastion
+    status: {bastion_status}
+  - kind: DeclaredAwsRdsCluster
+    name: ahbodedb
+  - kind: DeclaredAwsVpcTunnel
+    via:
+      mechanism: aws.ssm
+      bastion: {{ exid: vpc-main-bastion }}
+    into:
+      cluster: {{ name: ahbodedb }}
+    from:
+      host: localhost
+      port: {port}
+    status: {tunnel_status}
+"
+    )
+}
+
+pub fn workspace_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .and_then(Path::parent)
+        .expect("workspace root")
+}
+
+/// insta settings that hide what changes from run to run
+pub fn stable_settings() -> insta::Settings {
+    let mut settings = insta::Settings::clone_current();
+    settings.add_filter(r"i-[0-9a-f]{8,17}", "i-[ID]");
+    settings.add_filter(r"cluster-(ro-)?[0-9a-z]{12}", "cluster-$1[ID]");
+    settings.add_filter(r#""hash": "[0-9a-f]{64}""#, r#""hash": "[HASH]""#);
+    settings.add_filter(r#""createdAt": "[0-9TZ:-]+""#, r#""createdAt": "[TIME]""#);
+    settings
+}

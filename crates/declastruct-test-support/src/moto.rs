@@ -1,0 +1,262 @@
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use aws_sdk_ec2::types::{InstanceType, ResourceType, Tag, TagSpecification};
+
+use crate::{free_port, wait_for_port};
+
+/// .what = a moto server on a free loopback port, stopped when dropped
+/// .why = EC2 and RDS as a user's AWS would answer, without an AWS account
+pub struct Moto {
+    /// the port it listens on
+    pub port: u16,
+    child: Child,
+    runtime: tokio::runtime::Runtime,
+}
+
+/// .what = an instance seeded into moto
+/// .why = tests need its id to check what apply did
+#[derive(Debug, Clone)]
+pub struct SeededBastion {
+    /// the instance id
+    pub instance_id: String,
+}
+
+impl Moto {
+    /// .what = starts `moto_server` and waits until it answers
+    /// .why = every integration test gets its own, so none sees another's state
+    pub fn start() -> Self {
+        let port = free_port();
+        let child = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|error| {
+                panic!("cannot start moto_server ({error}): run `scripts/test`, which installs it with pip install 'moto[server]'")
+            });
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap_or_else(|error| panic!("runtime: {error}"));
+        let moto = Self { port, child, runtime };
+        assert!(wait_for_port(port, Duration::from_secs(30)), "moto_server did not start on port {port}");
+        moto
+    }
+
+    /// .what = the endpoint for AWS_ENDPOINT_URL
+    /// .why = the binary and the session stand-in reach moto through it
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// .what = the environment a process needs to talk to this moto in `region`
+    /// .why = fake credentials, the endpoint, and no instance-metadata lookups
+    pub fn env(&self, region: &str) -> Vec<(String, String)> {
+        [
+            ("AWS_ENDPOINT_URL", self.endpoint()),
+            ("AWS_ACCESS_KEY_ID", "testing".into()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+            ("AWS_REGION", region.into()),
+            ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        ]
+        .into_iter()
+        .map(|(key, value)| (key.to_string(), value))
+        .collect()
+    }
+
+    fn config(&self, region: &str) -> aws_config::SdkConfig {
+        self.runtime.block_on(
+            aws_config::defaults(aws_config::BehaviorVersion::latest())
+                .region(aws_config::Region::new(region.to_string()))
+                .endpoint_url(self.endpoint())
+                .credentials_provider(aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "test"))
+                .load(),
+        )
+    }
+
+    /// .what = an EC2 client on this moto
+    /// .why = seeding and checking instances
+    pub fn ec2(&self, region: &str) -> aws_sdk_ec2::Client {
+        aws_sdk_ec2::Client::new(&self.config(region))
+    }
+
+    /// .what = an RDS client on this moto
+    /// .why = seeding clusters
+    pub fn rds(&self, region: &str) -> aws_sdk_rds::Client {
+        aws_sdk_rds::Client::new(&self.config(region))
+    }
+
+    /// .what = runs a future on the fixture's runtime
+    /// .why = tests stay synchronous while seeding through the async SDK
+    pub fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        self.runtime.block_on(future)
+    }
+
+    /// .what = seeds an instance tagged `exid`, in state running or stopped
+    /// .why = the bastion a manifest references
+    pub fn seed_bastion(&self, region: &str, exid: &str, running: bool) -> SeededBastion {
+        let ec2 = self.ec2(region);
+        self.block_on(async {
+            let response = ec2
+                .run_instances()
+                .image_id("ami-12c6146b")
+                .instance_type(InstanceType::T3Micro)
+                .min_count(1)
+                .max_count(1)
+                .tag_specifications(
+                    TagSpecification::builder()
+                        .resource_type(ResourceType::Instance)
+                        .tags(Tag::builder().key("exid").value(exid).build())
+                        .build(),
+                )
+                .send()
+                .await
+                .unwrap_or_else(|error| panic!("run_instances: {error:?}"));
+            let instance_id = response
+                .instances()
+                .first()
+                .and_then(|instance| instance.instance_id())
+                .unwrap_or_else(|| panic!("run_instances returned no instance"))
+                .to_string();
+            if !running {
+                ec2.stop_instances()
+                    .instance_ids(&instance_id)
+                    .send()
+                    .await
+                    .unwrap_or_else(|error| panic!("stop_instances: {error:?}"));
+            }
+            SeededBastion { instance_id }
+        })
+    }
+
+    /// .what = the state name of an instance, e.g. `running`
+    /// .why = tests check that apply started or stopped the bastion
+    pub fn instance_state(&self, region: &str, instance_id: &str) -> String {
+        let ec2 = self.ec2(region);
+        self.block_on(async {
+            ec2.describe_instances()
+                .instance_ids(instance_id)
+                .send()
+                .await
+                .ok()
+                .and_then(|response| {
+                    response
+                        .reservations()
+                        .iter()
+                        .flat_map(|reservation| reservation.instances())
+                        .next()
+                        .and_then(|instance| instance.state())
+                        .and_then(|state| state.name())
+                        .map(|name| name.as_str().to_string())
+                })
+                .unwrap_or_default()
+        })
+    }
+
+    /// .what = seeds an aurora-postgresql cluster and returns its writer endpoint and port
+    /// .why = the cluster a manifest references
+    pub fn seed_cluster(&self, region: &str, name: &str) -> (String, u16) {
+        let rds = self.rds(region);
+        self.block_on(async {
+            let response = rds
+                .create_db_cluster()
+                .db_cluster_identifier(name)
+                .engine("aurora-postgresql")
+                .master_username("declastruct")
+                .master_user_password("password123")
+                .send()
+                .await
+                .unwrap_or_else(|error| panic!("create_db_cluster: {error:?}"));
+            let cluster = response.db_cluster().unwrap_or_else(|| panic!("no cluster returned"));
+            (
+                cluster.endpoint().unwrap_or_default().to_string(),
+                cluster.port().and_then(|port| u16::try_from(port).ok()).unwrap_or(5432),
+            )
+        })
+    }
+
+    /// .what = starts counting requests at moto (its recorder), from zero
+    /// .why = request counts are measured where AWS would see them, not in our own client
+    pub fn start_counting(&self) {
+        self.http("POST", "/moto-api/recorder/reset-recording");
+        self.http("POST", "/moto-api/recorder/start-recording");
+    }
+
+    /// .what = the AWS requests moto received since `start_counting`, as their `Action`s
+    /// .why = proves how many calls a command made, and which
+    pub fn counted_requests(&self) -> Vec<String> {
+        self.recorded_bodies()
+            .iter()
+            .map(|body| {
+                body.split('&')
+                    .find_map(|pair| pair.strip_prefix("Action="))
+                    .unwrap_or("(unknown)")
+                    .to_string()
+            })
+            .collect()
+    }
+
+    /// .what = the bodies of the AWS requests moto received since `start_counting`
+    /// .why = request-shape checks read the filters and identifiers that were sent
+    pub fn recorded_bodies(&self) -> Vec<String> {
+        use base64::Engine;
+        let body = self.http("GET", "/moto-api/recorder/download-recording");
+        body.lines()
+            .filter(|line| !line.trim().is_empty())
+            .map(|line| {
+                let record: serde_json::Value = serde_json::from_str(line).unwrap_or_default();
+                let body = record["body"].as_str().unwrap_or_default();
+                if record["body_encoded"].as_bool() == Some(true) {
+                    base64::engine::general_purpose::STANDARD
+                        .decode(body)
+                        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+                        .unwrap_or_default()
+                } else {
+                    body.to_string()
+                }
+            })
+            .collect()
+    }
+
+    fn http(&self, method: &str, path: &str) -> String {
+        let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, self.port))
+            .unwrap_or_else(|error| panic!("connect to moto: {error}"));
+        let request = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        stream
+            .write_all(request.as_bytes())
+            .unwrap_or_else(|error| panic!("write to moto: {error}"));
+        let mut response = String::new();
+        let _ = stream.read_to_string(&mut response);
+        let body = response.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+        if response.contains("Transfer-Encoding: chunked") || response.contains("transfer-encoding: chunked") {
+            dechunk(body)
+        } else {
+            body.to_string()
+        }
+    }
+}
+
+fn dechunk(body: &str) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else { break };
+        if size == 0 || after.len() < size {
+            break;
+        }
+        out.push_str(&after[..size]);
+        rest = after[size..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
