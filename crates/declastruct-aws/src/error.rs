@@ -9,7 +9,9 @@ pub enum AwsError {
     #[error("bastion {reference} was not found in {region}")]
     #[diagnostic(
         code(declastruct::aws::bastion_not_found),
-        help("check the instance's `exid` tag (or id) and the region; terminated instances do not count")
+        help(
+            "check the instance's `exid` tag (or id) and the region; terminated instances do not count"
+        )
     )]
     BastionNotFound {
         /// the reference as written
@@ -22,7 +24,9 @@ pub enum AwsError {
     #[error("{} instances carry the tag exid={exid}: {}", instance_ids.len(), instance_ids.join(", "))]
     #[diagnostic(
         code(declastruct::aws::ambiguous_exid),
-        help("an exid must name exactly one instance: remove the tag from all but one, or reference the bastion by `instanceId`")
+        help(
+            "an exid must name exactly one instance: remove the tag from all but one, or reference the bastion by `instanceId`"
+        )
     )]
     AmbiguousExid {
         /// the tag value
@@ -33,7 +37,10 @@ pub enum AwsError {
 
     /// the referenced cluster does not exist
     #[error("RDS cluster `{name}` was not found in {region}")]
-    #[diagnostic(code(declastruct::aws::cluster_not_found), help("{}", cluster_help(closest)))]
+    #[diagnostic(
+        code(declastruct::aws::cluster_not_found),
+        help("{}", cluster_help(closest))
+    )]
     ClusterNotFound {
         /// the identifier as written
         name: String,
@@ -87,7 +94,9 @@ pub enum AwsError {
     #[error("local port {port} is already in use by {holder}")]
     #[diagnostic(
         code(declastruct::tunnel::port_in_use),
-        help("declastruct never stops a program it did not start: stop that program yourself, or pick another `from.port`")
+        help(
+            "declastruct never stops a program it did not start: stop that program yourself, or pick another `from.port`"
+        )
     )]
     PortInUse {
         /// the port
@@ -100,7 +109,9 @@ pub enum AwsError {
     #[error("the AWS CLI `{program}` was not found")]
     #[diagnostic(
         code(declastruct::tunnel::aws_cli_not_found),
-        help("install the AWS CLI v2 (https://docs.aws.amazon.com/cli/latest/userguide/getting-started-install.html) and the Session Manager plugin (https://docs.aws.amazon.com/systems-manager/latest/userguide/session-manager-working-with-install-plugin.html), or point DECLASTRUCT_AWS_CLI at it")
+        help(
+            "install the AWS CLI v2 (https://docs.aws.amazon.com/cli/latest/userguide/getting-started-install.html) and the Session Manager plugin (https://docs.aws.amazon.com/systems-manager/latest/userguide/session-manager-working-with-install-plugin.html), or point DECLASTRUCT_AWS_CLI at it"
+        )
     )]
     AwsCliNotFound {
         /// the program name or path
@@ -138,7 +149,9 @@ pub enum AwsError {
     #[error("cannot {action} {path}: {source}")]
     #[diagnostic(
         code(declastruct::tunnel::state_io),
-        help("check that DECLASTRUCT_HOME points at a folder you own and that the disk is not full")
+        help(
+            "check that DECLASTRUCT_HOME points at a folder you own and that the disk is not full"
+        )
     )]
     StateIo {
         /// what was being done
@@ -177,7 +190,10 @@ fn cluster_help(closest: &[String]) -> String {
 impl AwsError {
     /// .what = a failed SDK call turned into a message that names the call and what to do
     /// .why = expired credentials, AccessDenied and throttling each want a different fix
-    pub(crate) fn from_sdk<E, R>(operation: &'static str, error: aws_sdk_ec2::error::SdkError<E, R>) -> Self
+    pub(crate) fn from_sdk<E, R>(
+        operation: &'static str,
+        error: aws_sdk_ec2::error::SdkError<E, R>,
+    ) -> Self
     where
         E: aws_sdk_ec2::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
         R: std::fmt::Debug + Send + Sync + 'static,
@@ -188,7 +204,8 @@ impl AwsError {
             .message()
             .map(str::to_string)
             .unwrap_or_else(|| aws_sdk_ec2::error::DisplayErrorContext(&error).to_string());
-        let missing_credentials = detail.contains("no credentials") || detail.contains("credential provider");
+        let missing_credentials =
+            detail.contains("no credentials") || detail.contains("credential provider");
         if missing_credentials {
             return Self::Call {
                 operation,

@@ -28,5 +28,8 @@ pub use domain_operations::rds_cluster::{
     cast_to_declared_aws_rds_cluster, closest_cluster_names, get_rds_cluster, get_rds_clusters,
 };
 pub use domain_operations::vpc_tunnel::utils;
-pub use domain_operations::vpc_tunnel::{VpcTunnelObservation, get_vpc_tunnel, inspect_vpc_tunnel};
+pub use domain_operations::vpc_tunnel::{
+    ResolvedVpcTunnel, VpcTunnelObservation, get_vpc_tunnel, inspect_vpc_tunnel, set_vpc_tunnel,
+    set_vpc_tunnel_resolved,
+};
 pub use error::AwsError;

@@ -18,7 +18,13 @@ const EXAMPLES: &str = "Examples:
 #[command(name = "declastruct", version, after_help = EXAMPLES)]
 pub struct Cli {
     /// The manifest to read
-    #[arg(short = 'f', long = "file", global = true, value_name = "PATH", default_value = "declastruct.yml")]
+    #[arg(
+        short = 'f',
+        long = "file",
+        global = true,
+        value_name = "PATH",
+        default_value = "declastruct.yml"
+    )]
     pub file: PathBuf,
 
     /// Print more (repeat for more detail)
@@ -47,11 +53,15 @@ pub enum Command {
     Validate,
 
     /// Read live state and print the changes apply would make
-    #[command(after_help = "Examples:\n  declastruct plan\n  declastruct plan --json --out plan.json\n  declastruct plan --detailed-exitcode   # 0 no changes, 2 changes, 1 error")]
+    #[command(
+        after_help = "Examples:\n  declastruct plan\n  declastruct plan --json --out plan.json\n  declastruct plan --detailed-exitcode   # 0 no changes, 2 changes, 1 error"
+    )]
     Plan(PlanArgs),
 
     /// Plan, confirm, and apply the changes in dependency order
-    #[command(after_help = "Examples:\n  declastruct apply\n  declastruct apply --auto-approve\n  declastruct apply --plan plan.json")]
+    #[command(
+        after_help = "Examples:\n  declastruct apply\n  declastruct apply --auto-approve\n  declastruct apply --plan plan.json"
+    )]
     Apply(ApplyArgs),
 
     /// Show the live state of every declared resource
@@ -67,7 +77,9 @@ pub enum Command {
     Logs(LogsArgs),
 
     /// Print a shell completion script
-    #[command(after_help = "Example:\n  declastruct completions bash > ~/.local/share/bash-completion/completions/declastruct")]
+    #[command(
+        after_help = "Example:\n  declastruct completions bash > ~/.local/share/bash-completion/completions/declastruct"
+    )]
     Completions {
         /// The shell
         shell: clap_complete::Shell,

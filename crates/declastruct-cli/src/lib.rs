@@ -19,7 +19,8 @@ use crate::args::{Cli, Command};
 /// .why = keeps `main` a few lines and the whole flow testable
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
-    let no_color = cli.no_color || std::env::var_os("NO_COLOR").is_some_and(|value| !value.is_empty());
+    let no_color =
+        cli.no_color || std::env::var_os("NO_COLOR").is_some_and(|value| !value.is_empty());
     if no_color {
         anstream::ColorChoice::Never.write_global();
     }
@@ -41,15 +42,17 @@ pub fn run() -> ExitCode {
         Command::Schema => commands::schema::run(),
         Command::Completions { shell } => commands::completions::run(*shell),
         Command::Plan(args) => block_on(commands::plan::run(&cli, args)),
-        Command::Apply(_) | Command::Status(_) | Command::Logs(_) => {
-            eprintln!("error: this command is not available yet");
-            ExitCode::from(commands::EXIT_FAILURE)
-        }
+        Command::Apply(args) => block_on(commands::apply::run(&cli, args)),
+        Command::Status(args) => block_on(commands::status::run(&cli, args)),
+        Command::Logs(args) => commands::logs::run(&cli, args),
     }
 }
 
 fn block_on(future: impl std::future::Future<Output = ExitCode>) -> ExitCode {
-    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime.block_on(future),
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");

@@ -30,7 +30,9 @@ fn symbol(action: Action) -> &'static str {
 
 fn diff_line_style(line: &str) -> Style {
     match line.chars().next() {
-        Some('+') if !line.starts_with("+++") => Style::new().fg_color(Some(AnsiColor::Green.into())),
+        Some('+') if !line.starts_with("+++") => {
+            Style::new().fg_color(Some(AnsiColor::Green.into()))
+        }
         Some('-') if !line.starts_with("---") => Style::new().fg_color(Some(AnsiColor::Red.into())),
         Some('@') => Style::new().fg_color(Some(AnsiColor::Cyan.into())),
         _ => Style::new(),
@@ -61,7 +63,11 @@ pub fn render_plan(plan: &Plan, out: &mut dyn Write) -> std::io::Result<()> {
             writeln!(out)?;
         }
     }
-    if plan.changes.last().is_none_or(|change| change.state.difference.is_none()) {
+    if plan
+        .changes
+        .last()
+        .is_none_or(|change| change.state.difference.is_none())
+    {
         writeln!(out)?;
     }
     writeln!(out, "{}", summary_line(plan))
@@ -73,7 +79,12 @@ pub fn summary_line(plan: &Plan) -> String {
     if !plan.has_changes() {
         return format!("No changes: the live world matches {}.", plan.wish.uri);
     }
-    let count = |action: Action| plan.changes.iter().filter(|change| change.action == action).count();
+    let count = |action: Action| {
+        plan.changes
+            .iter()
+            .filter(|change| change.action == action)
+            .count()
+    };
     let parts: Vec<String> = [
         (Action::Create, "to create"),
         (Action::Update, "to update"),

@@ -4,17 +4,17 @@
 use std::collections::BTreeMap;
 
 use declastruct_aws::{
-    AwsError, ContextAwsApi, DeclaredAwsEc2Instance, DeclaredAwsRdsCluster, DesiredInstanceStatus, Ec2InstanceRef,
-    RdsClusterRef, VpcTunnelObservation, closest_cluster_names, get_ec2_instances, get_rds_clusters,
-    inspect_vpc_tunnel,
+    AwsError, ContextAwsApi, DeclaredAwsEc2Instance, DeclaredAwsRdsCluster, DesiredInstanceStatus,
+    Ec2InstanceRef, RdsClusterRef, VpcTunnelObservation, closest_cluster_names, get_ec2_instances,
+    get_rds_clusters, inspect_vpc_tunnel,
 };
 use declastruct_engine::{Edge, Resource, ResourceAddress};
 use serde_json::Value;
 
 use crate::located::Located;
 use crate::manifest::{
-    Ec2InstanceDeclaration, Manifest, RdsClusterDeclaration, ResourceDeclaration, VpcTunnelDeclaration,
-    bastion_address, cluster_address,
+    Ec2InstanceDeclaration, Manifest, RdsClusterDeclaration, ResourceDeclaration,
+    VpcTunnelDeclaration, bastion_address, cluster_address,
 };
 
 /// .what = one declared resource with what was observed of it live
@@ -55,9 +55,15 @@ impl PlannedResource {
     /// .why = addresses and apply
     pub fn declaration(&self) -> ResourceDeclaration {
         match self {
-            Self::Bastion { declaration, .. } => ResourceDeclaration::DeclaredAwsEc2Instance(declaration.clone()),
-            Self::Cluster { declaration, .. } => ResourceDeclaration::DeclaredAwsRdsCluster(declaration.clone()),
-            Self::Tunnel { declaration, .. } => ResourceDeclaration::DeclaredAwsVpcTunnel(declaration.clone()),
+            Self::Bastion { declaration, .. } => {
+                ResourceDeclaration::DeclaredAwsEc2Instance(declaration.clone())
+            }
+            Self::Cluster { declaration, .. } => {
+                ResourceDeclaration::DeclaredAwsRdsCluster(declaration.clone())
+            }
+            Self::Tunnel { declaration, .. } => {
+                ResourceDeclaration::DeclaredAwsVpcTunnel(declaration.clone())
+            }
         }
     }
 }
@@ -101,7 +107,10 @@ pub type LiveError = Located<AwsError>;
 /// .what = reads the live state of every declared resource: one DescribeInstances (two when some bastions are
 /// referenced by id), one DescribeDBClusters, concurrently; then every tunnel, concurrently, with no AWS call
 /// .why = a plan over a hundred tunnels costs a handful of AWS calls, not hundreds
-pub async fn observe(manifest: &Manifest, context: &ContextAwsApi) -> Result<Vec<PlannedResource>, Vec<LiveError>> {
+pub async fn observe(
+    manifest: &Manifest,
+    context: &ContextAwsApi,
+) -> Result<Vec<PlannedResource>, Vec<LiveError>> {
     let mut bastion_refs: Vec<(Ec2InstanceRef, usize, &[&str])> = Vec::new();
     let mut cluster_refs: Vec<(RdsClusterRef, usize, &[&str])> = Vec::new();
     for (index, resource) in manifest.resources.iter().enumerate() {
@@ -130,8 +139,14 @@ pub async fn observe(manifest: &Manifest, context: &ContextAwsApi) -> Result<Vec
         .map(|(_, index, _)| *index)
         .or_else(|| cluster_refs.first().map(|(_, index, _)| *index))
         .unwrap_or(0);
-    let bastion_keys: Vec<Ec2InstanceRef> = bastion_refs.iter().map(|(reference, ..)| reference.clone()).collect();
-    let cluster_keys: Vec<RdsClusterRef> = cluster_refs.iter().map(|(reference, ..)| reference.clone()).collect();
+    let bastion_keys: Vec<Ec2InstanceRef> = bastion_refs
+        .iter()
+        .map(|(reference, ..)| reference.clone())
+        .collect();
+    let cluster_keys: Vec<RdsClusterRef> = cluster_refs
+        .iter()
+        .map(|(reference, ..)| reference.clone())
+        .collect();
     let (bastions, clusters) = futures::join!(
         get_ec2_instances(&bastion_keys, context),
         get_rds_clusters(&cluster_keys, context)
@@ -139,11 +154,15 @@ pub async fn observe(manifest: &Manifest, context: &ContextAwsApi) -> Result<Vec
     let mut errors = Vec::new();
     let bastions = bastions.unwrap_or_else(|error| {
         let culprit = match &error {
-            AwsError::AmbiguousExid { exid, .. } => bastion_refs.iter().find(|(reference, ..)| reference.key() == exid),
+            AwsError::AmbiguousExid { exid, .. } => bastion_refs
+                .iter()
+                .find(|(reference, ..)| reference.key() == exid),
             _ => None,
         };
         match culprit {
-            Some((_, index, path)) => errors.push(at(error, *index, path, "more than one instance")),
+            Some((_, index, path)) => {
+                errors.push(at(error, *index, path, "more than one instance"))
+            }
             None => errors.push(at(error, first_index, &[], "while reading this resource")),
         }
         BTreeMap::new()
@@ -158,7 +177,10 @@ pub async fn observe(manifest: &Manifest, context: &ContextAwsApi) -> Result<Vec
         return Err(errors);
     }
 
-    let region = context.region.clone().unwrap_or_else(|| "the configured region".into());
+    let region = context
+        .region
+        .clone()
+        .unwrap_or_else(|| "the configured region".into());
     let mut reported: Vec<String> = Vec::new();
     for (reference, index, path) in &bastion_refs {
         if !bastions.contains_key(reference) && !reported.contains(&reference.to_string()) {
@@ -177,7 +199,9 @@ pub async fn observe(manifest: &Manifest, context: &ContextAwsApi) -> Result<Vec
     for (reference, index, path) in &cluster_refs {
         if !clusters.contains_key(reference) && !reported.contains(&reference.to_string()) {
             reported.push(reference.to_string());
-            let closest = closest_cluster_names(&reference.name, context).await.unwrap_or_default();
+            let closest = closest_cluster_names(&reference.name, context)
+                .await
+                .unwrap_or_default();
             errors.push(at(
                 AwsError::ClusterNotFound {
                     name: reference.name.clone(),
@@ -208,7 +232,12 @@ pub async fn observe(manifest: &Manifest, context: &ContextAwsApi) -> Result<Vec
     let declared_clusters: Vec<ResourceAddress> = manifest
         .resources
         .iter()
-        .filter(|resource| matches!(resource.declaration, ResourceDeclaration::DeclaredAwsRdsCluster(_)))
+        .filter(|resource| {
+            matches!(
+                resource.declaration,
+                ResourceDeclaration::DeclaredAwsRdsCluster(_)
+            )
+        })
         .map(|resource| resource.declaration.address())
         .collect();
 
@@ -219,7 +248,8 @@ pub async fn observe(manifest: &Manifest, context: &ContextAwsApi) -> Result<Vec
         let bastion = bastions.get(&tunnel.via.bastion)?.clone();
         let cluster = clusters.get(&tunnel.into.cluster)?.clone();
         Some(async move {
-            let observation = inspect_vpc_tunnel(&tunnel.to_domain(), &bastion, &cluster, context).await;
+            let observation =
+                inspect_vpc_tunnel(&tunnel.to_domain(), &bastion, &cluster, context).await;
             (observation, bastion, cluster)
         })
     }))

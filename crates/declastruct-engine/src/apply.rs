@@ -149,7 +149,8 @@ where
             }
             None => {
                 // nothing running: either all settled, unchanged ones just finished, or we were interrupted
-                let pending_ready = (0..count).any(|index| !started[index] && ready(index, &outcomes));
+                let pending_ready =
+                    (0..count).any(|index| !started[index] && ready(index, &outcomes));
                 if pending_ready && keep_going() {
                     continue;
                 }
@@ -211,24 +212,44 @@ mod tests {
             vec![vec![], vec![0], vec![], vec![]],
         );
         let calls = RefCell::new(Vec::new());
-        let report = block_on(run_changes(&plan, 10, || true, |index| {
-            calls.borrow_mut().push(index);
-            async move { if index == 0 { Err("boom") } else { Ok(()) } }
-        }));
+        let report = block_on(run_changes(
+            &plan,
+            10,
+            || true,
+            |index| {
+                calls.borrow_mut().push(index);
+                async move { if index == 0 { Err("boom") } else { Ok(()) } }
+            },
+        ));
         assert_eq!(calls.into_inner(), vec![0, 2]);
         assert_eq!(
             report.counts(),
-            ApplyOutcome { applied: 1, unchanged: 1, failed: 1, skipped: 1 }
+            ApplyOutcome {
+                applied: 1,
+                unchanged: 1,
+                failed: 1,
+                skipped: 1
+            }
         );
         assert!(!report.succeeded());
-        assert!(matches!(&report.outcomes[1], ChangeOutcome::Skipped { reason } if reason.contains("r0")));
+        assert!(
+            matches!(&report.outcomes[1], ChangeOutcome::Skipped { reason } if reason.contains("r0"))
+        );
     }
 
     #[test]
     fn dependents_wait_for_unchanged_dependencies_then_run() {
         let plan = plan(&[Action::Keep, Action::Update], vec![vec![], vec![0]]);
-        let report = block_on(run_changes(&plan, 1, || true, |_| async { Ok::<(), ()>(()) }));
-        assert_eq!(report.outcomes, vec![ChangeOutcome::Unchanged, ChangeOutcome::Applied]);
+        let report = block_on(run_changes(
+            &plan,
+            1,
+            || true,
+            |_| async { Ok::<(), ()>(()) },
+        ));
+        assert_eq!(
+            report.outcomes,
+            vec![ChangeOutcome::Unchanged, ChangeOutcome::Applied]
+        );
         assert!(report.succeeded());
     }
 
@@ -236,10 +257,23 @@ mod tests {
     fn interruption_stops_launching_new_changes() {
         let plan = plan(&[Action::Update, Action::Update], vec![vec![], vec![]]);
         let launched = RefCell::new(0);
-        let report = block_on(run_changes(&plan, 1, || *launched.borrow() == 0, |_| {
-            *launched.borrow_mut() += 1;
-            async { Ok::<(), ()>(()) }
-        }));
-        assert_eq!(report.counts(), ApplyOutcome { applied: 1, unchanged: 0, failed: 0, skipped: 1 });
+        let report = block_on(run_changes(
+            &plan,
+            1,
+            || *launched.borrow() == 0,
+            |_| {
+                *launched.borrow_mut() += 1;
+                async { Ok::<(), ()>(()) }
+            },
+        ));
+        assert_eq!(
+            report.counts(),
+            ApplyOutcome {
+                applied: 1,
+                unchanged: 0,
+                failed: 0,
+                skipped: 1
+            }
+        );
     }
 }

@@ -9,9 +9,9 @@ pub fn project_onto(remote: &Value, desired: &Value) -> Value {
             desired_fields
                 .iter()
                 .map(|(key, desired_value)| {
-                    let projected = remote_fields
-                        .get(key)
-                        .map_or(Value::Null, |remote_value| project_onto(remote_value, desired_value));
+                    let projected = remote_fields.get(key).map_or(Value::Null, |remote_value| {
+                        project_onto(remote_value, desired_value)
+                    });
                     (key.clone(), projected)
                 })
                 .collect(),

@@ -9,7 +9,9 @@ pub enum EngineError {
     #[error("the resources depend on each other in a cycle: {}", members.join(" -> "))]
     #[diagnostic(
         code(declastruct::plan::cycle),
-        help("break the cycle: a tunnel depends on its bastion and cluster, never the other way around")
+        help(
+            "break the cycle: a tunnel depends on its bastion and cluster, never the other way around"
+        )
     )]
     Cycle {
         /// the slugs on the cycle

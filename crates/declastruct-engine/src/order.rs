@@ -122,7 +122,10 @@ mod tests {
         let addresses = [address("a"), address("b"), address("c")];
         let edges = [edge("a", "b"), edge("b", "c"), edge("c", "b")];
         let error = order_by_dependencies(&addresses, &edges).expect_err("a cycle");
-        assert_eq!(error.to_string(), "the resources depend on each other in a cycle: b -> c -> b");
+        assert_eq!(
+            error.to_string(),
+            "the resources depend on each other in a cycle: b -> c -> b"
+        );
     }
 
     #[test]

@@ -93,7 +93,12 @@ impl Plan {
             .collect();
         let dependencies = order
             .iter()
-            .map(|&index| predecessors[index].iter().map(|&before| position[before]).collect())
+            .map(|&index| {
+                predecessors[index]
+                    .iter()
+                    .map(|&before| position[before])
+                    .collect()
+            })
             .collect();
 
         Ok(Plan {
@@ -270,7 +275,11 @@ mod tests {
             .collect();
         assert_eq!(
             actions,
-            vec![("bastion", Action::Keep), ("tunnel", Action::Update), ("new", Action::Create)]
+            vec![
+                ("bastion", Action::Keep),
+                ("tunnel", Action::Update),
+                ("new", Action::Create)
+            ]
         );
         assert_eq!(plan.dependencies, vec![vec![], vec![0], vec![]]);
         assert!(plan.has_changes());
@@ -289,11 +298,17 @@ mod tests {
         changed[0].remote = Some(json!({"status": "OPEN"}));
         let fresh = Plan::compute(&changed, wish()).expect("plan");
         assert_ne!(first.hash, fresh.hash);
-        assert_eq!(fresh.differences_from(&first), vec!["tunnel: was UPDATE, now KEEP"]);
+        assert_eq!(
+            fresh.differences_from(&first),
+            vec!["tunnel: was UPDATE, now KEEP"]
+        );
     }
 
     #[test]
     fn canonical_json_sorts_keys() {
-        assert_eq!(canonical_json(&json!({"b": 1, "a": {"d": 2, "c": 3}})), r#"{"a":{"c":3,"d":2},"b":1}"#);
+        assert_eq!(
+            canonical_json(&json!({"b": 1, "a": {"d": 2, "c": 3}})),
+            r#"{"a":{"c":3,"d":2},"b":1}"#
+        );
     }
 }

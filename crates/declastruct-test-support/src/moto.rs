@@ -42,8 +42,15 @@ impl Moto {
             .enable_all()
             .build()
             .unwrap_or_else(|error| panic!("runtime: {error}"));
-        let moto = Self { port, child, runtime };
-        assert!(wait_for_port(port, Duration::from_secs(30)), "moto_server did not start on port {port}");
+        let moto = Self {
+            port,
+            child,
+            runtime,
+        };
+        assert!(
+            wait_for_port(port, Duration::from_secs(30)),
+            "moto_server did not start on port {port}"
+        );
         moto
     }
 
@@ -73,7 +80,9 @@ impl Moto {
             aws_config::defaults(aws_config::BehaviorVersion::latest())
                 .region(aws_config::Region::new(region.to_string()))
                 .endpoint_url(self.endpoint())
-                .credentials_provider(aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "test"))
+                .credentials_provider(aws_sdk_ec2::config::Credentials::new(
+                    "testing", "testing", None, None, "test",
+                ))
                 .load(),
         )
     }
@@ -171,10 +180,15 @@ impl Moto {
                 .send()
                 .await
                 .unwrap_or_else(|error| panic!("create_db_cluster: {error:?}"));
-            let cluster = response.db_cluster().unwrap_or_else(|| panic!("no cluster returned"));
+            let cluster = response
+                .db_cluster()
+                .unwrap_or_else(|| panic!("no cluster returned"));
             (
                 cluster.endpoint().unwrap_or_default().to_string(),
-                cluster.port().and_then(|port| u16::try_from(port).ok()).unwrap_or(5432),
+                cluster
+                    .port()
+                    .and_then(|port| u16::try_from(port).ok())
+                    .unwrap_or(5432),
             )
         })
     }
@@ -225,14 +239,18 @@ impl Moto {
     fn http(&self, method: &str, path: &str) -> String {
         let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, self.port))
             .unwrap_or_else(|error| panic!("connect to moto: {error}"));
-        let request = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
         stream
             .write_all(request.as_bytes())
             .unwrap_or_else(|error| panic!("write to moto: {error}"));
         let mut response = String::new();
         let _ = stream.read_to_string(&mut response);
         let body = response.split_once("\r\n\r\n").map_or("", |(_, body)| body);
-        if response.contains("Transfer-Encoding: chunked") || response.contains("transfer-encoding: chunked") {
+        if response.contains("Transfer-Encoding: chunked")
+            || response.contains("transfer-encoding: chunked")
+        {
             dechunk(body)
         } else {
             body.to_string()
@@ -244,7 +262,9 @@ fn dechunk(body: &str) -> String {
     let mut out = String::new();
     let mut rest = body;
     while let Some((size, after)) = rest.split_once("\r\n") {
-        let Ok(size) = usize::from_str_radix(size.trim(), 16) else { break };
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
         if size == 0 || after.len() < size {
             break;
         }

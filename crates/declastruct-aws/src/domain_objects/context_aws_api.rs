@@ -60,7 +60,7 @@ impl ContextAwsApi {
             ec2: aws_sdk_ec2::Client::new(config),
             rds: aws_sdk_rds::Client::new(config),
             region: config.region().map(ToString::to_string),
-            state_dir: default_state_dir(),
+            state_dir: Self::default_state_dir(),
             aws_cli: std::env::var_os("DECLASTRUCT_AWS_CLI")
                 .filter(|program| !program.is_empty())
                 .unwrap_or_else(|| OsString::from("aws")),
@@ -76,13 +76,16 @@ impl ContextAwsApi {
     }
 }
 
-/// `$DECLASTRUCT_HOME`, else `~/.declastruct`
-fn default_state_dir() -> PathBuf {
-    if let Some(home) = std::env::var_os("DECLASTRUCT_HOME").filter(|home| !home.is_empty()) {
-        return PathBuf::from(home);
+impl ContextAwsApi {
+    /// .what = the state folder: `$DECLASTRUCT_HOME`, else `~/.declastruct`
+    /// .why = commands that need no AWS (`logs`) find the tunnel files the same way
+    pub fn default_state_dir() -> PathBuf {
+        if let Some(home) = std::env::var_os("DECLASTRUCT_HOME").filter(|home| !home.is_empty()) {
+            return PathBuf::from(home);
+        }
+        std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("."))
+            .join(".declastruct")
     }
-    std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("."))
-        .join(".declastruct")
 }

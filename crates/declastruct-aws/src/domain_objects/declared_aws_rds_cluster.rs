@@ -37,7 +37,9 @@ pub struct RdsClusterHost {
 
 /// .what = a reference to an RDS cluster by its unique identifier
 /// .why = the blueprint's `RefByUnique<typeof DeclaredAwsRdsCluster>`
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(deny_unknown_fields)]
 pub struct RdsClusterRef {
     /// the cluster identifier

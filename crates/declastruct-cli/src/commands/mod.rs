@@ -1,9 +1,12 @@
 //! .what = one module a command
 //! .why = each command reads top to bottom: load, observe, plan, act, print
 
+pub mod apply;
 pub mod completions;
+pub mod logs;
 pub mod plan;
 pub mod schema;
+pub mod status;
 pub mod validate;
 
 use std::process::ExitCode;
@@ -48,7 +51,9 @@ pub fn load_or_report(cli: &Cli) -> Option<Manifest> {
 
 /// .what = the manifest, an AWS context and the planned resources, or the exit code after reporting why not
 /// .why = plan, apply and status share the reading of live state
-pub async fn observe_or_report(cli: &Cli) -> Result<(Manifest, ContextAwsApi, Vec<PlannedResource>), ExitCode> {
+pub async fn observe_or_report(
+    cli: &Cli,
+) -> Result<(Manifest, ContextAwsApi, Vec<PlannedResource>), ExitCode> {
     let manifest = load_or_report(cli).ok_or(ExitCode::from(EXIT_FAILURE))?;
     let context = ContextAwsApi::load(&manifest.aws).await;
     match observe(&manifest, &context).await {

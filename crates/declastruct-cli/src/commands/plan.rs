@@ -37,7 +37,12 @@ pub async fn run(cli: &Cli, args: &PlanArgs) -> ExitCode {
         writeln!(stdout, "{}", summary_line(&plan))
     } else {
         render_plan(&plan, &mut stdout).and_then(|()| match &args.out {
-            Some(out) => writeln!(stdout, "Saved the plan to {}; apply it with `declastruct apply --plan {}`.", out.display(), out.display()),
+            Some(out) => writeln!(
+                stdout,
+                "Saved the plan to {}; apply it with `declastruct apply --plan {}`.",
+                out.display(),
+                out.display()
+            ),
             None => Ok(()),
         })
     };

@@ -9,7 +9,11 @@ pub fn run(cli: &Cli) -> ExitCode {
     match load_or_report(cli) {
         Some(manifest) => {
             if !cli.quiet {
-                println!("{} is valid: {} resources.", manifest.uri, manifest.resources.len());
+                println!(
+                    "{} is valid: {} resources.",
+                    manifest.uri,
+                    manifest.resources.len()
+                );
             }
             ExitCode::SUCCESS
         }

@@ -65,17 +65,15 @@ impl Diagnostic for ManifestError {
     }
 
     fn source_code(&self) -> Option<&dyn SourceCode> {
-        self.source.as_deref().map(|source| source as &dyn SourceCode)
+        self.source
+            .as_deref()
+            .map(|source| source as &dyn SourceCode)
     }
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
-        if self.source.is_none() {
-            return None;
-        }
-        Some(Box::new(
-            self.labels
-                .iter()
-                .map(|(label, span)| LabeledSpan::new_with_span(Some(label.clone()), *span)),
-        ))
+        self.source.as_ref()?;
+        Some(Box::new(self.labels.iter().map(|(label, span)| {
+            LabeledSpan::new_with_span(Some(label.clone()), *span)
+        })))
     }
 }

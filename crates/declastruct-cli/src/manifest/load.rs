@@ -10,10 +10,16 @@ use serde_json::Value;
 use serde_path_to_error::Segment;
 
 use super::error::ManifestError;
-use super::model::{Ec2InstanceDeclaration, RdsClusterDeclaration, ResourceDeclaration, VpcTunnelDeclaration};
+use super::model::{
+    Ec2InstanceDeclaration, RdsClusterDeclaration, ResourceDeclaration, VpcTunnelDeclaration,
+};
 use super::yaml_tree::{Node, NodeValue, Step, parse};
 
-const KINDS: [&str; 3] = ["DeclaredAwsEc2Instance", "DeclaredAwsRdsCluster", "DeclaredAwsVpcTunnel"];
+const KINDS: [&str; 3] = [
+    "DeclaredAwsEc2Instance",
+    "DeclaredAwsRdsCluster",
+    "DeclaredAwsVpcTunnel",
+];
 
 /// .what = a loaded, valid manifest: its settings and resources, each with the YAML it came from
 /// .why = later errors (a bastion that does not exist) still point at the line that declared it
@@ -44,7 +50,10 @@ impl Manifest {
     /// .why = errors found while planning point at the declaration that caused them
     pub fn span_of(&self, index: usize, path: &[&str]) -> SourceSpan {
         let node = &self.resources[index].node;
-        let steps: Vec<Step> = path.iter().map(|key| Step::Key((*key).to_string())).collect();
+        let steps: Vec<Step> = path
+            .iter()
+            .map(|key| Step::Key((*key).to_string()))
+            .collect();
         let found = node.walk(&steps);
         if std::ptr::eq(found, node) {
             node.first_line_span(self.source.inner())
@@ -84,7 +93,8 @@ pub fn parse_manifest(uri: &str, text: String) -> Result<Manifest, Vec<ManifestE
             return Err(vec![ManifestError {
                 code: "declastruct::manifest::empty",
                 message: format!("the manifest {uri} is empty"),
-                help: "declare `resources:` (see `declastruct schema` and the examples/ folder)".into(),
+                help: "declare `resources:` (see `declastruct schema` and the examples/ folder)"
+                    .into(),
                 source: None,
                 labels: Vec::new(),
             }]);
@@ -134,7 +144,11 @@ pub fn parse_manifest(uri: &str, text: String) -> Result<Manifest, Vec<ManifestE
     })
 }
 
-fn declaration_at(node: &Node, path: &[Step], source: &Arc<NamedSource<String>>) -> Result<ResourceDeclaration, ManifestError> {
+fn declaration_at(
+    node: &Node,
+    path: &[Step],
+    source: &Arc<NamedSource<String>>,
+) -> Result<ResourceDeclaration, ManifestError> {
     if !matches!(node.value, NodeValue::Mapping(_)) {
         return Err(ManifestError::at(
             "declastruct::manifest::wrong_type",
@@ -142,7 +156,10 @@ fn declaration_at(node: &Node, path: &[Step], source: &Arc<NamedSource<String>>)
             node.first_line_span(source.inner()),
             "expected a map with `kind:`",
             format!("{}: a resource must be a map", describe(path)),
-            format!("write each resource as a map starting with `kind:` ({})", KINDS.join(", ")),
+            format!(
+                "write each resource as a map starting with `kind:` ({})",
+                KINDS.join(", ")
+            ),
         ));
     }
     let Some((kind_key, kind_node)) = node.entry("kind") else {
@@ -164,14 +181,18 @@ fn declaration_at(node: &Node, path: &[Step], source: &Arc<NamedSource<String>>)
         map.remove("kind");
     }
     let declaration = match kind {
-        "DeclaredAwsEc2Instance" => {
-            ResourceDeclaration::DeclaredAwsEc2Instance(deserialize_value::<Ec2InstanceDeclaration>(fields, node, path, source)?)
-        }
+        "DeclaredAwsEc2Instance" => ResourceDeclaration::DeclaredAwsEc2Instance(
+            deserialize_value::<Ec2InstanceDeclaration>(fields, node, path, source)?,
+        ),
         "DeclaredAwsRdsCluster" => {
-            ResourceDeclaration::DeclaredAwsRdsCluster(deserialize_value::<RdsClusterDeclaration>(fields, node, path, source)?)
+            ResourceDeclaration::DeclaredAwsRdsCluster(deserialize_value::<RdsClusterDeclaration>(
+                fields, node, path, source,
+            )?)
         }
         "DeclaredAwsVpcTunnel" => {
-            ResourceDeclaration::DeclaredAwsVpcTunnel(deserialize_value::<VpcTunnelDeclaration>(fields, node, path, source)?)
+            ResourceDeclaration::DeclaredAwsVpcTunnel(deserialize_value::<VpcTunnelDeclaration>(
+                fields, node, path, source,
+            )?)
         }
         _ => {
             let closest = KINDS
@@ -197,7 +218,11 @@ fn declaration_at(node: &Node, path: &[Step], source: &Arc<NamedSource<String>>)
     Ok(declaration)
 }
 
-fn deserialize_at<T: DeserializeOwned>(node: &Node, path: &[Step], source: &Arc<NamedSource<String>>) -> Result<T, ManifestError> {
+fn deserialize_at<T: DeserializeOwned>(
+    node: &Node,
+    path: &[Step],
+    source: &Arc<NamedSource<String>>,
+) -> Result<T, ManifestError> {
     deserialize_value(node.to_json(), node, path, source)
 }
 
@@ -225,7 +250,13 @@ fn deserialize_value<T: DeserializeOwned>(
     })
 }
 
-fn translate(message: &str, node: &Node, steps: &[Step], full_path: &[Step], source: &Arc<NamedSource<String>>) -> ManifestError {
+fn translate(
+    message: &str,
+    node: &Node,
+    steps: &[Step],
+    full_path: &[Step],
+    source: &Arc<NamedSource<String>>,
+) -> ManifestError {
     let text = source.inner();
     let target = node.walk(steps);
     let at_value = target.span;
@@ -240,7 +271,9 @@ fn translate(message: &str, node: &Node, steps: &[Step], full_path: &[Step], sou
                 parent.entry(&field).map(|(key, _)| key.span)
             })
             .unwrap_or(at_value);
-        let expected = message.split_once(", expected ").map_or("none", |(_, expected)| expected);
+        let expected = message
+            .split_once(", expected ")
+            .map_or("none", |(_, expected)| expected);
         let where_ = describe(&strip_key(full_path, &field));
         return ManifestError::at(
             "declastruct::manifest::unknown_field",
@@ -280,7 +313,9 @@ fn translate(message: &str, node: &Node, steps: &[Step], full_path: &[Step], sou
         );
     }
     if let Some(variant) = between(message, "unknown variant `", "`") {
-        let expected = message.split_once(", expected ").map_or("", |(_, expected)| expected);
+        let expected = message
+            .split_once(", expected ")
+            .map_or("", |(_, expected)| expected);
         let host_field = matches!(full_path.last(), Some(Step::Key(key)) if key == "host");
         let (code, help) = if host_field {
             (
@@ -288,7 +323,10 @@ fn translate(message: &str, node: &Node, steps: &[Step], full_path: &[Step], sou
                 "a tunnel listens on this machine only: use `localhost` or `127.0.0.1`".to_string(),
             )
         } else {
-            ("declastruct::manifest::invalid_value", format!("use {expected}"))
+            (
+                "declastruct::manifest::invalid_value",
+                format!("use {expected}"),
+            )
         };
         return ManifestError::at(
             code,
@@ -345,16 +383,24 @@ fn describe(path: &[Step]) -> String {
             Step::Index(index) => out.push_str(&format!("[{index}]")),
         }
     }
-    if out.is_empty() { "the manifest".into() } else { out }
+    if out.is_empty() {
+        "the manifest".into()
+    } else {
+        out
+    }
 }
 
 /// duplicate resources, two tunnels on one port, an OPEN tunnel through a bastion declared stopped
-fn check_relations(resources: &[DeclaredResource], source: &Arc<NamedSource<String>>) -> Vec<ManifestError> {
+fn check_relations(
+    resources: &[DeclaredResource],
+    source: &Arc<NamedSource<String>>,
+) -> Vec<ManifestError> {
     let text = source.inner();
     let mut errors = Vec::new();
     let mut seen: HashMap<_, &DeclaredResource> = HashMap::new();
     let mut ports: HashMap<u16, &DeclaredResource> = HashMap::new();
-    let mut bastions: HashMap<String, (&Ec2InstanceDeclaration, &DeclaredResource)> = HashMap::new();
+    let mut bastions: HashMap<String, (&Ec2InstanceDeclaration, &DeclaredResource)> =
+        HashMap::new();
 
     for resource in resources {
         let address = resource.declaration.address();
@@ -461,7 +507,14 @@ mod tests {
             .iter()
             .map(|resource| resource.declaration.address().slug)
             .collect();
-        assert_eq!(slugs, vec!["vpc-main-bastion", "ahbodedb", "vpc-main-bastion.ahbodedb.7775"]);
+        assert_eq!(
+            slugs,
+            vec![
+                "vpc-main-bastion",
+                "ahbodedb",
+                "vpc-main-bastion.ahbodedb.7775"
+            ]
+        );
     }
 
     #[test]
@@ -470,12 +523,19 @@ mod tests {
         let error = first_error(&text);
         assert_eq!(error.code, "declastruct::manifest::port_out_of_range");
         assert_eq!(pointed_at(&text, &error), "7775432");
-        assert!(error.message.contains("resources[2].from.port"), "{}", error.message);
+        assert!(
+            error.message.contains("resources[2].from.port"),
+            "{}",
+            error.message
+        );
     }
 
     #[test]
     fn unknown_field_points_at_the_key() {
-        let text = VALID.replace("    name: ahbodedb\n", "    name: ahbodedb\n    engine: postgres\n");
+        let text = VALID.replace(
+            "    name: ahbodedb\n",
+            "    name: ahbodedb\n    engine: postgres\n",
+        );
         let error = first_error(&text);
         assert_eq!(error.code, "declastruct::manifest::unknown_field");
         assert_eq!(pointed_at(&text, &error), "engine");
@@ -483,7 +543,10 @@ mod tests {
 
     #[test]
     fn unknown_field_in_a_reference_points_at_the_key() {
-        let text = VALID.replace("cluster: { name: ahbodedb }", "cluster: { name: ahbodedb, arn: x }");
+        let text = VALID.replace(
+            "cluster: { name: ahbodedb }",
+            "cluster: { name: ahbodedb, arn: x }",
+        );
         let error = first_error(&text);
         assert_eq!(error.code, "declastruct::manifest::unknown_field");
         assert_eq!(pointed_at(&text, &error), "arn");
@@ -518,15 +581,27 @@ mod tests {
     fn open_tunnel_through_a_stopped_bastion_is_rejected() {
         let text = VALID.replace("status: running", "status: stopped");
         let error = first_error(&text);
-        assert_eq!(error.code, "declastruct::manifest::open_through_stopped_bastion");
+        assert_eq!(
+            error.code,
+            "declastruct::manifest::open_through_stopped_bastion"
+        );
         assert_eq!(pointed_at(&text, &error), "OPEN");
         assert_eq!(error.labels.len(), 2);
     }
 
     #[test]
     fn a_reference_needs_exactly_one_key() {
-        let text = VALID.replace("bastion: { exid: vpc-main-bastion }", "bastion: { exid: a, instanceId: i-1 }");
+        let text = VALID.replace(
+            "bastion: { exid: vpc-main-bastion }",
+            "bastion: { exid: a, instanceId: i-1 }",
+        );
         let error = first_error(&text);
-        assert!(error.message.contains("exactly one of `exid` or `instanceId`"), "{}", error.message);
+        assert!(
+            error
+                .message
+                .contains("exactly one of `exid` or `instanceId`"),
+            "{}",
+            error.message
+        );
     }
 }

@@ -1,6 +1,6 @@
 use declastruct_aws::{
-    AwsSettings, DeclaredAwsVpcTunnel, DesiredInstanceStatus, Ec2InstanceRef, RdsClusterRef, VpcTunnelFrom,
-    VpcTunnelInto, VpcTunnelStatus, VpcTunnelVia,
+    AwsSettings, DeclaredAwsVpcTunnel, DesiredInstanceStatus, Ec2InstanceRef, RdsClusterRef,
+    VpcTunnelFrom, VpcTunnelInto, VpcTunnelStatus, VpcTunnelVia,
 };
 use declastruct_engine::ResourceAddress;
 use schemars::JsonSchema;
@@ -117,8 +117,12 @@ impl ResourceDeclaration {
     /// or `{bastion}.{cluster}.{port}` for a tunnel
     pub fn address(&self) -> ResourceAddress {
         match self {
-            Self::DeclaredAwsEc2Instance(instance) => bastion_address(&Ec2InstanceRef::by_exid(&instance.exid)),
-            Self::DeclaredAwsRdsCluster(cluster) => cluster_address(&RdsClusterRef::by_name(&cluster.name)),
+            Self::DeclaredAwsEc2Instance(instance) => {
+                bastion_address(&Ec2InstanceRef::by_exid(&instance.exid))
+            }
+            Self::DeclaredAwsRdsCluster(cluster) => {
+                cluster_address(&RdsClusterRef::by_name(&cluster.name))
+            }
             Self::DeclaredAwsVpcTunnel(tunnel) => ResourceAddress {
                 class: VPC_TUNNEL_CLASS.into(),
                 slug: format!(

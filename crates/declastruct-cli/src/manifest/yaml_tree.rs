@@ -2,9 +2,9 @@ use std::collections::HashMap;
 
 use miette::SourceSpan;
 use serde_json::Value;
+use yaml_rust2::Yaml;
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
-use yaml_rust2::Yaml;
 
 /// .what = a YAML value with the byte span it came from
 /// .why = every manifest error names the file, line and column of the offending value
@@ -111,7 +111,9 @@ impl Node {
     /// .why = a whole resource is labelled by its first line, not by twenty lines of highlight
     pub fn first_line_span(&self, source: &str) -> SourceSpan {
         let start = self.span.offset();
-        let line_end = source[start..].find('\n').map_or(source.len(), |end| start + end);
+        let line_end = source[start..]
+            .find('\n')
+            .map_or(source.len(), |end| start + end);
         (start, line_end.saturating_sub(start).max(1)).into()
     }
 }
@@ -196,7 +198,11 @@ impl TreeBuilder<'_> {
                 None => *pending_key = Some(node),
                 Some(key) => {
                     let text = key.key_text();
-                    if entries.iter().any(|(existing, _)| existing.key_text() == text) && self.problem.is_none() {
+                    if entries
+                        .iter()
+                        .any(|(existing, _)| existing.key_text() == text)
+                        && self.problem.is_none()
+                    {
                         self.problem = Some(SyntaxProblem {
                             message: format!("the key `{text}` appears twice in one map"),
                             span: key.span,
@@ -209,7 +215,10 @@ impl TreeBuilder<'_> {
     }
 
     fn scalar_span(&self, start: usize, text: &str, style: TScalarStyle) -> SourceSpan {
-        let quotes = if matches!(style, TScalarStyle::SingleQuoted | TScalarStyle::DoubleQuoted) {
+        let quotes = if matches!(
+            style,
+            TScalarStyle::SingleQuoted | TScalarStyle::DoubleQuoted
+        ) {
             2
         } else {
             0
@@ -217,7 +226,9 @@ impl TreeBuilder<'_> {
         let line_end = self.source[start.min(self.source.len())..]
             .find('\n')
             .map_or(self.source.len(), |end| start + end);
-        let length = (text.len() + quotes).min(line_end.saturating_sub(start)).max(1);
+        let length = (text.len() + quotes)
+            .min(line_end.saturating_sub(start))
+            .max(1);
         (start, length).into()
     }
 }
@@ -264,9 +275,16 @@ impl MarkedEventReceiver for TreeBuilder<'_> {
             }),
             Event::SequenceEnd | Event::MappingEnd => {
                 let (value, start, anchor) = match self.stack.pop() {
-                    Some(Partial::Sequence { items, start, anchor }) => (NodeValue::Sequence(items), start, anchor),
+                    Some(Partial::Sequence {
+                        items,
+                        start,
+                        anchor,
+                    }) => (NodeValue::Sequence(items), start, anchor),
                     Some(Partial::Mapping {
-                        entries, start, anchor, ..
+                        entries,
+                        start,
+                        anchor,
+                        ..
                     }) => (NodeValue::Mapping(entries), start, anchor),
                     None => return,
                 };
@@ -286,7 +304,11 @@ impl MarkedEventReceiver for TreeBuilder<'_> {
                 });
                 self.finish(node, 0);
             }
-            Event::Nothing | Event::StreamStart | Event::StreamEnd | Event::DocumentStart | Event::DocumentEnd => {}
+            Event::Nothing
+            | Event::StreamStart
+            | Event::StreamEnd
+            | Event::DocumentStart
+            | Event::DocumentEnd => {}
         }
     }
 }
@@ -300,9 +322,15 @@ mod tests {
     fn resolves_scalars_and_keeps_spans() {
         let source = "a: 1\nb:\n  - 'x'\n  - true\n  - 1.5\n  - ~\nc: \"7\"\n";
         let root = parse(source).expect("valid").expect("a document");
-        assert_eq!(root.to_json(), json!({"a": 1, "b": ["x", true, 1.5, null], "c": "7"}));
+        assert_eq!(
+            root.to_json(),
+            json!({"a": 1, "b": ["x", true, 1.5, null], "c": "7"})
+        );
         let item = root.walk(&[Step::Key("b".into()), Step::Index(1)]);
-        assert_eq!(&source[item.span.offset()..item.span.offset() + item.span.len()], "true");
+        assert_eq!(
+            &source[item.span.offset()..item.span.offset() + item.span.len()],
+            "true"
+        );
         let (key, _) = root.entry("c").expect("c");
         assert_eq!(key.span.offset(), source.find("c:").expect("c"));
     }
@@ -312,7 +340,10 @@ mod tests {
         let source = "name: \"héllo wörld\"\nport: 5\n";
         let root = parse(source).expect("valid").expect("a document");
         let port = root.get("port").expect("port");
-        assert_eq!(&source[port.span.offset()..port.span.offset() + port.span.len()], "5");
+        assert_eq!(
+            &source[port.span.offset()..port.span.offset() + port.span.len()],
+            "5"
+        );
     }
 
     #[test]

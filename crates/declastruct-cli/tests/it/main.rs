@@ -1,6 +1,7 @@
 //! Integration tests: the real `declastruct` binary, in a temporary folder with its own DECLASTRUCT_HOME,
 //! against a moto server of its own.
 
+mod apply;
 mod manifest_errors;
 mod plan;
 mod schema;

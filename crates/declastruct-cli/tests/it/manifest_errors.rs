@@ -17,25 +17,49 @@ fn every_bad_manifest_is_rejected_offline_with_a_located_diagnostic() {
     assert!(cases.len() >= 15, "the corpus has {} cases", cases.len());
 
     for case in cases {
-        let name = case.file_name().and_then(|name| name.to_str()).expect("name").to_string();
+        let name = case
+            .file_name()
+            .and_then(|name| name.to_str())
+            .expect("name")
+            .to_string();
         std::fs::copy(&case, sandbox.path(&name)).expect("copy");
 
         let validate = sandbox.run(&["validate", "-f", &name]);
-        assert_eq!(validate.status.code(), Some(1), "{name}: validate should exit 1");
+        assert_eq!(
+            validate.status.code(),
+            Some(1),
+            "{name}: validate should exit 1"
+        );
 
         moto.start_counting();
         let plan = sandbox.run(&["plan", "-f", &name]);
         assert_eq!(plan.status.code(), Some(1), "{name}: plan should exit 1");
-        assert_eq!(moto.counted_requests(), Vec::<String>::new(), "{name}: no AWS request for a bad manifest");
+        assert_eq!(
+            moto.counted_requests(),
+            Vec::<String>::new(),
+            "{name}: no AWS request for a bad manifest"
+        );
 
         let diagnostic = stderr(&plan);
-        assert_eq!(diagnostic, stderr(&validate), "{name}: plan and validate report the same");
+        assert_eq!(
+            diagnostic,
+            stderr(&validate),
+            "{name}: plan and validate report the same"
+        );
         if name != "empty.yml" {
             let located = regex_like_location(&diagnostic, &name);
-            assert!(located, "{name}: the diagnostic names no line and column:\n{diagnostic}");
+            assert!(
+                located,
+                "{name}: the diagnostic names no line and column:\n{diagnostic}"
+            );
         }
-        assert!(diagnostic.contains("help:"), "{name}: the diagnostic says what to do:\n{diagnostic}");
-        stable_settings().bind(|| insta::assert_snapshot!(name.trim_end_matches(".yml").to_string(), diagnostic));
+        assert!(
+            diagnostic.contains("help:"),
+            "{name}: the diagnostic says what to do:\n{diagnostic}"
+        );
+        stable_settings().bind(|| {
+            insta::assert_snapshot!(name.trim_end_matches(".yml").to_string(), diagnostic)
+        });
     }
 }
 
@@ -67,7 +91,20 @@ fn usage_errors_exit_2() {
 #[test]
 fn file_flag_works_before_and_after_the_subcommand() {
     let sandbox = Sandbox::new(None);
-    sandbox.write("other.yml", &crate::support::manifest("running", "OPEN", 7775));
-    assert!(sandbox.run(&["-f", "other.yml", "validate"]).status.success());
-    assert!(sandbox.run(&["validate", "--file", "other.yml"]).status.success());
+    sandbox.write(
+        "other.yml",
+        &crate::support::manifest("running", "OPEN", 7775),
+    );
+    assert!(
+        sandbox
+            .run(&["-f", "other.yml", "validate"])
+            .status
+            .success()
+    );
+    assert!(
+        sandbox
+            .run(&["validate", "--file", "other.yml"])
+            .status
+            .success()
+    );
 }

@@ -38,7 +38,12 @@ fn plan_json_is_the_contract_document() {
     let hash = document["hash"].as_str().expect("hash");
     assert_eq!(hash.len(), 64);
     assert!(hash.chars().all(|character| character.is_ascii_hexdigit()));
-    assert!(document["createdAt"].as_str().expect("createdAt").ends_with('Z'));
+    assert!(
+        document["createdAt"]
+            .as_str()
+            .expect("createdAt")
+            .ends_with('Z')
+    );
     assert_eq!(document["wish"]["uri"], "declastruct.yml");
 
     let changes = document["changes"].as_array().expect("changes");
@@ -46,7 +51,10 @@ fn plan_json_is_the_contract_document() {
         .iter()
         .map(|change| {
             (
-                change["forResource"]["class"].as_str().unwrap_or_default().to_string(),
+                change["forResource"]["class"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
                 change["action"].as_str().unwrap_or_default().to_string(),
             )
         })
@@ -61,21 +69,34 @@ fn plan_json_is_the_contract_document() {
     );
     assert_eq!(changes[0]["state"]["desired"]["status"], "running");
     assert_eq!(changes[0]["state"]["remote"]["status"], "stopped");
-    assert_eq!(changes[0]["state"]["remote"]["instanceId"], instance_id.as_str());
-    assert!(changes[0]["state"]["difference"].as_str().expect("diff").contains("+status: running"));
+    assert_eq!(
+        changes[0]["state"]["remote"]["instanceId"],
+        instance_id.as_str()
+    );
+    assert!(
+        changes[0]["state"]["difference"]
+            .as_str()
+            .expect("diff")
+            .contains("+status: running")
+    );
     assert_eq!(changes[1]["state"]["difference"], Value::Null);
     assert_eq!(changes[2]["state"]["remote"]["status"], "CLOSED");
-    assert_eq!(changes[2]["forResource"]["slug"], "vpc-main-bastion.ahbodedb.7775");
+    assert_eq!(
+        changes[2]["forResource"]["slug"],
+        "vpc-main-bastion.ahbodedb.7775"
+    );
 
-    let saved: Value = serde_json::from_str(&std::fs::read_to_string(sandbox.path("saved.json")).expect("saved"))
-        .expect("saved plan is JSON");
+    let saved: Value =
+        serde_json::from_str(&std::fs::read_to_string(sandbox.path("saved.json")).expect("saved"))
+            .expect("saved plan is JSON");
     assert_eq!(saved, document, "--out writes the same document");
 
     // the hash is over meaning, not display: a human-format plan saves the same hash
     let human = sandbox.run(&["plan", "--out", "human.json"]);
     assert!(human.status.success());
-    let again: Value = serde_json::from_str(&std::fs::read_to_string(sandbox.path("human.json")).expect("saved"))
-        .expect("JSON");
+    let again: Value =
+        serde_json::from_str(&std::fs::read_to_string(sandbox.path("human.json")).expect("saved"))
+            .expect("JSON");
     assert_eq!(again["hash"], document["hash"]);
 }
 
@@ -86,7 +107,13 @@ fn detailed_exitcode_is_zero_once_nothing_differs() {
     sandbox.write("declastruct.yml", &manifest("running", "CLOSED", 7775));
 
     let output = sandbox.run(&["plan", "--detailed-exitcode"]);
-    assert_eq!(output.status.code(), Some(0), "{}{}", stdout(&output), stderr(&output));
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&output),
+        stderr(&output)
+    );
     assert!(stdout(&output).contains("No changes: the live world matches declastruct.yml."));
 }
 
@@ -104,7 +131,14 @@ fn a_tunnel_closed_before_its_bastion_stops() {
         .iter()
         .map(|change| change["forResource"]["class"].as_str().unwrap_or_default())
         .collect();
-    assert_eq!(order, vec!["DeclaredAwsRdsCluster", "DeclaredAwsVpcTunnel", "DeclaredAwsEc2Instance"]);
+    assert_eq!(
+        order,
+        vec![
+            "DeclaredAwsRdsCluster",
+            "DeclaredAwsVpcTunnel",
+            "DeclaredAwsEc2Instance"
+        ]
+    );
 }
 
 #[test]
@@ -113,14 +147,21 @@ fn a_bastion_that_does_not_exist_is_named_at_its_reference() {
     let sandbox = Sandbox::new(Some(&moto));
     sandbox.write(
         "declastruct.yml",
-        &manifest("running", "OPEN", 7775).replace("exid: vpc-main-bastion", "exid: vpc-main-bastoin"),
+        &manifest("running", "OPEN", 7775)
+            .replace("exid: vpc-main-bastion", "exid: vpc-main-bastoin"),
     );
     moto.start_counting();
     let output = sandbox.run(&["plan"]);
     assert_eq!(output.status.code(), Some(1));
     let diagnostic = stderr(&output);
-    assert!(diagnostic.contains("bastion { exid: vpc-main-bastoin } was not found in us-east-1"), "{diagnostic}");
-    assert!(diagnostic.contains("[declastruct.yml:4:11]"), "{diagnostic}");
+    assert!(
+        diagnostic.contains("bastion { exid: vpc-main-bastoin } was not found in us-east-1"),
+        "{diagnostic}"
+    );
+    assert!(
+        diagnostic.contains("[declastruct.yml:4:11]"),
+        "{diagnostic}"
+    );
     assert_only_reads(&moto.counted_requests());
 }
 
@@ -135,22 +176,36 @@ fn a_cluster_that_does_not_exist_suggests_the_closest_names() {
     let output = sandbox.run(&["plan"]);
     assert_eq!(output.status.code(), Some(1));
     let diagnostic = stderr(&output);
-    assert!(diagnostic.contains("RDS cluster `ahbodeb` was not found"), "{diagnostic}");
-    assert!(diagnostic.contains("did you mean `ahbodedb`?"), "{diagnostic}");
+    assert!(
+        diagnostic.contains("RDS cluster `ahbodeb` was not found"),
+        "{diagnostic}"
+    );
+    assert!(
+        diagnostic.contains("did you mean `ahbodedb`?"),
+        "{diagnostic}"
+    );
 }
 
 #[test]
 fn two_instances_with_one_exid_are_both_named() {
     let (moto, first) = seeded(true);
-    let second = moto.seed_bastion(REGION, "vpc-main-bastion", false).instance_id;
+    let second = moto
+        .seed_bastion(REGION, "vpc-main-bastion", false)
+        .instance_id;
     let sandbox = Sandbox::new(Some(&moto));
     sandbox.write("declastruct.yml", &manifest("running", "OPEN", 7775));
     moto.start_counting();
     let output = sandbox.run(&["plan"]);
     assert_eq!(output.status.code(), Some(1));
     let diagnostic = stderr(&output);
-    assert!(diagnostic.contains("2 instances carry the tag exid=vpc-main-bastion"), "{diagnostic}");
-    assert!(diagnostic.contains(&first) && diagnostic.contains(&second), "{diagnostic}");
+    assert!(
+        diagnostic.contains("2 instances carry the tag exid=vpc-main-bastion"),
+        "{diagnostic}"
+    );
+    assert!(
+        diagnostic.contains(&first) && diagnostic.contains(&second),
+        "{diagnostic}"
+    );
     assert_only_reads(&moto.counted_requests());
 }
 
@@ -171,7 +226,10 @@ fn no_credentials_is_a_clear_error() {
 fn assert_only_reads(requests: &[String]) {
     assert!(!requests.is_empty());
     for request in requests {
-        assert!(request.starts_with("Describe"), "only reads, got {requests:?}");
+        assert!(
+            request.starts_with("Describe"),
+            "only reads, got {requests:?}"
+        );
     }
 }
 
@@ -209,10 +267,20 @@ fn plan_requests_do_not_grow_with_the_manifest() {
         let output = sandbox.run(&["plan", "--json"]);
         assert!(output.status.success(), "{}", stderr(&output));
         let requests = moto.counted_requests();
-        assert!(requests.len() <= 4, "{tunnels} tunnels made {} requests: {requests:?}", requests.len());
+        assert!(
+            requests.len() <= 4,
+            "{tunnels} tunnels made {} requests: {requests:?}",
+            requests.len()
+        );
         counts.push(requests.len());
         let document: Value = serde_json::from_slice(&output.stdout).expect("JSON");
-        assert_eq!(document["changes"].as_array().map(Vec::len), Some(tunnels + 2 * groups));
+        assert_eq!(
+            document["changes"].as_array().map(Vec::len),
+            Some(tunnels + 2 * groups)
+        );
     }
-    assert_eq!(counts[0], counts[1], "the same number of requests for 1 and 100 tunnels");
+    assert_eq!(
+        counts[0], counts[1],
+        "the same number of requests for 1 and 100 tunnels"
+    );
 }

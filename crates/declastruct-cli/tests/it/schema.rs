@@ -18,14 +18,17 @@ fn checked_in_schema_matches_the_code() {
 fn schema_command_prints_the_checked_in_schema() {
     let output = Sandbox::new(None).run(&["schema"]);
     assert!(output.status.success());
-    let checked_in = std::fs::read_to_string(workspace_root().join("schemas/declastruct.schema.json")).expect("schema");
+    let checked_in =
+        std::fs::read_to_string(workspace_root().join("schemas/declastruct.schema.json"))
+            .expect("schema");
     assert_eq!(stdout(&output), checked_in);
 }
 
 #[test]
 fn every_example_validates_against_the_schema_and_the_loader() {
     let schema: serde_json::Value =
-        serde_json::from_str(&declastruct_cli::manifest::manifest_schema()).expect("schema is JSON");
+        serde_json::from_str(&declastruct_cli::manifest::manifest_schema())
+            .expect("schema is JSON");
     let validator = jsonschema::validator_for(&schema).expect("schema compiles");
     let mut checked = 0;
     for entry in std::fs::read_dir(workspace_root().join("examples")).expect("examples/") {
@@ -42,21 +45,37 @@ fn every_example_validates_against_the_schema_and_the_loader() {
         let manifest = declastruct_cli::manifest::parse_manifest("example.yml", text.clone())
             .unwrap_or_else(|errors| panic!("{} does not load: {errors:?}", path.display()));
         let document = serde_json::to_value(declastruct_cli::manifest::ManifestDocument {
-            aws: Some(manifest.aws.clone()).filter(|aws| aws.region.is_some() || aws.profile.is_some()),
-            resources: manifest.resources.iter().map(|resource| resource.declaration.clone()).collect(),
+            aws: Some(manifest.aws.clone())
+                .filter(|aws| aws.region.is_some() || aws.profile.is_some()),
+            resources: manifest
+                .resources
+                .iter()
+                .map(|resource| resource.declaration.clone())
+                .collect(),
         })
         .expect("to JSON");
-        let errors: Vec<String> = validator.iter_errors(&document).map(|error| error.to_string()).collect();
-        assert!(errors.is_empty(), "{} breaks the schema: {errors:?}", path.display());
+        let errors: Vec<String> = validator
+            .iter_errors(&document)
+            .map(|error| error.to_string())
+            .collect();
+        assert!(
+            errors.is_empty(),
+            "{} breaks the schema: {errors:?}",
+            path.display()
+        );
         checked += 1;
     }
-    assert!(checked >= 2, "expected examples in examples/, found {checked}");
+    assert!(
+        checked >= 2,
+        "expected examples in examples/, found {checked}"
+    );
 }
 
 #[test]
 fn schema_rejects_what_the_loader_rejects() {
     let schema: serde_json::Value =
-        serde_json::from_str(&declastruct_cli::manifest::manifest_schema()).expect("schema is JSON");
+        serde_json::from_str(&declastruct_cli::manifest::manifest_schema())
+            .expect("schema is JSON");
     let validator = jsonschema::validator_for(&schema).expect("schema compiles");
     let tunnel = |port: serde_json::Value, host: &str| {
         serde_json::json!({"resources": [{"kind": "DeclaredAwsVpcTunnel",

@@ -19,9 +19,15 @@ impl Sandbox {
     pub fn in_region(moto: Option<&Moto>, region: &str) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut env = vec![
-            ("PATH".to_string(), std::env::var("PATH").unwrap_or_default()),
+            (
+                "PATH".to_string(),
+                std::env::var("PATH").unwrap_or_default(),
+            ),
             ("HOME".to_string(), dir.path().display().to_string()),
-            ("DECLASTRUCT_HOME".to_string(), dir.path().join("state").display().to_string()),
+            (
+                "DECLASTRUCT_HOME".to_string(),
+                dir.path().join("state").display().to_string(),
+            ),
             ("AWS_EC2_METADATA_DISABLED".to_string(), "true".to_string()),
         ];
         if let Some(moto) = moto {
@@ -65,6 +71,50 @@ impl Sandbox {
     pub fn run(&self, args: &[&str]) -> Output {
         self.command(args).output().expect("run declastruct")
     }
+}
+
+impl Drop for Sandbox {
+    /// every tunnel process a test started is killed, whatever the test's outcome
+    fn drop(&mut self) {
+        for entry in std::fs::read_dir(self.home().join("tunnels"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let path = entry.path();
+            if path.extension().and_then(|extension| extension.to_str()) != Some("meta") {
+                continue;
+            }
+            let meta: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(&path).unwrap_or_default())
+                    .unwrap_or_default();
+            if let Some(group) = meta["processGroup"]
+                .as_i64()
+                .and_then(|group| i32::try_from(group).ok())
+            {
+                let _ = nix::sys::signal::killpg(
+                    nix::unistd::Pid::from_raw(group),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+    }
+}
+
+/// the session stand-in, built beside the test binaries by `cargo test --workspace`
+pub fn fake_aws_cli() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|folder| folder.join("fake-aws-cli"))
+        .expect("target folder");
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `scripts/test` (or `cargo build -p declastruct-test-support`)",
+        path.display()
+    );
+    path
 }
 
 pub fn stdout(output: &Output) -> String {

@@ -42,7 +42,11 @@ mod tests {
         let instance = Instance::builder()
             .instance_id("i-0abc")
             .private_ip_address("10.0.0.5")
-            .state(InstanceState::builder().name(InstanceStateName::Stopped).build())
+            .state(
+                InstanceState::builder()
+                    .name(InstanceStateName::Stopped)
+                    .build(),
+            )
             .tags(Tag::builder().key("Name").value("bastion").build())
             .tags(Tag::builder().key("exid").value("vpc-main-bastion").build())
             .build();

@@ -3,7 +3,10 @@ use std::collections::BTreeMap;
 use aws_sdk_ec2::types::Filter;
 
 use crate::error::AwsError;
-use crate::{ContextAwsApi, DeclaredAwsEc2Instance, Ec2InstanceRef, Ec2InstanceStatus, cast_to_declared_aws_ec2_instance};
+use crate::{
+    ContextAwsApi, DeclaredAwsEc2Instance, Ec2InstanceRef, Ec2InstanceStatus,
+    cast_to_declared_aws_ec2_instance,
+};
 
 /// the states in which an instance can serve as a bastion; terminated and shutting-down ones are left out
 const LIVE_STATES: [&str; 4] = ["pending", "running", "stopping", "stopped"];
@@ -77,8 +80,10 @@ pub async fn get_ec2_instances(
             Ec2InstanceRef::ByUnique { .. } => &by_exid,
             Ec2InstanceRef::ByPrimary { .. } => &by_id,
         };
-        let matches: Vec<&DeclaredAwsEc2Instance> =
-            pool.iter().filter(|instance| reference.matches(instance)).collect();
+        let matches: Vec<&DeclaredAwsEc2Instance> = pool
+            .iter()
+            .filter(|instance| reference.matches(instance))
+            .collect();
         match matches.as_slice() {
             [] => {}
             [instance] => {
@@ -113,11 +118,18 @@ async fn describe_instances(
         let response = context
             .ec2
             .describe_instances()
-            .filters(Filter::builder().name(filter_name).set_values(Some(values.clone())).build())
+            .filters(
+                Filter::builder()
+                    .name(filter_name)
+                    .set_values(Some(values.clone()))
+                    .build(),
+            )
             .filters(
                 Filter::builder()
                     .name("instance-state-name")
-                    .set_values(Some(LIVE_STATES.iter().map(|state| state.to_string()).collect()))
+                    .set_values(Some(
+                        LIVE_STATES.iter().map(|state| state.to_string()).collect(),
+                    ))
                     .build(),
             )
             .set_next_token(next_token)
@@ -138,7 +150,10 @@ async fn describe_instances(
                     )
                 }),
         );
-        next_token = response.next_token().filter(|token| !token.is_empty()).map(str::to_string);
+        next_token = response
+            .next_token()
+            .filter(|token| !token.is_empty())
+            .map(str::to_string);
         if next_token.is_none() {
             return Ok(instances);
         }

@@ -3,7 +3,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::error::AwsError;
-use crate::{ContextAwsApi, DeclaredAwsEc2Instance, Ec2InstanceLookup, Ec2InstanceRef, Ec2InstanceStatus, get_ec2_instance};
+use crate::{
+    ContextAwsApi, DeclaredAwsEc2Instance, Ec2InstanceLookup, Ec2InstanceRef, Ec2InstanceStatus,
+    get_ec2_instance,
+};
 
 /// .what = the statuses a bastion may be declared in
 /// .why = only these two are states one can ask EC2 for
@@ -37,11 +40,16 @@ pub async fn set_ec2_instance_status(
     let lookup = || get_ec2_instance(Ec2InstanceLookup::Ref(instance.clone()), context);
     let not_found = || AwsError::BastionNotFound {
         reference: instance.to_string(),
-        region: context.region.clone().unwrap_or_else(|| "the configured region".into()),
+        region: context
+            .region
+            .clone()
+            .unwrap_or_else(|| "the configured region".into()),
     };
     let found = lookup().await?.ok_or_else(not_found)?;
     let Some(instance_id) = found.instance_id.clone() else {
-        return Err(AwsError::Unexpected(format!("instance {instance} has no instance id")));
+        return Err(AwsError::Unexpected(format!(
+            "instance {instance} has no instance id"
+        )));
     };
     if found.status == Some(to.as_status()) {
         return Ok(found);
@@ -110,11 +118,16 @@ async fn wait_for(
             .map(|_| ()),
     };
     result.map_err(|error| match error {
-        aws_sdk_ec2::waiters::instance_running::WaitUntilInstanceRunningError::ExceededMaxWait(_) => timed_out(),
+        aws_sdk_ec2::waiters::instance_running::WaitUntilInstanceRunningError::ExceededMaxWait(
+            _,
+        ) => timed_out(),
         other => AwsError::Call {
             operation: "ec2:DescribeInstances (waiting)",
             message: aws_sdk_ec2::error::DisplayErrorContext(&other).to_string(),
-            help: format!("the instance did not reach `{}`; look at it in the EC2 console", status.as_status()),
+            help: format!(
+                "the instance did not reach `{}`; look at it in the EC2 console",
+                status.as_status()
+            ),
         },
     })
 }

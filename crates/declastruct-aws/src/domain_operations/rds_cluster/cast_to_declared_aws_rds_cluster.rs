@@ -10,7 +10,10 @@ pub fn cast_to_declared_aws_rds_cluster(cluster: &DbCluster) -> DeclaredAwsRdsCl
         reader: cluster.reader_endpoint().unwrap_or(writer).to_string(),
     });
     DeclaredAwsRdsCluster {
-        name: cluster.db_cluster_identifier().unwrap_or_default().to_string(),
+        name: cluster
+            .db_cluster_identifier()
+            .unwrap_or_default()
+            .to_string(),
         arn: cluster.db_cluster_arn().map(str::to_string),
         host,
         port: cluster.port().and_then(|port| u16::try_from(port).ok()),

@@ -4,7 +4,9 @@ use aws_sdk_rds::operation::describe_db_clusters::DescribeDBClustersError;
 use aws_sdk_rds::types::Filter;
 
 use crate::error::AwsError;
-use crate::{ContextAwsApi, DeclaredAwsRdsCluster, RdsClusterRef, cast_to_declared_aws_rds_cluster};
+use crate::{
+    ContextAwsApi, DeclaredAwsRdsCluster, RdsClusterRef, cast_to_declared_aws_rds_cluster,
+};
 
 /// .what = gets an RDS cluster from AWS, or `None` when there is none
 /// .why = enables lookup of RDS cluster endpoints and metadata
@@ -42,7 +44,10 @@ pub async fn get_rds_clusters(
     references: &[RdsClusterRef],
     context: &ContextAwsApi,
 ) -> Result<BTreeMap<RdsClusterRef, DeclaredAwsRdsCluster>, AwsError> {
-    let mut names: Vec<String> = references.iter().map(|reference| reference.name.clone()).collect();
+    let mut names: Vec<String> = references
+        .iter()
+        .map(|reference| reference.name.clone())
+        .collect();
     names.sort();
     names.dedup();
     if names.is_empty() {
@@ -62,7 +67,10 @@ pub async fn get_rds_clusters(
 
 /// .what = the existing cluster identifiers closest to `name`, best first
 /// .why = "cluster not found" says what the user probably meant; only called on that error path
-pub async fn closest_cluster_names(name: &str, context: &ContextAwsApi) -> Result<Vec<String>, AwsError> {
+pub async fn closest_cluster_names(
+    name: &str,
+    context: &ContextAwsApi,
+) -> Result<Vec<String>, AwsError> {
     let clusters = describe_clusters(None, context).await?;
     let mut scored: Vec<(usize, String)> = clusters
         .into_iter()
@@ -70,7 +78,11 @@ pub async fn closest_cluster_names(name: &str, context: &ContextAwsApi) -> Resul
         .filter(|(distance, candidate)| *distance <= (candidate.len().max(name.len()) / 2).max(2))
         .collect();
     scored.sort();
-    Ok(scored.into_iter().take(3).map(|(_, candidate)| candidate).collect())
+    Ok(scored
+        .into_iter()
+        .take(3)
+        .map(|(_, candidate)| candidate)
+        .collect())
 }
 
 /// one paginated DescribeDBClusters, filtered to `names` when given
@@ -83,14 +95,27 @@ async fn describe_clusters(
     loop {
         let mut request = context.rds.describe_db_clusters().set_marker(marker);
         if let Some(names) = &names {
-            request = request.filters(Filter::builder().name("db-cluster-id").set_values(Some(names.clone())).build());
+            request = request.filters(
+                Filter::builder()
+                    .name("db-cluster-id")
+                    .set_values(Some(names.clone()))
+                    .build(),
+            );
         }
         let response = request
             .send()
             .await
             .map_err(|error| AwsError::from_sdk("rds:DescribeDBClusters", error))?;
-        clusters.extend(response.db_clusters().iter().map(cast_to_declared_aws_rds_cluster));
-        marker = response.marker().filter(|marker| !marker.is_empty()).map(str::to_string);
+        clusters.extend(
+            response
+                .db_clusters()
+                .iter()
+                .map(cast_to_declared_aws_rds_cluster),
+        );
+        marker = response
+            .marker()
+            .filter(|marker| !marker.is_empty())
+            .map(str::to_string);
         if marker.is_none() {
             return Ok(clusters);
         }

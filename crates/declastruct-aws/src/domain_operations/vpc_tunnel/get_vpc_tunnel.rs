@@ -1,12 +1,13 @@
 use std::time::Duration;
 
 use crate::domain_operations::vpc_tunnel::utils::{
-    TunnelFiles, TunnelHealth, TunnelMeta, get_tunnel_hash, is_process_alive, is_tunnel_healthy, process_start_time,
+    TunnelFiles, TunnelHealth, TunnelMeta, get_tunnel_hash, is_process_alive, is_tunnel_healthy,
+    process_start_time,
 };
 use crate::error::AwsError;
 use crate::{
-    ContextAwsApi, DeclaredAwsEc2Instance, DeclaredAwsRdsCluster, DeclaredAwsVpcTunnel, Ec2InstanceLookup,
-    VpcTunnelStatus, get_ec2_instance, get_rds_cluster,
+    ContextAwsApi, DeclaredAwsEc2Instance, DeclaredAwsRdsCluster, DeclaredAwsVpcTunnel,
+    Ec2InstanceLookup, VpcTunnelStatus, get_ec2_instance, get_rds_cluster,
 };
 
 /// .what = everything observed of one tunnel: the tunnel with its live status and pid, its identity,
@@ -39,7 +40,9 @@ pub async fn get_vpc_tunnel(
     let (Some(bastion), Some(cluster)) = (bastion, cluster) else {
         return Ok(tunnel.with_status(VpcTunnelStatus::Closed, None));
     };
-    Ok(inspect_vpc_tunnel(tunnel, &bastion, &cluster, context).await.tunnel)
+    Ok(inspect_vpc_tunnel(tunnel, &bastion, &cluster, context)
+        .await
+        .tunnel)
 }
 
 /// .what = observes a tunnel whose bastion and cluster are already resolved
@@ -57,7 +60,8 @@ pub async fn inspect_vpc_tunnel(
         meta: None,
         health,
     };
-    let (Some(instance_id), Some(host), Some(remote_port)) = (&bastion.instance_id, &cluster.host, cluster.port)
+    let (Some(instance_id), Some(host), Some(remote_port)) =
+        (&bastion.instance_id, &cluster.host, cluster.port)
     else {
         return closed(None, None);
     };
@@ -66,7 +70,12 @@ pub async fn inspect_vpc_tunnel(
     let Some(meta) = live_tunnel_meta(&files) else {
         return closed(Some(hash), None);
     };
-    let health = is_tunnel_healthy(tunnel.from.port, cluster.engine.as_deref(), Duration::from_secs(5)).await;
+    let health = is_tunnel_healthy(
+        tunnel.from.port,
+        cluster.engine.as_deref(),
+        Duration::from_secs(5),
+    )
+    .await;
     if !health.healthy {
         return closed(Some(hash), Some(health));
     }

@@ -1,8 +1,8 @@
 mod get_vpc_tunnel;
-// mod set_vpc_tunnel;
+mod set_vpc_tunnel;
 /// .what = the tunnel utilities: identity, port, process and health checks, and the tunnel files
 /// .why = each is small and testable on its own, and SDK users may check a port or a process the same way
 pub mod utils;
 
 pub use get_vpc_tunnel::{VpcTunnelObservation, get_vpc_tunnel, inspect_vpc_tunnel};
-
+pub use set_vpc_tunnel::{ResolvedVpcTunnel, set_vpc_tunnel, set_vpc_tunnel_resolved};

@@ -3,9 +3,20 @@ use sha2::{Digest, Sha256};
 /// .what = generates a deterministic hash for a tunnel configuration
 /// .why = enables consistent identification of tunnels across process restarts; it uses the resolved
 /// instance id and writer endpoint, so a tunnel to one environment never passes for another's
-pub fn get_tunnel_hash(instance_id: &str, remote_host: &str, remote_port: u16, local_port: u16) -> String {
-    let digest = Sha256::digest(format!("{instance_id}:{remote_host}:{remote_port}:{local_port}").as_bytes());
-    digest.iter().take(8).map(|byte| format!("{byte:02x}")).collect()
+pub fn get_tunnel_hash(
+    instance_id: &str,
+    remote_host: &str,
+    remote_port: u16,
+    local_port: u16,
+) -> String {
+    let digest = Sha256::digest(
+        format!("{instance_id}:{remote_host}:{remote_port}:{local_port}").as_bytes(),
+    );
+    digest
+        .iter()
+        .take(8)
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
 #[cfg(test)]

@@ -36,9 +36,16 @@ pub fn find_port_holder(port: u16) -> Option<PortHolder> {
     if inodes.is_empty() {
         return None;
     }
-    let targets: Vec<String> = inodes.iter().map(|inode| format!("socket:[{inode}]")).collect();
+    let targets: Vec<String> = inodes
+        .iter()
+        .map(|inode| format!("socket:[{inode}]"))
+        .collect();
     for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse::<u32>().ok())
+        else {
             continue;
         };
         let Ok(descriptors) = std::fs::read_dir(entry.path().join("fd")) else {
@@ -47,7 +54,11 @@ pub fn find_port_holder(port: u16) -> Option<PortHolder> {
         let holds = descriptors.flatten().any(|descriptor| {
             std::fs::read_link(descriptor.path())
                 .ok()
-                .and_then(|target| target.to_str().map(|target| targets.iter().any(|wanted| wanted == target)))
+                .and_then(|target| {
+                    target
+                        .to_str()
+                        .map(|target| targets.iter().any(|wanted| wanted == target))
+                })
                 .unwrap_or(false)
         });
         if holds {
@@ -75,7 +86,8 @@ fn listening_inodes(table: &str, port: u16) -> Vec<String> {
         .filter_map(|line| {
             let fields: Vec<&str> = line.split_whitespace().collect();
             let local_port = fields.get(1)?.rsplit(':').next()?;
-            (local_port == wanted && *fields.get(3)? == "0A").then(|| fields.get(9).map(|inode| inode.to_string()))?
+            (local_port == wanted && *fields.get(3)? == "0A")
+                .then(|| fields.get(9).map(|inode| inode.to_string()))?
         })
         .collect()
 }

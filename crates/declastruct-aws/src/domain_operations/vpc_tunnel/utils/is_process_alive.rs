@@ -37,7 +37,9 @@ mod tests {
 
     #[test]
     fn an_exited_child_is_dead_even_before_it_is_reaped() {
-        let mut child = std::process::Command::new("true").spawn().expect("spawn true");
+        let mut child = std::process::Command::new("true")
+            .spawn()
+            .expect("spawn true");
         let pid = child.id();
         std::thread::sleep(std::time::Duration::from_millis(300));
         assert!(!is_process_alive(pid), "a zombie is not alive");

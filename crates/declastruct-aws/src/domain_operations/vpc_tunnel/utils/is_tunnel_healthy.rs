@@ -50,7 +50,9 @@ pub async fn is_tunnel_healthy(port: u16, engine: Option<&str>, limit: Duration)
 async fn probe(port: u16, engine: Option<&str>) -> TunnelHealth {
     let mut stream = match TcpStream::connect((Ipv4Addr::LOCALHOST, port)).await {
         Ok(stream) => stream,
-        Err(error) => return TunnelHealth::failed(format!("nothing answers on local port {port}: {error}")),
+        Err(error) => {
+            return TunnelHealth::failed(format!("nothing answers on local port {port}: {error}"));
+        }
     };
     let unreachable = "the tunnel is up but the database does not answer through it: check the bastion's security group and the cluster";
     let engine = engine.unwrap_or_default();
@@ -87,7 +89,9 @@ mod tests {
     use tokio::net::TcpListener;
 
     async fn serve(reply: Option<&'static [u8]>) -> u16 {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.expect("bind");
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .expect("bind");
         let port = listener.local_addr().expect("address").port();
         tokio::spawn(async move {
             while let Ok((mut socket, _)) = listener.accept().await {
@@ -108,7 +112,8 @@ mod tests {
     #[tokio::test]
     async fn postgres_answering_ssl_request_is_healthy() {
         let port = serve(Some(b"N")).await;
-        let health = is_tunnel_healthy(port, Some("aurora-postgresql"), Duration::from_secs(2)).await;
+        let health =
+            is_tunnel_healthy(port, Some("aurora-postgresql"), Duration::from_secs(2)).await;
         assert_eq!(health, TunnelHealth::ok());
     }
 

@@ -96,7 +96,11 @@ impl TunnelFiles {
     /// .what = the pid recorded in `{hash}.pid`, if any
     /// .why = the first thing every check of a tunnel reads
     pub fn read_pid(&self) -> Option<u32> {
-        fs::read_to_string(self.pid_path()).ok()?.trim().parse().ok()
+        fs::read_to_string(self.pid_path())
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
     }
 
     /// .what = the record in `{hash}.meta`, if any and readable
@@ -108,7 +112,8 @@ impl TunnelFiles {
     /// .what = writes `{hash}.meta` then `{hash}.pid`, each atomically and 0600
     /// .why = a reader never sees a pid without its record
     pub fn write_state(&self, meta: &TunnelMeta) -> Result<(), AwsError> {
-        let record = serde_json::to_vec_pretty(meta).map_err(|error| AwsError::Unexpected(error.to_string()))?;
+        let record = serde_json::to_vec_pretty(meta)
+            .map_err(|error| AwsError::Unexpected(error.to_string()))?;
         write_private(&self.meta_path(), &record)?;
         write_private(&self.pid_path(), format!("{}\n", meta.pid).as_bytes())
     }
@@ -127,7 +132,12 @@ impl TunnelFiles {
     /// .what = removes the pid, meta, log and lock files; missing ones are fine
     /// .why = a closed tunnel leaves nothing behind
     pub fn remove_all(&self) -> Result<(), AwsError> {
-        for path in [self.pid_path(), self.meta_path(), self.log_path(), self.lock_path()] {
+        for path in [
+            self.pid_path(),
+            self.meta_path(),
+            self.log_path(),
+            self.lock_path(),
+        ] {
             match fs::remove_file(&path) {
                 Ok(()) => {}
                 Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
@@ -141,7 +151,10 @@ impl TunnelFiles {
     /// .why = a failed open reports what the session said
     pub fn log_tail(&self, lines: usize) -> String {
         let text = fs::read_to_string(self.log_path()).unwrap_or_default();
-        let kept: Vec<&str> = text.lines().filter(|line| !line.trim().is_empty()).collect();
+        let kept: Vec<&str> = text
+            .lines()
+            .filter(|line| !line.trim().is_empty())
+            .collect();
         kept[kept.len().saturating_sub(lines)..].join("\n")
     }
 }
@@ -149,7 +162,9 @@ impl TunnelFiles {
 fn write_private(path: &Path, contents: &[u8]) -> Result<(), AwsError> {
     let temporary = path.with_extension(format!(
         "{}.tmp{}",
-        path.extension().and_then(|extension| extension.to_str()).unwrap_or_default(),
+        path.extension()
+            .and_then(|extension| extension.to_str())
+            .unwrap_or_default(),
         std::process::id()
     ));
     let mut file = OpenOptions::new()
@@ -159,7 +174,8 @@ fn write_private(path: &Path, contents: &[u8]) -> Result<(), AwsError> {
         .mode(0o600)
         .open(&temporary)
         .map_err(|source| io_error("write", &temporary, source))?;
-    file.write_all(contents).map_err(|source| io_error("write", &temporary, source))?;
+    file.write_all(contents)
+        .map_err(|source| io_error("write", &temporary, source))?;
     fs::rename(&temporary, path).map_err(|source| io_error("write", path, source))
 }
 
@@ -174,7 +190,10 @@ fn io_error(action: &'static str, path: &Path, source: std::io::Error) -> AwsErr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Ec2InstanceRef, LoopbackHost, RdsClusterRef, TunnelMechanism, VpcTunnelFrom, VpcTunnelInto, VpcTunnelVia};
+    use crate::{
+        Ec2InstanceRef, LoopbackHost, RdsClusterRef, TunnelMechanism, VpcTunnelFrom, VpcTunnelInto,
+        VpcTunnelVia,
+    };
 
     fn meta() -> TunnelMeta {
         TunnelMeta {
@@ -215,7 +234,8 @@ mod tests {
         files.write_state(&meta()).expect("write");
         assert_eq!(files.read_pid(), Some(42));
         assert_eq!(files.read_meta(), Some(meta()));
-        let mode = |path: PathBuf| fs::metadata(path).expect("metadata").permissions().mode() & 0o777;
+        let mode =
+            |path: PathBuf| fs::metadata(path).expect("metadata").permissions().mode() & 0o777;
         assert_eq!(mode(files.dir.clone()), 0o700);
         assert_eq!(mode(files.pid_path()), 0o600);
         assert_eq!(mode(files.meta_path()), 0o600);

@@ -1,0 +1,269 @@
+use std::io::{BufRead, IsTerminal, Write};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use declastruct_aws::{
+    AwsError, ContextAwsApi, Ec2InstanceRef, ResolvedVpcTunnel, set_ec2_instance_status,
+    set_vpc_tunnel_resolved,
+};
+use declastruct_engine::{ApplyReport, ChangeOutcome, Plan, run_changes};
+use serde_json::json;
+
+use crate::args::{ApplyArgs, Cli};
+use crate::commands::{EXIT_FAILURE, compute_plan, observe_or_report, report};
+use crate::render::render_plan;
+use crate::resources::PlannedResource;
+
+/// .what = `declastruct apply`: plans, confirms, and applies the changes in dependency order
+/// .why = makes the live world match the manifest: bastions started or stopped, tunnels opened or closed
+pub async fn run(cli: &Cli, args: &ApplyArgs) -> ExitCode {
+    let (manifest, context, resources) = match observe_or_report(cli).await {
+        Ok(observed) => observed,
+        Err(code) => return code,
+    };
+    let plan = match compute_plan(&manifest, &resources) {
+        Ok(plan) => plan,
+        Err(code) => return code,
+    };
+    let human = !args.json;
+    let mut stdout = anstream::stdout();
+
+    if let Some(saved_path) = &args.plan {
+        if let Err(problem) = check_saved_plan(saved_path, &plan) {
+            eprintln!("{problem}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    } else if human && !cli.quiet {
+        let _ = render_plan(&plan, &mut stdout);
+    }
+
+    if !plan.has_changes() {
+        if args.json {
+            print_json(&plan, None);
+        } else if !cli.quiet {
+            let _ = writeln!(stdout, "Nothing to apply.");
+        }
+        return ExitCode::SUCCESS;
+    }
+    if args.plan.is_none() && !args.auto_approve {
+        match confirm() {
+            Confirmation::Yes => {}
+            Confirmation::No => {
+                eprintln!("Apply cancelled: nothing was changed.");
+                return ExitCode::from(EXIT_FAILURE);
+            }
+            Confirmation::NoTerminal => {
+                eprintln!(
+                    "error: apply needs confirmation, and stdin is not a terminal\n  help: review `declastruct plan`, then run `declastruct apply --auto-approve`, or save a plan with `declastruct plan --out plan.json` and run `declastruct apply --plan plan.json`"
+                );
+                return ExitCode::from(EXIT_FAILURE);
+            }
+        }
+    }
+
+    let interrupted = Arc::new(AtomicBool::new(false));
+    {
+        let interrupted = interrupted.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                interrupted.store(true, Ordering::SeqCst);
+                eprintln!(
+                    "\nInterrupted: finishing the changes in progress, starting no new ones."
+                );
+            }
+        });
+    }
+
+    let by_slug = |slug: &str| {
+        resources
+            .iter()
+            .find(|resource| declastruct_engine::Resource::address(*resource).slug == slug)
+    };
+    let report_card = run_changes(
+        &plan,
+        usize::from(args.parallelism),
+        || !interrupted.load(Ordering::SeqCst),
+        |index| {
+            let change = &plan.changes[index];
+            let resource = by_slug(&change.for_resource.slug);
+            let context = &context;
+            let quiet = cli.quiet || args.json;
+            async move {
+                let started = Instant::now();
+                let result = match resource {
+                    Some(resource) => apply_change(resource, context).await,
+                    None => Err(AwsError::Unexpected(format!(
+                        "no resource for {}",
+                        change.for_resource.slug
+                    ))),
+                };
+                if !quiet {
+                    let outcome = if result.is_ok() { "done" } else { "failed" };
+                    eprintln!(
+                        "{} {} {}: {outcome} after {:.1} s",
+                        change.action,
+                        change.for_resource.class,
+                        change.for_resource.slug,
+                        started.elapsed().as_secs_f64()
+                    );
+                }
+                result
+            }
+        },
+    )
+    .await;
+
+    let succeeded = report_card.succeeded();
+    let counts = report_card.counts();
+    if args.json {
+        print_json(&plan, Some(&report_card));
+    } else {
+        for (change, outcome) in plan.changes.iter().zip(report_card.outcomes) {
+            let name = format!("{} {}", change.for_resource.class, change.for_resource.slug);
+            match outcome {
+                ChangeOutcome::Failed(error) => {
+                    eprintln!("{name} failed:");
+                    report(error);
+                }
+                ChangeOutcome::Skipped { reason } => eprintln!("{name} skipped: {reason}"),
+                ChangeOutcome::Applied | ChangeOutcome::Unchanged => {}
+            }
+        }
+        let _ = writeln!(
+            stdout,
+            "Apply {}: {} applied, {} unchanged, {} failed, {} skipped.",
+            if succeeded { "complete" } else { "incomplete" },
+            counts.applied,
+            counts.unchanged,
+            counts.failed,
+            counts.skipped
+        );
+    }
+    if succeeded {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILURE)
+    }
+}
+
+/// .what = applies one change through the AWS crate's public operations
+/// .why = the CLI and SDK users run the same code
+async fn apply_change(resource: &PlannedResource, context: &ContextAwsApi) -> Result<(), AwsError> {
+    match resource {
+        PlannedResource::Bastion { declaration, .. } => match declaration.status {
+            Some(status) => set_ec2_instance_status(
+                &Ec2InstanceRef::by_exid(&declaration.exid),
+                status,
+                context,
+            )
+            .await
+            .map(|_| ()),
+            None => Ok(()),
+        },
+        // clusters are read-only references: their plan is always KEEP
+        PlannedResource::Cluster { .. } => Ok(()),
+        PlannedResource::Tunnel {
+            declaration,
+            bastion,
+            cluster,
+            ..
+        } => {
+            let resolved = ResolvedVpcTunnel {
+                tunnel: declaration.to_domain(),
+                bastion: bastion.clone(),
+                cluster: cluster.clone(),
+            };
+            set_vpc_tunnel_resolved(&resolved, context)
+                .await
+                .map(|_| ())
+        }
+    }
+}
+
+fn print_json(plan: &Plan, report_card: Option<&ApplyReport<AwsError>>) {
+    let outcomes: Vec<serde_json::Value> = match report_card {
+        None => Vec::new(),
+        Some(report_card) => plan
+            .changes
+            .iter()
+            .zip(&report_card.outcomes)
+            .map(|(change, outcome)| {
+                let (name, detail) = match outcome {
+                    ChangeOutcome::Applied => ("APPLIED", None),
+                    ChangeOutcome::Unchanged => ("UNCHANGED", None),
+                    ChangeOutcome::Failed(error) => ("FAILED", Some(error.to_string())),
+                    ChangeOutcome::Skipped { reason } => ("SKIPPED", Some(reason.clone())),
+                };
+                json!({"forResource": change.for_resource, "action": change.action, "outcome": name, "detail": detail})
+            })
+            .collect(),
+    };
+    let counts = report_card.map(ApplyReport::counts).unwrap_or_default();
+    let document = json!({
+        "plan": plan,
+        "outcomes": outcomes,
+        "summary": {"applied": counts.applied, "unchanged": counts.unchanged, "failed": counts.failed, "skipped": counts.skipped},
+    });
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&document).unwrap_or_default()
+    );
+}
+
+/// compares a saved plan with the fresh one; the message names what changed
+fn check_saved_plan(path: &std::path::Path, fresh: &Plan) -> Result<(), String> {
+    let text = std::fs::read_to_string(path).map_err(|error| {
+        format!(
+            "error: cannot read the saved plan {}: {error}",
+            path.display()
+        )
+    })?;
+    let saved: Plan = serde_json::from_str(&text).map_err(|error| {
+        format!(
+            "error: {} is not a plan document ({error})\n  help: save one with `declastruct plan --out {}`",
+            path.display(),
+            path.display()
+        )
+    })?;
+    if saved.hash == fresh.hash {
+        return Ok(());
+    }
+    let differences = fresh.differences_from(&saved);
+    Err(format!(
+        "error: plan is stale: the live world or the manifest changed since {} was saved:\n{}\n  help: run `declastruct plan --out {}` again, review it, then apply it",
+        path.display(),
+        differences
+            .iter()
+            .map(|difference| format!("  - {difference}"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        path.display()
+    ))
+}
+
+enum Confirmation {
+    Yes,
+    No,
+    NoTerminal,
+}
+
+fn confirm() -> Confirmation {
+    if !std::io::stdin().is_terminal() {
+        return Confirmation::NoTerminal;
+    }
+    eprint!(
+        "\nDo you want to apply these changes? Only 'yes' will be accepted.\n  Enter a value: "
+    );
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    if std::io::stdin().lock().read_line(&mut answer).is_err() {
+        return Confirmation::No;
+    }
+    if answer.trim_end_matches(['\n', '\r']) == "yes" {
+        Confirmation::Yes
+    } else {
+        Confirmation::No
+    }
+}

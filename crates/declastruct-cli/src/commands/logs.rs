@@ -1,0 +1,95 @@
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use declastruct_aws::ContextAwsApi;
+use declastruct_aws::utils::TunnelMeta;
+
+use crate::args::{Cli, LogsArgs};
+use crate::commands::EXIT_FAILURE;
+use crate::manifest::{ResourceDeclaration, VpcTunnelDeclaration};
+
+/// .what = `declastruct logs ADDRESS [--follow]`: prints an open tunnel's log
+/// .why = what the session said: connections, restarts, and why it failed
+pub fn run(_cli: &Cli, args: &LogsArgs) -> ExitCode {
+    let tunnels_dir = ContextAwsApi::default_state_dir().join("tunnels");
+    let mut known = Vec::new();
+    let mut found = None;
+    for entry in std::fs::read_dir(&tunnels_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let path = entry.path();
+        if path.extension().and_then(|extension| extension.to_str()) != Some("meta") {
+            continue;
+        }
+        let Some(meta) = std::fs::read(&path)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<TunnelMeta>(&bytes).ok())
+        else {
+            continue;
+        };
+        let slug = ResourceDeclaration::DeclaredAwsVpcTunnel(VpcTunnelDeclaration {
+            via: meta.tunnel.via.clone(),
+            into: meta.tunnel.into.clone(),
+            from: meta.tunnel.from.clone(),
+            status: declastruct_aws::VpcTunnelStatus::Open,
+        })
+        .address()
+        .slug;
+        if slug == args.address {
+            found = Some(path.with_extension("log"));
+        }
+        known.push(slug);
+    }
+    let Some(log_path) = found else {
+        eprintln!("error: no open tunnel has the address `{}`", args.address);
+        if known.is_empty() {
+            eprintln!(
+                "  help: no tunnel is open in {}; `declastruct status` lists the declared ones",
+                tunnels_dir.display()
+            );
+        } else {
+            eprintln!("  help: open tunnels: {}", known.join(", "));
+        }
+        return ExitCode::from(EXIT_FAILURE);
+    };
+    let Ok(mut file) = std::fs::File::open(&log_path) else {
+        eprintln!("error: cannot read {}", log_path.display());
+        return ExitCode::from(EXIT_FAILURE);
+    };
+    let mut stdout = std::io::stdout();
+    let mut buffer = Vec::new();
+    if file.read_to_end(&mut buffer).is_err() || stdout.write_all(&buffer).is_err() {
+        return ExitCode::from(EXIT_FAILURE);
+    }
+    let _ = stdout.flush();
+    if !args.follow {
+        return ExitCode::SUCCESS;
+    }
+    let mut position = buffer.len() as u64;
+    loop {
+        std::thread::sleep(Duration::from_millis(200));
+        let Ok(length) = std::fs::metadata(&log_path).map(|metadata| metadata.len()) else {
+            // the tunnel was closed and its files removed
+            return ExitCode::SUCCESS;
+        };
+        if length < position {
+            position = 0;
+        }
+        if length > position && file.seek(SeekFrom::Start(position)).is_ok() {
+            let mut more = Vec::new();
+            if file.read_to_end(&mut more).is_ok() {
+                position += more.len() as u64;
+                if stdout
+                    .write_all(&more)
+                    .and_then(|()| stdout.flush())
+                    .is_err()
+                {
+                    return ExitCode::SUCCESS;
+                }
+            }
+        }
+    }
+}
