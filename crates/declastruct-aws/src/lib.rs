@@ -27,6 +27,7 @@ pub use domain_operations::ec2_instance::{
 pub use domain_operations::rds_cluster::{
     cast_to_declared_aws_rds_cluster, closest_cluster_names, get_rds_cluster, get_rds_clusters,
 };
+pub use domain_operations::vpc_tunnel::supervisor::run_supervisor_if_requested;
 pub use domain_operations::vpc_tunnel::utils;
 pub use domain_operations::vpc_tunnel::{
     ResolvedVpcTunnel, VpcTunnelObservation, get_vpc_tunnel, inspect_vpc_tunnel, set_vpc_tunnel,

@@ -18,9 +18,13 @@ pub struct AwsSettings {
     pub profile: Option<String>,
 }
 
+/// .what = a listener for progress messages of long waits
+/// .why = the CLI shows them on a terminal; SDK users may log them
+pub type ProgressReporter = std::sync::Arc<dyn Fn(&str) + Send + Sync>;
+
 /// .what = everything an operation needs besides its input: AWS clients, region, state folder, AWS CLI
 /// .why = every operation takes `(input, context)`, so tests and SDK users can swap any of them
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ContextAwsApi {
     /// the EC2 client
     pub ec2: aws_sdk_ec2::Client,
@@ -36,6 +40,13 @@ pub struct ContextAwsApi {
     pub tunnel_ready_timeout: Duration,
     /// how long to wait for an instance to reach `running` or `stopped`
     pub instance_wait_timeout: Duration,
+    /// how long opening a tunnel keeps retrying while the bastion's SSM agent is not connected
+    pub agent_wait_timeout: Duration,
+    /// the program started as the tunnel's supervisor (it must call `run_supervisor_if_requested` first in
+    /// `main`); `None` runs the session command without supervision
+    pub supervisor: Option<PathBuf>,
+    /// receives progress of long waits (bastion starting, agent connecting, tunnel ready)
+    pub progress: Option<ProgressReporter>,
 }
 
 impl ContextAwsApi {
@@ -66,6 +77,20 @@ impl ContextAwsApi {
                 .unwrap_or_else(|| OsString::from("aws")),
             tunnel_ready_timeout: Duration::from_secs(30),
             instance_wait_timeout: Duration::from_secs(300),
+            agent_wait_timeout: std::env::var("DECLASTRUCT_AGENT_TIMEOUT_SECONDS")
+                .ok()
+                .and_then(|seconds| seconds.parse().ok())
+                .map_or(Duration::from_secs(180), Duration::from_secs),
+            supervisor: std::env::current_exe().ok(),
+            progress: None,
+        }
+    }
+
+    /// .what = reports progress of a long wait, when someone listens
+    /// .why = a user never stares at a silent terminal while a bastion boots
+    pub fn report_progress(&self, message: &str) {
+        if let Some(progress) = &self.progress {
+            progress(message);
         }
     }
 
@@ -87,5 +112,17 @@ impl ContextAwsApi {
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("."))
             .join(".declastruct")
+    }
+}
+
+impl std::fmt::Debug for ContextAwsApi {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("ContextAwsApi")
+            .field("region", &self.region)
+            .field("state_dir", &self.state_dir)
+            .field("aws_cli", &self.aws_cli)
+            .field("supervisor", &self.supervisor)
+            .finish_non_exhaustive()
     }
 }

@@ -29,7 +29,7 @@ pub async fn run(cli: &Cli, args: &StatusArgs) -> ExitCode {
         Value::String(text) => text.clone(),
         other => other.to_string(),
     };
-    let table: Vec<[String; 6]> = rows
+    let table: Vec<[String; 7]> = rows
         .iter()
         .map(|row| {
             [
@@ -40,6 +40,7 @@ pub async fn run(cli: &Cli, args: &StatusArgs) -> ExitCode {
                 row["uptimeSeconds"]
                     .as_i64()
                     .map_or("-".into(), format_uptime),
+                text(&row["restarts"]),
                 match (&row["healthy"], &row["healthReason"]) {
                     (Value::Bool(true), _) => "healthy".into(),
                     (Value::Bool(false), reason) => format!("unhealthy: {}", text(reason)),
@@ -48,8 +49,11 @@ pub async fn run(cli: &Cli, args: &StatusArgs) -> ExitCode {
             ]
         })
         .collect();
-    let headers = ["RESOURCE", "STATUS", "PID", "PORT", "UPTIME", "HEALTH"].map(String::from);
-    let widths: Vec<usize> = (0..6)
+    let headers = [
+        "RESOURCE", "STATUS", "PID", "PORT", "UPTIME", "RESTARTS", "HEALTH",
+    ]
+    .map(String::from);
+    let widths: Vec<usize> = (0..7)
         .map(|column| {
             std::iter::once(&headers)
                 .chain(&table)
@@ -63,7 +67,7 @@ pub async fn run(cli: &Cli, args: &StatusArgs) -> ExitCode {
             .iter()
             .enumerate()
             .map(|(column, cell)| {
-                if column == 5 {
+                if column == 6 {
                     cell.clone()
                 } else {
                     format!("{cell:<width$}", width = widths[column])
@@ -117,6 +121,8 @@ fn row(resource: &PlannedResource) -> Value {
                 "hash": observation.hash,
                 "openedAt": observation.meta.as_ref().map(|meta| meta.opened_at.clone()),
                 "uptimeSeconds": uptime,
+                "restarts": observation.restarts,
+                "lastRestart": observation.last_restart,
                 "healthy": observation.health.as_ref().map(|health| health.healthy),
                 "healthReason": observation.health.as_ref().and_then(|health| health.reason.clone()),
             })

@@ -604,4 +604,53 @@ mod tests {
             error.message
         );
     }
+
+    mod never_panics {
+        use super::super::parse_manifest;
+        use proptest::prelude::*;
+
+        /// renders every diagnostic too, so a bad span cannot panic later in miette
+        fn load_and_render(text: String) {
+            if let Err(errors) = parse_manifest("fuzz.yml", text) {
+                for error in errors {
+                    let mut rendered = String::new();
+                    let handler = miette::GraphicalReportHandler::new_themed(
+                        miette::GraphicalTheme::unicode_nocolor(),
+                    );
+                    let _ = handler.render_report(&mut rendered, &error);
+                }
+            }
+        }
+
+        fn fragment() -> impl Strategy<Value = String> {
+            prop_oneof![
+                Just("resources:".to_string()),
+                Just("aws: { region: us-east-1 }".to_string()),
+                Just("  - kind: DeclaredAwsVpcTunnel".to_string()),
+                Just("  - kind: DeclaredAwsEc2Instance".to_string()),
+                Just("    exid: é-bastion".to_string()),
+                Just("    via: { mechanism: aws.ssm, bastion: { exid: b } }".to_string()),
+                Just("    into: { cluster: { name: c } }".to_string()),
+                Just("    from: { host: localhost, port: 99999999999999999999999 }".to_string()),
+                Just("    status: OPEN".to_string()),
+                Just("    - &anchor [*anchor, ]".to_string()),
+                "[ a-z:{}\\[\\],'\"#&*!|>-]{0,30}",
+                "\\PC{0,20}",
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(400))]
+
+            #[test]
+            fn arbitrary_text(text in "\\PC*") {
+                load_and_render(text);
+            }
+
+            #[test]
+            fn manifest_shaped_text(lines in proptest::collection::vec(fragment(), 0..24)) {
+                load_and_render(lines.join("\n"));
+            }
+        }
+    }
 }

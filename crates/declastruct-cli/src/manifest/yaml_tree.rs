@@ -110,12 +110,27 @@ impl Node {
     /// .what = this node's first line only
     /// .why = a whole resource is labelled by its first line, not by twenty lines of highlight
     pub fn first_line_span(&self, source: &str) -> SourceSpan {
-        let start = self.span.offset();
+        let start = self.span.offset().min(source.len());
         let line_end = source[start..]
             .find('\n')
             .map_or(source.len(), |end| start + end);
-        (start, line_end.saturating_sub(start).max(1)).into()
+        clamped_span(source, start, line_end)
     }
+}
+
+/// .what = the span from `start` to `end`, moved inside `source` and onto character boundaries
+/// .why = a diagnostic must never slice text in the middle of a character
+fn clamped_span(source: &str, start: usize, end: usize) -> SourceSpan {
+    let boundary = |mut offset: usize| {
+        offset = offset.min(source.len());
+        while !source.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        offset
+    };
+    let start = boundary(start);
+    let end = boundary(end.max(start));
+    (start, end - start).into()
 }
 
 /// .what = parses the first YAML document of `source` into a tree with spans
@@ -137,9 +152,17 @@ pub fn parse(source: &str) -> Result<Option<Node>, SyntaxProblem> {
     let mut parser = Parser::new_from_str(source);
     if let Err(error) = parser.load(&mut builder, false) {
         let offset = builder.byte_offset(error.marker());
+        // point at the character there, or at the last one when the problem is at the very end
+        let start = clamped_span(source, offset, offset).offset();
+        let start = if start == source.len() {
+            source.char_indices().last().map_or(0, |(last, _)| last)
+        } else {
+            start
+        };
+        let length = source[start..].chars().next().map_or(0, char::len_utf8);
         return Err(SyntaxProblem {
             message: error.info().to_string(),
-            span: (offset.min(source.len().saturating_sub(1)), 1).into(),
+            span: (start, length).into(),
         });
     }
     if let Some(problem) = builder.problem {
@@ -223,13 +246,15 @@ impl TreeBuilder<'_> {
         } else {
             0
         };
-        let line_end = self.source[start.min(self.source.len())..]
+        let start = start.min(self.source.len());
+        let line_end = self.source[start..]
             .find('\n')
             .map_or(self.source.len(), |end| start + end);
-        let length = (text.len() + quotes)
-            .min(line_end.saturating_sub(start))
-            .max(1);
-        (start, length).into()
+        clamped_span(
+            self.source,
+            start,
+            (start + text.len() + quotes).min(line_end),
+        )
     }
 }
 
@@ -288,11 +313,10 @@ impl MarkedEventReceiver for TreeBuilder<'_> {
                     }) => (NodeValue::Mapping(entries), start, anchor),
                     None => return,
                 };
-                let end = offset.max(start + 1).min(self.source.len().max(start + 1));
                 self.finish(
                     Node {
                         value,
-                        span: (start, end - start).into(),
+                        span: clamped_span(self.source, start, offset),
                     },
                     anchor,
                 );

@@ -7,16 +7,16 @@ use crate::support::{REGION, Sandbox, fake_aws_cli, manifest, stderr, stdout};
 
 /// moto with a stopped bastion and a cluster, a PostgreSQL behind the cluster's endpoint, and a sandbox whose
 /// session stand-in forwards the endpoint to that PostgreSQL
-struct World {
-    moto: Moto,
-    postgres: Postgres,
-    instance_id: String,
-    sandbox: Sandbox,
-    port: u16,
+pub struct World {
+    pub moto: Moto,
+    pub postgres: Postgres,
+    pub instance_id: String,
+    pub sandbox: Sandbox,
+    pub port: u16,
 }
 
 impl World {
-    fn new(bastion_running: bool) -> Self {
+    pub fn new(bastion_running: bool) -> Self {
         let moto = Moto::start();
         let instance_id = moto
             .seed_bastion(REGION, "vpc-main-bastion", bastion_running)
@@ -39,14 +39,14 @@ impl World {
         }
     }
 
-    fn declare(&self, bastion_status: &str, tunnel_status: &str) {
+    pub fn declare(&self, bastion_status: &str, tunnel_status: &str) {
         self.sandbox.write(
             "declastruct.yml",
             &manifest(bastion_status, tunnel_status, self.port),
         );
     }
 
-    fn metas(&self) -> Vec<TunnelMeta> {
+    pub fn metas(&self) -> Vec<TunnelMeta> {
         std::fs::read_dir(self.sandbox.home().join("tunnels"))
             .into_iter()
             .flatten()
@@ -62,18 +62,18 @@ impl World {
             .collect()
     }
 
-    fn only_meta(&self) -> TunnelMeta {
+    pub fn only_meta(&self) -> TunnelMeta {
         let metas = self.metas();
         assert_eq!(metas.len(), 1, "exactly one tunnel recorded");
         metas.into_iter().next().expect("one")
     }
 
-    fn apply(&self) -> std::process::Output {
+    pub fn apply(&self) -> std::process::Output {
         self.sandbox.run(&["apply", "--auto-approve"])
     }
 }
 
-fn assert_success(output: &std::process::Output) {
+pub fn assert_success(output: &std::process::Output) {
     assert!(
         output.status.success(),
         "exit {:?}\nstdout:\n{}\nstderr:\n{}",

@@ -2,6 +2,7 @@
 //! against a moto server of its own.
 
 mod apply;
+mod healing;
 mod manifest_errors;
 mod plan;
 mod schema;

@@ -76,6 +76,27 @@ impl Sandbox {
 impl Drop for Sandbox {
     /// every tunnel process a test started is killed, whatever the test's outcome
     fn drop(&mut self) {
+        // supervisors that mention this sandbox, recorded or not
+        let home = self.home().display().to_string();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|name| name.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            let command = String::from_utf8_lossy(
+                &std::fs::read(entry.path().join("cmdline")).unwrap_or_default(),
+            )
+            .replace('\0', " ");
+            if command.contains("__declastruct_supervise") && command.contains(&home) {
+                let _ = nix::sys::signal::killpg(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
         for entry in std::fs::read_dir(self.home().join("tunnels"))
             .into_iter()
             .flatten()

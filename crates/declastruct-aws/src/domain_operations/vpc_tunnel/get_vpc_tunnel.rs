@@ -1,5 +1,6 @@
 use std::time::Duration;
 
+use crate::domain_operations::vpc_tunnel::supervisor::read_restarts;
 use crate::domain_operations::vpc_tunnel::utils::{
     TunnelFiles, TunnelHealth, TunnelMeta, get_tunnel_hash, is_process_alive, is_tunnel_healthy,
     process_start_time,
@@ -23,6 +24,10 @@ pub struct VpcTunnelObservation {
     pub meta: Option<TunnelMeta>,
     /// the health probe's verdict, when our process is alive
     pub health: Option<TunnelHealth>,
+    /// how often the supervisor restarted the session
+    pub restarts: u64,
+    /// the last restart's cause
+    pub last_restart: Option<String>,
 }
 
 /// .what = gets the current status of a VPC tunnel: OPEN only when our process is alive and the database answers
@@ -59,6 +64,8 @@ pub async fn inspect_vpc_tunnel(
         hash,
         meta: None,
         health,
+        restarts: 0,
+        last_restart: None,
     };
     let (Some(instance_id), Some(host), Some(remote_port)) =
         (&bastion.instance_id, &cluster.host, cluster.port)
@@ -76,14 +83,21 @@ pub async fn inspect_vpc_tunnel(
         Duration::from_secs(5),
     )
     .await;
+    let (restarts, last_restart) = read_restarts(&files.log_path());
     if !health.healthy {
-        return closed(Some(hash), Some(health));
+        return VpcTunnelObservation {
+            restarts,
+            last_restart,
+            ..closed(Some(hash), Some(health))
+        };
     }
     VpcTunnelObservation {
         tunnel: tunnel.with_status(VpcTunnelStatus::Open, Some(meta.pid)),
         hash: Some(hash),
         meta: Some(meta),
         health: Some(health),
+        restarts,
+        last_restart,
     }
 }
 

@@ -1,5 +1,6 @@
 mod get_vpc_tunnel;
 mod set_vpc_tunnel;
+pub mod supervisor;
 /// .what = the tunnel utilities: identity, port, process and health checks, and the tunnel files
 /// .why = each is small and testable on its own, and SDK users may check a port or a process the same way
 pub mod utils;

@@ -5,6 +5,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::domain_operations::vpc_tunnel::get_vpc_tunnel::live_tunnel_meta;
+use crate::domain_operations::vpc_tunnel::supervisor::{read_restarts, supervisor_command};
 use crate::domain_operations::vpc_tunnel::utils::{
     TunnelFiles, TunnelHealth, TunnelMeta, find_port_holder, get_tunnel_hash, is_port_in_use,
     is_tunnel_healthy, lock_tunnel, process_start_time, stop_tunnel_process,
@@ -90,25 +91,38 @@ pub async fn set_vpc_tunnel_resolved(
     );
     let files = TunnelFiles::new(context.tunnels_dir(), &hash);
     files.ensure_dir()?;
-    let _lock = lock_tunnel(&files).await?;
+    let lock = lock_tunnel(&files).await?;
 
     match to {
         VpcTunnelStatus::Closed => {
             close(&files).await?;
+            lock.remove()?;
             Ok(VpcTunnelObservation {
                 tunnel: tunnel.with_status(VpcTunnelStatus::Closed, None),
                 hash: Some(hash),
                 meta: None,
                 health: None,
+                restarts: 0,
+                last_restart: None,
             })
         }
         VpcTunnelStatus::Open => {
-            let (meta, health) = open(resolved, &endpoint, &files, context).await?;
+            let opened = open(resolved, &endpoint, &files, context).await;
+            let (meta, health) = match opened {
+                Ok(opened) => opened,
+                Err(error) => {
+                    lock.remove()?;
+                    return Err(error);
+                }
+            };
+            let (restarts, last_restart) = read_restarts(&files.log_path());
             Ok(VpcTunnelObservation {
                 tunnel: tunnel.with_status(VpcTunnelStatus::Open, Some(meta.pid)),
                 hash: Some(hash),
                 meta: Some(meta),
                 health: Some(health),
+                restarts,
+                last_restart,
             })
         }
     }
@@ -196,7 +210,11 @@ async fn open(
         program: context.aws_cli.to_string_lossy().into_owned(),
     })?;
 
-    let command = session_command(&program, endpoint, local_port, context.region.as_deref());
+    let session = session_command(&program, endpoint, local_port, context.region.as_deref());
+    let command = match &context.supervisor {
+        Some(supervisor) => supervisor_command(supervisor, &files.log_path(), &session),
+        None => session,
+    };
     let mut child = spawn_detached(&command, files)?;
     let pid = child.id();
     let meta = TunnelMeta {
@@ -217,7 +235,7 @@ async fn open(
         engine: resolved.cluster.engine.clone(),
     };
 
-    let failure = match wait_until_ready(&mut child, files, context.tunnel_ready_timeout).await {
+    let failure = match wait_until_ready(&mut child, files, context).await {
         Err(failure) => Some(failure),
         Ok(()) => {
             let health = is_tunnel_healthy(local_port, engine, HEALTH_LIMIT).await;
@@ -295,25 +313,54 @@ struct ReadyFailure {
     help: String,
 }
 
-/// waits until the log says the listener is up, the session exits, or the limit passes
+/// waits until the log says the listener is up; keeps waiting (up to the agent limit) while restarts say the
+/// bastion's agent is not connected yet; fails fast on any other failure
 async fn wait_until_ready(
     child: &mut Child,
     files: &TunnelFiles,
-    limit: Duration,
+    context: &ContextAwsApi,
 ) -> Result<(), ReadyFailure> {
-    let deadline = Instant::now() + limit;
+    let started = Instant::now();
+    let mut deadline = started + context.tunnel_ready_timeout;
+    let mut reported_restarts = 0;
     loop {
         let log = std::fs::read_to_string(files.log_path()).unwrap_or_default();
         if log.contains(READY_LINE) {
             return Ok(());
         }
         if let Ok(Some(status)) = child.try_wait() {
-            let log = std::fs::read_to_string(files.log_path()).unwrap_or_default();
             return Err(explain_exit(&log, &status.to_string()));
         }
+        let (restarts, cause) = read_restarts(&files.log_path());
+        if restarts > reported_restarts {
+            reported_restarts = restarts;
+            let cause = cause.unwrap_or_default();
+            if !cause.contains("TargetNotConnected") {
+                return Err(explain_exit(&log, "the session ended"));
+            }
+            deadline = deadline.max(started + context.agent_wait_timeout);
+            context.report_progress(&format!(
+                "waiting for the bastion's SSM agent to connect (TargetNotConnected, attempt {}, {} s of {} s)",
+                restarts + 1,
+                started.elapsed().as_secs(),
+                context.agent_wait_timeout.as_secs()
+            ));
+        }
         if Instant::now() >= deadline {
+            if reported_restarts > 0 {
+                return Err(ReadyFailure {
+                    reason: format!(
+                        "the bastion's SSM agent did not connect within {} s (TargetNotConnected)",
+                        context.agent_wait_timeout.as_secs()
+                    ),
+                    help: "check that the instance runs the SSM agent with an instance profile that allows Session Manager (AmazonSSMManagedInstanceCore) and can reach the SSM endpoints; raise DECLASTRUCT_AGENT_TIMEOUT_SECONDS if it only needs longer".into(),
+                });
+            }
             return Err(ReadyFailure {
-                reason: format!("the session did not say `{READY_LINE}` within {} s", limit.as_secs()),
+                reason: format!(
+                    "the session did not say `{READY_LINE}` within {} s",
+                    context.tunnel_ready_timeout.as_secs()
+                ),
                 help: "look at the session's output below; check the bastion's SSM agent and your network, then apply again".into(),
             });
         }
@@ -332,7 +379,7 @@ fn explain_exit(log: &str, status: &str) -> ReadyFailure {
             "the Session Manager plugin is not installed",
             "install it: https://docs.aws.amazon.com/systems-manager/latest/userguide/session-manager-working-with-install-plugin.html",
         )
-    } else if log.contains("address already in use") {
+    } else if log.to_lowercase().contains("address already in use") {
         (
             "another program took the local port while the tunnel was starting",
             "find it with `ss -ltnp`, stop it or pick another `from.port`, then apply again",

@@ -129,15 +129,11 @@ impl TunnelFiles {
             .map_err(|source| io_error("open", &self.log_path(), source))
     }
 
-    /// .what = removes the pid, meta, log and lock files; missing ones are fine
-    /// .why = a closed tunnel leaves nothing behind
+    /// .what = removes the pid, meta and log files; missing ones are fine
+    /// .why = a closed tunnel leaves nothing behind; its lock file goes with `TunnelLock::remove`, by its
+    /// holder, since removing a lock file that someone holds lets a second opener in
     pub fn remove_all(&self) -> Result<(), AwsError> {
-        for path in [
-            self.pid_path(),
-            self.meta_path(),
-            self.log_path(),
-            self.lock_path(),
-        ] {
+        for path in [self.pid_path(), self.meta_path(), self.log_path()] {
             match fs::remove_file(&path) {
                 Ok(()) => {}
                 Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}

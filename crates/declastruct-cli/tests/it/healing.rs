@@ -1,0 +1,369 @@
+use std::time::{Duration, Instant};
+
+use declastruct_aws::utils::{get_tunnel_hash, is_port_in_use, is_process_alive};
+use declastruct_test_support::{Moto, Postgres, free_port};
+
+use crate::apply::{World, assert_success};
+use crate::support::{Sandbox, fake_aws_cli, manifest, stderr, stdout};
+
+/// processes whose command line mentions `needle` (e.g. the sandbox's folder)
+fn processes_mentioning(needle: &str) -> Vec<(u32, String)> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let raw = std::fs::read(entry.path().join("cmdline")).ok()?;
+            let command = String::from_utf8_lossy(&raw).replace('\0', " ");
+            (command.contains(needle) && is_process_alive(pid)).then_some((pid, command))
+        })
+        .collect()
+}
+
+fn supervisors(world: &World) -> Vec<u32> {
+    let home = world.sandbox.home().display().to_string();
+    processes_mentioning(&home)
+        .into_iter()
+        .filter(|(_, command)| command.contains("__declastruct_supervise"))
+        .map(|(pid, _)| pid)
+        .collect()
+}
+
+fn children_of(parent: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+            (fields.get(1)?.parse::<u32>().ok()? == parent && fields.first()? != &"Z")
+                .then_some(pid)
+        })
+        .collect()
+}
+
+fn log_text(world: &World) -> String {
+    let tunnels = world.sandbox.home().join("tunnels");
+    std::fs::read_dir(tunnels)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .find(|entry| {
+            entry
+                .path()
+                .extension()
+                .and_then(|extension| extension.to_str())
+                == Some("log")
+        })
+        .and_then(|entry| std::fs::read_to_string(entry.path()).ok())
+        .unwrap_or_default()
+}
+
+fn wait_for(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if condition() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    condition()
+}
+
+fn restarts_in_status(world: &World) -> u64 {
+    let status = world.sandbox.run(&["status", "--json"]);
+    let rows: serde_json::Value = serde_json::from_slice(&status.stdout).expect("JSON");
+    rows[2]["restarts"].as_u64().unwrap_or_default()
+}
+
+#[test]
+fn a_killed_session_is_restarted_and_the_port_answers_again() {
+    let world = World::new(true);
+    world.declare("running", "OPEN");
+    assert_success(&world.apply());
+    let meta = world.only_meta();
+    let session = children_of(meta.pid);
+    assert_eq!(session.len(), 1, "the supervisor runs one session");
+
+    // kill only the CLI process: its plugin child is left holding the port, as with the real CLI
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(session[0] as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill the session");
+    assert!(
+        wait_for(Duration::from_secs(5), || log_text(&world)
+            .contains("[declastruct] restart 1")),
+        "a restart is logged:\n{}",
+        log_text(&world)
+    );
+    assert!(
+        wait_for(Duration::from_secs(5), || Postgres::psql(
+            world.port, "select 1"
+        )
+        .as_deref()
+            == Ok("1")),
+        "the port answers again within 5 s"
+    );
+    assert_eq!(world.only_meta().pid, meta.pid, "same pid file");
+    assert!(!children_of(meta.pid).contains(&session[0]));
+    assert_eq!(restarts_in_status(&world), 1);
+}
+
+#[test]
+fn a_timed_out_session_is_restarted() {
+    let mut world = World::new(true);
+    world
+        .sandbox
+        .set_env("DECLASTRUCT_FAKE_SSM_TIMEOUT_SECONDS", "1");
+    world.declare("running", "OPEN");
+    assert_success(&world.apply());
+    let meta = world.only_meta();
+    assert!(
+        wait_for(Duration::from_secs(5), || log_text(&world)
+            .contains("timed out.")),
+        "the session times out:\n{}",
+        log_text(&world)
+    );
+    assert!(wait_for(Duration::from_secs(5), || log_text(&world)
+        .contains("[declastruct] restart 1")));
+    let log = log_text(&world);
+    assert!(
+        log.contains("the session ended (exit status: 0): Session: "),
+        "{log}"
+    );
+    assert!(
+        wait_for(Duration::from_secs(5), || Postgres::psql(
+            world.port, "select 1"
+        )
+        .as_deref()
+            == Ok("1")),
+        "the port answers again within 5 s"
+    );
+    assert_eq!(world.only_meta().pid, meta.pid);
+}
+
+#[test]
+fn target_not_connected_twice_then_success_opens_the_tunnel() {
+    let mut world = World::new(false);
+    let counter = world.sandbox.path("sessions.count");
+    world
+        .sandbox
+        .set_env("DECLASTRUCT_FAKE_SSM_NOT_CONNECTED_TIMES", "2");
+    world.sandbox.set_env(
+        "DECLASTRUCT_FAKE_SSM_COUNTER",
+        &counter.display().to_string(),
+    );
+    world.declare("running", "OPEN");
+    let output = world.apply();
+    assert_success(&output);
+    assert_eq!(
+        std::fs::read_to_string(&counter).expect("counter").trim(),
+        "3"
+    );
+    assert_eq!(Postgres::psql(world.port, "select 1").as_deref(), Ok("1"));
+    let log = log_text(&world);
+    let refusals = log
+        .lines()
+        .filter(|line| line.starts_with("An error occurred (TargetNotConnected)"))
+        .count();
+    assert_eq!(refusals, 2, "{log}");
+    assert_eq!(restarts_in_status(&world), 2);
+}
+
+#[test]
+fn an_agent_that_never_connects_fails_clearly_and_leaves_nothing() {
+    let mut world = World::new(true);
+    world
+        .sandbox
+        .set_env("DECLASTRUCT_FAKE_SSM_NOT_CONNECTED_TIMES", "1000");
+    world.sandbox.set_env(
+        "DECLASTRUCT_FAKE_SSM_COUNTER",
+        &world.sandbox.path("count").display().to_string(),
+    );
+    world
+        .sandbox
+        .set_env("DECLASTRUCT_AGENT_TIMEOUT_SECONDS", "3");
+    world.declare("running", "OPEN");
+    let output = world.apply();
+    assert_eq!(output.status.code(), Some(1));
+    let message = stderr(&output);
+    assert!(
+        message.contains("the bastion's SSM agent did not connect within 3 s"),
+        "{message}"
+    );
+    assert!(
+        message.contains("AmazonSSMManagedInstanceCore"),
+        "{message}"
+    );
+    assert!(supervisors(&world).is_empty(), "no supervisor left");
+    assert!(world.metas().is_empty());
+}
+
+#[test]
+fn an_unreachable_database_leaves_no_process() {
+    let mut world = World::new(true);
+    world.sandbox.set_env("DECLASTRUCT_FAKE_SSM_HOSTS", "");
+    world.declare("running", "OPEN");
+    let output = world.apply();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("the tunnel is up but the database does not answer through it")
+    );
+    assert!(supervisors(&world).is_empty());
+    let cli = fake_aws_cli().display().to_string();
+    let port_argument = format!("\"localPortNumber\":[\"{}\"]", world.port);
+    assert!(
+        processes_mentioning(&cli)
+            .iter()
+            .all(|(_, command)| !command.contains(&port_argument)
+                && !command.contains(&format!(" {} ", world.port))),
+        "no session or plugin left"
+    );
+    assert!(!is_port_in_use(world.port));
+}
+
+#[test]
+fn five_concurrent_applies_leave_exactly_one_tunnel() {
+    let world = World::new(false);
+    world.declare("running", "OPEN");
+    let children: Vec<_> = (0..5)
+        .map(|_| {
+            world
+                .sandbox
+                .command(&["apply", "--auto-approve"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn apply")
+        })
+        .collect();
+    for child in children {
+        let output = child.wait_with_output().expect("wait");
+        assert_success(&output);
+    }
+    assert_eq!(supervisors(&world).len(), 1, "exactly one tunnel process");
+    assert_eq!(world.metas().len(), 1);
+    assert_eq!(Postgres::psql(world.port, "select 1").as_deref(), Ok("1"));
+}
+
+#[test]
+fn a_pid_file_pointing_at_an_unrelated_process_never_signals_it() {
+    let world = World::new(true);
+    let mut unrelated = std::process::Command::new("sleep")
+        .arg("120")
+        .spawn()
+        .expect("sleep");
+    let (writer, remote_port) = {
+        let rds = world.moto.rds(crate::support::REGION);
+        world.moto.block_on(async {
+            let cluster = rds
+                .describe_db_clusters()
+                .db_cluster_identifier("ahbodedb")
+                .send()
+                .await
+                .expect("describe");
+            let cluster = &cluster.db_clusters()[0];
+            (
+                cluster.endpoint().unwrap_or_default().to_string(),
+                cluster.port().unwrap_or(5432) as u16,
+            )
+        })
+    };
+    let hash = get_tunnel_hash(&world.instance_id, &writer, remote_port, world.port);
+    let tunnels = world.sandbox.home().join("tunnels");
+    let plant = || {
+        std::fs::create_dir_all(&tunnels).expect("tunnels");
+        let meta = serde_json::json!({
+            "tunnel": {"via": {"mechanism": "aws.ssm", "bastion": {"exid": "vpc-main-bastion"}},
+                       "into": {"cluster": {"name": "ahbodedb"}},
+                       "from": {"host": "localhost", "port": world.port}, "status": "OPEN"},
+            "instanceId": world.instance_id, "remoteHost": writer, "remotePort": remote_port,
+            "localPort": world.port, "pid": unrelated.id(), "processGroup": unrelated.id(),
+            "processStartTime": 1, "command": ["aws"], "openedAt": "2026-01-01T00:00:00Z"
+        });
+        std::fs::write(tunnels.join(format!("{hash}.meta")), meta.to_string()).expect("meta");
+        std::fs::write(
+            tunnels.join(format!("{hash}.pid")),
+            unrelated.id().to_string(),
+        )
+        .expect("pid");
+    };
+
+    // a plan sees a dead tunnel, an open replaces the files, a close leaves the process alone
+    world.declare("running", "OPEN");
+    plant();
+    let plan = world.sandbox.run(&["plan", "--json"]);
+    let document: serde_json::Value = serde_json::from_slice(&plan.stdout).expect("JSON");
+    assert_eq!(
+        document["changes"][2]["state"]["remote"]["status"],
+        "CLOSED"
+    );
+    assert_success(&world.apply());
+    assert_ne!(
+        world.only_meta().pid,
+        unrelated.id(),
+        "the files were replaced"
+    );
+    world.declare("running", "CLOSED");
+    assert_success(&world.apply());
+    plant();
+    assert_success(&world.apply());
+    let alive = unrelated.try_wait().expect("try_wait").is_none();
+    let _ = unrelated.kill();
+    let _ = unrelated.wait();
+    assert!(alive, "the unrelated process was never signalled");
+}
+
+#[test]
+fn a_tunnel_to_dev_never_passes_for_prod() {
+    let moto = Moto::start();
+    let postgres = Postgres::start();
+    let dev = moto
+        .seed_bastion("us-east-1", "vpc-main-bastion", true)
+        .instance_id;
+    moto.seed_bastion("eu-west-1", "vpc-main-bastion", true);
+    let (writer, remote_port) = moto.seed_cluster("us-east-1", "ahbodedb");
+    moto.seed_cluster("eu-west-1", "ahbodedb");
+
+    let mut sandbox = Sandbox::in_region(Some(&moto), "us-east-1");
+    sandbox.set_env("DECLASTRUCT_AWS_CLI", &fake_aws_cli().display().to_string());
+    sandbox.set_env(
+        "DECLASTRUCT_FAKE_SSM_HOSTS",
+        &format!("{writer}:{remote_port}=127.0.0.1:{}", postgres.port),
+    );
+    let port = free_port();
+    sandbox.write("declastruct.yml", &manifest("running", "OPEN", port));
+    let opened = sandbox.run(&["apply", "--auto-approve"]);
+    assert_success(&opened);
+    let in_dev = sandbox.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(in_dev.status.code(), Some(0), "{}", stdout(&in_dev));
+
+    // the same manifest against prod: the tunnel is not open there
+    sandbox.set_env("AWS_REGION", "eu-west-1");
+    let in_prod = sandbox.run(&["plan", "--json", "--detailed-exitcode"]);
+    assert_eq!(in_prod.status.code(), Some(2));
+    let document: serde_json::Value = serde_json::from_slice(&in_prod.stdout).expect("JSON");
+    assert_eq!(document["changes"][2]["action"], "UPDATE");
+    assert_eq!(
+        document["changes"][2]["state"]["remote"]["status"],
+        "CLOSED"
+    );
+
+    let refused = sandbox.run(&["apply", "--auto-approve"]);
+    assert_eq!(refused.status.code(), Some(1));
+    let message = stderr(&refused);
+    assert!(message.contains("another declastruct tunnel"), "{message}");
+    assert!(
+        message.contains(&dev) && message.contains("us-east-1"),
+        "{message}"
+    );
+    assert_eq!(
+        Postgres::psql(port, "select 1").as_deref(),
+        Ok("1"),
+        "the dev tunnel is untouched"
+    );
+}
