@@ -28,9 +28,16 @@ impl Moto {
     /// .what = starts `moto_server` and waits until it answers
     /// .why = every integration test gets its own, so none sees another's state
     pub fn start() -> Self {
+        Self::start_with_env(&[])
+    }
+
+    /// .what = starts `moto_server` with extra environment, e.g. `INITIAL_NO_AUTH_ACTION_COUNT`
+    /// .why = tests of AWS failures make moto enforce credentials after some requests
+    pub fn start_with_env(env: &[(&str, &str)]) -> Self {
         let port = free_port();
         let child = Command::new("moto_server")
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

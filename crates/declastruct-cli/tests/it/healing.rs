@@ -367,3 +367,45 @@ fn a_tunnel_to_dev_never_passes_for_prod() {
         "the dev tunnel is untouched"
     );
 }
+
+#[test]
+fn an_aws_error_mid_apply_names_the_call_and_leaves_no_tunnel() {
+    // moto accepts the seeding (3 requests), the plan's reads (2) and the bastion's fresh lookup (1),
+    // then rejects unknown credentials: StartInstances fails mid-apply
+    let moto = Moto::start_with_env(&[("INITIAL_NO_AUTH_ACTION_COUNT", "6")]);
+    moto.seed_bastion(crate::support::REGION, "vpc-main-bastion", false);
+    moto.seed_cluster(crate::support::REGION, "ahbodedb");
+    let mut sandbox = Sandbox::new(Some(&moto));
+    sandbox.set_env("DECLASTRUCT_AWS_CLI", &fake_aws_cli().display().to_string());
+    sandbox.write("declastruct.yml", &manifest("running", "OPEN", free_port()));
+
+    let output = sandbox.run(&["apply", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(1));
+    let message = stderr(&output);
+    assert!(
+        message.contains("AWS ec2:StartInstances failed: AuthFailure"),
+        "{message}"
+    );
+    assert!(
+        message.contains("AWS did not accept your credentials"),
+        "{message}"
+    );
+    assert!(
+        message.contains("skipped: it depends on vpc-main-bastion"),
+        "{message}"
+    );
+    assert!(
+        stdout(&output).contains("0 applied, 1 unchanged, 1 failed, 1 skipped"),
+        "{}",
+        stdout(&output)
+    );
+    let tunnels = sandbox.home().join("tunnels");
+    assert_eq!(
+        std::fs::read_dir(&tunnels)
+            .map(|entries| entries.count())
+            .unwrap_or(0),
+        0,
+        "no tunnel files"
+    );
+    assert!(processes_mentioning(&sandbox.home().display().to_string()).is_empty());
+}
