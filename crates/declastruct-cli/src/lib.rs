@@ -5,6 +5,7 @@ pub mod args;
 pub mod commands;
 pub mod located;
 pub mod manifest;
+pub mod progress;
 pub mod render;
 pub mod resources;
 
@@ -37,6 +38,8 @@ pub fn run() -> ExitCode {
         )
     }));
 
+    init_tracing(cli.verbose, cli.quiet, !no_color && stderr_terminal);
+
     match &cli.command {
         Command::Validate => commands::validate::run(&cli),
         Command::Schema => commands::schema::run(),
@@ -46,6 +49,28 @@ pub fn run() -> ExitCode {
         Command::Status(args) => block_on(commands::status::run(&cli, args)),
         Command::Logs(args) => commands::logs::run(&cli, args),
     }
+}
+
+/// `-v` info, `-vv` debug, `-vvv` trace, for declastruct's own crates; RUST_LOG, when set, decides instead
+fn init_tracing(verbose: u8, quiet: bool, color: bool) {
+    let level = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, 2) => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!(
+            "warn,declastruct_aws={level},declastruct_cli={level}"
+        ))
+    });
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(color)
+        .with_target(false)
+        .try_init();
 }
 
 fn block_on(future: impl std::future::Future<Output = ExitCode>) -> ExitCode {

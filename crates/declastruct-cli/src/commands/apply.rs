@@ -13,16 +13,19 @@ use serde_json::json;
 
 use crate::args::{ApplyArgs, Cli};
 use crate::commands::{EXIT_FAILURE, compute_plan, observe_or_report, report};
+use crate::progress::Progress;
 use crate::render::render_plan;
 use crate::resources::PlannedResource;
 
 /// .what = `declastruct apply`: plans, confirms, and applies the changes in dependency order
 /// .why = makes the live world match the manifest: bastions started or stopped, tunnels opened or closed
 pub async fn run(cli: &Cli, args: &ApplyArgs) -> ExitCode {
-    let (manifest, context, resources) = match observe_or_report(cli).await {
+    let (manifest, mut context, resources) = match observe_or_report(cli).await {
         Ok(observed) => observed,
         Err(code) => return code,
     };
+    let progress = Progress::for_terminal(!args.json && !cli.quiet);
+    context.progress = progress.reporter();
     let plan = match compute_plan(&manifest, &resources) {
         Ok(plan) => plan,
         Err(code) => return code,
@@ -90,6 +93,10 @@ pub async fn run(cli: &Cli, args: &ApplyArgs) -> ExitCode {
             let resource = by_slug(&change.for_resource.slug);
             let context = &context;
             let quiet = cli.quiet || args.json;
+            let task = progress.start(format!(
+                "{} {} {}",
+                change.action, change.for_resource.class, change.for_resource.slug
+            ));
             async move {
                 let started = Instant::now();
                 let result = match resource {
@@ -99,6 +106,7 @@ pub async fn run(cli: &Cli, args: &ApplyArgs) -> ExitCode {
                         change.for_resource.slug
                     ))),
                 };
+                drop(task);
                 if !quiet {
                     let outcome = if result.is_ok() { "done" } else { "failed" };
                     eprintln!(

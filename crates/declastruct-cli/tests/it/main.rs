@@ -2,6 +2,8 @@
 //! against a moto server of its own.
 
 mod apply;
+mod docs;
+mod experience;
 mod healing;
 mod manifest_errors;
 mod plan;

@@ -112,6 +112,11 @@ async fn describe_instances(
     if values.is_empty() {
         return Ok(Vec::new());
     }
+    tracing::debug!(
+        filter = filter_name,
+        values = values.len(),
+        "ec2:DescribeInstances"
+    );
     let mut instances = Vec::new();
     let mut next_token: Option<String> = None;
     loop {

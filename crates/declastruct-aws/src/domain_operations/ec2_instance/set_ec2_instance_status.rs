@@ -55,6 +55,17 @@ pub async fn set_ec2_instance_status(
         return Ok(found);
     }
 
+    tracing::info!(instance_id, from = ?found.status, to = ?to, "setting the instance status");
+    context.report_progress(&format!(
+        "{} instance {instance_id} ({}) and waiting until it is {}",
+        if to == DesiredInstanceStatus::Running {
+            "starting"
+        } else {
+            "stopping"
+        },
+        instance,
+        to.as_status()
+    ));
     match to {
         DesiredInstanceStatus::Running => {
             if found.status == Some(Ec2InstanceStatus::Stopping) {

@@ -90,6 +90,10 @@ async fn describe_clusters(
     names: Option<Vec<String>>,
     context: &ContextAwsApi,
 ) -> Result<Vec<DeclaredAwsRdsCluster>, AwsError> {
+    tracing::debug!(
+        filtered = names.as_ref().map(Vec::len),
+        "rds:DescribeDBClusters"
+    );
     let mut clusters = Vec::new();
     let mut marker: Option<String> = None;
     loop {

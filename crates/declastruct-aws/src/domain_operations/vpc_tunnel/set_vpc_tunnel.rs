@@ -169,6 +169,7 @@ impl Endpoint {
 
 async fn close(files: &TunnelFiles) -> Result<(), AwsError> {
     if let Some(meta) = files.read_meta() {
+        tracing::info!(hash = %files.hash, pid = meta.pid, "closing the tunnel");
         // stop_tunnel_process signals only a process that is still the one we started
         stop_tunnel_process(&meta, CLOSE_GRACE).await?;
     }
@@ -215,6 +216,7 @@ async fn open(
         Some(supervisor) => supervisor_command(supervisor, &files.log_path(), &session),
         None => session,
     };
+    tracing::info!(hash = %files.hash, command = ?command, "starting the tunnel");
     let mut child = spawn_detached(&command, files)?;
     let pid = child.id();
     let meta = TunnelMeta {

@@ -1,0 +1,262 @@
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use crate::apply::{World, assert_success};
+use crate::support::{Sandbox, stderr, stdout};
+
+/// runs declastruct on a pseudo-terminal (stdin, stdout and stderr), feeding `input`, and returns what the
+/// terminal showed
+fn on_terminal(sandbox: &Sandbox, args: &[&str], input: &str) -> (Option<i32>, String) {
+    let mut command: Command = sandbox.command(args);
+    let program = command.get_program().to_owned();
+    let mut wrapper = Command::new("python3");
+    wrapper
+        .arg("-c")
+        .arg("import os, pty, sys; status = pty.spawn(sys.argv[1:]); sys.exit(os.waitstatus_to_exitcode(status))")
+        .arg(program)
+        .args(command.get_args())
+        .current_dir(sandbox.dir.path())
+        .env_clear()
+        .envs(command.get_envs().filter_map(|(key, value)| value.map(|value| (key, value))))
+        .env("TERM", "xterm-256color")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = wrapper.spawn().expect("python3 pty");
+    if let Some(mut stdin) = child.stdin.take() {
+        std::thread::sleep(Duration::from_millis(1500));
+        let _ = stdin.write_all(input.as_bytes());
+    }
+    let output = child.wait_with_output().expect("wait");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn progress_shows_on_a_terminal_and_never_when_piped_or_json() {
+    let mut world = World::new(false);
+    let counter = world.sandbox.path("count");
+    world
+        .sandbox
+        .set_env("DECLASTRUCT_FAKE_SSM_NOT_CONNECTED_TIMES", "1");
+    world.sandbox.set_env(
+        "DECLASTRUCT_FAKE_SSM_COUNTER",
+        &counter.display().to_string(),
+    );
+    world.declare("running", "OPEN");
+
+    let (code, screen) = on_terminal(&world.sandbox, &["apply", "--auto-approve"], "");
+    assert_eq!(code, Some(0), "{screen}");
+    assert!(
+        screen.contains("waiting for the bastion's SSM agent to connect"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("[00:00:0"),
+        "a spinner with elapsed time:\n{screen}"
+    );
+    assert!(screen.contains("starting instance"), "{screen}");
+
+    // the same waits, piped: no progress at all
+    world.declare("running", "CLOSED");
+    assert_success(&world.apply());
+    std::fs::remove_file(&counter).expect("reset counter");
+    world.declare("running", "OPEN");
+    let piped = world.apply();
+    assert_success(&piped);
+    for text in [stdout(&piped), stderr(&piped)] {
+        assert!(!text.contains("waiting for the bastion"), "{text}");
+        assert!(!text.contains("[00:00:0"), "{text}");
+        assert!(
+            !text.contains('\u{1b}'),
+            "no control codes when piped: {text:?}"
+        );
+    }
+
+    // --json on a terminal: only JSON, no progress
+    world.declare("running", "CLOSED");
+    let (code, screen) = on_terminal(&world.sandbox, &["apply", "--auto-approve", "--json"], "");
+    assert_eq!(code, Some(0), "{screen}");
+    assert!(!screen.contains("[00:00:0"), "{screen}");
+    let document: serde_json::Value =
+        serde_json::from_str(screen.trim()).expect("only JSON on the terminal");
+    assert_eq!(document["summary"]["applied"], 1);
+}
+
+#[test]
+fn apply_on_a_terminal_asks_for_exactly_yes() {
+    let world = World::new(true);
+    world.declare("running", "OPEN");
+    let (code, screen) = on_terminal(&world.sandbox, &["apply"], "y\n");
+    assert_eq!(code, Some(1), "{screen}");
+    assert!(screen.contains("Only 'yes' will be accepted"), "{screen}");
+    assert!(screen.contains("Apply cancelled"), "{screen}");
+    assert!(world.metas().is_empty());
+
+    let (code, screen) = on_terminal(&world.sandbox, &["apply"], "yes\n");
+    assert_eq!(code, Some(0), "{screen}");
+    assert!(screen.contains("Apply complete"), "{screen}");
+    assert_eq!(world.metas().len(), 1);
+}
+
+#[test]
+fn colour_only_on_a_terminal_without_no_color() {
+    let world = World::new(false);
+    world.declare("running", "OPEN");
+    let (_, coloured) = on_terminal(&world.sandbox, &["plan"], "");
+    assert!(
+        coloured.contains("\u{1b}["),
+        "colour on a terminal: {coloured:?}"
+    );
+    let (_, plain) = on_terminal(&world.sandbox, &["plan", "--no-color"], "");
+    assert!(!plain.contains("\u{1b}["), "--no-color: {plain:?}");
+    let mut no_color = Sandbox::new(Some(&world.moto));
+    no_color.set_env("NO_COLOR", "1");
+    std::fs::copy(
+        world.sandbox.path("declastruct.yml"),
+        no_color.path("declastruct.yml"),
+    )
+    .expect("copy");
+    let (_, plain) = on_terminal(&no_color, &["plan"], "");
+    assert!(!plain.contains("\u{1b}["), "NO_COLOR: {plain:?}");
+    assert!(
+        !stdout(&world.sandbox.run(&["plan"])).contains('\u{1b}'),
+        "piped"
+    );
+}
+
+#[test]
+fn status_is_a_readable_table() {
+    let world = World::new(true);
+    world.declare("running", "OPEN");
+    assert_success(&world.apply());
+    let output = world.sandbox.run(&["status"]);
+    assert_success(&output);
+    let text = stdout(&output);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "{text}");
+    for header in [
+        "RESOURCE", "STATUS", "PID", "PORT", "UPTIME", "RESTARTS", "HEALTH",
+    ] {
+        assert!(lines[0].contains(header), "{text}");
+    }
+    let tunnel = lines[3];
+    assert!(
+        tunnel.contains("OPEN")
+            && tunnel.contains(&world.port.to_string())
+            && tunnel.ends_with("healthy"),
+        "{text}"
+    );
+    assert!(lines[1].contains("running"), "{text}");
+}
+
+#[test]
+fn logs_follow_prints_what_is_appended_until_the_tunnel_closes() {
+    let world = World::new(true);
+    world.declare("running", "OPEN");
+    assert_success(&world.apply());
+    let address = format!("vpc-main-bastion.ahbodedb.{}", world.port);
+    let mut follow = world
+        .sandbox
+        .command(&["logs", &address, "--follow"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("logs --follow");
+    let reader = BufReader::new(follow.stdout.take().expect("stdout"));
+    let (lines_sender, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in reader.lines().map_while(Result::ok) {
+            let _ = lines_sender.send(line);
+        }
+    });
+    // a new client connection appends a line to the log
+    assert_eq!(
+        declastruct_test_support::Postgres::psql(world.port, "select 1").as_deref(),
+        Ok("1")
+    );
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while std::time::Instant::now() < deadline {
+        if let Ok(line) = lines.recv_timeout(Duration::from_millis(200)) {
+            seen.push(line);
+        }
+        if seen
+            .iter()
+            .filter(|line| line.contains("Connection accepted"))
+            .count()
+            >= 2
+        {
+            break;
+        }
+    }
+    assert!(
+        seen.iter()
+            .filter(|line| line.contains("Connection accepted"))
+            .count()
+            >= 2,
+        "the apply's probe and the new connection: {seen:?}"
+    );
+    world.declare("running", "CLOSED");
+    assert_success(&world.apply());
+    let ended = (0..50).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        follow.try_wait().ok().flatten().is_some()
+    });
+    let _ = follow.kill();
+    assert!(ended, "--follow ends when the tunnel is closed");
+
+    let unknown = world.sandbox.run(&["logs", "nothing.here.1"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(stderr(&unknown).contains("no open tunnel has the address `nothing.here.1`"));
+}
+
+#[test]
+fn completions_and_help() {
+    let sandbox = Sandbox::new(None);
+    for (shell, marker) in [
+        ("bash", "_declastruct()"),
+        ("zsh", "#compdef declastruct"),
+        ("fish", "complete -c declastruct"),
+    ] {
+        let output: Output = sandbox.run(&["completions", shell]);
+        assert_success(&output);
+        assert!(stdout(&output).contains(marker), "{shell}");
+        assert!(stdout(&output).contains("apply"), "{shell}");
+    }
+    for command in [
+        "validate",
+        "plan",
+        "apply",
+        "status",
+        "schema",
+        "logs",
+        "completions",
+    ] {
+        let output = sandbox.run(&[command, "--help"]);
+        assert_success(&output);
+        assert!(
+            stdout(&output).contains("Example"),
+            "`{command} --help` shows an example"
+        );
+    }
+}
+
+#[test]
+fn verbose_logs_the_aws_calls() {
+    let world = World::new(true);
+    world.declare("running", "OPEN");
+    let output = world.sandbox.run(&["plan", "-vv"]);
+    assert_success(&output);
+    assert!(
+        stderr(&output).contains("ec2:DescribeInstances"),
+        "{}",
+        stderr(&output)
+    );
+    let quiet = world.sandbox.run(&["plan", "-q"]);
+    assert_success(&quiet);
+    assert_eq!(stdout(&quiet).trim(), "Plan: 1 to update, 2 to keep.");
+    assert_eq!(stderr(&quiet), "");
+}
