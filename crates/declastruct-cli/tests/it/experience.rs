@@ -8,7 +8,7 @@ use crate::support::{Sandbox, stderr, stdout};
 /// runs declastruct on a pseudo-terminal (stdin, stdout and stderr), feeding `input`, and returns what the
 /// terminal showed
 fn on_terminal(sandbox: &Sandbox, args: &[&str], input: &str) -> (Option<i32>, String) {
-    let mut command: Command = sandbox.command(args);
+    let command: Command = sandbox.command(args);
     let program = command.get_program().to_owned();
     let mut wrapper = Command::new("python3");
     wrapper
