@@ -1,12 +1,15 @@
 //! .what = the declared resources with their live state, as the engine's `Resource`s
 //! .why = reads all of AWS in a few batched calls, then lets the engine plan every kind the same way
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
+use declastruct_aws::internal::{
+    VpcTunnelObservation, closest_cluster_names, get_ec2_instances, get_rds_clusters,
+    inspect_vpc_tunnel,
+};
 use declastruct_aws::{
     AwsError, ContextAwsApi, DeclaredAwsEc2Instance, DeclaredAwsRdsCluster, DesiredInstanceStatus,
-    Ec2InstanceRef, RdsClusterRef, VpcTunnelObservation, closest_cluster_names, get_ec2_instances,
-    get_rds_clusters, inspect_vpc_tunnel,
+    Ec2InstanceRef, RdsClusterRef,
 };
 use declastruct_engine::{Edge, Resource, ResourceAddress};
 use serde_json::Value;
@@ -218,63 +221,73 @@ pub async fn observe(
         return Err(errors);
     }
 
-    let declared_bastions: BTreeMap<ResourceAddress, Option<DesiredInstanceStatus>> = manifest
-        .resources
-        .iter()
-        .filter_map(|resource| match &resource.declaration {
-            ResourceDeclaration::DeclaredAwsEc2Instance(instance) => Some((
-                bastion_address(&Ec2InstanceRef::by_exid(&instance.exid)),
-                instance.status,
-            )),
-            _ => None,
-        })
-        .collect();
-    let declared_clusters: Vec<ResourceAddress> = manifest
-        .resources
-        .iter()
-        .filter(|resource| {
-            matches!(
-                resource.declaration,
-                ResourceDeclaration::DeclaredAwsRdsCluster(_)
-            )
-        })
-        .map(|resource| resource.declaration.address())
-        .collect();
+    let observations =
+        futures::future::join_all(manifest.resources.iter().filter_map(|resource| {
+            let ResourceDeclaration::DeclaredAwsVpcTunnel(tunnel) = &resource.declaration else {
+                return None;
+            };
+            let bastion = bastions.get(&tunnel.via.bastion)?;
+            let cluster = clusters.get(&tunnel.into.cluster)?;
+            let tunnel = tunnel.to_domain();
+            Some(async move { inspect_vpc_tunnel(&tunnel, bastion, cluster, context).await })
+        }))
+        .await;
+    Ok(assemble(manifest, &bastions, &clusters, observations))
+}
 
-    let tunnels = futures::future::join_all(manifest.resources.iter().filter_map(|resource| {
-        let ResourceDeclaration::DeclaredAwsVpcTunnel(tunnel) = &resource.declaration else {
-            return None;
-        };
-        let bastion = bastions.get(&tunnel.via.bastion)?.clone();
-        let cluster = clusters.get(&tunnel.into.cluster)?.clone();
-        Some(async move {
-            let observation =
-                inspect_vpc_tunnel(&tunnel.to_domain(), &bastion, &cluster, context).await;
-            (observation, bastion, cluster)
-        })
-    }))
-    .await;
-    let mut tunnels = tunnels.into_iter();
+/// .what = the planned resources from the manifest, the live bastions and clusters, and one observation per
+/// tunnel in declaration order; with the ordering edges between them
+/// .why = pure, so that the plan of any manifest can be computed and measured against an in-memory world
+pub fn assemble(
+    manifest: &Manifest,
+    bastions: &BTreeMap<Ec2InstanceRef, DeclaredAwsEc2Instance>,
+    clusters: &BTreeMap<RdsClusterRef, DeclaredAwsRdsCluster>,
+    observations: Vec<VpcTunnelObservation>,
+) -> Vec<PlannedResource> {
+    let mut declared_bastions: BTreeMap<ResourceAddress, Option<DesiredInstanceStatus>> =
+        BTreeMap::new();
+    let mut declared_clusters: BTreeSet<ResourceAddress> = BTreeSet::new();
+    for resource in &manifest.resources {
+        match &resource.declaration {
+            ResourceDeclaration::DeclaredAwsEc2Instance(instance) => {
+                declared_bastions.insert(resource.declaration.address(), instance.status);
+            }
+            ResourceDeclaration::DeclaredAwsRdsCluster(_) => {
+                declared_clusters.insert(resource.declaration.address());
+            }
+            ResourceDeclaration::DeclaredAwsVpcTunnel(_) => {}
+        }
+    }
 
+    let mut observations = observations.into_iter();
     let mut planned = Vec::with_capacity(manifest.resources.len());
     for resource in &manifest.resources {
-        planned.push(match &resource.declaration {
-            ResourceDeclaration::DeclaredAwsEc2Instance(instance) => PlannedResource::Bastion {
-                declaration: instance.clone(),
-                live: bastions[&Ec2InstanceRef::by_exid(&instance.exid)].clone(),
-            },
-            ResourceDeclaration::DeclaredAwsRdsCluster(cluster) => PlannedResource::Cluster {
-                declaration: cluster.clone(),
-                live: clusters[&RdsClusterRef::by_name(&cluster.name)].clone(),
-            },
+        let next = match &resource.declaration {
+            ResourceDeclaration::DeclaredAwsEc2Instance(instance) => bastions
+                .get(&Ec2InstanceRef::by_exid(&instance.exid))
+                .map(|live| PlannedResource::Bastion {
+                    declaration: instance.clone(),
+                    live: live.clone(),
+                }),
+            ResourceDeclaration::DeclaredAwsRdsCluster(cluster) => clusters
+                .get(&RdsClusterRef::by_name(&cluster.name))
+                .map(|live| PlannedResource::Cluster {
+                    declaration: cluster.clone(),
+                    live: live.clone(),
+                }),
             ResourceDeclaration::DeclaredAwsVpcTunnel(tunnel) => {
-                let Some((observation, bastion, cluster)) = tunnels.next() else {
+                let (Some(bastion), Some(cluster), Some(observation)) = (
+                    bastions.get(&tunnel.via.bastion),
+                    clusters.get(&tunnel.into.cluster),
+                    observations.next(),
+                ) else {
                     continue;
                 };
                 let address = resource.declaration.address();
                 let mut edges = Vec::new();
                 let bastion_at = bastion_address(&tunnel.via.bastion);
                 if let Some(status) = declared_bastions.get(&bastion_at) {
+                    // a tunnel closes before its bastion stops, and opens after it starts
                     edges.push(if *status == Some(DesiredInstanceStatus::Stopped) {
                         Edge {
                             before: address.clone(),
@@ -294,15 +307,16 @@ pub async fn observe(
                         after: address,
                     });
                 }
-                PlannedResource::Tunnel {
+                Some(PlannedResource::Tunnel {
                     declaration: tunnel.clone(),
                     observation: Box::new(observation),
-                    bastion,
-                    cluster,
+                    bastion: bastion.clone(),
+                    cluster: cluster.clone(),
                     edges,
-                }
+                })
             }
-        });
+        };
+        planned.extend(next);
     }
-    Ok(planned)
+    planned
 }

@@ -4,10 +4,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use declastruct_aws::{
-    AwsError, ContextAwsApi, Ec2InstanceRef, ResolvedVpcTunnel, set_ec2_instance_status,
-    set_vpc_tunnel_resolved,
-};
+// tunnels go through the code behind `set_vpc_tunnel`, with the bastion and cluster the plan already resolved
+use declastruct_aws::internal::{ResolvedVpcTunnel, set_vpc_tunnel_resolved};
+use declastruct_aws::{AwsError, ContextAwsApi, Ec2InstanceRef, set_ec2_instance_status};
 use declastruct_engine::{ApplyReport, ChangeOutcome, Plan, run_changes};
 use serde_json::json;
 

@@ -3,7 +3,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use declastruct_aws::ContextAwsApi;
-use declastruct_aws::utils::TunnelMeta;
+use declastruct_aws::internal::utils::TunnelMeta;
 
 use crate::args::{Cli, LogsArgs};
 use crate::commands::EXIT_FAILURE;

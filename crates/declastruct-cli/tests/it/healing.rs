@@ -1,6 +1,6 @@
 use std::time::{Duration, Instant};
 
-use declastruct_aws::utils::{get_tunnel_hash, is_port_in_use, is_process_alive};
+use declastruct_aws::internal::utils::{get_tunnel_hash, is_port_in_use, is_process_alive};
 use declastruct_test_support::{Moto, Postgres, free_port};
 
 use crate::apply::{World, assert_success};

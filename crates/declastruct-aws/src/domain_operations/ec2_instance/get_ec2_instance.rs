@@ -2,11 +2,9 @@ use std::collections::BTreeMap;
 
 use aws_sdk_ec2::types::Filter;
 
+use super::cast_to_declared_aws_ec2_instance;
 use crate::error::AwsError;
-use crate::{
-    ContextAwsApi, DeclaredAwsEc2Instance, Ec2InstanceRef, Ec2InstanceStatus,
-    cast_to_declared_aws_ec2_instance,
-};
+use crate::{ContextAwsApi, DeclaredAwsEc2Instance, Ec2InstanceRef, Ec2InstanceStatus};
 
 /// the states in which an instance can serve as a bastion; terminated and shutting-down ones are left out
 const LIVE_STATES: [&str; 4] = ["pending", "running", "stopping", "stopped"];
@@ -162,5 +160,142 @@ async fn describe_instances(
         if next_token.is_none() {
             return Ok(instances);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::{bodies, describe_instances_xml, filters, recording_context};
+
+    fn live_states() -> (String, Vec<String>) {
+        (
+            "instance-state-name".into(),
+            LIVE_STATES.iter().map(|state| state.to_string()).collect(),
+        )
+    }
+
+    #[tokio::test]
+    async fn by_exid_sends_one_describe_instances_filtered_by_tag_and_live_states() {
+        let (context, recorded, _folder) = recording_context(|_, _| {
+            (
+                200,
+                describe_instances_xml("i-0abc", "vpc-main-bastion", "stopped"),
+            )
+        });
+        let found = get_ec2_instance(
+            Ec2InstanceLookup::Unique {
+                exid: "vpc-main-bastion".into(),
+            },
+            &context,
+        )
+        .await
+        .expect("answered");
+        assert_eq!(
+            found.and_then(|instance| instance.instance_id).as_deref(),
+            Some("i-0abc")
+        );
+        let sent = bodies(&recorded);
+        assert_eq!(sent.len(), 1);
+        assert!(
+            sent[0].starts_with("Action=DescribeInstances&"),
+            "{}",
+            sent[0]
+        );
+        assert_eq!(
+            filters(&sent[0]),
+            vec![
+                ("tag:exid".to_string(), vec!["vpc-main-bastion".to_string()]),
+                live_states()
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn by_instance_id_filters_by_instance_id() {
+        let (context, recorded, _folder) = recording_context(|_, _| {
+            (
+                200,
+                describe_instances_xml("i-0abc", "vpc-main-bastion", "running"),
+            )
+        });
+        let found = get_ec2_instance(
+            Ec2InstanceLookup::Primary {
+                instance_id: "i-0abc".into(),
+            },
+            &context,
+        )
+        .await
+        .expect("answered");
+        assert!(found.is_some());
+        let sent = bodies(&recorded);
+        assert_eq!(
+            filters(&sent[0]),
+            vec![
+                ("instance-id".to_string(), vec!["i-0abc".to_string()]),
+                live_states()
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn many_references_cost_one_call_per_kind_of_key() {
+        let (context, recorded, _folder) =
+            recording_context(|_, _| (200, describe_instances_xml("i-0abc", "a", "running")));
+        let references = [
+            Ec2InstanceRef::by_exid("a"),
+            Ec2InstanceRef::by_exid("b"),
+            Ec2InstanceRef::by_exid("a"),
+            Ec2InstanceRef::by_instance_id("i-0abc"),
+        ];
+        let found = get_ec2_instances(&references, &context)
+            .await
+            .expect("answered");
+        assert_eq!(found.len(), 2, "a and i-0abc are found, b is not");
+        let mut sent: Vec<Vec<(String, Vec<String>)>> =
+            bodies(&recorded).iter().map(|body| filters(body)).collect();
+        sent.sort();
+        assert_eq!(
+            sent,
+            vec![
+                vec![
+                    ("instance-id".to_string(), vec!["i-0abc".to_string()]),
+                    live_states()
+                ],
+                vec![
+                    (
+                        "tag:exid".to_string(),
+                        vec!["a".to_string(), "b".to_string()]
+                    ),
+                    live_states()
+                ],
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn two_instances_with_one_exid_are_an_error_naming_both() {
+        let (context, _recorded, _folder) = recording_context(|_, _| {
+            let one = describe_instances_xml("i-0001", "shared", "running");
+            let two = describe_instances_xml("i-0002", "shared", "stopped");
+            let item = |xml: &str| {
+                let start = xml.find("<item><reservationId>").unwrap_or(0);
+                let end = xml.rfind("</reservationSet>").unwrap_or(xml.len());
+                xml[start..end].to_string()
+            };
+            (200, one.replace(&item(&one), &(item(&one) + &item(&two))))
+        });
+        let error = get_ec2_instance(
+            Ec2InstanceLookup::Unique {
+                exid: "shared".into(),
+            },
+            &context,
+        )
+        .await
+        .expect_err("ambiguous");
+        assert_eq!(
+            error.to_string(),
+            "2 instances carry the tag exid=shared: i-0001, i-0002"
+        );
     }
 }

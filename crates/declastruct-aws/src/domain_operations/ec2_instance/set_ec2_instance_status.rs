@@ -142,3 +142,92 @@ async fn wait_for(
         },
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+    use crate::test_support::{bodies, describe_instances_xml, filters, recording_context};
+
+    static STARTED: AtomicBool = AtomicBool::new(false);
+
+    fn respond(action: &str, _body: &str) -> (u16, String) {
+        match action {
+            "StartInstances" => {
+                STARTED.store(true, Ordering::SeqCst);
+                (
+                    200,
+                    r#"<StartInstancesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>r</requestId><instancesSet><item><instanceId>i-0abc</instanceId><currentState><code>0</code><name>pending</name></currentState><previousState><code>80</code><name>stopped</name></previousState></item></instancesSet></StartInstancesResponse>"#.to_string(),
+                )
+            }
+            _ => {
+                let state = if STARTED.load(Ordering::SeqCst) {
+                    "running"
+                } else {
+                    "stopped"
+                };
+                (
+                    200,
+                    describe_instances_xml("i-0abc", "vpc-main-bastion", state),
+                )
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn starting_looks_up_by_tag_starts_by_id_and_waits() {
+        let (context, recorded, _folder) = recording_context(respond);
+        let instance = set_ec2_instance_status(
+            &Ec2InstanceRef::by_exid("vpc-main-bastion"),
+            DesiredInstanceStatus::Running,
+            &context,
+        )
+        .await
+        .expect("started");
+        assert_eq!(instance.status, Some(Ec2InstanceStatus::Running));
+        let sent = bodies(&recorded);
+        let actions: Vec<&str> = sent
+            .iter()
+            .map(|body| body.split('&').next().unwrap_or_default())
+            .collect();
+        assert_eq!(
+            actions,
+            vec![
+                "Action=DescribeInstances",
+                "Action=StartInstances",
+                "Action=DescribeInstances",
+                "Action=DescribeInstances"
+            ]
+        );
+        assert_eq!(
+            filters(&sent[0])[0],
+            ("tag:exid".to_string(), vec!["vpc-main-bastion".to_string()])
+        );
+        assert!(sent[1].contains("&InstanceId.1=i-0abc"), "{}", sent[1]);
+        assert!(
+            sent[2].contains("InstanceId.1=i-0abc"),
+            "the waiter asks by id: {}",
+            sent[2]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_instance_already_there_is_left_alone() {
+        let (context, recorded, _folder) = recording_context(|_, _| {
+            (
+                200,
+                describe_instances_xml("i-0abc", "vpc-main-bastion", "stopped"),
+            )
+        });
+        let instance = set_ec2_instance_status(
+            &Ec2InstanceRef::by_exid("vpc-main-bastion"),
+            DesiredInstanceStatus::Stopped,
+            &context,
+        )
+        .await
+        .expect("no-op");
+        assert_eq!(instance.status, Some(Ec2InstanceStatus::Stopped));
+        assert_eq!(bodies(&recorded).len(), 1, "one lookup, no StopInstances");
+    }
+}

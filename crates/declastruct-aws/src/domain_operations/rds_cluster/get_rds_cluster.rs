@@ -3,10 +3,9 @@ use std::collections::BTreeMap;
 use aws_sdk_rds::operation::describe_db_clusters::DescribeDBClustersError;
 use aws_sdk_rds::types::Filter;
 
+use super::cast_to_declared_aws_rds_cluster;
 use crate::error::AwsError;
-use crate::{
-    ContextAwsApi, DeclaredAwsRdsCluster, RdsClusterRef, cast_to_declared_aws_rds_cluster,
-};
+use crate::{ContextAwsApi, DeclaredAwsRdsCluster, RdsClusterRef};
 
 /// .what = gets an RDS cluster from AWS, or `None` when there is none
 /// .why = enables lookup of RDS cluster endpoints and metadata
@@ -123,5 +122,72 @@ async fn describe_clusters(
         if marker.is_none() {
             return Ok(clusters);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::{bodies, describe_clusters_xml, filters, recording_context};
+
+    #[tokio::test]
+    async fn asks_for_the_cluster_identifier() {
+        let (context, recorded, _folder) =
+            recording_context(|_, _| (200, describe_clusters_xml("ahbodedb")));
+        let cluster = get_rds_cluster(&RdsClusterRef::by_name("ahbodedb"), &context)
+            .await
+            .expect("answered")
+            .expect("found");
+        assert_eq!(cluster.port, Some(5432));
+        let sent = bodies(&recorded);
+        assert_eq!(sent.len(), 1);
+        assert!(
+            sent[0].starts_with("Action=DescribeDBClusters&"),
+            "{}",
+            sent[0]
+        );
+        assert!(
+            sent[0].contains("&DBClusterIdentifier=ahbodedb"),
+            "{}",
+            sent[0]
+        );
+    }
+
+    #[tokio::test]
+    async fn cluster_not_found_is_none() {
+        let (context, _recorded, _folder) = recording_context(|_, _| {
+            (
+                404,
+                r#"<ErrorResponse xmlns="http://rds.amazonaws.com/doc/2014-10-31/"><Error><Type>Sender</Type><Code>DBClusterNotFoundFault</Code><Message>DBCluster nope not found.</Message></Error><RequestId>r</RequestId></ErrorResponse>"#.to_string(),
+            )
+        });
+        let cluster = get_rds_cluster(&RdsClusterRef::by_name("nope"), &context)
+            .await
+            .expect("answered");
+        assert_eq!(cluster, None);
+    }
+
+    #[tokio::test]
+    async fn many_clusters_cost_one_call_with_the_db_cluster_id_filter() {
+        let (context, recorded, _folder) =
+            recording_context(|_, _| (200, describe_clusters_xml("b")));
+        let references = [
+            RdsClusterRef::by_name("b"),
+            RdsClusterRef::by_name("a"),
+            RdsClusterRef::by_name("b"),
+        ];
+        let found = get_rds_clusters(&references, &context)
+            .await
+            .expect("answered");
+        assert_eq!(found.len(), 1);
+        let sent = bodies(&recorded);
+        assert_eq!(sent.len(), 1);
+        assert_eq!(
+            filters(&sent[0]),
+            vec![(
+                "db-cluster-id".to_string(),
+                vec!["a".to_string(), "b".to_string()]
+            )]
+        );
     }
 }

@@ -114,3 +114,81 @@ pub(crate) fn live_tunnel_meta(files: &TunnelFiles) -> Option<TunnelMeta> {
         };
     ours.then_some(meta)
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::test_support::{
+        bodies, describe_clusters_xml, describe_instances_xml, filters, recording_context,
+    };
+    use crate::{
+        Ec2InstanceRef, LoopbackHost, RdsClusterRef, TunnelMechanism, VpcTunnelFrom, VpcTunnelInto,
+        VpcTunnelVia,
+    };
+
+    pub(crate) fn respond(action: &str, _body: &str) -> (u16, String) {
+        match action {
+            "DescribeDBClusters" => (200, describe_clusters_xml("ahbodedb")),
+            _ => (
+                200,
+                describe_instances_xml("i-0abc", "vpc-main-bastion", "running"),
+            ),
+        }
+    }
+
+    pub(crate) fn tunnel() -> DeclaredAwsVpcTunnel {
+        DeclaredAwsVpcTunnel {
+            via: VpcTunnelVia {
+                mechanism: TunnelMechanism::AwsSsm,
+                bastion: Ec2InstanceRef::by_exid("vpc-main-bastion"),
+            },
+            into: VpcTunnelInto {
+                cluster: RdsClusterRef::by_name("ahbodedb"),
+            },
+            from: VpcTunnelFrom {
+                host: LoopbackHost::Localhost,
+                port: 7775,
+            },
+            status: None,
+            pid: None,
+        }
+    }
+
+    pub(crate) fn assert_resolves_bastion_and_cluster(sent: &[String]) {
+        let mut sent = sent.to_vec();
+        sent.sort();
+        assert_eq!(sent.len(), 2, "{sent:?}");
+        assert!(
+            sent[0].starts_with("Action=DescribeDBClusters&"),
+            "{}",
+            sent[0]
+        );
+        assert!(
+            sent[0].contains("&DBClusterIdentifier=ahbodedb"),
+            "{}",
+            sent[0]
+        );
+        assert!(
+            sent[1].starts_with("Action=DescribeInstances&"),
+            "{}",
+            sent[1]
+        );
+        assert_eq!(
+            filters(&sent[1])[0],
+            ("tag:exid".to_string(), vec!["vpc-main-bastion".to_string()])
+        );
+    }
+
+    #[tokio::test]
+    async fn resolves_the_bastion_by_tag_and_the_cluster_by_identifier() {
+        let (context, recorded, _folder) = recording_context(respond);
+        let observed = get_vpc_tunnel(&tunnel(), &context).await.expect("answered");
+        assert_eq!(
+            observed.status,
+            Some(VpcTunnelStatus::Closed),
+            "no tunnel files: closed"
+        );
+        assert_eq!(observed.pid, None);
+        assert_resolves_bastion_and_cluster(&bodies(&recorded));
+    }
+}

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::VpcTunnelObservation;
 use crate::domain_operations::vpc_tunnel::get_vpc_tunnel::live_tunnel_meta;
 use crate::domain_operations::vpc_tunnel::supervisor::{read_restarts, supervisor_command};
 use crate::domain_operations::vpc_tunnel::utils::{
@@ -13,8 +14,8 @@ use crate::domain_operations::vpc_tunnel::utils::{
 use crate::error::AwsError;
 use crate::{
     ContextAwsApi, DeclaredAwsEc2Instance, DeclaredAwsRdsCluster, DeclaredAwsVpcTunnel,
-    DesiredInstanceStatus, Ec2InstanceLookup, Ec2InstanceStatus, VpcTunnelObservation,
-    VpcTunnelStatus, get_ec2_instance, get_rds_cluster, set_ec2_instance_status,
+    DesiredInstanceStatus, Ec2InstanceLookup, Ec2InstanceStatus, VpcTunnelStatus, get_ec2_instance,
+    get_rds_cluster, set_ec2_instance_status,
 };
 
 /// what the session prints once its local listener is up
@@ -541,5 +542,40 @@ mod tests {
             None
         );
         assert!(find_program(&OsString::from("sh")).is_some());
+    }
+}
+
+#[cfg(test)]
+mod request_tests {
+    use super::*;
+    use crate::domain_operations::vpc_tunnel::get_vpc_tunnel::tests::{
+        assert_resolves_bastion_and_cluster, respond, tunnel,
+    };
+    use crate::test_support::{bodies, recording_context};
+
+    #[tokio::test]
+    async fn closing_a_closed_tunnel_resolves_both_ends_and_starts_nothing() {
+        let (context, recorded, folder) = recording_context(respond);
+        let closed = set_vpc_tunnel(
+            &tunnel().with_status(VpcTunnelStatus::Closed, None),
+            &context,
+        )
+        .await
+        .expect("closed");
+        assert_eq!(closed.status, Some(VpcTunnelStatus::Closed));
+        assert_resolves_bastion_and_cluster(&bodies(&recorded));
+        let left: Vec<_> = std::fs::read_dir(folder.path().join("tunnels"))
+            .expect("tunnels")
+            .collect();
+        assert!(left.is_empty(), "no tunnel files are left: {left:?}");
+    }
+
+    #[tokio::test]
+    async fn a_tunnel_without_status_is_refused() {
+        let (context, _recorded, _folder) = recording_context(respond);
+        let error = set_vpc_tunnel(&tunnel(), &context)
+            .await
+            .expect_err("needs a status");
+        assert!(error.to_string().contains("needs `status`"));
     }
 }

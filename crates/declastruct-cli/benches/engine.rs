@@ -1,0 +1,163 @@
+//! The engine without AWS: load and validate a manifest of N resources, then diff and order it against an
+//! in-memory world (every bastion stopped, every tunnel closed, so every change is computed and rendered).
+//!
+//! `cargo bench -p declastruct-cli --bench engine`
+
+use std::collections::BTreeMap;
+use std::hint::black_box;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use declastruct_aws::internal::VpcTunnelObservation;
+use declastruct_aws::{
+    DeclaredAwsEc2Instance, DeclaredAwsRdsCluster, Ec2InstanceRef, Ec2InstanceStatus,
+    RdsClusterHost, RdsClusterRef, VpcTunnelStatus,
+};
+use declastruct_cli::manifest::{Manifest, ResourceDeclaration, parse_manifest};
+use declastruct_cli::resources::assemble;
+use declastruct_engine::{Plan, Wish};
+
+/// a manifest of about `total` resources: one bastion and one cluster per 20, the rest tunnels
+fn manifest_text(total: usize) -> String {
+    let groups = (total / 20).max(1);
+    let tunnels = total.saturating_sub(2 * groups).max(1);
+    let mut text = String::from("resources:\n");
+    for group in 0..groups {
+        text.push_str(&format!(
+            "  - kind: DeclaredAwsEc2Instance\n    exid: bastion-{group}\n    status: running\n  - kind: DeclaredAwsRdsCluster\n    name: cluster-{group}\n"
+        ));
+    }
+    for tunnel in 0..tunnels {
+        text.push_str(&format!(
+            "  - kind: DeclaredAwsVpcTunnel\n    via:\n      mechanism: aws.ssm\n      bastion: {{ exid: bastion-{} }}\n    into:\n      cluster: {{ name: cluster-{} }}\n    from:\n      host: localhost\n      port: {}\n    status: OPEN\n",
+            tunnel % groups,
+            (tunnel / groups) % groups,
+            1024 + tunnel
+        ));
+    }
+    text
+}
+
+/// the live world, in memory
+struct World {
+    bastions: BTreeMap<Ec2InstanceRef, DeclaredAwsEc2Instance>,
+    clusters: BTreeMap<RdsClusterRef, DeclaredAwsRdsCluster>,
+}
+
+fn world_for(manifest: &Manifest) -> World {
+    let mut bastions = BTreeMap::new();
+    let mut clusters = BTreeMap::new();
+    for resource in &manifest.resources {
+        match &resource.declaration {
+            ResourceDeclaration::DeclaredAwsEc2Instance(instance) => {
+                bastions.insert(
+                    Ec2InstanceRef::by_exid(&instance.exid),
+                    DeclaredAwsEc2Instance {
+                        instance_id: Some(format!("i-{:017x}", bastions.len())),
+                        exid: instance.exid.clone(),
+                        status: Some(Ec2InstanceStatus::Stopped),
+                        private_ip: Some("10.0.0.1".into()),
+                    },
+                );
+            }
+            ResourceDeclaration::DeclaredAwsRdsCluster(cluster) => {
+                clusters.insert(
+                    RdsClusterRef::by_name(&cluster.name),
+                    DeclaredAwsRdsCluster {
+                        name: cluster.name.clone(),
+                        arn: None,
+                        host: Some(RdsClusterHost {
+                            writer: format!(
+                                "{}.cluster-x.us-east-1.rds.amazonaws.com",
+                                cluster.name
+                            ),
+                            reader: format!(
+                                "{}.cluster-ro-x.us-east-1.rds.amazonaws.com",
+                                cluster.name
+                            ),
+                        }),
+                        port: Some(5432),
+                        status: Some("available".into()),
+                        engine: Some("aurora-postgresql".into()),
+                    },
+                );
+            }
+            ResourceDeclaration::DeclaredAwsVpcTunnel(_) => {}
+        }
+    }
+    World { bastions, clusters }
+}
+
+fn observations(manifest: &Manifest) -> Vec<VpcTunnelObservation> {
+    manifest
+        .resources
+        .iter()
+        .filter_map(|resource| match &resource.declaration {
+            ResourceDeclaration::DeclaredAwsVpcTunnel(tunnel) => Some(VpcTunnelObservation {
+                tunnel: tunnel
+                    .to_domain()
+                    .with_status(VpcTunnelStatus::Closed, None),
+                hash: Some("0123456789abcdef".into()),
+                meta: None,
+                health: None,
+                restarts: 0,
+                last_restart: None,
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+/// load, validate, observe in memory, diff, order and hash
+fn plan_from_text(text: &str) -> Plan {
+    let manifest = parse_manifest("bench.yml", text.to_string())
+        .unwrap_or_else(|_| panic!("the manifest is valid"));
+    let world = world_for(&manifest);
+    let resources = assemble(
+        &manifest,
+        &world.bastions,
+        &world.clusters,
+        observations(&manifest),
+    );
+    Plan::compute(
+        &resources,
+        Wish {
+            uri: "bench.yml".into(),
+        },
+    )
+    .unwrap_or_else(|error| panic!("{error}"))
+}
+
+fn engine(criterion: &mut Criterion) {
+    let mut group = criterion.benchmark_group("plan_in_memory");
+    group.sample_size(20);
+    for total in [10usize, 1_000, 10_000] {
+        let text = manifest_text(total);
+        let changes = plan_from_text(&text).changes.len();
+        group.throughput(Throughput::Elements(changes as u64));
+        group.bench_with_input(
+            BenchmarkId::from_parameter(total),
+            &text,
+            |bencher, text| bencher.iter(|| black_box(plan_from_text(black_box(text)))),
+        );
+    }
+    group.finish();
+
+    let mut group = criterion.benchmark_group("load_and_validate");
+    group.sample_size(20);
+    for total in [10usize, 1_000, 10_000] {
+        let text = manifest_text(total);
+        group.bench_with_input(
+            BenchmarkId::from_parameter(total),
+            &text,
+            |bencher, text| {
+                bencher.iter(|| {
+                    black_box(parse_manifest("bench.yml", black_box(text).clone()).is_ok())
+                })
+            },
+        );
+    }
+    group.finish();
+}
+
+criterion_group!(benches, engine);
+criterion_main!(benches);
