@@ -2,6 +2,8 @@
 //! .why = keeps the logic of "how the live world differs from the wish" free of AWS and of printing,
 //! so that a new resource kind needs no change here and every rule is testable in memory
 
+#![deny(missing_docs)]
+
 mod action;
 mod apply;
 mod diff;

@@ -8,4 +8,5 @@ mod healing;
 mod manifest_errors;
 mod plan;
 mod schema;
+mod sdk;
 mod support;

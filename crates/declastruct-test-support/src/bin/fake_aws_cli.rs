@@ -15,6 +15,8 @@
 //! - `DECLASTRUCT_FAKE_SSM_HOSTS=host:port=127.0.0.1:port,...` maps remote hosts to local servers; an unmapped
 //!   or unreachable remote gets its client connections closed, as when the bastion cannot reach the database.
 //!
+//! `DECLASTRUCT_FAKE_SSM_SKIP_LOOKUP=1` skips the moto lookup, for benchmarks that measure declastruct alone.
+//!
 //! Failure simulation, for tests of healing and readiness:
 //! - `DECLASTRUCT_FAKE_SSM_NOT_CONNECTED_TIMES=N` with `DECLASTRUCT_FAKE_SSM_COUNTER=FILE`: the first N sessions
 //!   fail with TargetNotConnected even when the instance runs.
@@ -166,7 +168,9 @@ fn start_session(session: Session) -> ExitCode {
         );
         ExitCode::from(254)
     };
-    match target_is_running(&session) {
+    // benchmarks measure declastruct, not moto: the session may skip its lookup and be ready at once
+    let skip_lookup = std::env::var_os("DECLASTRUCT_FAKE_SSM_SKIP_LOOKUP").is_some();
+    match if skip_lookup { Ok(true) } else { target_is_running(&session) } {
         Ok(true) => {}
         Ok(false) => return not_connected(),
         Err(error) => {

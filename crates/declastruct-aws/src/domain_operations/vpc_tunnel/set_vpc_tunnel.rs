@@ -367,7 +367,7 @@ async fn wait_until_ready(
                 help: "look at the session's output below; check the bastion's SSM agent and your network, then apply again".into(),
             });
         }
-        tokio::time::sleep(Duration::from_millis(15)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 

@@ -112,17 +112,21 @@ fn end_others(signals: &[Signal]) {
             .collect()
     };
     for signal in signals {
-        for pid in others() {
+        let remaining = others();
+        if remaining.is_empty() {
+            return;
+        }
+        for pid in remaining {
             if let Ok(pid) = i32::try_from(pid) {
                 let _ = kill(Pid::from_raw(pid), *signal);
             }
         }
         let deadline = Instant::now() + STOP_GRACE;
         while Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(25));
             if others().is_empty() {
                 return;
             }
-            std::thread::sleep(Duration::from_millis(20));
         }
     }
 }
@@ -164,14 +168,22 @@ fn supervise(log: &Path, command: &[OsString]) -> i32 {
         };
         let status = loop {
             if STOP.load(Ordering::SeqCst) {
-                // the session gets SIGINT (the plugin then ends its AWS session), then firmer signals
-                end_others(&[Signal::SIGINT, Signal::SIGTERM, Signal::SIGKILL]);
+                // the session gets SIGINT (the plugin then ends its AWS session) and a grace period; whatever
+                // of the group is left after it gets firmer signals
+                if let Ok(pid) = i32::try_from(child.id()) {
+                    let _ = kill(Pid::from_raw(pid), Signal::SIGINT);
+                }
+                let deadline = Instant::now() + STOP_GRACE;
+                while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                end_others(&[Signal::SIGTERM, Signal::SIGKILL]);
                 let _ = child.wait();
                 return 0;
             }
             match child.try_wait() {
                 Ok(Some(status)) => break status,
-                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+                Ok(None) => std::thread::sleep(Duration::from_millis(10)),
                 Err(_) => break std::process::ExitStatus::default(),
             }
         };

@@ -63,12 +63,17 @@ pub async fn stop_tunnel_process(meta: &TunnelMeta, grace: Duration) -> Result<(
     ] {
         let _ = killpg(Pid::from_raw(group), signal);
         let deadline = Instant::now() + wait;
+        // the leader (the supervisor) ends its own group before it exits: watch it, which costs one small
+        // read, and scan the whole group only once it is gone
+        while Instant::now() < deadline && is_process_alive(meta.pid) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         while Instant::now() < deadline {
             if process_group_members(meta.process_group).is_empty() {
                 wait_for_port_release(meta.local_port, grace).await;
                 return Ok(());
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
     Err(AwsError::TunnelCloseFailed {
