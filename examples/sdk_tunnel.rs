@@ -11,33 +11,46 @@
 //! PGPASSWORD, PGDATABASE for the database (default user and database `postgres`).
 
 use declastruct_aws::{
-    AwsSettings, ContextAwsApi, DeclaredAwsVpcTunnel, Ec2InstanceRef, LoopbackHost, RdsClusterRef, TunnelMechanism,
-    VpcTunnelFrom, VpcTunnelInto, VpcTunnelStatus, VpcTunnelVia, get_vpc_tunnel, run_supervisor_if_requested,
-    set_vpc_tunnel,
+    AwsSettings, ContextAwsApi, DeclaredAwsVpcTunnel, Ec2InstanceRef, LoopbackHost, RdsClusterRef,
+    TunnelMechanism, VpcTunnelFrom, VpcTunnelInto, VpcTunnelStatus, VpcTunnelVia, get_vpc_tunnel,
+    run_supervisor_if_requested, set_vpc_tunnel,
 };
 
 type Failure = Box<dyn std::error::Error + Send + Sync>;
 
 fn setting(name: &str, default: &str) -> String {
-    std::env::var(name).ok().filter(|value| !value.is_empty()).unwrap_or_else(|| default.to_string())
+    std::env::var(name)
+        .ok()
+        .filter(|value| !value.is_empty())
+        .unwrap_or_else(|| default.to_string())
 }
 
 fn main() -> Result<(), Failure> {
     // the tunnel's supervisor is this program, started again: dispatch it before anything else
     run_supervisor_if_requested();
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run())
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run())
 }
 
 async fn run() -> Result<(), Failure> {
     // declare references
-    let bastion = Ec2InstanceRef::by_exid(setting("DECLASTRUCT_EXAMPLE_BASTION", "vpc-main-bastion"));
+    let bastion =
+        Ec2InstanceRef::by_exid(setting("DECLASTRUCT_EXAMPLE_BASTION", "vpc-main-bastion"));
     let cluster = RdsClusterRef::by_name(setting("DECLASTRUCT_EXAMPLE_CLUSTER", "ahbodedb"));
     let port: u16 = setting("DECLASTRUCT_EXAMPLE_PORT", "7775").parse()?;
 
     let tunnel = DeclaredAwsVpcTunnel {
-        via: VpcTunnelVia { mechanism: TunnelMechanism::AwsSsm, bastion },
+        via: VpcTunnelVia {
+            mechanism: TunnelMechanism::AwsSsm,
+            bastion,
+        },
         into: VpcTunnelInto { cluster },
-        from: VpcTunnelFrom { host: LoopbackHost::Localhost, port },
+        from: VpcTunnelFrom {
+            host: LoopbackHost::Localhost,
+            port,
+        },
         status: None,
         pid: None,
     };
@@ -45,7 +58,10 @@ async fn run() -> Result<(), Failure> {
 
     // open the tunnel (starts the bastion if needed, waits until the database answers)
     let opened = set_vpc_tunnel(&tunnel.with_status(VpcTunnelStatus::Open, None), &context).await?;
-    println!("opened localhost:{port} (pid {})", opened.pid.unwrap_or_default());
+    println!(
+        "opened localhost:{port} (pid {})",
+        opened.pid.unwrap_or_default()
+    );
 
     // use the database at localhost:port; the tunnel persists even after this process exits
     let connection_string = format!(
@@ -54,7 +70,8 @@ async fn run() -> Result<(), Failure> {
         setting("PGDATABASE", "postgres"),
         setting("PGPASSWORD", "")
     );
-    let (client, connection) = tokio_postgres::connect(&connection_string, tokio_postgres::NoTls).await?;
+    let (client, connection) =
+        tokio_postgres::connect(&connection_string, tokio_postgres::NoTls).await?;
     let driver = tokio::spawn(connection);
     let one: i32 = client.query_one("select 1", &[]).await?.get(0);
     println!("select 1 -> {one}");
@@ -63,10 +80,17 @@ async fn run() -> Result<(), Failure> {
 
     // check the tunnel's status later
     let current = get_vpc_tunnel(&tunnel, &context).await?;
-    println!("status: {}", current.status.map_or("unknown", VpcTunnelStatus::as_str));
+    println!(
+        "status: {}",
+        current.status.map_or("unknown", VpcTunnelStatus::as_str)
+    );
 
     // close the tunnel
-    let closed = set_vpc_tunnel(&tunnel.with_status(VpcTunnelStatus::Closed, None), &context).await?;
-    println!("status: {}", closed.status.map_or("unknown", VpcTunnelStatus::as_str));
+    let closed =
+        set_vpc_tunnel(&tunnel.with_status(VpcTunnelStatus::Closed, None), &context).await?;
+    println!(
+        "status: {}",
+        closed.status.map_or("unknown", VpcTunnelStatus::as_str)
+    );
     Ok(())
 }

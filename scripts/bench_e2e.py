@@ -54,6 +54,13 @@ def run_measured(command, env, cwd):
     return seconds, peak_kb / 1024
 
 
+def cpu_busy_seconds():
+    """CPU time spent by the whole machine (all cores), from /proc/stat"""
+    fields = [int(value) for value in open("/proc/stat").readline().split()[1:]]
+    idle = fields[3] + fields[4]
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 def median(values):
     return statistics.median(values)
 
@@ -61,8 +68,10 @@ def median(values):
 class Moto:
     def __init__(self):
         self.port = free_port()
+        self.folder = tempfile.mkdtemp(prefix="declastruct-moto-")
         self.process = subprocess.Popen(["moto_server", "-H", "127.0.0.1", "-p", str(self.port)],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=self.folder,
+                                        env={**os.environ, "MOTO_RECORDER_FILEPATH": os.path.join(self.folder, "recording")})
         wait_port(self.port)
         self.endpoint = f"http://127.0.0.1:{self.port}"
 
@@ -93,6 +102,7 @@ class Moto:
     def stop(self):
         self.process.kill()
         self.process.wait()
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 class Postgres:
@@ -222,15 +232,22 @@ def main():
             }
 
         # 3: apply opening and closing 1 and 20 tunnels (bastions already running)
-        for tunnels in (1, 20):
-            opens, closes = [], []
+        for tunnels, parallelism in ((1, 10), (20, 10), (20, 20)):
+            opens, closes, busy = [], [], []
             for _ in range(max(3, runs // 2)):
                 open(path, "w").write(manifest(tunnels, min(10, tunnels)))
-                opens.append(run_measured([declastruct, "apply", "--auto-approve"], env, work)[0])
+                before = cpu_busy_seconds()
+                seconds = run_measured([declastruct, "apply", "--auto-approve", "--parallelism", str(parallelism)],
+                                       env, work)[0]
+                busy.append((cpu_busy_seconds() - before) / seconds / os.cpu_count())
+                opens.append(seconds)
                 open(path, "w").write(manifest(tunnels, min(10, tunnels), status="CLOSED"))
-                closes.append(run_measured([declastruct, "apply", "--auto-approve"], env, work)[0])
-            results[f"apply_open_{tunnels}"] = median(opens)
-            results[f"apply_close_{tunnels}"] = median(closes)
+                closes.append(run_measured([declastruct, "apply", "--auto-approve", "--parallelism", str(parallelism)],
+                                           env, work)[0])
+            suffix = "" if parallelism == 10 else f"_p{parallelism}"
+            results[f"apply_open_{tunnels}{suffix}"] = median(opens)
+            results[f"apply_close_{tunnels}{suffix}"] = median(closes)
+            results[f"apply_open_{tunnels}{suffix}_cpu"] = median(busy)
 
         # 4: what opening one tunnel adds to the session program's own time to be ready
         local_port = free_port()
@@ -294,6 +311,10 @@ def main():
         one, twenty = results[f"apply_{verb}_1"], results[f"apply_{verb}_20"]
         print(f"| apply {verb} 1 / 20 tunnels | {one * 1000:.0f} ms / {twenty * 1000:.0f} ms = {twenty / one:.2f} × "
               f"| ≤ 2 × | {'yes' if twenty / one <= 2 else 'NO'} |")
+    print(f"| apply open 20 / 1 at --parallelism 20 (one wave) | {results['apply_open_20_p20'] / results['apply_open_1']:.2f} × "
+          f"(close {results['apply_close_20_p20'] / results['apply_close_1']:.2f} ×) | | |")
+    print(f"| CPU busy while opening 1 / 20 tunnels (all {os.cpu_count()} cores) | "
+          f"{results['apply_open_1_cpu'] * 100:.0f} % / {results['apply_open_20_cpu'] * 100:.0f} % | | |")
     print(f"| session program's own time to ready | {results['session_ready'] * 1000:.0f} ms | | |")
     print(f"| opening 1 tunnel adds (apply open 1 − plan 1 − session ready) | {results['tunnel_overhead'] * 1000:.0f} ms "
           f"| ≤ 100 ms | {'yes' if results['tunnel_overhead'] <= 0.1 else 'NO'} |")

@@ -15,26 +15,12 @@ use declastruct_aws::{
 use declastruct_cli::manifest::{Manifest, ResourceDeclaration, parse_manifest};
 use declastruct_cli::resources::assemble;
 use declastruct_engine::{Plan, Wish};
+use declastruct_test_support::large_manifest;
 
 /// a manifest of about `total` resources: one bastion and one cluster per 20, the rest tunnels
 fn manifest_text(total: usize) -> String {
     let groups = (total / 20).max(1);
-    let tunnels = total.saturating_sub(2 * groups).max(1);
-    let mut text = String::from("resources:\n");
-    for group in 0..groups {
-        text.push_str(&format!(
-            "  - kind: DeclaredAwsEc2Instance\n    exid: bastion-{group}\n    status: running\n  - kind: DeclaredAwsRdsCluster\n    name: cluster-{group}\n"
-        ));
-    }
-    for tunnel in 0..tunnels {
-        text.push_str(&format!(
-            "  - kind: DeclaredAwsVpcTunnel\n    via:\n      mechanism: aws.ssm\n      bastion: {{ exid: bastion-{} }}\n    into:\n      cluster: {{ name: cluster-{} }}\n    from:\n      host: localhost\n      port: {}\n    status: OPEN\n",
-            tunnel % groups,
-            (tunnel / groups) % groups,
-            1024 + tunnel
-        ));
-    }
-    text
+    large_manifest(total.saturating_sub(2 * groups).max(1), groups, 1024)
 }
 
 /// the live world, in memory

@@ -13,6 +13,8 @@ pub struct Moto {
     /// the port it listens on
     pub port: u16,
     child: Child,
+    /// holds moto's request recording, away from any working tree
+    _folder: tempfile::TempDir,
     runtime: tokio::runtime::Runtime,
 }
 
@@ -35,8 +37,11 @@ impl Moto {
     /// .why = tests of AWS failures make moto enforce credentials after some requests
     pub fn start_with_env(env: &[(&str, &str)]) -> Self {
         let port = free_port();
+        let folder = tempfile::tempdir().unwrap_or_else(|error| panic!("tempdir: {error}"));
         let child = Command::new("moto_server")
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .env("MOTO_RECORDER_FILEPATH", folder.path().join("recording"))
+            .current_dir(folder.path())
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -52,6 +57,7 @@ impl Moto {
         let moto = Self {
             port,
             child,
+            _folder: folder,
             runtime,
         };
         assert!(

@@ -3,7 +3,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use declastruct_aws::ContextAwsApi;
-use declastruct_aws::internal::utils::TunnelMeta;
+use declastruct_aws::internal::utils::TunnelFiles;
 
 use crate::args::{Cli, LogsArgs};
 use crate::commands::EXIT_FAILURE;
@@ -15,21 +15,7 @@ pub fn run(_cli: &Cli, args: &LogsArgs) -> ExitCode {
     let tunnels_dir = ContextAwsApi::default_state_dir().join("tunnels");
     let mut known = Vec::new();
     let mut found = None;
-    for entry in std::fs::read_dir(&tunnels_dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let path = entry.path();
-        if path.extension().and_then(|extension| extension.to_str()) != Some("meta") {
-            continue;
-        }
-        let Some(meta) = std::fs::read(&path)
-            .ok()
-            .and_then(|bytes| serde_json::from_slice::<TunnelMeta>(&bytes).ok())
-        else {
-            continue;
-        };
+    for (files, meta) in TunnelFiles::recorded_in(&tunnels_dir) {
         let slug = ResourceDeclaration::DeclaredAwsVpcTunnel(VpcTunnelDeclaration {
             via: meta.tunnel.via.clone(),
             into: meta.tunnel.into.clone(),
@@ -39,7 +25,7 @@ pub fn run(_cli: &Cli, args: &LogsArgs) -> ExitCode {
         .address()
         .slug;
         if slug == args.address {
-            found = Some(path.with_extension("log"));
+            found = Some(files.log_path());
         }
         known.push(slug);
     }

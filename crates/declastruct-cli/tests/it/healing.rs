@@ -409,3 +409,65 @@ fn an_aws_error_mid_apply_names_the_call_and_leaves_no_tunnel() {
     );
     assert!(processes_mentioning(&sandbox.home().display().to_string()).is_empty());
 }
+
+#[test]
+fn ctrl_c_stops_launching_changes_and_leaves_no_half_started_tunnel() {
+    let mut world = World::new(true);
+    let counter = world.sandbox.path("count");
+    // the first session is refused twice, so the first open takes about 1.5 s
+    world
+        .sandbox
+        .set_env("DECLASTRUCT_FAKE_SSM_NOT_CONNECTED_TIMES", "2");
+    world.sandbox.set_env(
+        "DECLASTRUCT_FAKE_SSM_COUNTER",
+        &counter.display().to_string(),
+    );
+    let second_port = free_port();
+    let second = manifest("running", "OPEN", second_port);
+    let second_tunnel = &second[second
+        .find("  - kind: DeclaredAwsVpcTunnel")
+        .expect("tunnel")..];
+    let text = manifest("running", "OPEN", world.port) + second_tunnel;
+    world.sandbox.write("declastruct.yml", &text);
+
+    let child = world
+        .sandbox
+        .command(&["apply", "--auto-approve", "--parallelism", "1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("apply");
+    std::thread::sleep(Duration::from_millis(700));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .expect("Ctrl-C");
+    let output = child.wait_with_output().expect("wait");
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&output),
+        stderr(&output)
+    );
+    let message = stderr(&output);
+    assert!(
+        message.contains("Interrupted: finishing the changes in progress, starting no new ones."),
+        "{message}"
+    );
+    assert!(
+        message.contains("skipped: apply was interrupted before it started"),
+        "{message}"
+    );
+    // the open in progress finished: its tunnel is whole (recorded, healthy); the other never started
+    let metas = world.metas();
+    assert_eq!(metas.len(), 1, "{message}");
+    assert_eq!(metas[0].local_port, world.port);
+    assert_eq!(
+        declastruct_test_support::Postgres::psql(world.port, "select 1").as_deref(),
+        Ok("1")
+    );
+    assert!(!is_port_in_use(second_port));
+    assert_eq!(supervisors(&world).len(), 1, "no half-started supervisor");
+}

@@ -1,4 +1,4 @@
-use declastruct_test_support::Moto;
+use declastruct_test_support::{Moto, large_manifest};
 use serde_json::Value;
 
 use crate::support::{REGION, Sandbox, manifest, stable_settings, stderr, stdout};
@@ -233,25 +233,6 @@ fn assert_only_reads(requests: &[String]) {
     }
 }
 
-/// a manifest of `tunnels` tunnels over `groups` bastions and `groups` clusters
-fn large_manifest(tunnels: usize, groups: usize) -> String {
-    let mut text = String::from("resources:\n");
-    for group in 0..groups {
-        text.push_str(&format!(
-            "  - kind: DeclaredAwsEc2Instance\n    exid: bastion-{group}\n    status: running\n  - kind: DeclaredAwsRdsCluster\n    name: cluster-{group}\n"
-        ));
-    }
-    for tunnel in 0..tunnels {
-        text.push_str(&format!(
-            "  - kind: DeclaredAwsVpcTunnel\n    via:\n      mechanism: aws.ssm\n      bastion: {{ exid: bastion-{} }}\n    into:\n      cluster: {{ name: cluster-{} }}\n    from:\n      host: localhost\n      port: {}\n    status: OPEN\n",
-            tunnel % groups,
-            (tunnel / groups) % groups,
-            20000 + tunnel
-        ));
-    }
-    text
-}
-
 #[test]
 fn plan_requests_do_not_grow_with_the_manifest() {
     let moto = Moto::start();
@@ -262,7 +243,7 @@ fn plan_requests_do_not_grow_with_the_manifest() {
     let sandbox = Sandbox::new(Some(&moto));
     let mut counts = Vec::new();
     for (tunnels, groups) in [(1, 1), (100, 10)] {
-        sandbox.write("declastruct.yml", &large_manifest(tunnels, groups));
+        sandbox.write("declastruct.yml", &large_manifest(tunnels, groups, 20000));
         moto.start_counting();
         let output = sandbox.run(&["plan", "--json"]);
         assert!(output.status.success(), "{}", stderr(&output));
@@ -283,4 +264,33 @@ fn plan_requests_do_not_grow_with_the_manifest() {
         counts[0], counts[1],
         "the same number of requests for 1 and 100 tunnels"
     );
+}
+
+#[test]
+fn the_basic_example_plans_against_moto() {
+    let (moto, _) = seeded(false);
+    let sandbox = Sandbox::new(Some(&moto));
+    let example = crate::support::workspace_root().join("examples/basic.yml");
+    let example = example.display().to_string();
+
+    let output = sandbox.run(&["plan", "-f", &example, "--detailed-exitcode"]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(
+        text.contains("~ UPDATE  DeclaredAwsEc2Instance vpc-main-bastion"),
+        "{text}"
+    );
+    assert!(
+        text.contains("= KEEP    DeclaredAwsRdsCluster ahbodedb"),
+        "{text}"
+    );
+    assert!(
+        text.contains("~ UPDATE  DeclaredAwsVpcTunnel vpc-main-bastion.ahbodedb.7775"),
+        "{text}"
+    );
+
+    let json = sandbox.run(&["plan", "-f", &example, "--json"]);
+    let document: Value = serde_json::from_slice(&json.stdout).expect("only JSON");
+    assert_eq!(document["wish"]["uri"], example.as_str());
+    assert_eq!(document["changes"].as_array().map(Vec::len), Some(3));
 }

@@ -13,7 +13,11 @@ fn example(name: &str) -> PathBuf {
         .and_then(std::path::Path::parent)
         .map(|folder| folder.join("examples").join(name))
         .expect("target folder");
-    assert!(path.exists(), "{} is missing: run the tests with `scripts/test`", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `scripts/test`",
+        path.display()
+    );
     path
 }
 
@@ -24,18 +28,35 @@ fn the_sdk_example_opens_queries_and_closes_a_tunnel() {
     let output = std::process::Command::new(example("sdk_tunnel"))
         .current_dir(world.sandbox.dir.path())
         .env_clear()
-        .envs(command.get_envs().filter_map(|(key, value)| value.map(|value| (key.to_owned(), value.to_owned()))))
+        .envs(
+            command
+                .get_envs()
+                .filter_map(|(key, value)| value.map(|value| (key.to_owned(), value.to_owned()))),
+        )
         .env("DECLASTRUCT_EXAMPLE_PORT", world.port.to_string())
         .env("PGUSER", "postgres")
         .stdin(std::process::Stdio::null())
         .output()
         .expect("run the example");
-    assert!(output.status.success(), "{}\n{}", stdout(&output), stderr(&output));
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        stdout(&output),
+        stderr(&output)
+    );
     let text = stdout(&output);
-    assert!(text.contains(&format!("opened localhost:{}", world.port)), "{text}");
+    assert!(
+        text.contains(&format!("opened localhost:{}", world.port)),
+        "{text}"
+    );
     assert!(text.contains("select 1 -> 1"), "{text}");
     assert!(text.contains("status: OPEN\nstatus: CLOSED"), "{text}");
-    assert_eq!(world.moto.instance_state(crate::support::REGION, &world.instance_id), "running");
+    assert_eq!(
+        world
+            .moto
+            .instance_state(crate::support::REGION, &world.instance_id),
+        "running"
+    );
     assert!(!is_port_in_use(world.port));
     assert!(world.metas().is_empty());
 }

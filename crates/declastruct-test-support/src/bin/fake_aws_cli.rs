@@ -170,7 +170,11 @@ fn start_session(session: Session) -> ExitCode {
     };
     // benchmarks measure declastruct, not moto: the session may skip its lookup and be ready at once
     let skip_lookup = std::env::var_os("DECLASTRUCT_FAKE_SSM_SKIP_LOOKUP").is_some();
-    match if skip_lookup { Ok(true) } else { target_is_running(&session) } {
+    match if skip_lookup {
+        Ok(true)
+    } else {
+        target_is_running(&session)
+    } {
         Ok(true) => {}
         Ok(false) => return not_connected(),
         Err(error) => {

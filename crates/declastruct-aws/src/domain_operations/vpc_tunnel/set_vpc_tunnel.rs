@@ -277,21 +277,7 @@ async fn open(
 /// .why = the user must know what to stop; declastruct stops nothing it did not start
 fn describe_port_holder(port: u16, context: &ContextAwsApi) -> String {
     let holder = find_port_holder(port);
-    let tunnels = std::fs::read_dir(context.tunnels_dir())
-        .into_iter()
-        .flatten()
-        .flatten();
-    for entry in tunnels {
-        let path = entry.path();
-        if path.extension().and_then(|extension| extension.to_str()) != Some("meta") {
-            continue;
-        }
-        let Some(meta) = std::fs::read(&path)
-            .ok()
-            .and_then(|bytes| serde_json::from_slice::<TunnelMeta>(&bytes).ok())
-        else {
-            continue;
-        };
+    for (_, meta) in TunnelFiles::recorded_in(&context.tunnels_dir()) {
         if meta.local_port == port {
             return format!(
                 "another declastruct tunnel (pid {}) to {}:{} through {}{}; close it with the manifest that opened it",

@@ -52,6 +52,25 @@ pub struct TunnelFiles {
 }
 
 impl TunnelFiles {
+    /// .what = every tunnel recorded in `dir`, with its files
+    /// .why = `logs` finds a tunnel by address, and "port in use" names another environment's tunnel
+    pub fn recorded_in(dir: &Path) -> Vec<(TunnelFiles, TunnelMeta)> {
+        std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|entry| {
+                let path = entry.path();
+                if path.extension().and_then(|extension| extension.to_str()) != Some("meta") {
+                    return None;
+                }
+                let files = TunnelFiles::new(dir, path.file_stem()?.to_str()?);
+                let meta = files.read_meta()?;
+                Some((files, meta))
+            })
+            .collect()
+    }
+
     /// .what = the files of the tunnel `hash` in `dir`
     /// .why = names them without touching the disk
     pub fn new(dir: impl Into<PathBuf>, hash: impl Into<String>) -> Self {
