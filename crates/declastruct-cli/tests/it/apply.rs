@@ -41,6 +41,21 @@ impl World {
         }
     }
 
+    /// the session stand-in answers TargetNotConnected to the first `count` sessions; returns the file that
+    /// counts sessions
+    pub fn refuse_first_sessions(&mut self, count: u32) -> std::path::PathBuf {
+        let counter = self.sandbox.path("sessions.count");
+        self.sandbox.set_env(
+            "DECLASTRUCT_FAKE_SSM_NOT_CONNECTED_TIMES",
+            &count.to_string(),
+        );
+        self.sandbox.set_env(
+            "DECLASTRUCT_FAKE_SSM_COUNTER",
+            &counter.display().to_string(),
+        );
+        counter
+    }
+
     pub fn declare(&self, bastion_status: &str, tunnel_status: &str) {
         self.sandbox.write(
             "declastruct.yml",

@@ -38,14 +38,7 @@ fn on_terminal(sandbox: &Sandbox, args: &[&str], input: &str) -> (Option<i32>, S
 #[test]
 fn progress_shows_on_a_terminal_and_never_when_piped_or_json() {
     let mut world = World::new(false);
-    let counter = world.sandbox.path("count");
-    world
-        .sandbox
-        .set_env("DECLASTRUCT_FAKE_SSM_NOT_CONNECTED_TIMES", "1");
-    world.sandbox.set_env(
-        "DECLASTRUCT_FAKE_SSM_COUNTER",
-        &counter.display().to_string(),
-    );
+    let counter = world.refuse_first_sessions(1);
     world.declare("running", "OPEN");
 
     let (code, screen) = on_terminal(&world.sandbox, &["apply", "--auto-approve"], "");

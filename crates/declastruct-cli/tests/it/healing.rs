@@ -149,14 +149,7 @@ fn a_timed_out_session_is_restarted() {
 #[test]
 fn target_not_connected_twice_then_success_opens_the_tunnel() {
     let mut world = World::new(false);
-    let counter = world.sandbox.path("sessions.count");
-    world
-        .sandbox
-        .set_env("DECLASTRUCT_FAKE_SSM_NOT_CONNECTED_TIMES", "2");
-    world.sandbox.set_env(
-        "DECLASTRUCT_FAKE_SSM_COUNTER",
-        &counter.display().to_string(),
-    );
+    let counter = world.refuse_first_sessions(2);
     world.declare("running", "OPEN");
     let output = world.apply();
     assert_success(&output);
@@ -177,13 +170,7 @@ fn target_not_connected_twice_then_success_opens_the_tunnel() {
 #[test]
 fn an_agent_that_never_connects_fails_clearly_and_leaves_nothing() {
     let mut world = World::new(true);
-    world
-        .sandbox
-        .set_env("DECLASTRUCT_FAKE_SSM_NOT_CONNECTED_TIMES", "1000");
-    world.sandbox.set_env(
-        "DECLASTRUCT_FAKE_SSM_COUNTER",
-        &world.sandbox.path("count").display().to_string(),
-    );
+    world.refuse_first_sessions(1000);
     world
         .sandbox
         .set_env("DECLASTRUCT_AGENT_TIMEOUT_SECONDS", "3");
@@ -413,15 +400,8 @@ fn an_aws_error_mid_apply_names_the_call_and_leaves_no_tunnel() {
 #[test]
 fn ctrl_c_stops_launching_changes_and_leaves_no_half_started_tunnel() {
     let mut world = World::new(true);
-    let counter = world.sandbox.path("count");
     // the first session is refused twice, so the first open takes about 1.5 s
-    world
-        .sandbox
-        .set_env("DECLASTRUCT_FAKE_SSM_NOT_CONNECTED_TIMES", "2");
-    world.sandbox.set_env(
-        "DECLASTRUCT_FAKE_SSM_COUNTER",
-        &counter.display().to_string(),
-    );
+    world.refuse_first_sessions(2);
     let second_port = free_port();
     let second = manifest("running", "OPEN", second_port);
     let second_tunnel = &second[second

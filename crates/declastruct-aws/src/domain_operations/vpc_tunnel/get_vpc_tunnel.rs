@@ -36,11 +36,7 @@ pub async fn get_vpc_tunnel(
     tunnel: &DeclaredAwsVpcTunnel,
     context: &ContextAwsApi,
 ) -> Result<DeclaredAwsVpcTunnel, AwsError> {
-    let (bastion, cluster) = futures::future::try_join(
-        get_ec2_instance(Ec2InstanceLookup::Ref(tunnel.via.bastion.clone()), context),
-        get_rds_cluster(&tunnel.into.cluster, context),
-    )
-    .await?;
+    let (bastion, cluster) = resolve_tunnel_ends(tunnel, context).await?;
     // if either is not found, the tunnel is effectively closed
     let (Some(bastion), Some(cluster)) = (bastion, cluster) else {
         return Ok(tunnel.with_status(VpcTunnelStatus::Closed, None));
@@ -99,6 +95,25 @@ pub async fn inspect_vpc_tunnel(
         restarts,
         last_restart,
     }
+}
+
+/// .what = the tunnel's bastion and cluster, looked up concurrently; `None` for one that does not exist
+/// .why = getting and setting a tunnel both start from its two ends
+pub(crate) async fn resolve_tunnel_ends(
+    tunnel: &DeclaredAwsVpcTunnel,
+    context: &ContextAwsApi,
+) -> Result<
+    (
+        Option<DeclaredAwsEc2Instance>,
+        Option<DeclaredAwsRdsCluster>,
+    ),
+    AwsError,
+> {
+    futures::future::try_join(
+        get_ec2_instance(Ec2InstanceLookup::Ref(tunnel.via.bastion.clone()), context),
+        get_rds_cluster(&tunnel.into.cluster, context),
+    )
+    .await
 }
 
 /// .what = the tunnel's record when its recorded process is alive and is still the one we started

@@ -5,7 +5,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::VpcTunnelObservation;
-use crate::domain_operations::vpc_tunnel::get_vpc_tunnel::live_tunnel_meta;
+use crate::domain_operations::vpc_tunnel::get_vpc_tunnel::{live_tunnel_meta, resolve_tunnel_ends};
 use crate::domain_operations::vpc_tunnel::supervisor::{read_restarts, supervisor_command};
 use crate::domain_operations::vpc_tunnel::utils::{
     TunnelFiles, TunnelHealth, TunnelMeta, find_port_holder, get_tunnel_hash, is_port_in_use,
@@ -14,8 +14,7 @@ use crate::domain_operations::vpc_tunnel::utils::{
 use crate::error::AwsError;
 use crate::{
     ContextAwsApi, DeclaredAwsEc2Instance, DeclaredAwsRdsCluster, DeclaredAwsVpcTunnel,
-    DesiredInstanceStatus, Ec2InstanceLookup, Ec2InstanceStatus, VpcTunnelStatus, get_ec2_instance,
-    get_rds_cluster, set_ec2_instance_status,
+    DesiredInstanceStatus, Ec2InstanceStatus, VpcTunnelStatus, set_ec2_instance_status,
 };
 
 /// what the session prints once its local listener is up
@@ -49,11 +48,7 @@ pub async fn set_vpc_tunnel(
             .clone()
             .unwrap_or_else(|| "the configured region".into())
     };
-    let (bastion, cluster) = futures::future::try_join(
-        get_ec2_instance(Ec2InstanceLookup::Ref(tunnel.via.bastion.clone()), context),
-        get_rds_cluster(&tunnel.into.cluster, context),
-    )
-    .await?;
+    let (bastion, cluster) = resolve_tunnel_ends(tunnel, context).await?;
     let bastion = bastion.ok_or_else(|| AwsError::BastionNotFound {
         reference: tunnel.via.bastion.to_string(),
         region: region(),
