@@ -55,23 +55,15 @@ pub async fn inspect_vpc_tunnel(
     cluster: &DeclaredAwsRdsCluster,
     context: &ContextAwsApi,
 ) -> VpcTunnelObservation {
-    let closed = |hash: Option<String>, health: Option<TunnelHealth>| VpcTunnelObservation {
-        tunnel: tunnel.with_status(VpcTunnelStatus::Closed, None),
-        hash,
-        meta: None,
-        health,
-        restarts: 0,
-        last_restart: None,
-    };
     let (Some(instance_id), Some(host), Some(remote_port)) =
         (&bastion.instance_id, &cluster.host, cluster.port)
     else {
-        return closed(None, None);
+        return VpcTunnelObservation::closed(tunnel, None);
     };
     let hash = get_tunnel_hash(instance_id, &host.writer, remote_port, tunnel.from.port);
     let files = TunnelFiles::new(context.tunnels_dir(), &hash);
     let Some(meta) = live_tunnel_meta(&files) else {
-        return closed(Some(hash), None);
+        return VpcTunnelObservation::closed(tunnel, Some(hash));
     };
     let health = is_tunnel_healthy(
         tunnel.from.port,
@@ -79,21 +71,46 @@ pub async fn inspect_vpc_tunnel(
         Duration::from_secs(5),
     )
     .await;
-    let (restarts, last_restart) = read_restarts(&files.log_path());
-    if !health.healthy {
-        return VpcTunnelObservation {
+    VpcTunnelObservation::of_our_process(tunnel, &files, meta, health)
+}
+
+impl VpcTunnelObservation {
+    /// .what = a closed tunnel, with its identity when known
+    /// .why = a tunnel without our live process, or one just closed
+    pub(crate) fn closed(tunnel: &DeclaredAwsVpcTunnel, hash: Option<String>) -> Self {
+        Self {
+            tunnel: tunnel.with_status(VpcTunnelStatus::Closed, None),
+            hash,
+            meta: None,
+            health: None,
+            restarts: 0,
+            last_restart: None,
+        }
+    }
+
+    /// .what = a tunnel whose process is alive and ours: OPEN when the database answers, otherwise CLOSED with
+    /// the probe's reason; restarts read from its log
+    /// .why = one place decides what OPEN means, for `get_vpc_tunnel`, `plan` and `set_vpc_tunnel`
+    pub(crate) fn of_our_process(
+        tunnel: &DeclaredAwsVpcTunnel,
+        files: &TunnelFiles,
+        meta: TunnelMeta,
+        health: TunnelHealth,
+    ) -> Self {
+        let (restarts, last_restart) = read_restarts(&files.log_path());
+        let (status, pid, meta) = if health.healthy {
+            (VpcTunnelStatus::Open, Some(meta.pid), Some(meta))
+        } else {
+            (VpcTunnelStatus::Closed, None, None)
+        };
+        Self {
+            tunnel: tunnel.with_status(status, pid),
+            hash: Some(files.hash.clone()),
+            meta,
+            health: Some(health),
             restarts,
             last_restart,
-            ..closed(Some(hash), Some(health))
-        };
-    }
-    VpcTunnelObservation {
-        tunnel: tunnel.with_status(VpcTunnelStatus::Open, Some(meta.pid)),
-        hash: Some(hash),
-        meta: Some(meta),
-        health: Some(health),
-        restarts,
-        last_restart,
+        }
     }
 }
 

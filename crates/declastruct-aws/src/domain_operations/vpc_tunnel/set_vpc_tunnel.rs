@@ -93,14 +93,7 @@ pub async fn set_vpc_tunnel_resolved(
         VpcTunnelStatus::Closed => {
             close(&files).await?;
             lock.remove()?;
-            Ok(VpcTunnelObservation {
-                tunnel: tunnel.with_status(VpcTunnelStatus::Closed, None),
-                hash: Some(hash),
-                meta: None,
-                health: None,
-                restarts: 0,
-                last_restart: None,
-            })
+            Ok(VpcTunnelObservation::closed(tunnel, Some(hash)))
         }
         VpcTunnelStatus::Open => {
             let opened = open(resolved, &endpoint, &files, context).await;
@@ -111,15 +104,9 @@ pub async fn set_vpc_tunnel_resolved(
                     return Err(error);
                 }
             };
-            let (restarts, last_restart) = read_restarts(&files.log_path());
-            Ok(VpcTunnelObservation {
-                tunnel: tunnel.with_status(VpcTunnelStatus::Open, Some(meta.pid)),
-                hash: Some(hash),
-                meta: Some(meta),
-                health: Some(health),
-                restarts,
-                last_restart,
-            })
+            Ok(VpcTunnelObservation::of_our_process(
+                tunnel, &files, meta, health,
+            ))
         }
     }
 }
