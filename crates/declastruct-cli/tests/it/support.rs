@@ -132,7 +132,7 @@ pub fn fake_aws_cli() -> PathBuf {
         .expect("target folder");
     assert!(
         path.exists(),
-        "{} is missing: run the tests with `scripts/test` (or `cargo build -p declastruct-test-support`)",
+        "{} is missing: run the tests with `scripts/test`, or `cargo test --workspace`, which builds it",
         path.display()
     );
     path
