@@ -77,7 +77,11 @@ fn to_value<T: serde::Serialize>(value: &T) -> Value {
 
 impl Resource for PlannedResource {
     fn address(&self) -> ResourceAddress {
-        self.declaration().address()
+        match self {
+            Self::Bastion { declaration, .. } => declaration.address(),
+            Self::Cluster { declaration, .. } => declaration.address(),
+            Self::Tunnel { declaration, .. } => declaration.address(),
+        }
     }
 
     fn desired(&self) -> Value {

@@ -20,6 +20,22 @@ pub fn project_onto(remote: &Value, desired: &Value) -> Value {
     }
 }
 
+/// .what = whether `project_onto(remote, desired) == *desired`, without building the projection
+/// .why = every resource of every plan asks this; it should cost no allocation
+pub fn projection_equals(remote: &Value, desired: &Value) -> bool {
+    match (remote, desired) {
+        (Value::Object(remote_fields), Value::Object(desired_fields)) => {
+            desired_fields
+                .iter()
+                .all(|(key, desired_value)| match remote_fields.get(key) {
+                    Some(remote_value) => projection_equals(remote_value, desired_value),
+                    None => desired_value.is_null(),
+                })
+        }
+        _ => remote == desired,
+    }
+}
+
 /// .what = a value rendered as indented `key: value` lines, in the manifest's own YAML style
 /// .why = plan diffs read like the manifest the user wrote, not like JSON
 pub fn render_document(value: &Value) -> String {
@@ -28,39 +44,57 @@ pub fn render_document(value: &Value) -> String {
     out
 }
 
-fn render_scalar(value: &Value) -> String {
+fn push_scalar(value: &Value, out: &mut String) {
     match value {
-        Value::Null => "null".to_string(),
-        Value::String(text) => text.clone(),
-        other => other.to_string(),
+        Value::Null => out.push_str("null"),
+        Value::String(text) => out.push_str(text),
+        Value::Bool(flag) => out.push_str(if *flag { "true" } else { "false" }),
+        Value::Number(number) => out.push_str(&number.to_string()),
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+fn push_pad(indent: usize, out: &mut String) {
+    for _ in 0..indent {
+        out.push_str("  ");
     }
 }
 
 fn render_into(value: &Value, indent: usize, out: &mut String) {
-    let pad = "  ".repeat(indent);
     match value {
         Value::Object(fields) => {
             for (key, field) in fields {
+                push_pad(indent, out);
+                out.push_str(key);
                 match field {
                     Value::Object(inner) if !inner.is_empty() => {
-                        out.push_str(&format!("{pad}{key}:\n"));
+                        out.push_str(":\n");
                         render_into(field, indent + 1, out);
                     }
                     Value::Array(items) if !items.is_empty() => {
-                        out.push_str(&format!("{pad}{key}:\n"));
+                        out.push_str(":\n");
                         render_into(field, indent + 1, out);
                     }
-                    _ => out.push_str(&format!("{pad}{key}: {}\n", render_scalar(field))),
+                    _ => {
+                        out.push_str(": ");
+                        push_scalar(field, out);
+                        out.push('\n');
+                    }
                 }
             }
         }
         Value::Array(items) => {
             for item in items {
-                out.push_str(&format!("{pad}-\n"));
+                push_pad(indent, out);
+                out.push_str("-\n");
                 render_into(item, indent + 1, out);
             }
         }
-        scalar => out.push_str(&format!("{pad}{}\n", render_scalar(scalar))),
+        scalar => {
+            push_pad(indent, out);
+            push_scalar(scalar, out);
+            out.push('\n');
+        }
     }
 }
 
@@ -96,6 +130,31 @@ mod tests {
             project_onto(&remote, &desired),
             json!({"exid": "b", "status": "stopped", "tags": null})
         );
+    }
+
+    #[test]
+    fn projection_equals_agrees_with_the_projection() {
+        let cases = [
+            (json!({"a": 1, "b": 2}), json!({"a": 1})),
+            (json!({"a": 1}), json!({"a": 1, "b": null})),
+            (json!({"a": 1}), json!({"a": 1, "b": 2})),
+            (json!({"a": {"x": 1, "y": 2}}), json!({"a": {"x": 1}})),
+            (json!({"a": {"x": 1}}), json!({"a": {"x": 2}})),
+            (json!({"a": [1, {"x": 1}]}), json!({"a": [1, {"x": 1}]})),
+            (
+                json!({"a": [1, {"x": 1, "y": 2}]}),
+                json!({"a": [1, {"x": 1}]}),
+            ),
+            (json!("OPEN"), json!({"status": "OPEN"})),
+            (json!(null), json!(null)),
+        ];
+        for (remote, desired) in cases {
+            assert_eq!(
+                projection_equals(&remote, &desired),
+                project_onto(&remote, &desired) == desired,
+                "{remote} onto {desired}"
+            );
+        }
     }
 
     #[test]

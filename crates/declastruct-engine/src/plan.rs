@@ -2,7 +2,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::diff::{project_onto, unified_difference};
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
+use std::io::Write;
+
+use crate::diff::unified_difference;
 use crate::{Action, EngineError, Resource, ResourceAddress, order_by_dependencies};
 
 /// .what = where the wish came from
@@ -74,7 +78,7 @@ impl Plan {
                 let resource = &resources[index];
                 let desired = resource.desired();
                 let remote = resource.remote();
-                let action = resource.action();
+                let action = resource.action(&desired, remote.as_ref());
                 let difference = if action == Action::Keep {
                     None
                 } else {
@@ -119,13 +123,19 @@ impl Plan {
     /// .what = the resources whose planned change differs between `self` and a saved plan
     /// .why = "plan is stale" must say what changed, not only that something did
     pub fn differences_from(&self, saved: &Plan) -> Vec<String> {
+        let saved_by_address: HashMap<&ResourceAddress, &Change> = saved
+            .changes
+            .iter()
+            .map(|change| (&change.for_resource, change))
+            .collect();
+        let fresh_addresses: HashSet<&ResourceAddress> = self
+            .changes
+            .iter()
+            .map(|change| &change.for_resource)
+            .collect();
         let mut differences = Vec::new();
         for change in &self.changes {
-            match saved
-                .changes
-                .iter()
-                .find(|other| other.for_resource == change.for_resource)
-            {
+            match saved_by_address.get(&change.for_resource) {
                 None => differences.push(format!("{} is new", change.for_resource.slug)),
                 Some(other) if canonical_change(other) != canonical_change(change) => {
                     let detail = if other.action == change.action {
@@ -139,11 +149,7 @@ impl Plan {
             }
         }
         for other in &saved.changes {
-            if !self
-                .changes
-                .iter()
-                .any(|change| change.for_resource == other.for_resource)
-            {
+            if !fresh_addresses.contains(&other.for_resource) {
                 differences.push(format!("{} is no longer declared", other.for_resource.slug));
             }
         }
@@ -154,45 +160,134 @@ impl Plan {
     }
 }
 
-/// what of a change its meaning depends on: never display text, never live metadata
-fn canonical_change(change: &Change) -> Value {
+/// what of a change its meaning depends on, as canonical JSON: never display text, never live metadata
+fn canonical_change(change: &Change) -> Vec<u8> {
+    let mut out = Vec::new();
+    // writing into a Vec cannot fail
+    let _ = write_canonical_change(change, &mut out);
+    out
+}
+
+/// `{"action":…,"desired":…,"forResource":…,"remote":…}` with every object's keys sorted, the live state
+/// projected onto the declared fields; written straight to `out`, with no intermediate JSON tree
+fn write_canonical_change(change: &Change, out: &mut impl Write) -> std::io::Result<()> {
     let desired = &change.state.desired;
-    serde_json::json!({
-        "forResource": change.for_resource,
-        "action": change.action,
-        "desired": desired,
-        "remote": change.state.remote.as_ref().map(|remote| project_onto(remote, desired)),
-    })
+    out.write_all(b"{\"action\":")?;
+    serde_json::to_writer(&mut *out, &change.action)?;
+    out.write_all(b",\"desired\":")?;
+    write_canonical(desired, out)?;
+    out.write_all(b",\"forResource\":{\"class\":")?;
+    serde_json::to_writer(&mut *out, &change.for_resource.class)?;
+    out.write_all(b",\"slug\":")?;
+    serde_json::to_writer(&mut *out, &change.for_resource.slug)?;
+    out.write_all(b"},\"remote\":")?;
+    match &change.state.remote {
+        None => out.write_all(b"null")?,
+        Some(remote) => write_canonical_projection(remote, desired, out)?,
+    }
+    out.write_all(b"}")
+}
+
+fn write_sorted_object<'a>(
+    fields: impl Iterator<Item = (&'a String, Option<&'a Value>, Option<&'a Value>)>,
+    out: &mut impl Write,
+) -> std::io::Result<()> {
+    let mut entries: Vec<_> = fields.collect();
+    entries.sort_unstable_by(|left, right| left.0.cmp(right.0));
+    out.write_all(b"{")?;
+    for (position, (key, value, onto)) in entries.into_iter().enumerate() {
+        if position > 0 {
+            out.write_all(b",")?;
+        }
+        serde_json::to_writer(&mut *out, key)?;
+        out.write_all(b":")?;
+        match (value, onto) {
+            (None, _) => out.write_all(b"null")?,
+            (Some(value), None) => write_canonical(value, out)?,
+            (Some(value), Some(onto)) => write_canonical_projection(value, onto, out)?,
+        }
+    }
+    out.write_all(b"}")
+}
+
+/// `value` as compact JSON with every object's keys sorted
+fn write_canonical(value: &Value, out: &mut impl Write) -> std::io::Result<()> {
+    match value {
+        Value::Object(fields) => write_sorted_object(
+            fields.iter().map(|(key, inner)| (key, Some(inner), None)),
+            out,
+        ),
+        Value::Array(items) => {
+            out.write_all(b"[")?;
+            for (position, item) in items.iter().enumerate() {
+                if position > 0 {
+                    out.write_all(b",")?;
+                }
+                write_canonical(item, out)?;
+            }
+            out.write_all(b"]")
+        }
+        scalar => Ok(serde_json::to_writer(&mut *out, scalar)?),
+    }
+}
+
+/// `project_onto(remote, desired)` written canonically, without building it
+fn write_canonical_projection(
+    remote: &Value,
+    desired: &Value,
+    out: &mut impl Write,
+) -> std::io::Result<()> {
+    match (remote, desired) {
+        (Value::Object(remote_fields), Value::Object(desired_fields)) => write_sorted_object(
+            desired_fields
+                .iter()
+                .map(|(key, onto)| (key, remote_fields.get(key), Some(onto))),
+            out,
+        ),
+        _ => write_canonical(remote, out),
+    }
 }
 
 /// .what = a JSON value with every object's keys sorted, printed compactly
 /// .why = equal meanings must hash equal whatever order fields were built in
 pub fn canonical_json(value: &Value) -> String {
-    fn sorted(value: &Value) -> Value {
-        match value {
-            Value::Object(fields) => {
-                let mut entries: Vec<_> = fields.iter().collect();
-                entries.sort_by(|left, right| left.0.cmp(right.0));
-                Value::Object(
-                    entries
-                        .into_iter()
-                        .map(|(key, inner)| (key.clone(), sorted(inner)))
-                        .collect(),
-                )
-            }
-            Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
-            scalar => scalar.clone(),
-        }
-    }
-    sorted(value).to_string()
+    let mut out = Vec::new();
+    let _ = write_canonical(value, &mut out);
+    String::from_utf8_lossy(&out).into_owned()
 }
 
-/// .what = sha256 hex over the canonical changes
+/// feeds what is written into a sha256
+struct Hashing(Sha256);
+
+impl Write for Hashing {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.update(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// .what = sha256 hex over the canonical changes (a JSON array of `canonical_change`s)
 /// .why = the same plan hashes the same in a terminal and in CI, so a saved plan can be checked for staleness
 pub fn compute_plan_hash(changes: &[Change]) -> String {
-    let canonical = Value::Array(changes.iter().map(canonical_change).collect());
-    let digest = Sha256::digest(canonical_json(&canonical).as_bytes());
-    digest.iter().map(|byte| format!("{byte:02x}")).collect()
+    let mut hashing = Hashing(Sha256::new());
+    let _ = hashing.write_all(b"[");
+    for (position, change) in changes.iter().enumerate() {
+        if position > 0 {
+            let _ = hashing.write_all(b",");
+        }
+        let _ = write_canonical_change(change, &mut hashing);
+    }
+    let _ = hashing.write_all(b"]");
+    let digest = hashing.0.finalize();
+    let mut hex = String::with_capacity(64);
+    for byte in digest {
+        let _ = write!(hex, "{byte:02x}");
+    }
+    hex
 }
 
 #[cfg(test)]
@@ -302,6 +397,56 @@ mod tests {
             fresh.differences_from(&first),
             vec!["tunnel: was UPDATE, now KEEP"]
         );
+    }
+
+    /// the hash is defined as sha256 over a JSON array of `{forResource, action, desired, remote}` objects
+    /// (remote projected onto desired), keys sorted, printed compactly; the streaming writer must agree
+    #[test]
+    fn hash_is_sha256_of_the_sorted_canonical_document() {
+        fn sorted(value: &Value) -> Value {
+            match value {
+                Value::Object(fields) => {
+                    let mut entries: Vec<_> = fields.iter().collect();
+                    entries.sort_by(|left, right| left.0.cmp(right.0));
+                    Value::Object(
+                        entries
+                            .into_iter()
+                            .map(|(key, inner)| (key.clone(), sorted(inner)))
+                            .collect(),
+                    )
+                }
+                Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
+                scalar => scalar.clone(),
+            }
+        }
+        let mut resources = sample(1);
+        resources.push(Fake {
+            slug: "nested \"ü\"",
+            desired: json!({"z": {"b": [1, {"y": 2, "x": "é\n"}], "a": null}, "m": 1.5}),
+            remote: Some(json!({"z": {"a": 3, "b": "x", "extra": true}, "other": 1})),
+            after: None,
+        });
+        let plan = Plan::compute(&resources, wish()).expect("plan");
+        let document = Value::Array(
+            plan.changes
+                .iter()
+                .map(|change| {
+                    json!({
+                        "forResource": change.for_resource,
+                        "action": change.action,
+                        "desired": change.state.desired,
+                        "remote": change.state.remote.as_ref()
+                            .map(|remote| crate::project_onto(remote, &change.state.desired)),
+                    })
+                })
+                .collect(),
+        );
+        let expected: String = Sha256::digest(sorted(&document).to_string().as_bytes())
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect();
+        assert_eq!(plan.hash, expected);
+        assert_eq!(canonical_json(&document), sorted(&document).to_string());
     }
 
     #[test]

@@ -2,7 +2,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::Action;
-use crate::diff::project_onto;
+use crate::diff::projection_equals;
 
 /// .what = the address of one resource in a plan: its class and a stable slug
 /// .why = changes, dependencies and `declastruct logs ADDRESS` all name resources by it
@@ -47,19 +47,13 @@ pub trait Resource {
         Vec::new()
     }
 
-    /// .what = the action that brings the remote to the desired state
+    /// .what = the action that brings `remote` to `desired` (this resource's own documents, computed once)
     /// .why = the default compares only what was declared, so live metadata (ids, pids) never shows as drift
-    fn action(&self) -> Action {
-        match self.remote() {
+    fn action(&self, desired: &Value, remote: Option<&Value>) -> Action {
+        match remote {
             None => Action::Create,
-            Some(remote) => {
-                let desired = self.desired();
-                if project_onto(&remote, &desired) == desired {
-                    Action::Keep
-                } else {
-                    Action::Update
-                }
-            }
+            Some(remote) if projection_equals(remote, desired) => Action::Keep,
+            Some(_) => Action::Update,
         }
     }
 }

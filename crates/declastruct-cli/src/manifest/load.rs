@@ -6,6 +6,7 @@ use declastruct_aws::{AwsSettings, DesiredInstanceStatus, Ec2InstanceRef, VpcTun
 use miette::{NamedSource, SourceSpan};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use serde::de::IgnoredAny;
 use serde_json::Value;
 use serde_path_to_error::Segment;
 
@@ -13,6 +14,7 @@ use super::error::ManifestError;
 use super::model::{
     Ec2InstanceDeclaration, RdsClusterDeclaration, ResourceDeclaration, VpcTunnelDeclaration,
 };
+use super::node_de::NodeDeserializer;
 use super::yaml_tree::{Node, NodeValue, Step, parse};
 
 const KINDS: [&str; 3] = [
@@ -116,15 +118,16 @@ pub fn parse_manifest(uri: &str, text: String) -> Result<Manifest, Vec<ManifestE
     struct TopLevel {
         #[serde(default)]
         aws: Option<AwsSettings>,
-        resources: Vec<Value>,
+        // each resource is read on its own below, where its errors can point into it
+        #[allow(dead_code)]
+        resources: Vec<IgnoredAny>,
     }
     let top: TopLevel = deserialize_at(&root, &[], &source).map_err(|error| vec![error])?;
 
     let mut errors = Vec::new();
     let mut resources = Vec::new();
-    for (index, _) in top.resources.iter().enumerate() {
+    for (index, node) in root.into_entry("resources").into_items().enumerate() {
         let path = [Step::Key("resources".into()), Step::Index(index)];
-        let node = root.walk(&path).clone();
         match declaration_at(&node, &path, &source) {
             Ok(declaration) => resources.push(DeclaredResource { declaration, node }),
             Err(error) => errors.push(error),
@@ -176,10 +179,7 @@ fn declaration_at(
         NodeValue::Scalar(Value::String(kind)) => kind.as_str(),
         _ => "",
     };
-    let mut fields = node.to_json();
-    if let Value::Object(map) = &mut fields {
-        map.remove("kind");
-    }
+    let fields = NodeDeserializer::new(node, Some("kind"));
     let declaration = match kind {
         "DeclaredAwsEc2Instance" => ResourceDeclaration::DeclaredAwsEc2Instance(
             deserialize_value::<Ec2InstanceDeclaration>(fields, node, path, source)?,
@@ -223,13 +223,13 @@ fn deserialize_at<T: DeserializeOwned>(
     path: &[Step],
     source: &Arc<NamedSource<String>>,
 ) -> Result<T, ManifestError> {
-    deserialize_value(node.to_json(), node, path, source)
+    deserialize_value(NodeDeserializer::new(node, None), node, path, source)
 }
 
 /// deserializes `value` (the JSON of `node`, at `path` in the file), turning serde's error into a diagnostic at
 /// the offending key or value
 fn deserialize_value<T: DeserializeOwned>(
-    value: Value,
+    value: NodeDeserializer<'_>,
     node: &Node,
     path: &[Step],
     source: &Arc<NamedSource<String>>,

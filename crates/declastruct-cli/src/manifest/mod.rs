@@ -4,6 +4,7 @@
 mod error;
 mod load;
 mod model;
+mod node_de;
 mod yaml_tree;
 
 pub use error::ManifestError;

@@ -117,21 +117,47 @@ impl ResourceDeclaration {
     /// or `{bastion}.{cluster}.{port}` for a tunnel
     pub fn address(&self) -> ResourceAddress {
         match self {
-            Self::DeclaredAwsEc2Instance(instance) => {
-                bastion_address(&Ec2InstanceRef::by_exid(&instance.exid))
-            }
-            Self::DeclaredAwsRdsCluster(cluster) => {
-                cluster_address(&RdsClusterRef::by_name(&cluster.name))
-            }
-            Self::DeclaredAwsVpcTunnel(tunnel) => ResourceAddress {
-                class: VPC_TUNNEL_CLASS.into(),
-                slug: format!(
-                    "{}.{}.{}",
-                    tunnel.via.bastion.key(),
-                    tunnel.into.cluster.name,
-                    tunnel.from.port
-                ),
-            },
+            Self::DeclaredAwsEc2Instance(instance) => instance.address(),
+            Self::DeclaredAwsRdsCluster(cluster) => cluster.address(),
+            Self::DeclaredAwsVpcTunnel(tunnel) => tunnel.address(),
+        }
+    }
+}
+
+impl Ec2InstanceDeclaration {
+    /// .what = the bastion's address: its exid
+    /// .why = see `ResourceDeclaration::address`
+    pub fn address(&self) -> ResourceAddress {
+        ResourceAddress {
+            class: EC2_INSTANCE_CLASS.into(),
+            slug: self.exid.clone(),
+        }
+    }
+}
+
+impl RdsClusterDeclaration {
+    /// .what = the cluster's address: its name
+    /// .why = see `ResourceDeclaration::address`
+    pub fn address(&self) -> ResourceAddress {
+        ResourceAddress {
+            class: RDS_CLUSTER_CLASS.into(),
+            slug: self.name.clone(),
+        }
+    }
+}
+
+impl VpcTunnelDeclaration {
+    /// .what = the tunnel's address: `{bastion}.{cluster}.{port}`
+    /// .why = see `ResourceDeclaration::address`
+    pub fn address(&self) -> ResourceAddress {
+        ResourceAddress {
+            class: VPC_TUNNEL_CLASS.into(),
+            slug: format!(
+                "{}.{}.{}",
+                self.via.bastion.key(),
+                self.into.cluster.name,
+                self.from.port
+            ),
         }
     }
 }

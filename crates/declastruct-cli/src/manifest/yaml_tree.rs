@@ -1,3 +1,4 @@
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use miette::SourceSpan;
@@ -64,10 +65,42 @@ impl Node {
     }
 
     fn key_text(&self) -> String {
+        self.key_str().into_owned()
+    }
+
+    /// .what = this node's text as a map key: a string as is, another scalar as JSON prints it
+    /// .why = keys are compared often; a string key is borrowed, never copied
+    pub fn key_str(&self) -> Cow<'_, str> {
         match &self.value {
-            NodeValue::Scalar(Value::String(text)) => text.clone(),
-            NodeValue::Scalar(other) => other.to_string(),
-            _ => String::new(),
+            NodeValue::Scalar(Value::String(text)) => Cow::Borrowed(text),
+            NodeValue::Scalar(other) => Cow::Owned(other.to_string()),
+            _ => Cow::Borrowed(""),
+        }
+    }
+
+    /// .what = the value under map key `key`, taken out of this map (a null node when there is none)
+    /// .why = the loader moves each resource's node into its declaration instead of copying it
+    pub fn into_entry(self, key: &str) -> Node {
+        let span = self.span;
+        match self.value {
+            NodeValue::Mapping(entries) => entries
+                .into_iter()
+                .find(|(candidate, _)| candidate.key_str() == key)
+                .map(|(_, value)| value),
+            _ => None,
+        }
+        .unwrap_or(Node {
+            value: NodeValue::Scalar(Value::Null),
+            span,
+        })
+    }
+
+    /// .what = the items of a list, taken out of it (none when this is not a list)
+    /// .why = see `into_entry`
+    pub fn into_items(self) -> std::vec::IntoIter<Node> {
+        match self.value {
+            NodeValue::Sequence(items) => items.into_iter(),
+            _ => Vec::new().into_iter(),
         }
     }
 
@@ -83,7 +116,7 @@ impl Node {
         match &self.value {
             NodeValue::Mapping(entries) => entries
                 .iter()
-                .find(|(candidate, _)| candidate.key_text() == key)
+                .find(|(candidate, _)| candidate.key_str() == key)
                 .map(|(key, value)| (key, value)),
             _ => None,
         }
@@ -136,11 +169,16 @@ fn clamped_span(source: &str, start: usize, end: usize) -> SourceSpan {
 /// .what = parses the first YAML document of `source` into a tree with spans
 /// .why = serde_yaml keeps no spans for nested values; this keeps one for every value
 pub fn parse(source: &str) -> Result<Option<Node>, SyntaxProblem> {
-    let char_offsets: Vec<usize> = source
-        .char_indices()
-        .map(|(offset, _)| offset)
-        .chain(std::iter::once(source.len()))
-        .collect();
+    // the parser counts characters; in ASCII text they are bytes, and no table is needed
+    let char_offsets: Vec<usize> = if source.is_ascii() {
+        Vec::new()
+    } else {
+        source
+            .char_indices()
+            .map(|(offset, _)| offset)
+            .chain(std::iter::once(source.len()))
+            .collect()
+    };
     let mut builder = TreeBuilder {
         source,
         char_offsets: &char_offsets,
@@ -196,6 +234,9 @@ struct TreeBuilder<'a> {
 
 impl TreeBuilder<'_> {
     fn byte_offset(&self, marker: &Marker) -> usize {
+        if self.char_offsets.is_empty() {
+            return marker.index().min(self.source.len());
+        }
         self.char_offsets
             .get(marker.index())
             .copied()
@@ -220,11 +261,11 @@ impl TreeBuilder<'_> {
             }) => match pending_key.take() {
                 None => *pending_key = Some(node),
                 Some(key) => {
-                    let text = key.key_text();
-                    if entries
-                        .iter()
-                        .any(|(existing, _)| existing.key_text() == text)
-                        && self.problem.is_none()
+                    let text = key.key_str();
+                    if self.problem.is_none()
+                        && entries
+                            .iter()
+                            .any(|(existing, _)| existing.key_str() == text)
                     {
                         self.problem = Some(SyntaxProblem {
                             message: format!("the key `{text}` appears twice in one map"),
@@ -258,12 +299,22 @@ impl TreeBuilder<'_> {
     }
 }
 
+/// whether a plain scalar could resolve to something other than a string: a null, a boolean or a number
+/// (the YAML 1.2 core schema); a plain word such as `running` or `vpc-main-bastion` cannot
+fn may_be_typed(text: &str) -> bool {
+    match text.as_bytes().first() {
+        None => true,
+        Some(first) => !first.is_ascii_alphabetic() || b"tTfFnN".contains(first),
+    }
+}
+
 impl MarkedEventReceiver for TreeBuilder<'_> {
     fn on_event(&mut self, event: Event, marker: Marker) {
         let offset = self.byte_offset(&marker);
         match event {
             Event::Scalar(text, style, anchor, _tag) => {
-                let value = if matches!(style, TScalarStyle::Plain) {
+                let span = self.scalar_span(offset, &text, style);
+                let value = if matches!(style, TScalarStyle::Plain) && may_be_typed(&text) {
                     match Yaml::from_str(&text) {
                         Yaml::Null => Value::Null,
                         Yaml::Boolean(flag) => Value::Bool(flag),
@@ -272,13 +323,12 @@ impl MarkedEventReceiver for TreeBuilder<'_> {
                             .parse::<f64>()
                             .ok()
                             .and_then(serde_json::Number::from_f64)
-                            .map_or(Value::String(text.clone()), Value::Number),
-                        _ => Value::String(text.clone()),
+                            .map_or(Value::String(text), Value::Number),
+                        _ => Value::String(text),
                     }
                 } else {
-                    Value::String(text.clone())
+                    Value::String(text)
                 };
-                let span = self.scalar_span(offset, &text, style);
                 self.finish(
                     Node {
                         value: NodeValue::Scalar(value),
