@@ -1,3 +1,4 @@
+use std::collections::HashMap;
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -78,33 +79,47 @@ pub async fn run(cli: &Cli, args: &ApplyArgs) -> ExitCode {
         });
     }
 
-    let by_slug = |slug: &str| {
-        resources
-            .iter()
-            .find(|resource| declastruct_engine::Resource::address(*resource).slug == slug)
-    };
+    let by_slug: HashMap<String, &PlannedResource> = resources
+        .iter()
+        .map(|resource| {
+            (
+                declastruct_engine::Resource::address(resource).slug,
+                resource,
+            )
+        })
+        .collect();
     let report_card = run_changes(
         &plan,
         usize::from(args.parallelism),
         || !interrupted.load(Ordering::SeqCst),
         |index| {
             let change = &plan.changes[index];
-            let resource = by_slug(&change.for_resource.slug);
-            let context = &context;
+            let resource = by_slug
+                .get(&change.for_resource.slug)
+                .map(|resource| (*resource).clone());
             let quiet = cli.quiet || args.json;
             let task = progress.start(format!(
                 "{} {} {}",
                 change.action, change.for_resource.class, change.for_resource.slug
             ));
+            // each change runs as its own task, so that independent changes use every core: their process
+            // starts, file and /proc reads and health probes do not wait for one another on a single thread
+            let context = context.clone();
+            let slug = change.for_resource.slug.clone();
+            let work = tokio::spawn(async move {
+                match resource {
+                    Some(resource) => apply_change(&resource, &context).await,
+                    None => Err(AwsError::Unexpected(format!("no resource for {slug}"))),
+                }
+            });
             async move {
                 let started = Instant::now();
-                let result = match resource {
-                    Some(resource) => apply_change(resource, context).await,
-                    None => Err(AwsError::Unexpected(format!(
-                        "no resource for {}",
+                let result = work.await.unwrap_or_else(|error| {
+                    Err(AwsError::Unexpected(format!(
+                        "the change of {} ended abnormally: {error}",
                         change.for_resource.slug
-                    ))),
-                };
+                    )))
+                });
                 drop(task);
                 if !quiet {
                     let outcome = if result.is_ok() { "done" } else { "failed" };
