@@ -162,6 +162,15 @@ def session_ready_seconds(fake, env, target, writer, local_port, folder):
     return seconds
 
 
+def context_switches(pid):
+    """how often the process gave up the CPU (each sleep or wait ends in one)"""
+    total = 0
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith(("voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:")):
+            total += int(line.split()[1])
+    return total
+
+
 def rss_mb(pid):
     for line in open(f"/proc/{pid}/status"):
         if line.startswith("VmRSS:"):
@@ -271,6 +280,10 @@ def main():
             connection.sendall(b"x" * 65536)
             connection.close()
         results["supervisor_rss_mb"] = rss_mb(pid)
+        # an idle tunnel's supervisor should sleep in the kernel, not poll
+        before = context_switches(pid)
+        time.sleep(2)
+        results["supervisor_wakeups_per_second"] = (context_switches(pid) - before) / 2
 
         # 7: who holds the local port: the session program, not declastruct
         holder = subprocess.run(["ss", "-ltnpH", "sport = :30000"], capture_output=True, text=True).stdout
@@ -323,6 +336,7 @@ def main():
           f"{'yes' if results['validate_seconds'] < 0.02 and results['validate_peak_mb'] < 15 else 'NO'} |")
     print(f"| supervisor resident memory after traffic | {results['supervisor_rss_mb']:.1f} MB | < 8 MB | "
           f"{'yes' if results['supervisor_rss_mb'] < 8 else 'NO'} |")
+    print(f"| an idle tunnel's supervisor: wake-ups per second | {results['supervisor_wakeups_per_second']:.1f} | | |")
     print(f"| local port held by | {results['port_holder']} | the session program | "
           f"{'yes' if 'fake-aws-cli' in results['port_holder'] else 'check'} |")
 

@@ -131,6 +131,37 @@ fn end_others(signals: &[Signal]) {
     }
 }
 
+enum Waited {
+    /// the session ended with this status (it is reaped)
+    Exited(std::process::ExitStatus),
+    /// a signal arrived first: look at STOP, then wait again
+    Interrupted,
+    /// there is no such child any more
+    Gone,
+}
+
+/// .what = blocks until the session ends or a signal arrives
+/// .why = an open tunnel's supervisor sleeps in the kernel instead of waking a hundred times a second; the stop
+/// handlers are installed without SA_RESTART, so SIGINT, SIGTERM and SIGHUP interrupt this wait
+fn wait_for_exit(pid: u32) -> Waited {
+    use nix::sys::wait::{WaitStatus, waitpid};
+    use std::os::unix::process::ExitStatusExt;
+    let Ok(raw) = i32::try_from(pid) else {
+        return Waited::Gone;
+    };
+    match waitpid(Pid::from_raw(raw), None) {
+        // the raw wait status: the exit code in the second byte, or the signal number
+        Ok(WaitStatus::Exited(_, code)) => {
+            Waited::Exited(std::process::ExitStatus::from_raw((code & 0xff) << 8))
+        }
+        Ok(WaitStatus::Signaled(_, signal, _)) => {
+            Waited::Exited(std::process::ExitStatus::from_raw(signal as i32))
+        }
+        Ok(_) | Err(nix::errno::Errno::EINTR) => Waited::Interrupted,
+        Err(_) => Waited::Gone,
+    }
+}
+
 fn last_line_since(log: &Path, offset: u64) -> String {
     let text = std::fs::read(log).unwrap_or_default();
     let start = usize::try_from(offset).unwrap_or(0).min(text.len());
@@ -181,10 +212,10 @@ fn supervise(log: &Path, command: &[OsString]) -> i32 {
                 let _ = child.wait();
                 return 0;
             }
-            match child.try_wait() {
-                Ok(Some(status)) => break status,
-                Ok(None) => std::thread::sleep(Duration::from_millis(10)),
-                Err(_) => break std::process::ExitStatus::default(),
+            match wait_for_exit(child.id()) {
+                Waited::Exited(status) => break status,
+                Waited::Interrupted => {}
+                Waited::Gone => break std::process::ExitStatus::default(),
             }
         };
         // a plugin left behind by its CLI still holds the port: end it before starting again
