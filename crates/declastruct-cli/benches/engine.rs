@@ -4,10 +4,6 @@
 //! `cargo bench -p declastruct-cli --bench engine`
 
 use std::collections::BTreeMap;
-
-/// the allocator of the `declastruct` binary, so the benchmark measures what users run
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
