@@ -145,5 +145,36 @@ fn engine(criterion: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, engine);
+/// receives the parser's events and keeps nothing: what reading the YAML costs before declastruct does anything
+struct Discard(usize);
+
+impl yaml_rust2::parser::MarkedEventReceiver for Discard {
+    fn on_event(&mut self, _: yaml_rust2::Event, marker: yaml_rust2::scanner::Marker) {
+        self.0 = self.0.wrapping_add(marker.index());
+    }
+}
+
+/// the floor under `load_and_validate`: the YAML parser's events alone, for the same manifests
+fn yaml_events(criterion: &mut Criterion) {
+    let mut group = criterion.benchmark_group("yaml_events_only");
+    group.sample_size(20);
+    for total in [10usize, 1_000, 10_000] {
+        let text = manifest_text(total);
+        group.bench_with_input(
+            BenchmarkId::from_parameter(total),
+            &text,
+            |bencher, text| {
+                bencher.iter(|| {
+                    let mut discard = Discard(0);
+                    let parsed = yaml_rust2::parser::Parser::new_from_str(black_box(text))
+                        .load(&mut discard, false);
+                    black_box((parsed.is_ok(), discard.0))
+                })
+            },
+        );
+    }
+    group.finish();
+}
+
+criterion_group!(benches, engine, yaml_events);
 criterion_main!(benches);
