@@ -40,21 +40,7 @@ def main():
     postgres = e2e.Postgres(os.path.join(work, "pg"))
     runs = []
     try:
-        ec2, rds = moto.client("ec2"), moto.client("rds")
-        writers = []
-        for group in range(10):
-            ec2.run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1, TagSpecifications=[
-                {"ResourceType": "instance", "Tags": [{"Key": "exid", "Value": f"bastion-{group}"}]}])
-            cluster = rds.create_db_cluster(DBClusterIdentifier=f"cluster-{group}", Engine="aurora-postgresql",
-                                            MasterUsername="bench", MasterUserPassword="bench-password")
-            writers.append(cluster["DBCluster"]["Endpoint"])
-        env = {
-            "PATH": os.environ["PATH"], "HOME": work, "DECLASTRUCT_HOME": os.path.join(work, "home"),
-            "AWS_ENDPOINT_URL": moto.endpoint, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
-            "AWS_REGION": e2e.REGION, "AWS_EC2_METADATA_DISABLED": "true", "DECLASTRUCT_AWS_CLI": fake,
-            "DECLASTRUCT_FAKE_SSM_HOSTS": ",".join(f"{writer}:5432=127.0.0.1:{postgres.port}" for writer in writers),
-            "DECLASTRUCT_FAKE_SSM_SKIP_LOOKUP": "1",
-        }
+        env, _, _ = e2e.seed_world(moto, postgres, work, fake)
         path = os.path.join(work, "declastruct.yml")
         apply = [declastruct, "apply", "--auto-approve", "--parallelism", str(TUNNELS)]
         for run in range(arguments.runs):

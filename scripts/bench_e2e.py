@@ -203,6 +203,30 @@ def rss_mb(pid):
     return 0.0
 
 
+def seed_world(moto, postgres, work, fake):
+    """10 running bastions and 10 clusters in moto, and the environment that points declastruct at them, at the
+    session stand-in and, through it, at the local PostgreSQL; returns (env, writer endpoints, instance ids)"""
+    ec2, rds = moto.client("ec2"), moto.client("rds")
+    writers = []
+    instance_ids = []
+    for group in range(10):
+        instance = ec2.run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1, TagSpecifications=[
+            {"ResourceType": "instance", "Tags": [{"Key": "exid", "Value": f"bastion-{group}"}]}])
+        instance_ids.append(instance["Instances"][0]["InstanceId"])
+        cluster = rds.create_db_cluster(DBClusterIdentifier=f"cluster-{group}", Engine="aurora-postgresql",
+                                        MasterUsername="bench", MasterUserPassword="bench-password")
+        writers.append(cluster["DBCluster"]["Endpoint"])
+    env = {
+        "PATH": os.environ["PATH"], "HOME": work, "DECLASTRUCT_HOME": os.path.join(work, "home"),
+        "AWS_ENDPOINT_URL": moto.endpoint, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_REGION": REGION, "AWS_EC2_METADATA_DISABLED": "true", "DECLASTRUCT_AWS_CLI": fake,
+        "DECLASTRUCT_FAKE_SSM_HOSTS": ",".join(f"{writer}:5432=127.0.0.1:{postgres.port}" for writer in writers),
+        # the session program is ready at once: it skips its own lookup in moto
+        "DECLASTRUCT_FAKE_SSM_SKIP_LOOKUP": "1",
+    }
+    return env, writers, instance_ids
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--declastruct", required=True)
@@ -219,24 +243,7 @@ def main():
     postgres = Postgres(os.path.join(work, "pg"))
     results = {}
     try:
-        ec2, rds = moto.client("ec2"), moto.client("rds")
-        writers = []
-        instance_ids = []
-        for group in range(10):
-            instance = ec2.run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1, TagSpecifications=[
-                {"ResourceType": "instance", "Tags": [{"Key": "exid", "Value": f"bastion-{group}"}]}])
-            instance_ids.append(instance["Instances"][0]["InstanceId"])
-            cluster = rds.create_db_cluster(DBClusterIdentifier=f"cluster-{group}", Engine="aurora-postgresql",
-                                            MasterUsername="bench", MasterUserPassword="bench-password")
-            writers.append(cluster["DBCluster"]["Endpoint"])
-        env = {
-            "PATH": os.environ["PATH"], "HOME": work, "DECLASTRUCT_HOME": os.path.join(work, "home"),
-            "AWS_ENDPOINT_URL": moto.endpoint, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
-            "AWS_REGION": REGION, "AWS_EC2_METADATA_DISABLED": "true", "DECLASTRUCT_AWS_CLI": fake,
-            "DECLASTRUCT_FAKE_SSM_HOSTS": ",".join(f"{writer}:5432=127.0.0.1:{postgres.port}" for writer in writers),
-            # the session program is ready at once: it skips its own lookup in moto
-            "DECLASTRUCT_FAKE_SSM_SKIP_LOOKUP": "1",
-        }
+        env, writers, instance_ids = seed_world(moto, postgres, work, fake)
         path = os.path.join(work, "declastruct.yml")
 
         # 1, 2: plan wall time and AWS requests at 1, 10, 50, 100 tunnels

@@ -113,33 +113,28 @@ fn plan_from_text(text: &str) -> Plan {
     .unwrap_or_else(|error| panic!("{error}"))
 }
 
-fn engine(criterion: &mut Criterion) {
-    let mut group = criterion.benchmark_group("plan_in_memory");
-    group.sample_size(20);
-    for total in [10usize, 1_000, 10_000] {
-        let text = manifest_text(total);
-        let changes = plan_from_text(&text).changes.len();
-        group.throughput(Throughput::Elements(changes as u64));
-        group.bench_with_input(
-            BenchmarkId::from_parameter(total),
-            &text,
-            |bencher, text| bencher.iter(|| black_box(plan_from_text(black_box(text)))),
-        );
-    }
-    group.finish();
+/// the manifest sizes every group measures
+const SIZES: [usize; 3] = [10, 1_000, 10_000];
 
-    let mut group = criterion.benchmark_group("load_and_validate");
+/// one criterion group over the manifest sizes, 20 samples each; `work` runs once per iteration on the text
+fn measure_sizes<T>(
+    criterion: &mut Criterion,
+    name: &str,
+    throughput: bool,
+    work: impl Fn(&str) -> T,
+) {
+    let mut group = criterion.benchmark_group(name);
     group.sample_size(20);
-    for total in [10usize, 1_000, 10_000] {
+    for total in SIZES {
         let text = manifest_text(total);
+        if throughput {
+            let changes = plan_from_text(&text).changes.len();
+            group.throughput(Throughput::Elements(changes as u64));
+        }
         group.bench_with_input(
             BenchmarkId::from_parameter(total),
             &text,
-            |bencher, text| {
-                bencher.iter(|| {
-                    black_box(parse_manifest("bench.yml", black_box(text).clone()).is_ok())
-                })
-            },
+            |bencher, text| bencher.iter(|| black_box(work(black_box(text)))),
         );
     }
     group.finish();
@@ -154,27 +149,18 @@ impl yaml_rust2::parser::MarkedEventReceiver for Discard {
     }
 }
 
-/// the floor under `load_and_validate`: the YAML parser's events alone, for the same manifests
-fn yaml_events(criterion: &mut Criterion) {
-    let mut group = criterion.benchmark_group("yaml_events_only");
-    group.sample_size(20);
-    for total in [10usize, 1_000, 10_000] {
-        let text = manifest_text(total);
-        group.bench_with_input(
-            BenchmarkId::from_parameter(total),
-            &text,
-            |bencher, text| {
-                bencher.iter(|| {
-                    let mut discard = Discard(0);
-                    let parsed = yaml_rust2::parser::Parser::new_from_str(black_box(text))
-                        .load(&mut discard, false);
-                    black_box((parsed.is_ok(), discard.0))
-                })
-            },
-        );
-    }
-    group.finish();
+fn engine(criterion: &mut Criterion) {
+    measure_sizes(criterion, "plan_in_memory", true, plan_from_text);
+    measure_sizes(criterion, "load_and_validate", false, |text| {
+        parse_manifest("bench.yml", text.to_string()).is_ok()
+    });
+    // the floor under `load_and_validate`: the YAML parser's events alone, for the same manifests
+    measure_sizes(criterion, "yaml_events_only", false, |text| {
+        let mut discard = Discard(0);
+        let parsed = yaml_rust2::parser::Parser::new_from_str(text).load(&mut discard, false);
+        (parsed.is_ok(), discard.0)
+    });
 }
 
-criterion_group!(benches, engine, yaml_events);
+criterion_group!(benches, engine);
 criterion_main!(benches);
