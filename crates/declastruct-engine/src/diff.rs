@@ -1,5 +1,4 @@
 use serde_json::Value;
-use similar::TextDiff;
 
 /// .what = the part of `remote` that has the shape of `desired`
 /// .why = a plan compares only what was declared; live metadata (instance ids, pids, ips) is not drift
@@ -40,7 +39,7 @@ pub fn projection_equals(remote: &Value, desired: &Value) -> bool {
 /// .why = plan diffs read like the manifest the user wrote, not like JSON
 pub fn render_document(value: &Value) -> String {
     let mut out = String::new();
-    render_into(value, 0, &mut out);
+    render_into(View::Plain(value), 0, &mut out);
     out
 }
 
@@ -60,37 +59,56 @@ fn push_pad(indent: usize, out: &mut String) {
     }
 }
 
-fn render_into(value: &Value, indent: usize, out: &mut String) {
-    match value {
-        Value::Object(fields) => {
-            for (key, field) in fields {
-                push_pad(indent, out);
-                out.push_str(key);
-                match field {
-                    Value::Object(inner) if !inner.is_empty() => {
-                        out.push_str(":\n");
-                        render_into(field, indent + 1, out);
-                    }
-                    Value::Array(items) if !items.is_empty() => {
-                        out.push_str(":\n");
-                        render_into(field, indent + 1, out);
-                    }
-                    _ => {
-                        out.push_str(": ");
-                        push_scalar(field, out);
-                        out.push('\n');
-                    }
-                }
+/// a value to render: as it is, or `project_onto(remote, desired)` without building it
+#[derive(Clone, Copy)]
+enum View<'a> {
+    Plain(&'a Value),
+    Projected(&'a Value, &'a Value),
+}
+
+impl<'a> View<'a> {
+    /// the view's value when it is not a map seen through a projection
+    fn plain(self) -> Option<&'a Value> {
+        match self {
+            View::Plain(value) => Some(value),
+            View::Projected(remote, desired) => match (remote, desired) {
+                (Value::Object(_), Value::Object(_)) => None,
+                _ => Some(remote),
+            },
+        }
+    }
+}
+
+static NULL: Value = Value::Null;
+
+fn render_into(view: View<'_>, indent: usize, out: &mut String) {
+    match view.plain() {
+        // a map seen through the projection: the desired map's keys, each with the remote's value or null
+        None => {
+            let View::Projected(Value::Object(remote), Value::Object(desired)) = view else {
+                return;
+            };
+            for (key, desired_field) in desired {
+                let field = match remote.get(key) {
+                    Some(remote_field) => View::Projected(remote_field, desired_field),
+                    None => View::Plain(&NULL),
+                };
+                render_field(key, field, indent, out);
             }
         }
-        Value::Array(items) => {
+        Some(Value::Object(fields)) => {
+            for (key, field) in fields {
+                render_field(key, View::Plain(field), indent, out);
+            }
+        }
+        Some(Value::Array(items)) => {
             for item in items {
                 push_pad(indent, out);
                 out.push_str("-\n");
-                render_into(item, indent + 1, out);
+                render_into(View::Plain(item), indent + 1, out);
             }
         }
-        scalar => {
+        Some(scalar) => {
             push_pad(indent, out);
             push_scalar(scalar, out);
             out.push('\n');
@@ -98,23 +116,147 @@ fn render_into(value: &Value, indent: usize, out: &mut String) {
     }
 }
 
+fn render_field(key: &str, field: View<'_>, indent: usize, out: &mut String) {
+    push_pad(indent, out);
+    out.push_str(key);
+    let nested = match field.plain() {
+        // a projected map has the desired map's keys
+        None => match field {
+            View::Projected(_, Value::Object(desired)) => !desired.is_empty(),
+            _ => false,
+        },
+        Some(Value::Object(inner)) => !inner.is_empty(),
+        Some(Value::Array(items)) => !items.is_empty(),
+        Some(_) => false,
+    };
+    if nested {
+        out.push_str(":\n");
+        render_into(field, indent + 1, out);
+    } else {
+        out.push_str(": ");
+        match field.plain() {
+            Some(value) => push_scalar(value, out),
+            // an empty map, as JSON prints it
+            None => out.push_str("{}"),
+        }
+        out.push('\n');
+    }
+}
+
 /// .what = a unified diff from the live resource (projected onto the wish) to the wish, or `None` when equal
 /// .why = the plan shows exactly which declared fields apply will change
 pub fn unified_difference(remote: Option<&Value>, desired: &Value) -> Option<String> {
-    let remote_text = remote
-        .map(|remote| render_document(&project_onto(remote, desired)))
-        .unwrap_or_default();
+    let mut remote_text = String::new();
+    if let Some(remote) = remote {
+        render_into(View::Projected(remote, desired), 0, &mut remote_text);
+    }
     let desired_text = render_document(desired);
     if remote_text == desired_text {
         return None;
     }
-    Some(
-        TextDiff::from_lines(&remote_text, &desired_text)
-            .unified_diff()
-            .context_radius(3)
-            .header("remote", "desired")
-            .to_string(),
-    )
+    Some(unified_diff(
+        &remote_text,
+        &desired_text,
+        "remote",
+        "desired",
+        3,
+    ))
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Keep,
+    Remove,
+    Add,
+}
+
+/// .what = a unified diff of two texts made of whole lines, with `context` lines around each change
+/// .why = plan documents are a few dozen lines: a longest-common-subsequence table is small and exact, and
+/// costs far less than a general diff engine for each of thousands of changes
+fn unified_diff(old: &str, new: &str, old_name: &str, new_name: &str, context: usize) -> String {
+    let old_lines: Vec<&str> = old.split_inclusive('\n').collect();
+    let new_lines: Vec<&str> = new.split_inclusive('\n').collect();
+    let (rows, columns) = (old_lines.len(), new_lines.len());
+    // common[i][j]: the longest common subsequence of old_lines[i..] and new_lines[j..]
+    let width = columns + 1;
+    let mut common = vec![0u32; (rows + 1) * width];
+    for i in (0..rows).rev() {
+        for j in (0..columns).rev() {
+            common[i * width + j] = if old_lines[i] == new_lines[j] {
+                common[(i + 1) * width + j + 1] + 1
+            } else {
+                common[(i + 1) * width + j].max(common[i * width + j + 1])
+            };
+        }
+    }
+    // the edit script, removals before additions where both would do
+    let mut ops: Vec<(Op, &str)> = Vec::with_capacity(rows + columns);
+    let (mut i, mut j) = (0, 0);
+    while i < rows || j < columns {
+        if i < rows && j < columns && old_lines[i] == new_lines[j] {
+            ops.push((Op::Keep, old_lines[i]));
+            i += 1;
+            j += 1;
+        } else if j == columns
+            || (i < rows && common[(i + 1) * width + j] >= common[i * width + j + 1])
+        {
+            ops.push((Op::Remove, old_lines[i]));
+            i += 1;
+        } else {
+            ops.push((Op::Add, new_lines[j]));
+            j += 1;
+        }
+    }
+
+    let mut out = format!("--- {old_name}\n+++ {new_name}\n");
+    let changes: Vec<usize> = (0..ops.len()).filter(|&at| ops[at].0 != Op::Keep).collect();
+    let mut next = 0;
+    while next < changes.len() {
+        // one hunk: changes whose gaps of kept lines are at most twice the context
+        let first = changes[next];
+        let mut last = first;
+        while next + 1 < changes.len() && changes[next + 1] - last <= 2 * context + 1 {
+            next += 1;
+            last = changes[next];
+        }
+        next += 1;
+        let start = first.saturating_sub(context);
+        let end = (last + context + 1).min(ops.len());
+        let old_before = ops[..start].iter().filter(|op| op.0 != Op::Add).count();
+        let new_before = ops[..start].iter().filter(|op| op.0 != Op::Remove).count();
+        let old_len = ops[start..end].iter().filter(|op| op.0 != Op::Add).count();
+        let new_len = ops[start..end]
+            .iter()
+            .filter(|op| op.0 != Op::Remove)
+            .count();
+        out.push_str(&format!(
+            "@@ -{} +{} @@\n",
+            hunk_range(old_before, old_len),
+            hunk_range(new_before, new_len)
+        ));
+        for (op, line) in &ops[start..end] {
+            out.push(match op {
+                Op::Keep => ' ',
+                Op::Remove => '-',
+                Op::Add => '+',
+            });
+            out.push_str(line);
+            if !line.ends_with('\n') {
+                out.push_str("\n\\ No newline at end of file\n");
+            }
+        }
+    }
+    out
+}
+
+/// a hunk's line range as unified diffs write it: `start,length`, `start` alone for one line, and the line
+/// before for none
+fn hunk_range(before: usize, length: usize) -> String {
+    match length {
+        0 => format!("{before},0"),
+        1 => format!("{}", before + 1),
+        _ => format!("{},{length}", before + 1),
+    }
 }
 
 #[cfg(test)]
@@ -154,6 +296,67 @@ mod tests {
                 project_onto(&remote, &desired) == desired,
                 "{remote} onto {desired}"
             );
+        }
+    }
+
+    /// documents of the shapes plans carry, and the edge cases of projection (missing keys, empty maps, lists,
+    /// a scalar where a map is declared)
+    fn shapes() -> Vec<Value> {
+        vec![
+            json!(null),
+            json!("OPEN"),
+            json!({}),
+            json!({"exid": "b", "status": "running"}),
+            json!({"exid": "b", "status": "stopped", "instanceId": "i-1"}),
+            json!({"exid": "b"}),
+            json!({"via": {"bastion": {"exid": "b"}, "mechanism": "aws.ssm"}, "from": {"port": 7775}, "status": "OPEN"}),
+            json!({"via": {"bastion": {"exid": "c"}, "mechanism": "aws.ssm"}, "from": {"port": 7776, "host": "localhost"}, "status": "CLOSED", "pid": 5}),
+            json!({"via": "gone", "from": {}, "status": null}),
+            json!({"via": {}, "from": {"port": [1, 2, {"x": 1}]}, "status": true}),
+            json!({"tags": [], "from": {"port": 1.5}}),
+            json!({"a": 1, "b": 2, "c": 3, "d": 4, "e": 5, "f": 6, "g": 7, "h": 8, "i": 9, "j": 10}),
+            json!({"a": 0, "b": 2, "c": 3, "d": 4, "e": 5, "f": 6, "g": 7, "h": 8, "i": 9, "j": 11}),
+            json!({"j": 10, "i": 9, "h": 8, "g": 7, "f": 6, "e": 5, "d": 4, "c": 3, "b": 2, "a": 1}),
+        ]
+    }
+
+    #[test]
+    fn the_projection_renders_as_the_built_projection_would() {
+        for remote in shapes() {
+            for desired in shapes() {
+                let mut direct = String::new();
+                render_into(View::Projected(&remote, &desired), 0, &mut direct);
+                assert_eq!(
+                    direct,
+                    render_document(&project_onto(&remote, &desired)),
+                    "{remote} onto {desired}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_unified_diff_is_what_similar_writes() {
+        for remote in shapes() {
+            for desired in shapes() {
+                let old = render_document(&project_onto(&remote, &desired));
+                let new = render_document(&desired);
+                for (old, new) in [(old.as_str(), new.as_str()), ("", new.as_str())] {
+                    if old == new {
+                        continue;
+                    }
+                    let expected = similar::TextDiff::from_lines(old, new)
+                        .unified_diff()
+                        .context_radius(3)
+                        .header("remote", "desired")
+                        .to_string();
+                    assert_eq!(
+                        unified_diff(old, new, "remote", "desired", 3),
+                        expected,
+                        "{old:?} to {new:?}"
+                    );
+                }
+            }
         }
     }
 
