@@ -234,6 +234,10 @@ fn deserialize_value<T: DeserializeOwned>(
     path: &[Step],
     source: &Arc<NamedSource<String>>,
 ) -> Result<T, ManifestError> {
+    // the common case costs no path bookkeeping: only a failure is read again, to learn where it failed
+    if let Ok(parsed) = T::deserialize(value) {
+        return Ok(parsed);
+    }
     serde_path_to_error::deserialize(value).map_err(|error| {
         let mut steps: Vec<Step> = Vec::new();
         for segment in error.path().iter() {
