@@ -1,4 +1,5 @@
 use serde_json::Value;
+use similar::TextDiff;
 
 /// .what = the part of `remote` that has the shape of `desired`
 /// .why = a plan compares only what was declared; live metadata (instance ids, pids, ips) is not drift
@@ -154,109 +155,13 @@ pub fn unified_difference(remote: Option<&Value>, desired: &Value) -> Option<Str
     if remote_text == desired_text {
         return None;
     }
-    Some(unified_diff(
-        &remote_text,
-        &desired_text,
-        "remote",
-        "desired",
-        3,
-    ))
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Op {
-    Keep,
-    Remove,
-    Add,
-}
-
-/// .what = a unified diff of two texts made of whole lines, with `context` lines around each change
-/// .why = plan documents are a few dozen lines: a longest-common-subsequence table is small and exact, and
-/// costs far less than a general diff engine for each of thousands of changes
-fn unified_diff(old: &str, new: &str, old_name: &str, new_name: &str, context: usize) -> String {
-    let old_lines: Vec<&str> = old.split_inclusive('\n').collect();
-    let new_lines: Vec<&str> = new.split_inclusive('\n').collect();
-    let (rows, columns) = (old_lines.len(), new_lines.len());
-    // common[i][j]: the longest common subsequence of old_lines[i..] and new_lines[j..]
-    let width = columns + 1;
-    let mut common = vec![0u32; (rows + 1) * width];
-    for i in (0..rows).rev() {
-        for j in (0..columns).rev() {
-            common[i * width + j] = if old_lines[i] == new_lines[j] {
-                common[(i + 1) * width + j + 1] + 1
-            } else {
-                common[(i + 1) * width + j].max(common[i * width + j + 1])
-            };
-        }
-    }
-    // the edit script, removals before additions where both would do
-    let mut ops: Vec<(Op, &str)> = Vec::with_capacity(rows + columns);
-    let (mut i, mut j) = (0, 0);
-    while i < rows || j < columns {
-        if i < rows && j < columns && old_lines[i] == new_lines[j] {
-            ops.push((Op::Keep, old_lines[i]));
-            i += 1;
-            j += 1;
-        } else if j == columns
-            || (i < rows && common[(i + 1) * width + j] >= common[i * width + j + 1])
-        {
-            ops.push((Op::Remove, old_lines[i]));
-            i += 1;
-        } else {
-            ops.push((Op::Add, new_lines[j]));
-            j += 1;
-        }
-    }
-
-    let mut out = format!("--- {old_name}\n+++ {new_name}\n");
-    let changes: Vec<usize> = (0..ops.len()).filter(|&at| ops[at].0 != Op::Keep).collect();
-    let mut next = 0;
-    while next < changes.len() {
-        // one hunk: changes whose gaps of kept lines are at most twice the context
-        let first = changes[next];
-        let mut last = first;
-        while next + 1 < changes.len() && changes[next + 1] - last <= 2 * context + 1 {
-            next += 1;
-            last = changes[next];
-        }
-        next += 1;
-        let start = first.saturating_sub(context);
-        let end = (last + context + 1).min(ops.len());
-        let old_before = ops[..start].iter().filter(|op| op.0 != Op::Add).count();
-        let new_before = ops[..start].iter().filter(|op| op.0 != Op::Remove).count();
-        let old_len = ops[start..end].iter().filter(|op| op.0 != Op::Add).count();
-        let new_len = ops[start..end]
-            .iter()
-            .filter(|op| op.0 != Op::Remove)
-            .count();
-        out.push_str(&format!(
-            "@@ -{} +{} @@\n",
-            hunk_range(old_before, old_len),
-            hunk_range(new_before, new_len)
-        ));
-        for (op, line) in &ops[start..end] {
-            out.push(match op {
-                Op::Keep => ' ',
-                Op::Remove => '-',
-                Op::Add => '+',
-            });
-            out.push_str(line);
-            if !line.ends_with('\n') {
-                out.push_str("\n\\ No newline at end of file\n");
-            }
-        }
-    }
-    out
-}
-
-/// a hunk's line range as unified diffs write it: `start,length`, `start` alone for one line, and the line
-/// before for none
-fn hunk_range(before: usize, length: usize) -> String {
-    match length {
-        0 => format!("{before},0"),
-        1 => format!("{}", before + 1),
-        _ => format!("{},{length}", before + 1),
-    }
+    Some(
+        TextDiff::from_lines(&remote_text, &desired_text)
+            .unified_diff()
+            .context_radius(3)
+            .header("remote", "desired")
+            .to_string(),
+    )
 }
 
 #[cfg(test)]
@@ -331,31 +236,6 @@ mod tests {
                     render_document(&project_onto(&remote, &desired)),
                     "{remote} onto {desired}"
                 );
-            }
-        }
-    }
-
-    #[test]
-    fn the_unified_diff_is_what_similar_writes() {
-        for remote in shapes() {
-            for desired in shapes() {
-                let old = render_document(&project_onto(&remote, &desired));
-                let new = render_document(&desired);
-                for (old, new) in [(old.as_str(), new.as_str()), ("", new.as_str())] {
-                    if old == new {
-                        continue;
-                    }
-                    let expected = similar::TextDiff::from_lines(old, new)
-                        .unified_diff()
-                        .context_radius(3)
-                        .header("remote", "desired")
-                        .to_string();
-                    assert_eq!(
-                        unified_diff(old, new, "remote", "desired", 3),
-                        expected,
-                        "{old:?} to {new:?}"
-                    );
-                }
             }
         }
     }
