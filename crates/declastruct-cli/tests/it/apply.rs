@@ -122,8 +122,12 @@ fn apply_opens_a_tunnel_that_outlives_the_cli_then_closes_it() {
     let meta = world.only_meta();
     assert_eq!(meta.instance_id, world.instance_id);
     assert_eq!(meta.local_port, world.port);
-    // the supervisor leads a process group of its own, outside the group that a terminal's Ctrl-C reaches
+    // the supervisor leads a session and a process group of its own, outside those a terminal's Ctrl-C reaches
     let supervisor = nix::unistd::Pid::from_raw(i32::try_from(meta.pid).expect("pid"));
+    assert_eq!(
+        nix::unistd::getsid(Some(supervisor)).expect("its session"),
+        supervisor
+    );
     assert_eq!(
         nix::unistd::getpgid(Some(supervisor)).expect("its group"),
         supervisor
