@@ -58,6 +58,13 @@ pub fn bodies(recorded: &Recorded) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// the `Action=` of a query body, e.g. `DescribeInstances`
+pub fn action(body: &str) -> &str {
+    body.split('&')
+        .find_map(|pair| pair.strip_prefix("Action="))
+        .unwrap_or_default()
+}
+
 /// a DescribeInstances answer with one instance in `state`
 pub fn describe_instances_xml(instance_id: &str, exid: &str, state: &str) -> String {
     format!(

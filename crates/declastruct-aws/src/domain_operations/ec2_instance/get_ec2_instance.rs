@@ -166,7 +166,7 @@ async fn describe_instances(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::{bodies, describe_instances_xml, filters, recording_context};
+    use crate::test_support::{action, bodies, describe_instances_xml, filters, recording_context};
 
     fn live_states() -> (String, Vec<String>) {
         (
@@ -197,11 +197,7 @@ mod tests {
         );
         let sent = bodies(&recorded);
         assert_eq!(sent.len(), 1);
-        assert!(
-            sent[0].starts_with("Action=DescribeInstances&"),
-            "{}",
-            sent[0]
-        );
+        assert_eq!(action(&sent[0]), "DescribeInstances", "{}", sent[0]);
         assert_eq!(
             filters(&sent[0]),
             vec![

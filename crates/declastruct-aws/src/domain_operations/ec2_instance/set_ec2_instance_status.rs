@@ -148,7 +148,7 @@ mod tests {
     use std::sync::atomic::{AtomicBool, Ordering};
 
     use super::*;
-    use crate::test_support::{bodies, describe_instances_xml, filters, recording_context};
+    use crate::test_support::{action, bodies, describe_instances_xml, filters, recording_context};
 
     static STARTED: AtomicBool = AtomicBool::new(false);
 
@@ -187,17 +187,14 @@ mod tests {
         .expect("started");
         assert_eq!(instance.status, Some(Ec2InstanceStatus::Running));
         let sent = bodies(&recorded);
-        let actions: Vec<&str> = sent
-            .iter()
-            .map(|body| body.split('&').next().unwrap_or_default())
-            .collect();
+        let actions: Vec<&str> = sent.iter().map(|body| action(body)).collect();
         assert_eq!(
             actions,
             vec![
-                "Action=DescribeInstances",
-                "Action=StartInstances",
-                "Action=DescribeInstances",
-                "Action=DescribeInstances"
+                "DescribeInstances",
+                "StartInstances",
+                "DescribeInstances",
+                "DescribeInstances"
             ]
         );
         assert_eq!(

@@ -128,7 +128,7 @@ async fn describe_clusters(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::{bodies, describe_clusters_xml, filters, recording_context};
+    use crate::test_support::{action, bodies, describe_clusters_xml, filters, recording_context};
 
     #[tokio::test]
     async fn asks_for_the_cluster_identifier() {
@@ -141,11 +141,7 @@ mod tests {
         assert_eq!(cluster.port, Some(5432));
         let sent = bodies(&recorded);
         assert_eq!(sent.len(), 1);
-        assert!(
-            sent[0].starts_with("Action=DescribeDBClusters&"),
-            "{}",
-            sent[0]
-        );
+        assert_eq!(action(&sent[0]), "DescribeDBClusters", "{}", sent[0]);
         assert!(
             sent[0].contains("&DBClusterIdentifier=ahbodedb"),
             "{}",

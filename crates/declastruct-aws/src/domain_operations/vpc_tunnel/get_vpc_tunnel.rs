@@ -151,7 +151,7 @@ pub(crate) fn live_tunnel_meta(files: &TunnelFiles) -> Option<TunnelMeta> {
 pub(crate) mod tests {
     use super::*;
     use crate::test_support::{
-        bodies, describe_clusters_xml, describe_instances_xml, filters, recording_context,
+        action, bodies, describe_clusters_xml, describe_instances_xml, filters, recording_context,
     };
     use crate::{
         Ec2InstanceRef, LoopbackHost, RdsClusterRef, TunnelMechanism, VpcTunnelFrom, VpcTunnelInto,
@@ -190,21 +190,13 @@ pub(crate) mod tests {
         let mut sent = sent.to_vec();
         sent.sort();
         assert_eq!(sent.len(), 2, "{sent:?}");
-        assert!(
-            sent[0].starts_with("Action=DescribeDBClusters&"),
-            "{}",
-            sent[0]
-        );
+        assert_eq!(action(&sent[0]), "DescribeDBClusters", "{}", sent[0]);
         assert!(
             sent[0].contains("&DBClusterIdentifier=ahbodedb"),
             "{}",
             sent[0]
         );
-        assert!(
-            sent[1].starts_with("Action=DescribeInstances&"),
-            "{}",
-            sent[1]
-        );
+        assert_eq!(action(&sent[1]), "DescribeInstances", "{}", sent[1]);
         assert_eq!(
             filters(&sent[1])[0],
             ("tag:exid".to_string(), vec!["vpc-main-bastion".to_string()])
