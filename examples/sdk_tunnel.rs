@@ -53,8 +53,9 @@ async fn run() -> Result<(), Failure> {
         },
         status: None,
         pid: None,
+        health: None,
     };
-    let context = ContextAwsApi::load(&AwsSettings::default()).await;
+    let context = ContextAwsApi::load(&AwsSettings::default()).await?;
 
     // open the tunnel (starts the bastion if needed, waits until the database answers)
     let opened = set_vpc_tunnel(&tunnel.with_status(VpcTunnelStatus::Open, None), &context).await?;

@@ -163,6 +163,48 @@ pub enum AwsError {
         source: std::io::Error,
     },
 
+    /// the tunnels folder exists but cannot be read
+    #[error("cannot read the tunnels folder {path}: {source}")]
+    #[diagnostic(
+        code(declastruct::tunnel::state_unreadable),
+        help(
+            "declastruct cannot tell which tunnels are open without it: give your user read and search access to it (`ls -ld {path}`), or point DECLASTRUCT_HOME at the state folder you use"
+        )
+    )]
+    StateUnreadable {
+        /// the folder
+        path: String,
+        /// the system's error
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// no folder to keep tunnel state in
+    #[error(
+        "no state folder: DECLASTRUCT_HOME and HOME are unset, and user {user} has no home folder"
+    )]
+    #[diagnostic(
+        code(declastruct::tunnel::no_state_folder),
+        help(
+            "set DECLASTRUCT_HOME to an absolute path (e.g. DECLASTRUCT_HOME=$PWD/.declastruct): tunnels must be found again from any folder"
+        )
+    )]
+    NoStateFolder {
+        /// the user id
+        user: String,
+    },
+
+    /// the user interrupted a wait; what it had started was stopped
+    #[error("interrupted while {waiting_for}")]
+    #[diagnostic(
+        code(declastruct::interrupted),
+        help("nothing of it is left running; run the command again to finish it")
+    )]
+    Interrupted {
+        /// what was being waited for
+        waiting_for: String,
+    },
+
     /// a code path that should be impossible
     #[error("unexpected: {0}")]
     #[diagnostic(

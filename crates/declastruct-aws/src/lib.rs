@@ -16,13 +16,14 @@
 //! };
 //!
 //! # async fn example() -> Result<(), declastruct_aws::AwsError> {
-//! let context = ContextAwsApi::load(&AwsSettings { region: Some("us-east-1".into()), profile: None }).await;
+//! let context = ContextAwsApi::load(&AwsSettings { region: Some("us-east-1".into()), profile: None }).await?;
 //! let tunnel = DeclaredAwsVpcTunnel {
 //!     via: VpcTunnelVia { mechanism: TunnelMechanism::AwsSsm, bastion: Ec2InstanceRef::by_exid("vpc-main-bastion") },
 //!     into: VpcTunnelInto { cluster: RdsClusterRef::by_name("ahbodedb") },
 //!     from: VpcTunnelFrom { host: LoopbackHost::Localhost, port: 7775 },
 //!     status: None,
 //!     pid: None,
+//!     health: None,
 //! };
 //! // open the tunnel (starts the bastion if needed, waits until the database answers)
 //! set_vpc_tunnel(&tunnel.with_status(VpcTunnelStatus::Open, None), &context).await?;
@@ -47,8 +48,8 @@ mod test_support;
 pub use domain_objects::{
     AwsSettings, ContextAwsApi, DeclaredAwsEc2Instance, DeclaredAwsRdsCluster,
     DeclaredAwsVpcTunnel, Ec2InstanceRef, Ec2InstanceStatus, LoopbackHost, ProgressReporter,
-    RdsClusterHost, RdsClusterRef, TunnelMechanism, VpcTunnelFrom, VpcTunnelInto, VpcTunnelStatus,
-    VpcTunnelVia,
+    RdsClusterHost, RdsClusterRef, TunnelHealth, TunnelMechanism, VpcTunnelFrom, VpcTunnelInto,
+    VpcTunnelStatus, VpcTunnelVia,
 };
 pub use domain_operations::ec2_instance::{
     DesiredInstanceStatus, Ec2InstanceLookup, get_ec2_instance, set_ec2_instance_status,

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use declastruct_aws::internal::utils::{TunnelFiles, TunnelProcesses};
 use declastruct_aws::internal::{
     VpcTunnelObservation, closest_cluster_names, get_ec2_instances, get_rds_clusters,
     inspect_vpc_tunnel,
@@ -11,7 +12,7 @@ use declastruct_aws::{
     AwsError, ContextAwsApi, DeclaredAwsEc2Instance, DeclaredAwsRdsCluster, DesiredInstanceStatus,
     Ec2InstanceRef, RdsClusterRef,
 };
-use declastruct_engine::{Edge, Resource, ResourceAddress};
+use declastruct_engine::{Action, Edge, Resource, ResourceAddress, unified_difference};
 use serde_json::Value;
 
 use crate::located::Located;
@@ -106,10 +107,77 @@ impl Resource for PlannedResource {
             _ => Vec::new(),
         }
     }
+
+    /// a tunnel declared OPEN whose process lives but does not serve is an UPDATE: apply heals it
+    fn action(&self, desired: &Value, remote: Option<&Value>) -> Action {
+        if self.unhealthy_reason().is_some() {
+            return Action::Update;
+        }
+        match remote {
+            None => Action::Create,
+            Some(remote) if declastruct_engine::project_onto(remote, desired) == *desired => {
+                Action::Keep
+            }
+            Some(_) => Action::Update,
+        }
+    }
+
+    /// the unhealthy tunnel's difference shows its health, which the declared fields do not hold
+    fn difference(
+        &self,
+        action: Action,
+        desired: &Value,
+        remote: Option<&Value>,
+    ) -> Option<String> {
+        if action == Action::Keep {
+            return None;
+        }
+        match (self.unhealthy_reason(), remote) {
+            (Some(reason), Some(remote)) => {
+                let mut remote = declastruct_engine::project_onto(remote, desired);
+                let mut desired = desired.clone();
+                if let (Value::Object(remote), Value::Object(desired)) = (&mut remote, &mut desired)
+                {
+                    remote.insert(
+                        "health".into(),
+                        Value::String(format!("unhealthy: {reason}")),
+                    );
+                    desired.insert("health".into(), Value::String("healthy".into()));
+                }
+                unified_difference(Some(&remote), &desired)
+            }
+            _ => unified_difference(remote, desired),
+        }
+    }
 }
 
-/// an error found while reading live state, pointed at the manifest
-pub type LiveError = Located<AwsError>;
+impl PlannedResource {
+    /// .what = why a tunnel declared OPEN and observed OPEN does not serve, if it does not
+    /// .why = such a tunnel must be planned as an UPDATE that heals it, never as KEEP
+    fn unhealthy_reason(&self) -> Option<String> {
+        let Self::Tunnel {
+            declaration,
+            observation,
+            ..
+        } = self
+        else {
+            return None;
+        };
+        let health = observation.tunnel.health.as_ref()?;
+        (declaration.status == declastruct_aws::VpcTunnelStatus::Open
+            && observation.tunnel.status == Some(declastruct_aws::VpcTunnelStatus::Open)
+            && !health.healthy)
+            .then(|| {
+                health
+                    .reason
+                    .clone()
+                    .unwrap_or_else(|| "no reason given".into())
+            })
+    }
+}
+
+/// an error found while reading live state, pointed at the manifest where it can be
+pub type LiveError = miette::Report;
 
 /// .what = reads the live state of every declared resource: one DescribeInstances (two when some bastions are
 /// referenced by id), one DescribeDBClusters, concurrently; then every tunnel, concurrently, with no AWS call
@@ -135,11 +203,13 @@ pub async fn observe(
         }
     }
 
-    let at = |error: AwsError, index: usize, path: &[&str], label: &str| Located {
-        error,
-        source: manifest.source.clone(),
-        span: manifest.span_of(index, path),
-        label: label.to_string(),
+    let at = |error: AwsError, index: usize, path: &[&str], label: &str| {
+        miette::Report::new(Located {
+            error,
+            source: manifest.source.clone(),
+            span: manifest.span_of(index, path),
+            label: label.to_string(),
+        })
     };
     let first_index = bastion_refs
         .first()
@@ -225,17 +295,35 @@ pub async fn observe(
         return Err(errors);
     }
 
+    // one pass over /proc finds every process of ours, whatever state the tunnel files are in
+    let processes = match context.checked_tunnels_dir().and_then(|dir| {
+        TunnelFiles::check_dir_readable(&dir)?;
+        Ok(TunnelProcesses::scan(&dir))
+    }) {
+        Ok(processes) => processes,
+        Err(error) => return Err(vec![miette::Report::new(error)]),
+    };
     let observations =
-        futures::future::join_all(manifest.resources.iter().filter_map(|resource| {
-            let ResourceDeclaration::DeclaredAwsVpcTunnel(tunnel) = &resource.declaration else {
-                return None;
-            };
-            let bastion = bastions.get(&tunnel.via.bastion)?;
-            let cluster = clusters.get(&tunnel.into.cluster)?;
-            let tunnel = tunnel.to_domain();
-            Some(async move { inspect_vpc_tunnel(&tunnel, bastion, cluster, context).await })
-        }))
+        futures::future::join_all(
+            manifest.resources.iter().filter_map(|resource| {
+                let ResourceDeclaration::DeclaredAwsVpcTunnel(tunnel) = &resource.declaration
+                else {
+                    return None;
+                };
+                let bastion = bastions.get(&tunnel.via.bastion)?;
+                let cluster = clusters.get(&tunnel.into.cluster)?;
+                let tunnel = tunnel.to_domain();
+                let processes = &processes;
+                Some(async move {
+                    inspect_vpc_tunnel(&tunnel, bastion, cluster, processes, context).await
+                })
+            }),
+        )
         .await;
+    let observations: Vec<VpcTunnelObservation> = observations
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .map_err(|error| vec![miette::Report::new(error)])?;
     Ok(assemble(manifest, &bastions, &clusters, observations))
 }
 

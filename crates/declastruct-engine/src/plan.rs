@@ -6,7 +6,6 @@ use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::io::Write;
 
-use crate::diff::unified_difference;
 use crate::{Action, EngineError, Resource, ResourceAddress, order_by_dependencies};
 
 /// .what = where the wish came from
@@ -79,11 +78,7 @@ impl Plan {
                 let desired = resource.desired();
                 let remote = resource.remote();
                 let action = resource.action(&desired, remote.as_ref());
-                let difference = if action == Action::Keep {
-                    None
-                } else {
-                    unified_difference(remote.as_ref(), &desired)
-                };
+                let difference = resource.difference(action, &desired, remote.as_ref());
                 Change {
                     for_resource: addresses[index].clone(),
                     action,

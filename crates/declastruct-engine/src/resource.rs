@@ -2,7 +2,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::Action;
-use crate::diff::projection_equals;
+use crate::diff::{projection_equals, unified_difference};
 
 /// .what = the address of one resource in a plan: its class and a stable slug
 /// .why = changes, dependencies and `declastruct logs ADDRESS` all name resources by it
@@ -54,6 +54,22 @@ pub trait Resource {
             None => Action::Create,
             Some(remote) if projection_equals(remote, desired) => Action::Keep,
             Some(_) => Action::Update,
+        }
+    }
+
+    /// .what = the difference a change shows: a unified diff from `remote` to `desired`, `None` for KEEP
+    /// .why = the default diffs the declared fields; a resource whose change lies outside them (a tunnel that
+    /// is open but does not serve) overrides it to say what will change
+    fn difference(
+        &self,
+        action: Action,
+        desired: &Value,
+        remote: Option<&Value>,
+    ) -> Option<String> {
+        if action == Action::Keep {
+            None
+        } else {
+            unified_difference(remote, desired)
         }
     }
 }

@@ -88,7 +88,9 @@ impl Moto {
         .collect()
     }
 
-    fn config(&self, region: &str) -> aws_config::SdkConfig {
+    /// .what = an SDK configuration for this moto in `region`, with test credentials
+    /// .why = tests that call the SDK directly
+    pub fn sdk_config(&self, region: &str) -> aws_config::SdkConfig {
         self.runtime.block_on(
             aws_config::defaults(aws_config::BehaviorVersion::latest())
                 .region(aws_config::Region::new(region.to_string()))
@@ -103,13 +105,13 @@ impl Moto {
     /// .what = an EC2 client on this moto
     /// .why = seeding and checking instances
     pub fn ec2(&self, region: &str) -> aws_sdk_ec2::Client {
-        aws_sdk_ec2::Client::new(&self.config(region))
+        aws_sdk_ec2::Client::new(&self.sdk_config(region))
     }
 
     /// .what = an RDS client on this moto
     /// .why = seeding clusters
     pub fn rds(&self, region: &str) -> aws_sdk_rds::Client {
-        aws_sdk_rds::Client::new(&self.config(region))
+        aws_sdk_rds::Client::new(&self.sdk_config(region))
     }
 
     /// .what = runs a future on the fixture's runtime

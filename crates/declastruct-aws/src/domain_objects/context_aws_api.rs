@@ -3,6 +3,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use schemars::JsonSchema;
+
+use crate::AwsError;
 use serde::{Deserialize, Serialize};
 
 /// .what = the manifest's optional `aws` block: region and profile
@@ -32,6 +34,9 @@ pub struct ContextAwsApi {
     pub rds: aws_sdk_rds::Client,
     /// the resolved region, passed to `aws ssm start-session --region`
     pub region: Option<String>,
+    /// the manifest's profile, passed to `aws ssm start-session --profile`, so the session uses the same
+    /// credentials as the SDK
+    pub profile: Option<String>,
     /// the state folder; tunnels live in `{state_dir}/tunnels/`
     pub state_dir: PathBuf,
     /// the program run as the AWS CLI for `ssm start-session`
@@ -47,12 +52,14 @@ pub struct ContextAwsApi {
     pub supervisor: Option<PathBuf>,
     /// receives progress of long waits (bastion starting, agent connecting, tunnel ready)
     pub progress: Option<ProgressReporter>,
+    /// cancelled when the user interrupts: every wait ends at once, and what it had started is stopped
+    pub cancel: tokio_util::sync::CancellationToken,
 }
 
 impl ContextAwsApi {
     /// .what = a context from the standard AWS configuration, with the manifest's overrides
     /// .why = the blueprint's example becomes a few lines of Rust, and the CLI builds its context the same way
-    pub async fn load(settings: &AwsSettings) -> Self {
+    pub async fn load(settings: &AwsSettings) -> Result<Self, AwsError> {
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
         if let Some(region) = &settings.region {
             loader = loader.region(aws_config::Region::new(region.clone()));
@@ -61,7 +68,9 @@ impl ContextAwsApi {
             loader = loader.profile_name(profile);
         }
         let config = loader.load().await;
-        Self::from_sdk_config(&config)
+        let mut context = Self::from_sdk_config(&config);
+        context.profile = settings.profile.clone();
+        Ok(context)
     }
 
     /// .what = a context from an SDK configuration the caller already has
@@ -71,7 +80,8 @@ impl ContextAwsApi {
             ec2: aws_sdk_ec2::Client::new(config),
             rds: aws_sdk_rds::Client::new(config),
             region: config.region().map(ToString::to_string),
-            state_dir: Self::default_state_dir(),
+            profile: None,
+            state_dir: Self::default_state_dir().unwrap_or_default(),
             aws_cli: std::env::var_os("DECLASTRUCT_AWS_CLI")
                 .filter(|program| !program.is_empty())
                 .unwrap_or_else(|| OsString::from("aws")),
@@ -83,6 +93,7 @@ impl ContextAwsApi {
                 .map_or(Duration::from_secs(180), Duration::from_secs),
             supervisor: std::env::current_exe().ok(),
             progress: None,
+            cancel: tokio_util::sync::CancellationToken::new(),
         }
     }
 
@@ -99,19 +110,47 @@ impl ContextAwsApi {
     pub fn tunnels_dir(&self) -> PathBuf {
         self.state_dir.join("tunnels")
     }
+
+    /// .what = the tunnels folder, or why there is none
+    /// .why = every operation on tunnel files starts here, so a missing home is one clear error
+    pub fn checked_tunnels_dir(&self) -> Result<PathBuf, AwsError> {
+        if self.state_dir.is_absolute() {
+            Ok(self.tunnels_dir())
+        } else {
+            Self::default_state_dir().map(|dir| dir.join("tunnels"))
+        }
+    }
 }
 
 impl ContextAwsApi {
-    /// .what = the state folder: `$DECLASTRUCT_HOME`, else `~/.declastruct`
-    /// .why = commands that need no AWS (`logs`) find the tunnel files the same way
-    pub fn default_state_dir() -> PathBuf {
+    /// .what = the state folder: `$DECLASTRUCT_HOME` (made absolute), else `$HOME/.declastruct`, else the home
+    /// folder of the user's passwd entry; an error when there is none
+    /// .why = tunnels must be found again from any folder: state never goes to a folder relative to wherever the
+    /// command happens to run
+    pub fn default_state_dir() -> Result<PathBuf, AwsError> {
         if let Some(home) = std::env::var_os("DECLASTRUCT_HOME").filter(|home| !home.is_empty()) {
-            return PathBuf::from(home);
+            let home = PathBuf::from(home);
+            return Ok(if home.is_absolute() {
+                home
+            } else {
+                std::env::current_dir()
+                    .map(|folder| folder.join(&home))
+                    .unwrap_or(home)
+            });
         }
-        std::env::var_os("HOME")
+        if let Some(home) = std::env::var_os("HOME")
             .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("."))
-            .join(".declastruct")
+            .filter(|home| home.is_absolute())
+        {
+            return Ok(home.join(".declastruct"));
+        }
+        let uid = nix::unistd::getuid();
+        match nix::unistd::User::from_uid(uid) {
+            Ok(Some(user)) if user.dir.is_absolute() => Ok(user.dir.join(".declastruct")),
+            _ => Err(AwsError::NoStateFolder {
+                user: uid.to_string(),
+            }),
+        }
     }
 }
 

@@ -20,6 +20,54 @@ pub struct DeclaredAwsVpcTunnel {
     /// the process id of the tunnel's process; metadata, only present when OPEN
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub pid: Option<u32>,
+    /// whether the database answers through an OPEN tunnel, and if not, why; metadata, only present when OPEN
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub health: Option<TunnelHealth>,
+}
+
+/// .what = whether the database answers through a tunnel whose process is alive, and if not, why
+/// .why = a live process that does not serve is reported as OPEN and unhealthy, with its cause: a CLOSED
+/// manifest closes it, an OPEN one heals it; it is never taken for CLOSED
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TunnelHealth {
+    /// the database answered (or, without a protocol probe, the listener did)
+    pub healthy: bool,
+    /// why not, when not; what was not verified, when healthy without a protocol probe
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reason: Option<String>,
+}
+
+impl TunnelHealth {
+    /// .what = healthy, with nothing to add
+    /// .why = the database answered its protocol's probe
+    pub fn ok() -> Self {
+        Self {
+            healthy: true,
+            reason: None,
+        }
+    }
+
+    /// .what = unhealthy, with the cause
+    /// .why = every failed check says why
+    pub fn failed(reason: impl Into<String>) -> Self {
+        Self {
+            healthy: false,
+            reason: Some(reason.into()),
+        }
+    }
+
+    /// .what = the health in a few words: `healthy`, or `unhealthy: cause`
+    /// .why = tables and plan differences show it the same way
+    pub fn describe(&self) -> String {
+        match (self.healthy, &self.reason) {
+            (true, None) => "healthy".into(),
+            (true, Some(note)) => format!("healthy ({note})"),
+            (false, reason) => format!(
+                "unhealthy: {}",
+                reason.as_deref().unwrap_or("no reason given")
+            ),
+        }
+    }
 }
 
 impl DeclaredAwsVpcTunnel {
@@ -29,6 +77,18 @@ impl DeclaredAwsVpcTunnel {
         Self {
             status: Some(status),
             pid,
+            health: None,
+            ..self.clone()
+        }
+    }
+
+    /// .what = the same tunnel observed OPEN, with its pid and health
+    /// .why = an open tunnel always says whether it serves
+    pub fn observed_open(&self, pid: u32, health: TunnelHealth) -> Self {
+        Self {
+            status: Some(VpcTunnelStatus::Open),
+            pid: Some(pid),
+            health: Some(health),
             ..self.clone()
         }
     }

@@ -7,6 +7,6 @@ pub use context_aws_api::{AwsSettings, ContextAwsApi, ProgressReporter};
 pub use declared_aws_ec2_instance::{DeclaredAwsEc2Instance, Ec2InstanceRef, Ec2InstanceStatus};
 pub use declared_aws_rds_cluster::{DeclaredAwsRdsCluster, RdsClusterHost, RdsClusterRef};
 pub use declared_aws_vpc_tunnel::{
-    DeclaredAwsVpcTunnel, LoopbackHost, TunnelMechanism, VpcTunnelFrom, VpcTunnelInto,
-    VpcTunnelStatus, VpcTunnelVia,
+    DeclaredAwsVpcTunnel, LoopbackHost, TunnelHealth, TunnelMechanism, VpcTunnelFrom,
+    VpcTunnelInto, VpcTunnelStatus, VpcTunnelVia,
 };

@@ -67,17 +67,7 @@ pub async fn run(cli: &Cli, args: &ApplyArgs) -> ExitCode {
     }
 
     let interrupted = Arc::new(AtomicBool::new(false));
-    {
-        let interrupted = interrupted.clone();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                interrupted.store(true, Ordering::SeqCst);
-                eprintln!(
-                    "\nInterrupted: finishing the changes in progress, starting no new ones."
-                );
-            }
-        });
-    }
+    watch_for_interruption(interrupted.clone(), context.cancel.clone());
 
     let by_slug: HashMap<String, &PlannedResource> = resources
         .iter()
@@ -263,6 +253,38 @@ fn check_saved_plan(path: &std::path::Path, fresh: &Plan) -> Result<(), String> 
             .join("\n"),
         path.display()
     ))
+}
+
+/// .what = on Ctrl-C, SIGTERM (a cancelled CI job) or SIGHUP (a closed terminal): no new change starts, and the
+/// changes in progress stop waiting and undo what they started
+/// .why = a user who interrupts a wait of minutes gets their terminal back within a second or two, and
+/// nothing of ours is left running unrecorded
+fn watch_for_interruption(
+    interrupted: Arc<AtomicBool>,
+    cancel: tokio_util::sync::CancellationToken,
+) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let streams: Vec<_> = [
+        SignalKind::interrupt(),
+        SignalKind::terminate(),
+        SignalKind::hangup(),
+    ]
+    .into_iter()
+    .filter_map(|kind| signal(kind).ok())
+    .collect();
+    tokio::spawn(async move {
+        let waits = streams.into_iter().map(|mut stream| {
+            Box::pin(async move {
+                stream.recv().await;
+            })
+        });
+        futures::future::select_all(waits).await;
+        interrupted.store(true, Ordering::SeqCst);
+        cancel.cancel();
+        eprintln!(
+            "\nInterrupted: stopping the changes in progress and what they started; starting no new ones."
+        );
+    });
 }
 
 enum Confirmation {

@@ -6,16 +6,28 @@ use declastruct_aws::ContextAwsApi;
 use declastruct_aws::internal::utils::TunnelFiles;
 
 use crate::args::{Cli, LogsArgs};
-use crate::commands::EXIT_FAILURE;
+use crate::commands::{EXIT_FAILURE, report};
 use crate::manifest::{ResourceDeclaration, VpcTunnelDeclaration};
 
 /// .what = `declastruct logs ADDRESS [--follow]`: prints an open tunnel's log
 /// .why = what the session said: connections, restarts, and why it failed
 pub fn run(_cli: &Cli, args: &LogsArgs) -> ExitCode {
-    let tunnels_dir = ContextAwsApi::default_state_dir().join("tunnels");
+    let recorded = ContextAwsApi::default_state_dir()
+        .map(|state| state.join("tunnels"))
+        .and_then(|tunnels_dir| Ok((TunnelFiles::recorded_in(&tunnels_dir)?, tunnels_dir)));
+    let (recorded, tunnels_dir) = match recorded {
+        Ok(recorded) => recorded,
+        Err(error) => {
+            report(error);
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
     let mut known = Vec::new();
     let mut found = None;
-    for (files, meta) in TunnelFiles::recorded_in(&tunnels_dir) {
+    for (files, meta) in recorded {
+        let Ok(meta) = meta else {
+            continue;
+        };
         let slug = ResourceDeclaration::DeclaredAwsVpcTunnel(VpcTunnelDeclaration {
             via: meta.tunnel.via.clone(),
             into: meta.tunnel.into.clone(),

@@ -55,12 +55,18 @@ pub async fn observe_or_report(
     cli: &Cli,
 ) -> Result<(Manifest, ContextAwsApi, Vec<PlannedResource>), ExitCode> {
     let manifest = load_or_report(cli).ok_or(ExitCode::from(EXIT_FAILURE))?;
-    let context = ContextAwsApi::load(&manifest.aws).await;
+    let context = match ContextAwsApi::load(&manifest.aws).await {
+        Ok(context) => context,
+        Err(error) => {
+            report(error);
+            return Err(ExitCode::from(EXIT_FAILURE));
+        }
+    };
     match observe(&manifest, &context).await {
         Ok(resources) => Ok((manifest, context, resources)),
         Err(errors) => {
             for error in errors {
-                report(error);
+                eprintln!("{error:?}");
             }
             Err(ExitCode::from(EXIT_FAILURE))
         }

@@ -114,7 +114,12 @@ fn row(resource: &PlannedResource) -> Value {
                     })
             });
             json!({
-                "status": observation.tunnel.status.map(|status| status.as_str()),
+                "status": match (&observation.tunnel.status, &observation.tunnel.health) {
+                    (Some(declastruct_aws::VpcTunnelStatus::Open), Some(health)) if !health.healthy => {
+                        Some("OPEN (unhealthy)")
+                    }
+                    (status, _) => status.map(|status| status.as_str()),
+                },
                 "pid": observation.tunnel.pid,
                 "port": observation.tunnel.from.port,
                 "host": observation.tunnel.from.host.as_str(),
@@ -123,8 +128,8 @@ fn row(resource: &PlannedResource) -> Value {
                 "uptimeSeconds": uptime,
                 "restarts": observation.restarts,
                 "lastRestart": observation.last_restart,
-                "healthy": observation.health.as_ref().map(|health| health.healthy),
-                "healthReason": observation.health.as_ref().and_then(|health| health.reason.clone()),
+                "healthy": observation.tunnel.health.as_ref().map(|health| health.healthy),
+                "healthReason": observation.tunnel.health.as_ref().and_then(|health| health.reason.clone()),
             })
         }
     };

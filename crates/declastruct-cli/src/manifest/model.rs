@@ -81,6 +81,7 @@ impl VpcTunnelDeclaration {
             from: self.from.clone(),
             status: Some(self.status),
             pid: None,
+            health: None,
         }
     }
 }

@@ -165,32 +165,31 @@ fn logs_follow_prints_what_is_appended_until_the_tunnel_closes() {
             let _ = lines_sender.send(line);
         }
     });
-    // a new client connection appends a line to the log
-    assert_eq!(
-        declastruct_test_support::Postgres::psql(world.port, "select 1").as_deref(),
-        Ok("1")
-    );
+    // a session that ends is restarted: the supervisor's stamped line and the new session's output are appended
+    let session = crate::support::children_of(world.only_meta().pid);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(session[0]).expect("pid")),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill the session");
     let mut seen = Vec::new();
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while std::time::Instant::now() < deadline {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let appended = |seen: &[String]| {
+        seen.iter().any(|line| line.contains("Z] restart 1 in"))
+            && seen
+                .iter()
+                .filter(|line| line.starts_with("Starting session with SessionId: "))
+                .count()
+                >= 2
+    };
+    while std::time::Instant::now() < deadline && !appended(&seen) {
         if let Ok(line) = lines.recv_timeout(Duration::from_millis(200)) {
             seen.push(line);
         }
-        if seen
-            .iter()
-            .filter(|line| line.contains("Connection accepted"))
-            .count()
-            >= 2
-        {
-            break;
-        }
     }
     assert!(
-        seen.iter()
-            .filter(|line| line.contains("Connection accepted"))
-            .count()
-            >= 2,
-        "the apply's probe and the new connection: {seen:?}"
+        appended(&seen),
+        "the first session's output, the restart, and the second session's: {seen:?}"
     );
     world.declare("running", "CLOSED");
     assert_success(&world.apply());

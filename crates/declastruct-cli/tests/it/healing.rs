@@ -1,25 +1,12 @@
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use declastruct_aws::internal::utils::{get_tunnel_hash, is_port_in_use, is_process_alive};
+use declastruct_aws::internal::utils::is_port_in_use;
 use declastruct_test_support::{Moto, Postgres, free_port};
 
 use crate::apply::{World, assert_success};
-use crate::support::{Sandbox, fake_aws_cli, manifest, stderr, stdout};
-
-/// processes whose command line mentions `needle` (e.g. the sandbox's folder)
-fn processes_mentioning(needle: &str) -> Vec<(u32, String)> {
-    std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|entry| {
-            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
-            let raw = std::fs::read(entry.path().join("cmdline")).ok()?;
-            let command = String::from_utf8_lossy(&raw).replace('\0', " ");
-            (command.contains(needle) && is_process_alive(pid)).then_some((pid, command))
-        })
-        .collect()
-}
+use crate::support::{
+    Sandbox, children_of, fake_aws_cli, manifest, processes_mentioning, stderr, stdout, wait_for,
+};
 
 fn supervisors(world: &World) -> Vec<u32> {
     let home = world.sandbox.home().display().to_string();
@@ -27,21 +14,6 @@ fn supervisors(world: &World) -> Vec<u32> {
         .into_iter()
         .filter(|(_, command)| command.contains("__declastruct_supervise"))
         .map(|(pid, _)| pid)
-        .collect()
-}
-
-fn children_of(parent: u32) -> Vec<u32> {
-    std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|entry| {
-            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
-            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
-            let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
-            (fields.get(1)?.parse::<u32>().ok()? == parent && fields.first()? != &"Z")
-                .then_some(pid)
-        })
         .collect()
 }
 
@@ -60,17 +32,6 @@ fn log_text(world: &World) -> String {
         })
         .and_then(|entry| std::fs::read_to_string(entry.path()).ok())
         .unwrap_or_default()
-}
-
-fn wait_for(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if condition() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    condition()
 }
 
 fn restarts_in_status(world: &World) -> u64 {
@@ -96,7 +57,7 @@ fn a_killed_session_is_restarted_and_the_port_answers_again() {
     .expect("kill the session");
     assert!(
         wait_for(Duration::from_secs(5), || log_text(&world)
-            .contains("[declastruct] restart 1")),
+            .contains("Z] restart 1 in")),
         "a restart is logged:\n{}",
         log_text(&world)
     );
@@ -129,7 +90,7 @@ fn a_timed_out_session_is_restarted() {
         log_text(&world)
     );
     assert!(wait_for(Duration::from_secs(5), || log_text(&world)
-        .contains("[declastruct] restart 1")));
+        .contains("Z] restart 1 in")));
     let log = log_text(&world);
     assert!(
         log.contains("the session ended (exit status: 0): Session: "),
@@ -238,74 +199,6 @@ fn five_concurrent_applies_leave_exactly_one_tunnel() {
 }
 
 #[test]
-fn a_pid_file_pointing_at_an_unrelated_process_never_signals_it() {
-    let world = World::new(true);
-    let mut unrelated = std::process::Command::new("sleep")
-        .arg("120")
-        .spawn()
-        .expect("sleep");
-    let (writer, remote_port) = {
-        let rds = world.moto.rds(crate::support::REGION);
-        world.moto.block_on(async {
-            let cluster = rds
-                .describe_db_clusters()
-                .db_cluster_identifier("ahbodedb")
-                .send()
-                .await
-                .expect("describe");
-            let cluster = &cluster.db_clusters()[0];
-            (
-                cluster.endpoint().unwrap_or_default().to_string(),
-                cluster.port().unwrap_or(5432) as u16,
-            )
-        })
-    };
-    let hash = get_tunnel_hash(&world.instance_id, &writer, remote_port, world.port);
-    let tunnels = world.sandbox.home().join("tunnels");
-    let plant = || {
-        std::fs::create_dir_all(&tunnels).expect("tunnels");
-        let meta = serde_json::json!({
-            "tunnel": {"via": {"mechanism": "aws.ssm", "bastion": {"exid": "vpc-main-bastion"}},
-                       "into": {"cluster": {"name": "ahbodedb"}},
-                       "from": {"host": "localhost", "port": world.port}, "status": "OPEN"},
-            "instanceId": world.instance_id, "remoteHost": writer, "remotePort": remote_port,
-            "localPort": world.port, "pid": unrelated.id(), "processGroup": unrelated.id(),
-            "processStartTime": 1, "command": ["aws"], "openedAt": "2026-01-01T00:00:00Z"
-        });
-        std::fs::write(tunnels.join(format!("{hash}.meta")), meta.to_string()).expect("meta");
-        std::fs::write(
-            tunnels.join(format!("{hash}.pid")),
-            unrelated.id().to_string(),
-        )
-        .expect("pid");
-    };
-
-    // a plan sees a dead tunnel, an open replaces the files, a close leaves the process alone
-    world.declare("running", "OPEN");
-    plant();
-    let plan = world.sandbox.run(&["plan", "--json"]);
-    let document: serde_json::Value = serde_json::from_slice(&plan.stdout).expect("JSON");
-    assert_eq!(
-        document["changes"][2]["state"]["remote"]["status"],
-        "CLOSED"
-    );
-    assert_success(&world.apply());
-    assert_ne!(
-        world.only_meta().pid,
-        unrelated.id(),
-        "the files were replaced"
-    );
-    world.declare("running", "CLOSED");
-    assert_success(&world.apply());
-    plant();
-    assert_success(&world.apply());
-    let alive = unrelated.try_wait().expect("try_wait").is_none();
-    let _ = unrelated.kill();
-    let _ = unrelated.wait();
-    assert!(alive, "the unrelated process was never signalled");
-}
-
-#[test]
 fn a_tunnel_to_dev_never_passes_for_prod() {
     let moto = Moto::start();
     let postgres = Postgres::start();
@@ -395,59 +288,4 @@ fn an_aws_error_mid_apply_names_the_call_and_leaves_no_tunnel() {
         "no tunnel files"
     );
     assert!(processes_mentioning(&sandbox.home().display().to_string()).is_empty());
-}
-
-#[test]
-fn ctrl_c_stops_launching_changes_and_leaves_no_half_started_tunnel() {
-    let mut world = World::new(true);
-    // the first session is refused twice, so the first open takes about 1.5 s
-    world.refuse_first_sessions(2);
-    let second_port = free_port();
-    let second = manifest("running", "OPEN", second_port);
-    let second_tunnel = &second[second
-        .find("  - kind: DeclaredAwsVpcTunnel")
-        .expect("tunnel")..];
-    let text = manifest("running", "OPEN", world.port) + second_tunnel;
-    world.sandbox.write("declastruct.yml", &text);
-
-    let child = world
-        .sandbox
-        .command(&["apply", "--auto-approve", "--parallelism", "1"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("apply");
-    std::thread::sleep(Duration::from_millis(700));
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .expect("Ctrl-C");
-    let output = child.wait_with_output().expect("wait");
-    assert_eq!(
-        output.status.code(),
-        Some(1),
-        "{}{}",
-        stdout(&output),
-        stderr(&output)
-    );
-    let message = stderr(&output);
-    assert!(
-        message.contains("Interrupted: finishing the changes in progress, starting no new ones."),
-        "{message}"
-    );
-    assert!(
-        message.contains("skipped: apply was interrupted before it started"),
-        "{message}"
-    );
-    // the open in progress finished: its tunnel is whole (recorded, healthy); the other never started
-    let metas = world.metas();
-    assert_eq!(metas.len(), 1, "{message}");
-    assert_eq!(metas[0].local_port, world.port);
-    assert_eq!(
-        declastruct_test_support::Postgres::psql(world.port, "select 1").as_deref(),
-        Ok("1")
-    );
-    assert!(!is_port_in_use(second_port));
-    assert_eq!(supervisors(&world).len(), 1, "no half-started supervisor");
 }

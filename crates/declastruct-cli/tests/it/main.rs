@@ -10,3 +10,4 @@ mod plan;
 mod schema;
 mod sdk;
 mod support;
+mod trust;

@@ -1,5 +1,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use declastruct_aws::internal::utils::is_process_alive;
 
 use declastruct_test_support::Moto;
 
@@ -170,6 +173,17 @@ resources:
     )
 }
 
+/// the contract's manifest with one tunnel on each of `ports`
+pub fn manifest_with_ports(bastion_status: &str, tunnel_status: &str, ports: &[u16]) -> String {
+    let mut text = manifest(bastion_status, tunnel_status, ports[0]);
+    let first = manifest(bastion_status, tunnel_status, 0);
+    let tunnel = &first[first.find("  - kind: DeclaredAwsVpcTunnel").unwrap_or(0)..];
+    for port in &ports[1..] {
+        text.push_str(&tunnel.replace("port: 0\n", &format!("port: {port}\n")));
+    }
+    text
+}
+
 pub fn workspace_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -185,4 +199,45 @@ pub fn stable_settings() -> insta::Settings {
     settings.add_filter(r#""hash": "[0-9a-f]{64}""#, r#""hash": "[HASH]""#);
     settings.add_filter(r#""createdAt": "[0-9TZ:-]+""#, r#""createdAt": "[TIME]""#);
     settings
+}
+
+/// processes whose command line mentions `needle` (e.g. the sandbox's folder)
+pub fn processes_mentioning(needle: &str) -> Vec<(u32, String)> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let raw = std::fs::read(entry.path().join("cmdline")).ok()?;
+            let command = String::from_utf8_lossy(&raw).replace('\0', " ");
+            (command.contains(needle) && is_process_alive(pid)).then_some((pid, command))
+        })
+        .collect()
+}
+
+pub fn children_of(parent: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+            (fields.get(1)?.parse::<u32>().ok()? == parent && fields.first()? != &"Z")
+                .then_some(pid)
+        })
+        .collect()
+}
+
+pub fn wait_for(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if condition() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    condition()
 }

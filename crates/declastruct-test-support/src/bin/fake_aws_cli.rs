@@ -1,19 +1,41 @@
 //! A stand-in for `aws ssm start-session` port forwarding, for tests: the same arguments, the session manager
-//! plugin's messages, and the same failures.
+//! plugin's messages, and the same failures. Every behaviour cites where the real program has it:
+//! aws/aws-cli v2 (2.36.7, `awscli/customizations/sessionmanager.py`, `awscli/errorhandler.py`) and
+//! aws/session-manager-plugin (61cf1288, `src/sessionmanagerplugin/...`). It imitates the CLI's legacy error
+//! format (before 2.34 added the `aws: [ERROR]: ` prefix; declastruct reads both).
 //!
 //! - Arguments: `ssm start-session --target ID --document-name AWS-StartPortForwardingSessionToRemoteHost
-//!   --parameters JSON [--region R]`; anything else is refused as the AWS CLI refuses it (exit 252).
-//! - The target is looked up in moto (AWS_ENDPOINT_URL); unless it is running:
+//!   --parameters JSON [--region R] [--profile P]`; anything else is refused as the AWS CLI refuses it (exit 252).
+//! - Credentials come from the standard chain, or from `--profile`'s profile alone when given; with none:
+//!   `Unable to locate credentials...` and exit 253 (`NoCredentialsErrorHandler`, `CONFIGURATION_ERROR_RC`).
+//! - The target is looked up in moto (AWS_ENDPOINT_URL) with those credentials; unless it is running:
 //!   `An error occurred (TargetNotConnected) when calling the StartSession operation: ID is not connected.`
 //!   (exit 254).
-//! - Like the real CLI, it runs the forwarding in a child process (the "plugin") and waits for it. SIGINT is
-//!   left to the plugin, which ends its session; SIGTERM kills only this parent and leaves the plugin holding
-//!   the port, as the real one does.
-//! - The plugin prints `Starting session with SessionId: ...`, `Port N opened for sessionId ....`,
-//!   `Waiting for connections...`, and `Connection accepted for session [...]` on every client; it dies when
-//!   that write fails (the real plugin dies of SIGPIPE once its reader is gone).
+//! - Like the real CLI, it runs the plugin as a child process with the plugin's argv
+//!   (`[plugin, AWS_SSM_START_SESSION_RESPONSE, region, "StartSession", profile, request JSON, endpoint]`) and
+//!   waits for it, ignoring SIGINT, SIGQUIT and SIGTSTP itself meanwhile (`ignore_user_entered_signals`):
+//!   a SIGTERM kills only this parent and leaves the plugin holding the port.
+//! - `DECLASTRUCT_FAKE_SSM_NO_PLUGIN=1`: no plugin installed: `SessionManagerPlugin is not found. ...`, exit 255.
+//! - The plugin prints `\nStarting session with SessionId: ID\n` (`session/session.go` `Execute`), then, by
+//!   `DECLASTRUCT_FAKE_SSM_MODE`:
+//!   - `mux` (default; agents newer than 3.0.196.0, `muxportforwarding.go` `handleClientConnections`):
+//!     `Port N opened for sessionId ID.` (no newline) and `\nWaiting for connections...\n`; serves many clients
+//!     at once; `\nConnection accepted for session [ID]\n` for the first client only (a `sync.Once`);
+//!     `\nConnection to destination port failed, check SSM Agent logs.\n` each time the remote refuses
+//!     (`WriteStream`, `ConnectToPortError`).
+//!   - `basic` (older agents, `basicportforwarding.go`): `Port N opened for sessionId ID.` with a newline
+//!     (`startLocalListener`, `fmt.Println`), no waiting line; one client at a time, later ones wait in the
+//!     listen queue; `Connection accepted for session ID.` for the first client only (`startLocalConn`; the
+//!     next ones are accepted silently by `reconnect`).
+//! - A local port the plugin cannot listen on: `Cannot perform start session: listen tcp ...` and exit 0
+//!   (`session/session.go`).
+//! - SIGINT, SIGQUIT, SIGTSTP (the plugin's control signals, `sessionutil/control_signals_unix.go`):
+//!   `Terminate signal received, exiting.` then `\n\nExiting session with sessionId: ID.\n\n`, exit 0. SIGTERM is
+//!   not among them: it kills the plugin at once, silently.
+//! - The plugin writes everything to stdout; it dies when a write fails (the real one dies of SIGPIPE once its
+//!   reader is gone).
 //! - `DECLASTRUCT_FAKE_SSM_HOSTS=host:port=127.0.0.1:port,...` maps remote hosts to local servers; an unmapped
-//!   or unreachable remote gets its client connections closed, as when the bastion cannot reach the database.
+//!   or unreachable remote refuses, as when the bastion cannot reach the database.
 //!
 //! `DECLASTRUCT_FAKE_SSM_SKIP_LOOKUP=1` skips the moto lookup, for benchmarks that measure declastruct alone.
 //!
@@ -21,16 +43,20 @@
 //! - `DECLASTRUCT_FAKE_SSM_NOT_CONNECTED_TIMES=N` with `DECLASTRUCT_FAKE_SSM_COUNTER=FILE`: the first N sessions
 //!   fail with TargetNotConnected even when the instance runs.
 //! - `DECLASTRUCT_FAKE_SSM_TIMEOUT_SECONDS=S`: the session ends after S seconds with
-//!   `Session: ID timed out.` and exit 0, as an idle session does.
+//!   `Session: ID timed out.` and exit 0, as an idle session does (`session/sessionhandler.go`).
+//! - `DECLASTRUCT_FAKE_SSM_RECORD=FILE`: each session appends its arguments (one JSON line) to FILE, so tests
+//!   can check what the CLI was asked.
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Once};
 use std::time::Duration;
 
 const DOCUMENT: &str = "AWS-StartPortForwardingSessionToRemoteHost";
+/// the variable the CLI passes the StartSession response in, to plugins newer than 1.2.497.0
+const RESPONSE_VARIABLE: &str = "AWS_SSM_START_SESSION_RESPONSE";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -50,10 +76,9 @@ fn main() -> ExitCode {
 
 struct Session {
     target: String,
-    host: String,
-    port: u16,
-    local_port: u16,
+    parameters: serde_json::Value,
     region: Option<String>,
+    profile: Option<String>,
 }
 
 fn parse(args: &[String]) -> Result<Session, String> {
@@ -67,6 +92,7 @@ fn parse(args: &[String]) -> Result<Session, String> {
     let mut document = None;
     let mut parameters = None;
     let mut region = None;
+    let mut profile = None;
     let mut rest = args[2..].iter();
     while let Some(flag) = rest.next() {
         let value = rest
@@ -78,6 +104,7 @@ fn parse(args: &[String]) -> Result<Session, String> {
             "--document-name" => document = Some(value),
             "--parameters" => parameters = Some(value),
             "--region" => region = Some(value),
+            "--profile" => profile = Some(value),
             other => return Err(format!("Unknown options: {other}")),
         }
     }
@@ -101,26 +128,52 @@ fn parse(args: &[String]) -> Result<Session, String> {
                 .map_err(|error| format!("{key}: {error}"))
         })
     };
+    // the CLI validates the document's parameters before it starts anything
+    first("host")?;
+    number("portNumber")?;
+    number("localPortNumber")?;
     Ok(Session {
         target,
-        host: first("host")?,
-        port: number("portNumber")?,
-        local_port: number("localPortNumber")?,
+        parameters,
         region,
+        profile,
     })
 }
 
-fn target_is_running(session: &Session) -> Result<bool, String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
+enum Lookup {
+    Running(bool),
+    NoCredentials,
+    Failed(String),
+}
+
+fn look_up_target(session: &Session) -> Lookup {
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|error| error.to_string())?;
+    else {
+        return Lookup::Failed("no runtime".into());
+    };
     runtime.block_on(async {
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
         if let Some(region) = &session.region {
             loader = loader.region(aws_config::Region::new(region.clone()));
         }
-        let ec2 = aws_sdk_ec2::Client::new(&loader.load().await);
+        // `--profile` selects the credentials, as the CLI's `set_config_variable('profile', ...)` does
+        if let Some(profile) = &session.profile {
+            loader = loader.profile_name(profile);
+        }
+        let config = loader.load().await;
+        let credentials = match config.credentials_provider() {
+            Some(provider) => {
+                use aws_credential_types::provider::ProvideCredentials;
+                provider.provide_credentials().await.is_ok()
+            }
+            None => false,
+        };
+        if !credentials {
+            return Lookup::NoCredentials;
+        }
+        let ec2 = aws_sdk_ec2::Client::new(&config);
         let response = ec2
             .describe_instances()
             .filters(
@@ -130,19 +183,25 @@ fn target_is_running(session: &Session) -> Result<bool, String> {
                     .build(),
             )
             .send()
-            .await
-            .map_err(|error| aws_sdk_ec2::error::DisplayErrorContext(error).to_string())?;
-        Ok(response
-            .reservations()
-            .iter()
-            .flat_map(|reservation| reservation.instances())
-            .any(|instance| {
-                instance
-                    .state()
-                    .and_then(|state| state.name())
-                    .map(|name| name.as_str())
-                    == Some("running")
-            }))
+            .await;
+        match response {
+            Err(error) => {
+                Lookup::Failed(aws_sdk_ec2::error::DisplayErrorContext(error).to_string())
+            }
+            Ok(response) => Lookup::Running(
+                response
+                    .reservations()
+                    .iter()
+                    .flat_map(|reservation| reservation.instances())
+                    .any(|instance| {
+                        instance
+                            .state()
+                            .and_then(|state| state.name())
+                            .map(|name| name.as_str())
+                            == Some("running")
+                    }),
+            ),
+        }
     })
 }
 
@@ -160,7 +219,27 @@ fn next_session_number() -> u64 {
     count
 }
 
+fn record(session: &Session) {
+    let Some(path) = std::env::var_os("DECLASTRUCT_FAKE_SSM_RECORD") else {
+        return;
+    };
+    let line = serde_json::json!({
+        "target": session.target,
+        "parameters": session.parameters,
+        "region": session.region,
+        "profile": session.profile,
+    });
+    if let Ok(mut file) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        let _ = writeln!(file, "{line}");
+    }
+}
+
 fn start_session(session: Session) -> ExitCode {
+    record(&session);
     let not_connected = || {
         eprintln!(
             "\nAn error occurred (TargetNotConnected) when calling the StartSession operation: {} is not connected.\n",
@@ -170,14 +249,21 @@ fn start_session(session: Session) -> ExitCode {
     };
     // benchmarks measure declastruct, not moto: the session may skip its lookup and be ready at once
     let skip_lookup = std::env::var_os("DECLASTRUCT_FAKE_SSM_SKIP_LOOKUP").is_some();
-    match if skip_lookup {
-        Ok(true)
+    let lookup = if skip_lookup {
+        Lookup::Running(true)
     } else {
-        target_is_running(&session)
-    } {
-        Ok(true) => {}
-        Ok(false) => return not_connected(),
-        Err(error) => {
+        look_up_target(&session)
+    };
+    match lookup {
+        Lookup::Running(true) => {}
+        Lookup::Running(false) => return not_connected(),
+        Lookup::NoCredentials => {
+            eprintln!(
+                "\nUnable to locate credentials. You can configure credentials by running \"aws configure\".\n"
+            );
+            return ExitCode::from(253);
+        }
+        Lookup::Failed(error) => {
             eprintln!("\nCould not connect to the endpoint URL: {error}\n");
             return ExitCode::from(255);
         }
@@ -189,108 +275,216 @@ fn start_session(session: Session) -> ExitCode {
     if fail_times > 0 && next_session_number() <= fail_times {
         return not_connected();
     }
+    if std::env::var_os("DECLASTRUCT_FAKE_SSM_NO_PLUGIN").is_some() {
+        // the CLI terminates the session it started, then reports (`StartSessionCaller.invoke`)
+        eprintln!(
+            "\nSessionManagerPlugin is not found. Please refer to SessionManager Documentation here: http://docs.aws.amazon.com/console/systems-manager/session-manager-plugin-not-found\n"
+        );
+        return ExitCode::from(255);
+    }
 
-    // the CLI leaves SIGINT to the plugin, which ends the session on it
-    ignore_sigint();
+    // the CLI leaves the user's signals to the plugin, which ends the session on them
+    ignore_user_entered_signals();
     let session_id = format!(
         "declastruct-test-{:016x}",
-        std::process::id() as u64 * 2_654_435_761
+        u64::from(std::process::id()) * 2_654_435_761
     );
+    let response = serde_json::json!({
+        "SessionId": session_id,
+        "TokenValue": "stand-in-token",
+        "StreamUrl": format!("wss://ssmmessages.stand-in/v1/data-channel/{session_id}"),
+    });
+    let request = serde_json::json!({
+        "Target": session.target,
+        "DocumentName": DOCUMENT,
+        "Parameters": session.parameters,
+    });
     let status = Command::new(std::env::current_exe().unwrap_or_else(|_| "fake-aws-cli".into()))
         .arg("__plugin")
-        .arg(&session_id)
-        .arg(format!("{}:{}", session.host, session.port))
-        .arg(session.local_port.to_string())
+        .args([
+            RESPONSE_VARIABLE,
+            session.region.as_deref().unwrap_or(""),
+            "StartSession",
+            session.profile.as_deref().unwrap_or(""),
+            &request.to_string(),
+            &std::env::var("AWS_ENDPOINT_URL").unwrap_or_default(),
+        ])
+        .env(RESPONSE_VARIABLE, response.to_string())
         .stdin(Stdio::null())
         .status();
     match status {
-        Ok(status) => ExitCode::from(u8::try_from(status.code().unwrap_or(1)).unwrap_or(1)),
+        Ok(status) => ExitCode::from(u8::try_from(status.code().unwrap_or(255)).unwrap_or(255)),
         Err(error) => {
-            eprintln!(
-                "\nSessionManagerPlugin is not found. Please refer to SessionManager Documentation here: https://docs.aws.amazon.com/console/systems-manager/session-manager-plugin-not-found ({error})\n"
-            );
+            eprintln!("\ncannot start the plugin: {error}\n");
             ExitCode::from(255)
         }
     }
 }
 
 #[allow(unsafe_code)]
-fn ignore_sigint() {
+fn ignore_user_entered_signals() {
     use nix::sys::signal::{SigHandler, Signal, signal};
-    // SAFETY: SIG_IGN runs no code in the signal context
-    let _ = unsafe { signal(Signal::SIGINT, SigHandler::SigIgn) };
+    for user_signal in [Signal::SIGINT, Signal::SIGQUIT, Signal::SIGTSTP] {
+        // SAFETY: SIG_IGN runs no code in the signal context
+        let _ = unsafe { signal(user_signal, SigHandler::SigIgn) };
+    }
+}
+
+/// stdout, shared by the plugin's threads; a failed write ends the plugin as SIGPIPE would
+struct Out(Mutex<std::io::Stdout>);
+
+impl Out {
+    fn print(&self, text: &str) {
+        let written = self
+            .0
+            .lock()
+            .map(|mut out| {
+                out.write_all(text.as_bytes())
+                    .and_then(|()| out.flush())
+                    .is_ok()
+            })
+            .unwrap_or(false);
+        if !written {
+            std::process::exit(141);
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Mux,
+    Basic,
 }
 
 fn plugin(args: &[String]) -> ExitCode {
-    let [session_id, remote, local_port] = args else {
+    let [
+        response_variable,
+        _region,
+        _operation,
+        _profile,
+        request,
+        _endpoint,
+    ] = args
+    else {
         return ExitCode::from(2);
     };
-    let local_port: u16 = local_port.parse().unwrap_or(0);
-    let out = Arc::new(Mutex::new(std::io::stdout()));
-    let say = |text: &str| -> bool {
-        let Ok(mut out) = out.lock() else {
-            return false;
-        };
-        writeln!(out, "{text}").and_then(|()| out.flush()).is_ok()
+    let response: serde_json::Value =
+        serde_json::from_str(&std::env::var(response_variable).unwrap_or_default())
+            .unwrap_or_default();
+    let request: serde_json::Value = serde_json::from_str(request).unwrap_or_default();
+    let session_id = response["SessionId"]
+        .as_str()
+        .unwrap_or("unknown")
+        .to_string();
+    let parameter = |key: &str| {
+        request["Parameters"][key][0]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
     };
-    say("");
-    say(&format!("Starting session with SessionId: {session_id}"));
-    let listener = match TcpListener::bind((Ipv4Addr::LOCALHOST, local_port)) {
+    let remote = format!("{}:{}", parameter("host"), parameter("portNumber"));
+    let local_port = parameter("localPortNumber");
+    let mode = match std::env::var("DECLASTRUCT_FAKE_SSM_MODE").as_deref() {
+        Ok("basic") => Mode::Basic,
+        _ => Mode::Mux,
+    };
+    let out = Arc::new(Out(Mutex::new(std::io::stdout())));
+    out.print(&format!(
+        "\nStarting session with SessionId: {session_id}\n"
+    ));
+    let stop = Arc::new(AtomicBool::new(false));
+    control_signals::flag_on(stop.clone());
+
+    let listener = match TcpListener::bind(format!("127.0.0.1:{local_port}")) {
         Ok(listener) => listener,
         Err(error) => {
-            eprintln!("listen tcp 127.0.0.1:{local_port}: bind: {error}");
-            return ExitCode::from(1);
+            out.print(&format!(
+                "Cannot perform start session: listen tcp 127.0.0.1:{local_port}: bind: {}\n",
+                bind_error_text(&error)
+            ));
+            return ExitCode::SUCCESS;
         }
     };
-    say(&format!(
-        "Port {local_port} opened for sessionId {session_id}."
-    ));
-    say("Waiting for connections...");
-
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook_like::SIGINT, signal_hook_like::SIGTERM] {
-        signal_hook_like::flag_on(signal, stop.clone());
+    match mode {
+        Mode::Mux => {
+            out.print(&format!(
+                "Port {local_port} opened for sessionId {session_id}."
+            ));
+            out.print("\nWaiting for connections...\n");
+        }
+        Mode::Basic => out.print(&format!(
+            "Port {local_port} opened for sessionId {session_id}.\n"
+        )),
     }
     if let Some(seconds) = std::env::var("DECLASTRUCT_FAKE_SSM_TIMEOUT_SECONDS")
         .ok()
         .and_then(|text| text.parse::<u64>().ok())
     {
-        let stop = stop.clone();
+        let out = out.clone();
+        let session_id = session_id.clone();
         std::thread::spawn(move || {
             std::thread::sleep(Duration::from_secs(seconds));
-            stop.store(true, Ordering::SeqCst);
+            out.print(&format!("Session: {session_id} timed out.\n"));
+            std::process::exit(0);
+        });
+    }
+    {
+        let out = out.clone();
+        let session_id = session_id.clone();
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            out.print("Terminate signal received, exiting.\n");
+            out.print(&format!(
+                "\n\nExiting session with sessionId: {session_id}.\n\n"
+            ));
+            std::process::exit(0);
         });
     }
 
-    let destination = resolve(remote);
-    listener.set_nonblocking(true).ok();
-    loop {
-        if stop.load(Ordering::SeqCst) {
-            let timed_out = std::env::var("DECLASTRUCT_FAKE_SSM_TIMEOUT_SECONDS").is_ok();
-            if timed_out {
-                say(&format!("\nSession: {session_id} timed out."));
-            } else {
-                say(&format!(
-                    "\n\nExiting session with sessionId: {session_id}.\n"
-                ));
-            }
-            return ExitCode::SUCCESS;
-        }
-        match listener.accept() {
-            Ok((client, _)) => {
-                if !say(&format!("\nConnection accepted for session [{session_id}]")) {
-                    // the real plugin dies of SIGPIPE here
-                    return ExitCode::from(141);
-                }
-                client.set_nonblocking(false).ok();
+    let destination = resolve(&remote);
+    let announce = Once::new();
+    for client in listener.incoming() {
+        let Ok(client) = client else {
+            continue;
+        };
+        match mode {
+            Mode::Mux => {
+                announce.call_once(|| {
+                    out.print(&format!(
+                        "\nConnection accepted for session [{session_id}]\n"
+                    ));
+                });
                 let destination = destination.clone();
-                std::thread::spawn(move || forward(client, destination));
+                let out = out.clone();
+                std::thread::spawn(move || {
+                    if !forward(client, destination.as_deref()) {
+                        out.print(
+                            "\nConnection to destination port failed, check SSM Agent logs.\n",
+                        );
+                    }
+                });
             }
-            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(10));
+            Mode::Basic => {
+                announce.call_once(|| {
+                    out.print(&format!("Connection accepted for session {session_id}.\n"));
+                });
+                // one client at a time: the next waits in the listen queue until this one is done
+                let _ = forward(client, destination.as_deref());
             }
-            Err(_) => std::thread::sleep(Duration::from_millis(10)),
         }
+    }
+    ExitCode::SUCCESS
+}
+
+/// Go's wording of the bind errors a test can cause
+fn bind_error_text(error: &std::io::Error) -> String {
+    if error.kind() == std::io::ErrorKind::AddrInUse {
+        "address already in use".into()
+    } else {
+        error.to_string()
     }
 }
 
@@ -302,15 +496,16 @@ fn resolve(remote: &str) -> Option<String> {
         .map(|(_, to)| to.to_string())
 }
 
-fn forward(client: TcpStream, destination: Option<String>) {
+/// forwards one client to the destination until either side ends; false when the destination refused
+fn forward(client: TcpStream, destination: Option<&str>) -> bool {
     let Some(server) = destination.and_then(|destination| TcpStream::connect(destination).ok())
     else {
         let _ = client.shutdown(Shutdown::Both);
-        return;
+        return false;
     };
     let (Ok(mut client_reader), Ok(mut server_writer)) = (client.try_clone(), server.try_clone())
     else {
-        return;
+        return true;
     };
     let upstream = std::thread::spawn(move || {
         let _ = pump(&mut client_reader, &mut server_writer);
@@ -320,6 +515,7 @@ fn forward(client: TcpStream, destination: Option<String>) {
     let _ = pump(&mut server_reader, &mut client_writer);
     let _ = client_writer.shutdown(Shutdown::Write);
     let _ = upstream.join();
+    true
 }
 
 fn pump(from: &mut TcpStream, to: &mut TcpStream) -> std::io::Result<()> {
@@ -333,13 +529,14 @@ fn pump(from: &mut TcpStream, to: &mut TcpStream) -> std::io::Result<()> {
     }
 }
 
-/// SIGINT/SIGTERM set a flag, so the plugin can say goodbye and exit 0 as the real one does
-mod signal_hook_like {
+/// the plugin's control signals (`sessionutil/control_signals_unix.go`: SIGINT, SIGTSTP, SIGQUIT) set a flag,
+/// so it can say goodbye and exit 0 as the real one does; SIGTERM keeps its default action
+mod control_signals {
     use std::sync::Arc;
     use std::sync::OnceLock;
     use std::sync::atomic::{AtomicBool, Ordering};
 
-    pub use nix::sys::signal::Signal::{SIGINT, SIGTERM};
+    use nix::sys::signal::Signal;
 
     static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
 
@@ -350,14 +547,16 @@ mod signal_hook_like {
     }
 
     #[allow(unsafe_code)]
-    pub fn flag_on(signal: nix::sys::signal::Signal, flag: Arc<AtomicBool>) {
+    pub fn flag_on(flag: Arc<AtomicBool>) {
         let _ = FLAG.set(flag);
         let action = nix::sys::signal::SigAction::new(
             nix::sys::signal::SigHandler::Handler(on_signal),
             nix::sys::signal::SaFlags::empty(),
             nix::sys::signal::SigSet::empty(),
         );
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe
-        let _ = unsafe { nix::sys::signal::sigaction(signal, &action) };
+        for signal in [Signal::SIGINT, Signal::SIGTSTP, Signal::SIGQUIT] {
+            // SAFETY: the handler only stores to an atomic, which is async-signal-safe
+            let _ = unsafe { nix::sys::signal::sigaction(signal, &action) };
+        }
     }
 }

@@ -112,21 +112,32 @@ async fn wait_for(
         status: status.as_status().to_string(),
         seconds: limit.as_secs(),
     };
-    let result = match status {
-        DesiredInstanceStatus::Running => context
-            .ec2
-            .wait_until_instance_running()
-            .instance_ids(instance_id)
-            .wait(limit)
-            .await
-            .map(|_| ()),
-        DesiredInstanceStatus::Stopped => context
-            .ec2
-            .wait_until_instance_stopped()
-            .instance_ids(instance_id)
-            .wait(limit)
-            .await
-            .map(|_| ()),
+    let waiting = async {
+        match status {
+            DesiredInstanceStatus::Running => context
+                .ec2
+                .wait_until_instance_running()
+                .instance_ids(instance_id)
+                .wait(limit)
+                .await
+                .map(|_| ()),
+            DesiredInstanceStatus::Stopped => context
+                .ec2
+                .wait_until_instance_stopped()
+                .instance_ids(instance_id)
+                .wait(limit)
+                .await
+                .map(|_| ()),
+        }
+    };
+    // an interrupted `apply` stops waiting at once; the instance keeps changing state on its own
+    let result = tokio::select! {
+        result = waiting => result,
+        () = context.cancel.cancelled() => {
+            return Err(AwsError::Interrupted {
+                waiting_for: format!("waiting for instance {instance_id} to become {}", status.as_status()),
+            });
+        }
     };
     result.map_err(|error| match error {
         aws_sdk_ec2::waiters::instance_running::WaitUntilInstanceRunningError::ExceededMaxWait(

@@ -2,8 +2,8 @@ use std::time::Duration;
 
 use crate::domain_operations::vpc_tunnel::supervisor::read_restarts;
 use crate::domain_operations::vpc_tunnel::utils::{
-    TunnelFiles, TunnelHealth, TunnelMeta, get_tunnel_hash, is_process_alive, is_tunnel_healthy,
-    process_start_time,
+    ProcessInfo, RecordDamage, TunnelFiles, TunnelHealth, TunnelMeta, TunnelProcesses,
+    get_tunnel_hash, is_tunnel_healthy,
 };
 use crate::error::AwsError;
 use crate::{
@@ -11,26 +11,32 @@ use crate::{
     Ec2InstanceLookup, VpcTunnelStatus, get_ec2_instance, get_rds_cluster,
 };
 
-/// .what = everything observed of one tunnel: the tunnel with its live status and pid, its identity,
-/// its record and its health
-/// .why = `plan` needs the status, `status` needs the rest
+/// how long the health probe may take
+pub(crate) const HEALTH_LIMIT: Duration = Duration::from_secs(5);
+
+/// .what = everything observed of one tunnel: the tunnel with its live status, pid and health, its identity,
+/// its record, its processes and its restarts
+/// .why = `plan` needs the status and health, `status` needs the rest
 #[derive(Debug, Clone)]
 pub struct VpcTunnelObservation {
-    /// the tunnel with its live status (and pid when OPEN)
+    /// the tunnel with its live status (and pid and health when OPEN)
     pub tunnel: DeclaredAwsVpcTunnel,
     /// the tunnel's identity, `None` when the bastion or cluster could not be resolved
     pub hash: Option<String>,
-    /// the record of our process, when its process is alive and ours
+    /// the tunnel's record, when it is readable
     pub meta: Option<TunnelMeta>,
-    /// the health probe's verdict, when our process is alive
-    pub health: Option<TunnelHealth>,
+    /// what is wrong with the tunnel's record, when it is damaged
+    pub damage: Option<RecordDamage>,
+    /// the tunnel's live processes (supervisor, session, plugin), each proven ours by its marker
+    pub processes: Vec<ProcessInfo>,
     /// how often the supervisor restarted the session
     pub restarts: u64,
     /// the last restart's cause
     pub last_restart: Option<String>,
 }
 
-/// .what = gets the current status of a VPC tunnel: OPEN only when our process is alive and the database answers
+/// .what = gets the current status of a VPC tunnel: OPEN while any process of ours serves it, with its health;
+/// CLOSED when none is alive
 /// .why = enables checking if a tunnel is currently open and healthy
 pub async fn get_vpc_tunnel(
     tunnel: &DeclaredAwsVpcTunnel,
@@ -41,76 +47,151 @@ pub async fn get_vpc_tunnel(
     let (Some(bastion), Some(cluster)) = (bastion, cluster) else {
         return Ok(tunnel.with_status(VpcTunnelStatus::Closed, None));
     };
-    Ok(inspect_vpc_tunnel(tunnel, &bastion, &cluster, context)
-        .await
-        .tunnel)
+    let tunnels_dir = context.checked_tunnels_dir()?;
+    TunnelFiles::check_dir_readable(&tunnels_dir)?;
+    let processes = TunnelProcesses::scan(&tunnels_dir);
+    Ok(
+        inspect_vpc_tunnel(tunnel, &bastion, &cluster, &processes, context)
+            .await?
+            .tunnel,
+    )
 }
 
-/// .what = observes a tunnel whose bastion and cluster are already resolved
-/// .why = `plan` resolves all bastions and clusters in a few batched calls, then inspects every tunnel
-/// concurrently without another AWS call
+/// .what = observes a tunnel whose bastion and cluster are already resolved, against one scan of our processes
+/// .why = `plan` resolves all bastions and clusters in a few batched calls and scans /proc once, then inspects
+/// every tunnel concurrently without another AWS call
 pub async fn inspect_vpc_tunnel(
     tunnel: &DeclaredAwsVpcTunnel,
     bastion: &DeclaredAwsEc2Instance,
     cluster: &DeclaredAwsRdsCluster,
+    processes: &TunnelProcesses,
     context: &ContextAwsApi,
-) -> VpcTunnelObservation {
+) -> Result<VpcTunnelObservation, AwsError> {
     let (Some(instance_id), Some(host), Some(remote_port)) =
         (&bastion.instance_id, &cluster.host, cluster.port)
     else {
-        return VpcTunnelObservation::closed(tunnel, None);
+        return Ok(VpcTunnelObservation::closed(tunnel, None));
     };
     let hash = get_tunnel_hash(instance_id, &host.writer, remote_port, tunnel.from.port);
-    let files = TunnelFiles::new(context.tunnels_dir(), &hash);
-    let Some(meta) = live_tunnel_meta(&files) else {
-        return VpcTunnelObservation::closed(tunnel, Some(hash));
-    };
-    let health = is_tunnel_healthy(
-        tunnel.from.port,
+    let files = TunnelFiles::new(context.checked_tunnels_dir()?, &hash);
+    Ok(VpcTunnelObservation::observe(
+        tunnel,
+        &files,
+        processes.of(&hash),
         cluster.engine.as_deref(),
-        Duration::from_secs(5),
     )
-    .await;
-    VpcTunnelObservation::of_our_process(tunnel, &files, meta, health)
+    .await)
 }
 
 impl VpcTunnelObservation {
     /// .what = a closed tunnel, with its identity when known
-    /// .why = a tunnel without our live process, or one just closed
+    /// .why = a tunnel without a live process of ours, or one just closed
     pub(crate) fn closed(tunnel: &DeclaredAwsVpcTunnel, hash: Option<String>) -> Self {
         Self {
             tunnel: tunnel.with_status(VpcTunnelStatus::Closed, None),
             hash,
             meta: None,
-            health: None,
+            damage: None,
+            processes: Vec::new(),
             restarts: 0,
             last_restart: None,
         }
     }
 
-    /// .what = a tunnel whose process is alive and ours: OPEN when the database answers, otherwise CLOSED with
-    /// the probe's reason; restarts read from its log
-    /// .why = one place decides what OPEN means, for `get_vpc_tunnel`, `plan` and `set_vpc_tunnel`
-    pub(crate) fn of_our_process(
+    /// .what = what a tunnel is, from its live processes and its files: CLOSED when no process of ours lives;
+    /// otherwise OPEN, healthy only when the database answers, the supervisor watches the session and the
+    /// record is whole
+    /// .why = one place decides what OPEN means, for `get_vpc_tunnel`, `plan`, `status` and `set_vpc_tunnel`;
+    /// a process of ours is never hidden because its record is damaged
+    pub(crate) async fn observe(
         tunnel: &DeclaredAwsVpcTunnel,
         files: &TunnelFiles,
-        meta: TunnelMeta,
-        health: TunnelHealth,
+        processes: &[ProcessInfo],
+        engine: Option<&str>,
     ) -> Self {
+        let (meta, damage) = match files.read_meta() {
+            Ok(meta) => (meta, None),
+            Err(damage) => (None, Some(damage)),
+        };
+        if processes.is_empty() {
+            return Self {
+                meta,
+                damage,
+                ..Self::closed(tunnel, Some(files.hash.clone()))
+            };
+        }
+        let supervisor = processes.iter().find(|process| process.is_supervisor());
+        let pid = supervisor.unwrap_or(&processes[0]).pid;
+        let probe = is_tunnel_healthy(tunnel.from.port, engine, HEALTH_LIMIT).await;
         let (restarts, last_restart) = read_restarts(&files.log_path());
-        let (status, pid, meta) = if health.healthy {
-            (VpcTunnelStatus::Open, Some(meta.pid), Some(meta))
+        let mut problems: Vec<String> = Vec::new();
+        if !probe.healthy {
+            problems.extend(probe.reason.clone());
+            if let Some(cause) = &last_restart {
+                problems.push(format!("the session is restarting after: {cause}"));
+            }
+        }
+        match (files.read_pid(), supervisor) {
+            (Err(damage), _) => problems.push(format!("its pid file is damaged: {damage}")),
+            (Ok(None), _) => problems.push(format!(
+                "its pid file is missing ({} does not exist)",
+                files.pid_path().display()
+            )),
+            (Ok(Some(recorded)), Some(supervisor)) if recorded != supervisor.pid => {
+                problems.push(format!(
+                    "its pid file names pid {recorded}, but its supervisor is pid {}",
+                    supervisor.pid
+                ));
+            }
+            _ => {}
+        }
+        match (&meta, &damage, supervisor) {
+            (_, Some(damage), _) => problems.push(format!("its record is damaged: {damage}")),
+            (None, None, _) => problems.push(format!(
+                "its record is missing ({} does not exist)",
+                files.meta_path().display()
+            )),
+            (Some(meta), None, Some(supervisor)) if meta.pid != supervisor.pid => {
+                problems.push(format!(
+                    "its record names pid {}, but its supervisor is pid {}",
+                    meta.pid, supervisor.pid
+                ));
+            }
+            (Some(meta), None, _) if !meta.ready => {
+                problems.push("it is still opening, or the apply that opened it was killed".into());
+            }
+            _ => {}
+        }
+        if supervisor.is_none() {
+            problems.push(format!(
+                "its supervisor is gone: nothing restarts the session (pid {pid}) when it ends"
+            ));
+        }
+        let health = if problems.is_empty() {
+            probe
         } else {
-            (VpcTunnelStatus::Closed, None, None)
+            TunnelHealth::failed(problems.join("; "))
         };
         Self {
-            tunnel: tunnel.with_status(status, pid),
+            tunnel: tunnel.observed_open(pid, health),
             hash: Some(files.hash.clone()),
             meta,
-            health: Some(health),
+            damage,
+            processes: processes.to_vec(),
             restarts,
             last_restart,
         }
+    }
+
+    /// .what = whether the tunnel is open, healthy and whole
+    /// .why = only then does an OPEN apply keep it as it is
+    pub fn is_healthy(&self) -> bool {
+        self.tunnel.status == Some(VpcTunnelStatus::Open)
+            && self
+                .tunnel
+                .health
+                .as_ref()
+                .is_some_and(|health| health.healthy)
     }
 }
 
@@ -131,20 +212,6 @@ pub(crate) async fn resolve_tunnel_ends(
         get_rds_cluster(&tunnel.into.cluster, context),
     )
     .await
-}
-
-/// .what = the tunnel's record when its recorded process is alive and is still the one we started
-/// .why = a pid file whose process died, or whose pid now belongs to another program, is a dead tunnel
-pub(crate) fn live_tunnel_meta(files: &TunnelFiles) -> Option<TunnelMeta> {
-    let pid = files.read_pid()?;
-    let meta = files.read_meta()?;
-    let ours = meta.pid == pid
-        && is_process_alive(pid)
-        && match meta.process_start_time {
-            Some(recorded) => process_start_time(pid) == Some(recorded),
-            None => true,
-        };
-    ours.then_some(meta)
 }
 
 #[cfg(test)]
@@ -183,6 +250,7 @@ pub(crate) mod tests {
             },
             status: None,
             pid: None,
+            health: None,
         }
     }
 

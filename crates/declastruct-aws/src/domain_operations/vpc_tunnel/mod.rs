@@ -1,4 +1,7 @@
+mod close_vpc_tunnel;
 mod get_vpc_tunnel;
+mod open_vpc_tunnel;
+pub mod session_output;
 mod set_vpc_tunnel;
 pub mod supervisor;
 /// .what = the tunnel utilities: identity, port, process and health checks, and the tunnel files

@@ -1,35 +1,50 @@
 //! .what = the tunnel supervisor: the detached process that keeps a tunnel's session alive
 //! .why = real sessions die (idle timeouts, network drops, an agent not yet connected); the supervisor starts
-//! the session again with capped exponential backoff and logs every restart with its cause
+//! the session again with capped exponential backoff and logs every restart with its cause, stamped in UTC
 
 use std::ffi::OsString;
-use std::io::Write;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{Signal, kill};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, pthread_sigmask};
 use nix::unistd::Pid;
 
-use crate::domain_operations::vpc_tunnel::utils::process_group_members;
+use crate::domain_operations::vpc_tunnel::utils::{
+    TunnelFiles, process_group_members, try_lock_tunnel,
+};
 
 /// the first argument that turns a program into a tunnel supervisor
 pub const SUPERVISE_ARGUMENT: &str = "__declastruct_supervise";
-/// how restart lines start in the tunnel's log
-pub const RESTART_MARKER: &str = "[declastruct] restart ";
+/// how every line declastruct itself writes into a tunnel's log starts, before its UTC time
+pub const LOG_PREFIX: &str = "[declastruct ";
 
 const FIRST_DELAY: Duration = Duration::from_millis(500);
 const MAX_DELAY: Duration = Duration::from_secs(30);
 /// a session that ran this long was healthy: the next failure starts the backoff over
 const HEALTHY_RUN: Duration = Duration::from_secs(60);
 const STOP_GRACE: Duration = Duration::from_secs(3);
+/// how often an idle supervisor wakes to keep its log within bounds
+const LOG_CHECK_SECONDS: u32 = 60;
+/// the log is cut back to its tail once it grows beyond this
+pub const LOG_LIMIT: u64 = 1024 * 1024;
+/// how much of the log's tail is kept when it is cut back
+pub const LOG_KEEP: u64 = 256 * 1024;
 
 static STOP: AtomicBool = AtomicBool::new(false);
+/// the `apply` that started this supervisor went away before the tunnel was ready
+static ABANDONED: AtomicBool = AtomicBool::new(false);
+/// the session now running, 0 between sessions
+static SESSION: AtomicU32 = AtomicU32::new(0);
 
 extern "C" fn request_stop(_: nix::libc::c_int) {
     STOP.store(true, Ordering::SeqCst);
 }
+
+extern "C" fn wake_up(_: nix::libc::c_int) {}
 
 /// .what = runs the tunnel supervisor and exits, when this process was started as one; otherwise returns
 /// .why = the supervisor is the same program as its caller (the `declastruct` binary, or an SDK user's own);
@@ -40,56 +55,128 @@ pub fn run_supervisor_if_requested() {
         return;
     }
     let code = match parse(&arguments[2..]) {
-        Some((log, command)) => supervise(&log, &command),
+        Some(request) => supervise(&request),
         None => {
-            eprintln!("usage: {SUPERVISE_ARGUMENT} --log FILE -- COMMAND...");
+            let mut stderr = std::io::stderr();
+            let _ = writeln!(
+                stderr,
+                "usage: {SUPERVISE_ARGUMENT} --log FILE [--ready-fd N] -- COMMAND..."
+            );
             2
         }
     };
     std::process::exit(code);
 }
 
+/// .what = what a supervisor is asked to do: its log, the pipe that tells it the tunnel is ready, the session
+/// .why = `set_vpc_tunnel` writes it as a command line; `run_supervisor_if_requested` reads it back
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SupervisorRequest {
+    /// the tunnel's log, `{hash}.log`, which also names the tunnel
+    pub log: PathBuf,
+    /// the file descriptor on which `apply` confirms readiness; its end without a confirmation means `apply`
+    /// died, and the supervisor gives up
+    pub ready_fd: Option<i32>,
+    /// the session command
+    pub command: Vec<OsString>,
+}
+
 /// .what = the supervisor's command line around a session command
-/// .why = `set_vpc_tunnel` starts it; `run_supervisor_if_requested` reads it back
-pub fn supervisor_command(program: &Path, log: &Path, session: &[OsString]) -> Vec<OsString> {
+/// .why = `set_vpc_tunnel` starts it; the log path in it names the tunnel's hash, so `ps` shows which tunnel
+pub fn supervisor_command(program: &Path, request: &SupervisorRequest) -> Vec<OsString> {
     let mut command: Vec<OsString> = vec![
         program.into(),
         SUPERVISE_ARGUMENT.into(),
         "--log".into(),
-        log.into(),
-        "--".into(),
+        request.log.clone().into(),
     ];
-    command.extend(session.iter().cloned());
+    if let Some(fd) = request.ready_fd {
+        command.push("--ready-fd".into());
+        command.push(fd.to_string().into());
+    }
+    command.push("--".into());
+    command.extend(request.command.iter().cloned());
     command
 }
 
-fn parse(arguments: &[OsString]) -> Option<(PathBuf, Vec<OsString>)> {
-    match arguments {
-        [flag, log, separator, command @ ..]
-            if flag == "--log" && separator == "--" && !command.is_empty() =>
-        {
-            Some((PathBuf::from(log), command.to_vec()))
+fn parse(arguments: &[OsString]) -> Option<SupervisorRequest> {
+    let [flag, log, rest @ ..] = arguments else {
+        return None;
+    };
+    if flag != "--log" {
+        return None;
+    }
+    let (ready_fd, rest) = match rest {
+        [flag, fd, rest @ ..] if flag == "--ready-fd" => (Some(fd.to_str()?.parse().ok()?), rest),
+        _ => (None, rest),
+    };
+    match rest {
+        [separator, command @ ..] if separator == "--" && !command.is_empty() => {
+            Some(SupervisorRequest {
+                log: PathBuf::from(log),
+                ready_fd,
+                command: command.to_vec(),
+            })
         }
         _ => None,
     }
 }
 
+/// the signals that stop the supervisor, and the alarm that wakes it to check its log
+fn handled_signals() -> SigSet {
+    let mut set = SigSet::empty();
+    for signal in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGALRM,
+    ] {
+        set.add(signal);
+    }
+    set
+}
+
 #[allow(unsafe_code)]
-fn install_stop_handlers() {
-    let action = nix::sys::signal::SigAction::new(
-        nix::sys::signal::SigHandler::Handler(request_stop),
-        nix::sys::signal::SaFlags::empty(),
-        nix::sys::signal::SigSet::empty(),
+fn install_handlers() {
+    use nix::sys::signal::{SaFlags, SigAction, SigHandler, sigaction};
+    // no SA_RESTART: each of these interrupts the blocking wait for the session
+    let stop = SigAction::new(
+        SigHandler::Handler(request_stop),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    let wake = SigAction::new(
+        SigHandler::Handler(wake_up),
+        SaFlags::empty(),
+        SigSet::empty(),
     );
     for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
         // SAFETY: the handler only stores to an atomic, which is async-signal-safe
-        let _ = unsafe { nix::sys::signal::sigaction(signal, &action) };
+        let _ = unsafe { sigaction(signal, &stop) };
     }
+    // SAFETY: the handler does nothing; it only interrupts the wait
+    let _ = unsafe { sigaction(Signal::SIGALRM, &wake) };
 }
 
-fn say(line: &str) {
+/// .what = a line for the tunnel's log: `[declastruct 2026-11-27T03:00:00Z] text`
+/// .why = every line declastruct writes is stamped with a UTC time, so a restart can be matched to an event
+pub fn stamped(text: &str) -> String {
+    format!(
+        "{LOG_PREFIX}{}] {text}",
+        chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ")
+    )
+}
+
+/// .what = the text of a line declastruct wrote, without its stamp; `None` for the session's own lines
+/// .why = restarts and their causes are read back from the log
+pub fn unstamped(line: &str) -> Option<&str> {
+    let rest = line.strip_prefix(LOG_PREFIX)?;
+    Some(rest.split_once("] ")?.1)
+}
+
+fn say(text: &str) {
     let mut out = std::io::stdout();
-    let _ = writeln!(out, "{line}");
+    let _ = writeln!(out, "{}", stamped(text));
     let _ = out.flush();
 }
 
@@ -101,10 +188,21 @@ fn pause(duration: Duration) {
     }
 }
 
-/// ends every other process of our group: the session and the plugin it started
+/// ends every other process of our group (the session and the plugin it started), with each signal in turn;
+/// the group is the one this supervisor created, so every member is ours
 fn end_others(signals: &[Signal]) {
     let me = std::process::id();
     let group = u32::try_from(nix::unistd::getpgrp().as_raw()).unwrap_or(me);
+    if group != me {
+        // not a group of our own (started without setsid): only the session we started is ours
+        let session = SESSION.load(Ordering::SeqCst);
+        if let (Some(signal), Ok(pid)) = (signals.first(), i32::try_from(session))
+            && session != 0
+        {
+            let _ = kill(Pid::from_raw(pid), *signal);
+        }
+        return;
+    }
     let others = || -> Vec<u32> {
         process_group_members(group)
             .into_iter()
@@ -141,8 +239,8 @@ enum Waited {
 }
 
 /// .what = blocks until the session ends or a signal arrives
-/// .why = an open tunnel's supervisor sleeps in the kernel instead of waking a hundred times a second; the stop
-/// handlers are installed without SA_RESTART, so SIGINT, SIGTERM and SIGHUP interrupt this wait
+/// .why = an open tunnel's supervisor sleeps in the kernel instead of waking a hundred times a second; the
+/// handlers are installed without SA_RESTART, so SIGINT, SIGTERM, SIGHUP and the log alarm interrupt this wait
 fn wait_for_exit(pid: u32) -> Waited {
     use nix::sys::wait::{WaitStatus, waitpid};
     use std::os::unix::process::ExitStatusExt;
@@ -164,7 +262,8 @@ fn wait_for_exit(pid: u32) -> Waited {
 
 fn last_line_since(log: &Path, offset: u64) -> String {
     let text = std::fs::read(log).unwrap_or_default();
-    let start = usize::try_from(offset).unwrap_or(0).min(text.len());
+    let start = usize::try_from(offset).unwrap_or(0);
+    let start = if start > text.len() { 0 } else { start };
     String::from_utf8_lossy(&text[start..])
         .lines()
         .map(str::trim)
@@ -173,17 +272,111 @@ fn last_line_since(log: &Path, offset: u64) -> String {
         .to_string()
 }
 
+/// .what = cuts the log back to its last `keep` bytes (from a line start) once it is longer than `limit`
+/// .why = a session that restarts forever must not fill the disk; the count of restarts so far is carried
+/// into the line that marks the cut
+pub fn cap_log(log: &Path, limit: u64, keep: u64) -> std::io::Result<bool> {
+    let length = std::fs::metadata(log)?.len();
+    if length <= limit {
+        return Ok(false);
+    }
+    let (restarts, _) = read_restarts(log);
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(log)?;
+    file.seek(SeekFrom::Start(length.saturating_sub(keep)))?;
+    let mut tail = Vec::new();
+    file.read_to_end(&mut tail)?;
+    let from_line = tail
+        .iter()
+        .position(|byte| *byte == b'\n')
+        .map_or(0, |newline| newline + 1);
+    let kept = &tail[from_line..];
+    file.set_len(0)?;
+    file.seek(SeekFrom::Start(0))?;
+    let marker = stamped(&format!(
+        "the log grew beyond {} KiB: earlier lines were dropped, the last {} KiB kept (restarts so far: {restarts})",
+        limit / 1024,
+        keep / 1024
+    ));
+    file.write_all(format!("{marker}\n").as_bytes())?;
+    file.write_all(kept)?;
+    Ok(true)
+}
+
+/// .what = waits on the readiness pipe: a byte means `apply` saw the tunnel ready; its end without one means
+/// `apply` died before that (killed, or its terminal closed), and this supervisor gives up
+/// .why = a tunnel that nobody saw ready must not open the port later behind everyone's back
+fn watch_readiness(fd: i32) {
+    #[allow(unsafe_code)]
+    // SAFETY: `fd` is the read end of the readiness pipe, inherited at exec and owned by nobody else here
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    let _ = nix::fcntl::fcntl(
+        &owned,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    );
+    let mut pipe = std::fs::File::from(owned);
+    // the stop signals and the alarm must interrupt the main thread's wait, never this read
+    std::thread::spawn(move || {
+        let mut byte = [0u8; 1];
+        let confirmed = loop {
+            match pipe.read(&mut byte) {
+                Ok(0) => break false,
+                Ok(_) => break true,
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break false,
+            }
+        };
+        if !confirmed {
+            ABANDONED.store(true, Ordering::SeqCst);
+            // this thread blocks the stop signals, so the kernel hands this one to the main thread, whose wait
+            // it interrupts; the stop then ends the whole group, gently first
+            let _ = kill(nix::unistd::getpid(), Signal::SIGTERM);
+        }
+    });
+}
+
+/// removes this supervisor's record when nobody else is at work on the tunnel and the record is still ours
+fn forget_own_record(log: &Path) {
+    let (Some(dir), Some(hash)) = (log.parent(), log.file_stem().and_then(|stem| stem.to_str()))
+    else {
+        return;
+    };
+    let files = TunnelFiles::new(dir, hash);
+    let Some(lock) = try_lock_tunnel(&files) else {
+        return;
+    };
+    if matches!(files.read_meta(), Ok(Some(meta)) if meta.pid == std::process::id()) {
+        let _ = files.remove_all();
+        let _ = lock.remove();
+    }
+}
+
 /// the supervisor's loop; returns its exit code
-fn supervise(log: &Path, command: &[OsString]) -> i32 {
-    install_stop_handlers();
+fn supervise(request: &SupervisorRequest) -> i32 {
+    install_handlers();
+    if let Some(fd) = request.ready_fd {
+        // the watcher thread inherits a mask that blocks the handled signals; this thread unblocks them after
+        let set = handled_signals();
+        let _ = pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None);
+        watch_readiness(fd);
+        let _ = pthread_sigmask(SigmaskHow::SIG_UNBLOCK, Some(&set), None);
+    }
+    let log = &request.log;
+    let command = &request.command;
     let mut delay = FIRST_DELAY;
     let mut restarts: u64 = 0;
-    loop {
+    nix::unistd::alarm::set(LOG_CHECK_SECONDS);
+    let code = loop {
+        if STOP.load(Ordering::SeqCst) {
+            break 0;
+        }
         let offset = std::fs::metadata(log)
             .map(|metadata| metadata.len())
             .unwrap_or(0);
         let started = Instant::now();
-        let mut child = match Command::new(&command[0])
+        let child = match Command::new(&command[0])
             .args(&command[1..])
             .stdin(Stdio::null())
             .spawn()
@@ -191,37 +384,44 @@ fn supervise(log: &Path, command: &[OsString]) -> i32 {
             Ok(child) => child,
             Err(error) => {
                 say(&format!(
-                    "[declastruct] cannot start {}: {error}",
+                    "cannot start {}: {error}",
                     command[0].to_string_lossy()
                 ));
-                return 127;
+                break 127;
             }
         };
+        SESSION.store(child.id(), Ordering::SeqCst);
         let status = loop {
             if STOP.load(Ordering::SeqCst) {
-                // the session gets SIGINT (the plugin then ends its AWS session) and a grace period; whatever
-                // of the group is left after it gets firmer signals
-                if let Ok(pid) = i32::try_from(child.id()) {
-                    let _ = kill(Pid::from_raw(pid), Signal::SIGINT);
-                }
-                let deadline = Instant::now() + STOP_GRACE;
-                while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                end_others(&[Signal::SIGTERM, Signal::SIGKILL]);
-                let _ = child.wait();
-                return 0;
+                break None;
             }
             match wait_for_exit(child.id()) {
-                Waited::Exited(status) => break status,
-                Waited::Interrupted => {}
-                Waited::Gone => break std::process::ExitStatus::default(),
+                Waited::Exited(status) => break Some(status),
+                Waited::Interrupted => {
+                    if !STOP.load(Ordering::SeqCst) {
+                        let _ = cap_log(log, LOG_LIMIT, LOG_KEEP);
+                        nix::unistd::alarm::set(LOG_CHECK_SECONDS);
+                    }
+                }
+                Waited::Gone => break Some(std::process::ExitStatus::default()),
             }
         };
+        let Some(status) = status else {
+            // asked to stop: SIGINT to the whole group first (the plugin then ends its AWS session; the AWS CLI
+            // itself ignores SIGINT while the plugin runs), then firmer signals for whatever is left
+            if ABANDONED.load(Ordering::SeqCst) {
+                say(
+                    "the apply that started this tunnel ended before the tunnel was ready: giving up",
+                );
+            }
+            end_others(&[Signal::SIGINT, Signal::SIGTERM, Signal::SIGKILL]);
+            break 0;
+        };
+        SESSION.store(0, Ordering::SeqCst);
         // a plugin left behind by its CLI still holds the port: end it before starting again
         end_others(&[Signal::SIGTERM, Signal::SIGKILL]);
         if STOP.load(Ordering::SeqCst) {
-            return 0;
+            break 0;
         }
         if started.elapsed() >= HEALTHY_RUN {
             delay = FIRST_DELAY;
@@ -229,28 +429,43 @@ fn supervise(log: &Path, command: &[OsString]) -> i32 {
         restarts += 1;
         let cause = last_line_since(log, offset);
         say(&format!(
-            "{RESTART_MARKER}{restarts} in {:.1} s: the session ended ({status}): {cause}",
+            "restart {restarts} in {:.1} s: the session ended ({status}): {cause}",
             delay.as_secs_f64()
         ));
+        let _ = cap_log(log, LOG_LIMIT, LOG_KEEP);
         pause(delay);
         delay = (delay * 2).min(MAX_DELAY);
+    };
+    if ABANDONED.load(Ordering::SeqCst) {
+        forget_own_record(log);
     }
+    code
 }
 
-/// .what = how often a tunnel's session was restarted and the last restart's line, read from its log
-/// .why = `status` shows restarts and their cause
+/// .what = how often a tunnel's session was restarted and the last restart's cause, read from its log
+/// .why = `status` shows restarts and their cause; a log cut back to its tail still carries the count
 pub fn read_restarts(log: &Path) -> (u64, Option<String>) {
     let text = std::fs::read_to_string(log).unwrap_or_default();
-    let restarts: Vec<&str> = text
-        .lines()
-        .filter(|line| line.starts_with(RESTART_MARKER))
-        .collect();
-    let last = restarts.last().map(|line| {
-        line.split_once(": ")
-            .map_or(*line, |(_, cause)| cause)
-            .to_string()
-    });
-    (restarts.len() as u64, last)
+    let mut count = 0;
+    let mut last = None;
+    for text in text.lines().filter_map(unstamped) {
+        if let Some(rest) = text.strip_prefix("restart ") {
+            let (number, cause) = rest.split_once(' ').unwrap_or((rest, ""));
+            count = number.parse().unwrap_or(count + 1).max(count);
+            last = Some(
+                cause
+                    .split_once(": ")
+                    .map_or(cause, |(_, cause)| cause)
+                    .to_string(),
+            );
+        } else if let Some(before) = text
+            .split_once("(restarts so far: ")
+            .and_then(|(_, rest)| rest.strip_suffix(')'))
+        {
+            count = count.max(before.parse().unwrap_or(0));
+        }
+    }
+    (count, last)
 }
 
 #[cfg(test)]
@@ -259,16 +474,32 @@ mod tests {
 
     #[test]
     fn the_command_line_round_trips() {
-        let session: Vec<OsString> = vec!["aws".into(), "ssm".into(), "start-session".into()];
-        let command = supervisor_command(
-            Path::new("/bin/declastruct"),
-            Path::new("/tmp/x.log"),
-            &session,
-        );
+        let request = SupervisorRequest {
+            log: PathBuf::from("/tmp/x.log"),
+            ready_fd: Some(3),
+            command: vec!["aws".into(), "ssm".into(), "start-session".into()],
+        };
+        let command = supervisor_command(Path::new("/bin/declastruct"), &request);
         assert_eq!(command[1], SUPERVISE_ARGUMENT);
-        let (log, parsed) = parse(&command[2..]).expect("parses");
-        assert_eq!(log, PathBuf::from("/tmp/x.log"));
-        assert_eq!(parsed, session);
+        assert_eq!(parse(&command[2..]), Some(request.clone()));
+        let without_pipe = SupervisorRequest {
+            ready_fd: None,
+            ..request
+        };
+        let command = supervisor_command(Path::new("/bin/declastruct"), &without_pipe);
+        assert_eq!(parse(&command[2..]), Some(without_pipe));
+    }
+
+    #[test]
+    fn lines_are_stamped_in_utc_and_read_back() {
+        let line = stamped("restart 1 in 0.5 s: the session ended (exit status: 0): x");
+        assert!(line.starts_with("[declastruct 20"), "{line}");
+        assert!(line.contains("Z] restart 1"), "{line}");
+        assert_eq!(
+            unstamped(&line),
+            Some("restart 1 in 0.5 s: the session ended (exit status: 0): x")
+        );
+        assert_eq!(unstamped("Waiting for connections..."), None);
     }
 
     #[test]
@@ -277,7 +508,11 @@ mod tests {
         let log = folder.path().join("t.log");
         std::fs::write(
             &log,
-            "Waiting for connections...\n[declastruct] restart 1 in 0.5 s: the session ended (exit status: 0): Session: x timed out.\nWaiting for connections...\n[declastruct] restart 2 in 1.0 s: the session ended (signal: 9 (SIGKILL)): it printed nothing\n",
+            format!(
+                "Waiting for connections...\n{}\nWaiting for connections...\n{}\n",
+                stamped("restart 1 in 0.5 s: the session ended (exit status: 0): Session: x timed out."),
+                stamped("restart 2 in 1.0 s: the session ended (signal: 9 (SIGKILL)): it printed nothing")
+            ),
         )
         .expect("write");
         let (count, last) = read_restarts(&log);
@@ -285,6 +520,33 @@ mod tests {
         assert_eq!(
             last.as_deref(),
             Some("the session ended (signal: 9 (SIGKILL)): it printed nothing")
+        );
+    }
+
+    #[test]
+    fn a_long_log_is_cut_back_to_its_tail_and_keeps_the_count() {
+        let folder = tempfile::tempdir().expect("tempdir");
+        let log = folder.path().join("t.log");
+        let mut text = String::new();
+        for number in 1..=3000 {
+            text.push_str(&stamped(&format!(
+                "restart {number} in 30.0 s: the session ended (exit status: 254): An error occurred (TargetNotConnected)"
+            )));
+            text.push('\n');
+        }
+        std::fs::write(&log, &text).expect("write");
+        assert!(cap_log(&log, 64 * 1024, 16 * 1024).expect("capped"));
+        let length = std::fs::metadata(&log).expect("metadata").len();
+        assert!(length <= 17 * 1024, "{length}");
+        let capped = std::fs::read_to_string(&log).expect("read");
+        assert!(
+            capped.lines().all(|line| line.starts_with(LOG_PREFIX)),
+            "whole lines only"
+        );
+        assert_eq!(read_restarts(&log).0, 3000);
+        assert!(
+            !cap_log(&log, 64 * 1024, 16 * 1024).expect("checked"),
+            "small logs stay"
         );
     }
 }

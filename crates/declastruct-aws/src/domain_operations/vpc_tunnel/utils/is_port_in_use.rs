@@ -1,5 +1,7 @@
 use std::net::{Ipv4Addr, TcpListener};
 
+use super::tunnel_processes::{all_pids, read_process};
+
 /// .what = checks if a local loopback port is currently in use
 /// .why = enables detection of existing tunnels or port conflicts before opening one
 pub fn is_port_in_use(port: u16) -> bool {
@@ -40,17 +42,8 @@ pub fn find_port_holder(port: u16) -> Option<PortHolder> {
         .iter()
         .map(|inode| format!("socket:[{inode}]"))
         .collect();
-    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|name| name.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(descriptors) = std::fs::read_dir(entry.path().join("fd")) else {
-            continue;
-        };
+    all_pids().into_iter().find_map(|pid| {
+        let descriptors = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
         let holds = descriptors.flatten().any(|descriptor| {
             std::fs::read_link(descriptor.path())
                 .ok()
@@ -61,20 +54,13 @@ pub fn find_port_holder(port: u16) -> Option<PortHolder> {
                 })
                 .unwrap_or(false)
         });
-        if holds {
-            let command = std::fs::read(entry.path().join("cmdline"))
-                .map(|raw| {
-                    raw.split(|byte| *byte == 0)
-                        .filter(|part| !part.is_empty())
-                        .map(|part| String::from_utf8_lossy(part).into_owned())
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                })
-                .unwrap_or_default();
-            return Some(PortHolder { pid, command });
-        }
-    }
-    None
+        holds.then(|| PortHolder {
+            pid,
+            command: read_process(pid)
+                .map(|process| process.command_line())
+                .unwrap_or_default(),
+        })
+    })
 }
 
 /// inodes of sockets in LISTEN state (0A) on `port` in a /proc/net/tcp table

@@ -1,28 +1,21 @@
+use super::tunnel_processes::read_stat;
+
 /// .what = checks if a process with the given pid is still running (a zombie counts as dead)
 /// .why = enables detection of crashed tunnel processes
 pub fn is_process_alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat_fields(&stat).and_then(|fields| fields.first().copied()) != Some("Z"),
-        Err(_) if std::path::Path::new("/proc/self/stat").exists() => false,
-        // no procfs: fall back to signal 0, which checks existence only
-        Err(_) => i32::try_from(pid)
-            .map(|pid| nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok())
-            .unwrap_or(false),
+    if std::path::Path::new("/proc/self/stat").exists() {
+        return read_stat(pid).is_some_and(|stat| stat.state != 'Z');
     }
+    // no procfs: fall back to signal 0, which checks existence only
+    i32::try_from(pid)
+        .map(|pid| nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok())
+        .unwrap_or(false)
 }
 
 /// .what = when the process started, in clock ticks since boot (Linux), or `None` when unknown
 /// .why = a pid reused by another program must never pass for our tunnel: the start time tells them apart
 pub fn process_start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // fields after the command: state is field 3, starttime is field 22
-    stat_fields(&stat)?.get(22 - 3)?.parse().ok()
-}
-
-/// the fields of /proc/PID/stat after the parenthesised command, which may itself hold spaces
-fn stat_fields(stat: &str) -> Option<Vec<&str>> {
-    let after_command = &stat[stat.rfind(')')? + 1..];
-    Some(after_command.split_whitespace().collect())
+    read_stat(pid).map(|stat| stat.start_time)
 }
 
 #[cfg(test)]

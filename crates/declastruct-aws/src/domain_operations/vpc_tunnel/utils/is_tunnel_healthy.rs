@@ -1,36 +1,9 @@
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+pub use crate::domain_objects::TunnelHealth;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-/// .what = whether the database answers through a tunnel, and if not, why
-/// .why = a listener that accepts connections proves nothing; `status` and `plan` report the reason
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TunnelHealth {
-    /// the database answered
-    pub healthy: bool,
-    /// why not, when not
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-}
-
-impl TunnelHealth {
-    fn ok() -> Self {
-        Self {
-            healthy: true,
-            reason: None,
-        }
-    }
-
-    fn failed(reason: impl Into<String>) -> Self {
-        Self {
-            healthy: false,
-            reason: Some(reason.into()),
-        }
-    }
-}
 
 const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
 

@@ -1,85 +1,76 @@
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{Signal, killpg};
+use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 
-use super::{TunnelMeta, is_port_in_use, is_process_alive, process_start_time};
+use super::is_port_in_use;
+use super::tunnel_processes::{ProcessInfo, read_process};
 use crate::error::AwsError;
 
-/// .what = the live (non-zombie) processes whose process group is `group` (Linux /proc)
-/// .why = closing a tunnel is done when its whole group is gone: the AWS CLI and the plugin it started
-pub fn process_group_members(group: u32) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-                return false;
-            };
-            let Some(after_command) = stat.rfind(')').map(|end| &stat[end + 1..]) else {
-                return false;
-            };
-            let fields: Vec<&str> = after_command.split_whitespace().collect();
-            // fields: state, ppid, pgrp, ...
-            fields.first() != Some(&"Z")
-                && fields.get(2).and_then(|pgrp| pgrp.parse::<u32>().ok()) == Some(group)
-        })
-        .collect()
-}
-
-/// .what = whether the recorded tunnel process may be signalled: it is alive and started when recorded, or it
-/// is gone but processes of its group remain (the kernel does not reuse a pid while its group lives)
-/// .why = declastruct never signals a process it did not start
-pub fn is_our_tunnel_process(meta: &TunnelMeta) -> bool {
-    if is_process_alive(meta.pid) {
-        return match meta.process_start_time {
-            Some(recorded) => process_start_time(meta.pid) == Some(recorded),
-            None => false,
-        };
-    }
-    !process_group_members(meta.process_group).is_empty()
-}
-
-/// .what = ends a tunnel's whole process group: SIGINT (the plugin ends its AWS session), then SIGTERM, then
-/// SIGKILL, each after a grace period, until no process of the group is left and the port is free
-/// .why = killing only the `aws` parent leaves the plugin child holding the port
-pub async fn stop_tunnel_process(meta: &TunnelMeta, grace: Duration) -> Result<(), AwsError> {
-    if !is_our_tunnel_process(meta) {
-        return Ok(());
-    }
-    let Ok(group) = i32::try_from(meta.process_group) else {
-        return Err(AwsError::Unexpected(format!(
-            "process group {} is out of range",
-            meta.process_group
-        )));
-    };
-    for (signal, wait) in [
-        (Signal::SIGINT, grace),
-        (Signal::SIGTERM, grace),
-        (Signal::SIGKILL, grace),
-    ] {
-        let _ = killpg(Pid::from_raw(group), signal);
-        let deadline = Instant::now() + wait;
-        // the leader (the supervisor) ends its own group before it exits: watch it, which costs one small
-        // read, and scan the whole group only once it is gone
-        while Instant::now() < deadline && is_process_alive(meta.pid) {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        while Instant::now() < deadline {
-            if process_group_members(meta.process_group).is_empty() {
-                wait_for_port_release(meta.local_port, grace).await;
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    }
-    Err(AwsError::TunnelCloseFailed {
-        port: meta.local_port,
-        pid: meta.pid,
+/// .what = whether `process` is still the very process that was proven ours: same pid, same start time, same
+/// tunnel marker
+/// .why = between two signals a process may exit and its pid be taken by another program
+fn still_ours(process: &ProcessInfo) -> bool {
+    read_process(process.pid).is_some_and(|now| {
+        now.stat.start_time == process.stat.start_time && now.tunnel == process.tunnel
     })
+}
+
+/// .what = ends the given processes of a tunnel, each proven ours by its marker: SIGINT to their process
+/// groups (the plugin then ends its AWS session), then SIGTERM, then SIGKILL, each after `grace`, until none
+/// is left and nothing listens on `local_port`
+/// .why = declastruct never signals a process it did not start: a group is signalled only while one of its
+/// members is proven ours (a tunnel's group is the one its supervisor created with `setsid`), never our own
+/// group, and the proof is renewed before every signal
+pub async fn stop_tunnel_process(
+    processes: &[ProcessInfo],
+    local_port: Option<u16>,
+    grace: Duration,
+) -> Result<(), AwsError> {
+    let own_group = u32::try_from(nix::unistd::getpgrp().as_raw()).unwrap_or(0);
+    let remaining = || -> Vec<&ProcessInfo> {
+        processes
+            .iter()
+            .filter(|process| process.tunnel.is_some() && still_ours(process))
+            .collect()
+    };
+    for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGKILL] {
+        let alive = remaining();
+        if alive.is_empty() {
+            break;
+        }
+        let groups: BTreeSet<u32> = alive.iter().map(|process| process.stat.group).collect();
+        for group in groups {
+            match i32::try_from(group) {
+                Ok(raw) if group != own_group && group > 1 => {
+                    let _ = killpg(Pid::from_raw(raw), signal);
+                }
+                // never our own group: such a process is signalled alone
+                _ => {
+                    for process in alive.iter().filter(|process| process.stat.group == group) {
+                        if let Ok(raw) = i32::try_from(process.pid) {
+                            let _ = kill(Pid::from_raw(raw), signal);
+                        }
+                    }
+                }
+            }
+        }
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline && !remaining().is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    if let Some(process) = remaining().first() {
+        return Err(AwsError::TunnelCloseFailed {
+            port: local_port.unwrap_or_default(),
+            pid: process.pid,
+        });
+    }
+    if let Some(port) = local_port {
+        wait_for_port_release(port, grace).await;
+    }
+    Ok(())
 }
 
 /// .what = waits until nothing listens on `port`, up to `limit`
@@ -94,5 +85,52 @@ pub async fn wait_for_port_release(port: u16, limit: Duration) -> bool {
             return false;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain_operations::vpc_tunnel::utils::tunnel_processes::{
+        TUNNEL_MARKER, proven_tunnel_process,
+    };
+    use std::os::unix::process::CommandExt;
+
+    fn sleeper_in_own_group(marker: Option<&std::path::Path>) -> std::process::Child {
+        let mut command = std::process::Command::new("sleep");
+        command.arg("30").process_group(0);
+        if let Some(marker) = marker {
+            command.env(TUNNEL_MARKER, marker);
+        }
+        command.spawn().expect("spawn sleep")
+    }
+
+    #[tokio::test]
+    async fn stops_a_proven_process_and_its_group() {
+        let folder = tempfile::tempdir().expect("tempdir");
+        let marker = folder.path().join("abcd");
+        let mut ours = sleeper_in_own_group(Some(&marker));
+        let process = proven_tunnel_process(ours.id(), folder.path(), "abcd").expect("ours");
+        stop_tunnel_process(&[process], None, Duration::from_secs(2))
+            .await
+            .expect("stopped");
+        let status = ours.wait().expect("reaped");
+        assert!(!status.success(), "it ended by a signal");
+    }
+
+    /// a record can name any pid: without the marker nothing is signalled, even when told to
+    #[tokio::test]
+    async fn never_signals_an_unmarked_process_even_when_named() {
+        let mut foreign = sleeper_in_own_group(None);
+        let named = read_process(foreign.id()).expect("alive");
+        stop_tunnel_process(&[named], None, Duration::from_millis(200))
+            .await
+            .expect("nothing to stop");
+        assert!(
+            foreign.try_wait().expect("try_wait").is_none(),
+            "the foreign process lives"
+        );
+        let _ = foreign.kill();
+        let _ = foreign.wait();
     }
 }

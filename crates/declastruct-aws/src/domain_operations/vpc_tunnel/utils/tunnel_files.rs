@@ -39,7 +39,35 @@ pub struct TunnelMeta {
     /// the database engine, for the health probe
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub engine: Option<String>,
+    /// false from the moment the process is started until the session is ready and the database answers
+    /// .why = a tunnel is recorded as soon as its process exists, so a killed `apply` leaves nothing unrecorded
+    #[serde(default = "ready_by_default")]
+    pub ready: bool,
 }
+
+fn ready_by_default() -> bool {
+    true
+}
+
+/// .what = a tunnel file that exists but cannot be read as what it should hold
+/// .why = a damaged record is reported for what it is, and never taken for "no tunnel"
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordDamage {
+    /// the file
+    pub path: PathBuf,
+    /// what is wrong with it
+    pub problem: String,
+}
+
+impl std::fmt::Display for RecordDamage {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "{} {}", self.path.display(), self.problem)
+    }
+}
+
+/// .what = one tunnel found in the tunnels folder: its files, and its record or what is wrong with it
+/// .why = listings show damaged records too
+pub type RecordedTunnel = (TunnelFiles, Result<TunnelMeta, RecordDamage>);
 
 /// .what = the files of one tunnel in `$DECLASTRUCT_HOME/tunnels/`: `{hash}.pid`, `.meta`, `.log`, `.lock`
 /// .why = one place that knows their names and their permissions (folder 0700, files 0600)
@@ -52,23 +80,50 @@ pub struct TunnelFiles {
 }
 
 impl TunnelFiles {
-    /// .what = every tunnel recorded in `dir`, with its files
-    /// .why = `logs` finds a tunnel by address, and "port in use" names another environment's tunnel
-    pub fn recorded_in(dir: &Path) -> Vec<(TunnelFiles, TunnelMeta)> {
-        std::fs::read_dir(dir)
+    /// .what = every tunnel with a file in `dir`, by hash, with its record or what is wrong with it
+    /// .why = `status --all`, `logs` and "port in use" look at every tunnel, damaged ones included; a folder that
+    /// cannot be read is an error naming it, never "no tunnels"
+    pub fn recorded_in(dir: &Path) -> Result<Vec<RecordedTunnel>, AwsError> {
+        let entries = match fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => return Err(unreadable_folder(dir, source)),
+        };
+        let mut hashes = std::collections::BTreeSet::new();
+        for entry in entries {
+            let entry = entry.map_err(|source| unreadable_folder(dir, source))?;
+            let path = entry.path();
+            let known = matches!(
+                path.extension().and_then(|extension| extension.to_str()),
+                Some("pid" | "meta" | "log")
+            );
+            if let (true, Some(stem)) = (known, path.file_stem().and_then(|stem| stem.to_str())) {
+                hashes.insert(stem.to_string());
+            }
+        }
+        Ok(hashes
             .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|entry| {
-                let path = entry.path();
-                if path.extension().and_then(|extension| extension.to_str()) != Some("meta") {
-                    return None;
-                }
-                let files = TunnelFiles::new(dir, path.file_stem()?.to_str()?);
-                let meta = files.read_meta()?;
-                Some((files, meta))
+            .map(|hash| {
+                let files = TunnelFiles::new(dir, hash);
+                let meta = files.read_meta().and_then(|meta| {
+                    meta.ok_or_else(|| RecordDamage {
+                        path: files.meta_path(),
+                        problem: "is missing".into(),
+                    })
+                });
+                (files, meta)
             })
-            .collect()
+            .collect())
+    }
+
+    /// .what = fails when the tunnels folder exists but cannot be read
+    /// .why = a folder the user cannot read must never pass for "no tunnels" and "No changes"
+    pub fn check_dir_readable(dir: &Path) -> Result<(), AwsError> {
+        match fs::read_dir(dir) {
+            Ok(_) => Ok(()),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(unreadable_folder(dir, source)),
+        }
     }
 
     /// .what = the files of the tunnel `hash` in `dir`
@@ -112,20 +167,34 @@ impl TunnelFiles {
             .map_err(|source| io_error("restrict", &self.dir, source))
     }
 
-    /// .what = the pid recorded in `{hash}.pid`, if any
-    /// .why = the first thing every check of a tunnel reads
-    pub fn read_pid(&self) -> Option<u32> {
-        fs::read_to_string(self.pid_path())
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
+    /// .what = the pid recorded in `{hash}.pid`: none when the file is missing, damage when it holds no pid
+    /// .why = the pid file is a clue among others; a garbage one is reported, never trusted
+    pub fn read_pid(&self) -> Result<Option<u32>, RecordDamage> {
+        let Some(text) = read_if_present(&self.pid_path())? else {
+            return Ok(None);
+        };
+        let text = String::from_utf8_lossy(&text);
+        match text.trim().parse::<u32>() {
+            Ok(pid) if pid > 1 => Ok(Some(pid)),
+            _ => Err(RecordDamage {
+                path: self.pid_path(),
+                problem: format!("does not hold a pid ({:?})", shorten(text.trim())),
+            }),
+        }
     }
 
-    /// .what = the record in `{hash}.meta`, if any and readable
-    /// .why = the start time guards against pid reuse; the rest feeds `status`
-    pub fn read_meta(&self) -> Option<TunnelMeta> {
-        serde_json::from_slice(&fs::read(self.meta_path()).ok()?).ok()
+    /// .what = the record in `{hash}.meta`: none when the file is missing, damage when it cannot be read as one
+    /// .why = the record feeds `status`; a damaged one is reported, never taken for "no tunnel"
+    pub fn read_meta(&self) -> Result<Option<TunnelMeta>, RecordDamage> {
+        let Some(bytes) = read_if_present(&self.meta_path())? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|error| RecordDamage {
+                path: self.meta_path(),
+                problem: format!("is not a tunnel record ({error})"),
+            })
     }
 
     /// .what = writes `{hash}.meta` then `{hash}.pid`, each atomically and 0600
@@ -171,6 +240,32 @@ impl TunnelFiles {
             .filter(|line| !line.trim().is_empty())
             .collect();
         kept[kept.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+fn read_if_present(path: &Path) -> Result<Option<Vec<u8>>, RecordDamage> {
+    match fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(RecordDamage {
+            path: path.to_path_buf(),
+            problem: format!("cannot be read ({error})"),
+        }),
+    }
+}
+
+fn shorten(text: &str) -> String {
+    let mut short: String = text.chars().take(40).collect();
+    if short.len() < text.len() {
+        short.push('…');
+    }
+    short
+}
+
+fn unreadable_folder(dir: &Path, source: std::io::Error) -> AwsError {
+    AwsError::StateUnreadable {
+        path: dir.display().to_string(),
+        source,
     }
 }
 
@@ -226,6 +321,7 @@ mod tests {
                 },
                 status: None,
                 pid: None,
+                health: None,
             },
             instance_id: "i-1".into(),
             remote_host: "c.example".into(),
@@ -238,6 +334,7 @@ mod tests {
             opened_at: "2026-11-27T03:00:00Z".into(),
             region: None,
             engine: None,
+            ready: true,
         }
     }
 
@@ -247,15 +344,36 @@ mod tests {
         let files = TunnelFiles::new(folder.path().join("tunnels"), "abcd");
         files.ensure_dir().expect("dir");
         files.write_state(&meta()).expect("write");
-        assert_eq!(files.read_pid(), Some(42));
-        assert_eq!(files.read_meta(), Some(meta()));
+        assert_eq!(files.read_pid(), Ok(Some(42)));
+        assert_eq!(files.read_meta(), Ok(Some(meta())));
         let mode =
             |path: PathBuf| fs::metadata(path).expect("metadata").permissions().mode() & 0o777;
         assert_eq!(mode(files.dir.clone()), 0o700);
         assert_eq!(mode(files.pid_path()), 0o600);
         assert_eq!(mode(files.meta_path()), 0o600);
         files.remove_all().expect("remove");
-        assert_eq!(files.read_pid(), None);
+        assert_eq!(files.read_pid(), Ok(None));
         assert_eq!(fs::read_dir(&files.dir).expect("list").count(), 0);
+    }
+
+    #[test]
+    fn damaged_records_are_reported_not_ignored() {
+        let folder = tempfile::tempdir().expect("tempdir");
+        let files = TunnelFiles::new(folder.path(), "abcd");
+        for garbage in ["", "garbage", "-5", "99999999999999999999", "1"] {
+            fs::write(files.pid_path(), garbage).expect("write");
+            assert!(files.read_pid().is_err(), "{garbage:?} is not a pid");
+        }
+        for garbage in ["", "{", "[1, 2]", "{\"pid\": 42}"] {
+            fs::write(files.meta_path(), garbage).expect("write");
+            let damage = files.read_meta().expect_err("damaged");
+            assert!(
+                damage.problem.contains("is not a tunnel record"),
+                "{damage}"
+            );
+        }
+        let listed = TunnelFiles::recorded_in(folder.path()).expect("readable");
+        assert_eq!(listed.len(), 1);
+        assert!(listed[0].1.is_err());
     }
 }

@@ -72,6 +72,24 @@ pub async fn lock_tunnel(files: &TunnelFiles) -> Result<TunnelLock, AwsError> {
     .map_err(|error| AwsError::Unexpected(format!("the lock task failed: {error}")))?
 }
 
+/// .what = takes the tunnel's lock only when nobody holds it; never waits
+/// .why = a supervisor whose `apply` died cleans up its own record only when no other command is at work on it
+pub fn try_lock_tunnel(files: &TunnelFiles) -> Option<TunnelLock> {
+    let path = files.lock_path();
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .ok()?;
+    let lock = Flock::lock(file, FlockArg::LockExclusiveNonblock).ok()?;
+    let locked = lock.metadata().ok()?;
+    let current = std::fs::metadata(&path).ok()?;
+    (current.ino() == locked.ino() && current.dev() == locked.dev())
+        .then_some(TunnelLock { lock, path })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,295 @@
+//! .what = opening a tunnel: keep a healthy one, stop a broken one of ours, check the port, start the bastion,
+//! start the session under its supervisor, record it at once, wait until it serves
+//! .why = each step has a deadline, is interruptible, and leaves nothing half-started behind when it fails
+
+use std::path::Path;
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use super::VpcTunnelObservation;
+use super::close_vpc_tunnel::CLOSE_GRACE;
+use super::get_vpc_tunnel::HEALTH_LIMIT;
+use super::session_output::{SessionFailure, explain_failure, is_listening};
+use super::set_vpc_tunnel::ResolvedVpcTunnel;
+use super::supervisor::{SupervisorRequest, read_restarts, supervisor_command};
+use crate::domain_operations::vpc_tunnel::utils::{
+    READY_FD, SessionTarget, StartedTunnelProcess, TunnelFiles, TunnelMeta, TunnelProcesses,
+    find_port_holder, find_program, is_port_in_use, is_tunnel_healthy, process_start_time,
+    read_process, session_command, start_tunnel_process, stop_tunnel_process,
+};
+use crate::error::AwsError;
+use crate::{
+    ContextAwsApi, DesiredInstanceStatus, Ec2InstanceStatus, VpcTunnelStatus,
+    set_ec2_instance_status,
+};
+
+/// .what = opens the tunnel (under its lock, taken by the caller) and reports it as observed
+/// .why = the OPEN half of `set_vpc_tunnel`
+pub(crate) async fn open_vpc_tunnel(
+    resolved: &ResolvedVpcTunnel,
+    target: &SessionTarget,
+    files: &TunnelFiles,
+    context: &ContextAwsApi,
+) -> Result<VpcTunnelObservation, AwsError> {
+    let tunnel = &resolved.tunnel;
+    let local_port = target.local_port;
+    let engine = resolved.cluster.engine.as_deref();
+
+    TunnelFiles::check_dir_readable(&files.dir)?;
+    let processes = TunnelProcesses::scan(&files.dir);
+    let current =
+        VpcTunnelObservation::observe(tunnel, files, processes.of(&files.hash), engine).await;
+    if current.is_healthy() {
+        return Ok(current);
+    }
+    if !current.processes.is_empty() {
+        // ours, but not serving or not whole (damaged record, lost supervisor): start over
+        tracing::info!(
+            hash = %files.hash,
+            health = ?current.tunnel.health,
+            "stopping the tunnel's processes before opening it again"
+        );
+        stop_tunnel_process(&current.processes, Some(local_port), CLOSE_GRACE).await?;
+    }
+    // whatever is left is stale: a dead process's files
+    files.remove_all()?;
+
+    if is_port_in_use(local_port) {
+        return Err(AwsError::PortInUse {
+            port: local_port,
+            holder: describe_port_holder(local_port, &processes, &files.dir),
+        });
+    }
+    if resolved.bastion.status != Some(Ec2InstanceStatus::Running) {
+        set_ec2_instance_status(&tunnel.via.bastion, DesiredInstanceStatus::Running, context)
+            .await?;
+    }
+    let program = find_program(&context.aws_cli).ok_or_else(|| AwsError::AwsCliNotFound {
+        program: context.aws_cli.to_string_lossy().into_owned(),
+    })?;
+
+    let session = session_command(&program, target);
+    let command = match &context.supervisor {
+        Some(supervisor) => supervisor_command(
+            supervisor,
+            &SupervisorRequest {
+                log: files.log_path(),
+                ready_fd: Some(READY_FD),
+                command: session,
+            },
+        ),
+        None => session,
+    };
+    tracing::info!(hash = %files.hash, command = ?command, "starting the tunnel");
+    let mut started = start_tunnel_process(&command, files, context.supervisor.is_some())?;
+    let pid = started.child.id();
+    let mut meta = TunnelMeta {
+        tunnel: tunnel.with_status(VpcTunnelStatus::Open, None),
+        instance_id: target.instance_id.clone(),
+        remote_host: target.host.clone(),
+        remote_port: target.port,
+        local_port,
+        pid,
+        process_group: pid,
+        process_start_time: process_start_time(pid),
+        command: command
+            .iter()
+            .map(|part| part.to_string_lossy().into_owned())
+            .collect(),
+        opened_at: chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        region: context.region.clone(),
+        engine: resolved.cluster.engine.clone(),
+        ready: false,
+    };
+    // recorded as soon as the process exists: a killed apply leaves nothing unrecorded
+    if let Err(error) = files.write_state(&meta) {
+        abandon(&mut started, files).await;
+        return Err(error);
+    }
+
+    let outcome = match wait_until_ready(&mut started.child, files, local_port, context).await {
+        Ok(()) => {
+            let health = is_tunnel_healthy(local_port, engine, HEALTH_LIMIT).await;
+            if health.healthy {
+                Ok(health)
+            } else {
+                Err(NotReady::Failed(SessionFailure {
+                    reason: health
+                        .reason
+                        .unwrap_or_else(|| "the database does not answer through the tunnel".into()),
+                    help: "check that the bastion's security group may reach the cluster's port, and that the cluster is available".into(),
+                    agent_not_connected: false,
+                }))
+            }
+        }
+        Err(not_ready) => Err(not_ready),
+    };
+    match outcome {
+        Ok(health) => {
+            meta.ready = true;
+            files.write_state(&meta)?;
+            started.confirm_ready();
+            let (restarts, last_restart) = read_restarts(&files.log_path());
+            Ok(VpcTunnelObservation {
+                tunnel: tunnel.observed_open(pid, health),
+                hash: Some(files.hash.clone()),
+                meta: Some(meta),
+                damage: None,
+                processes: read_process(pid).into_iter().collect(),
+                restarts,
+                last_restart,
+            })
+        }
+        Err(not_ready) => {
+            let log_tail = files.log_tail(8);
+            abandon(&mut started, files).await;
+            Err(match not_ready {
+                NotReady::Interrupted => AwsError::Interrupted {
+                    waiting_for: format!(
+                        "waiting for the tunnel on local port {local_port} to open"
+                    ),
+                },
+                NotReady::Failed(failure) => AwsError::TunnelOpenFailed {
+                    port: local_port,
+                    reason: failure.reason,
+                    log_tail: indent(&log_tail),
+                    help: failure.help,
+                },
+            })
+        }
+    }
+}
+
+/// .what = stops everything a failed or interrupted open started and removes its files
+/// .why = no half-open tunnel is left behind, and nothing unrecorded either
+async fn abandon(started: &mut StartedTunnelProcess, files: &TunnelFiles) {
+    let processes = TunnelProcesses::scan(&files.dir).of(&files.hash).to_vec();
+    let _ = stop_tunnel_process(&processes, None, Duration::from_secs(1)).await;
+    // reap the supervisor we started, now that it is gone
+    if matches!(started.child.try_wait(), Ok(None)) {
+        let _ = started.child.kill();
+        let _ = started.child.wait();
+    }
+    let _ = files.remove_all();
+}
+
+/// .what = who holds a port, in words: another tunnel of ours, a tunnel of another state folder, or a program
+/// .why = the user must know what to stop; declastruct stops nothing it did not start
+fn describe_port_holder(port: u16, processes: &TunnelProcesses, tunnels_dir: &Path) -> String {
+    let Some(holder) = find_port_holder(port) else {
+        return "another program (the system does not tell which)".into();
+    };
+    if let Some(hash) = processes.tunnel_of(holder.pid) {
+        return match TunnelFiles::new(tunnels_dir, hash).read_meta() {
+            Ok(Some(meta)) => format!(
+                "another declastruct tunnel (pid {}) to {}:{} through {}{}; close it with the manifest that opened it",
+                holder.pid,
+                meta.remote_host,
+                meta.remote_port,
+                meta.instance_id,
+                meta.region
+                    .map(|region| format!(" in {region}"))
+                    .unwrap_or_default(),
+            ),
+            _ => format!(
+                "another declastruct tunnel (pid {}, {hash}) whose record is damaged or missing; `declastruct status --all` shows it",
+                holder.pid
+            ),
+        };
+    }
+    if let Some(marker) = read_process(holder.pid).and_then(|process| process.tunnel) {
+        let home = marker.parent().and_then(Path::parent).map_or_else(
+            || marker.display().to_string(),
+            |home| home.display().to_string(),
+        );
+        return format!(
+            "a declastruct tunnel of another state folder (pid {}, DECLASTRUCT_HOME={home}); close it from there",
+            holder.pid
+        );
+    }
+    holder.to_string()
+}
+
+/// why a tunnel did not become ready
+enum NotReady {
+    Failed(SessionFailure),
+    Interrupted,
+}
+
+/// .what = waits until the session's output says its listener is up; keeps waiting (up to the agent limit)
+/// while restarts say the bastion's agent is not connected yet; fails fast on any other failure; ends at once
+/// when the user interrupts
+/// .why = every wait has a deadline and says what it waits for
+async fn wait_until_ready(
+    child: &mut Child,
+    files: &TunnelFiles,
+    local_port: u16,
+    context: &ContextAwsApi,
+) -> Result<(), NotReady> {
+    let started = Instant::now();
+    let mut deadline = started + context.tunnel_ready_timeout;
+    let mut reported_restarts = 0;
+    loop {
+        let log = std::fs::read_to_string(files.log_path()).unwrap_or_default();
+        if is_listening(&log, local_port) {
+            return Ok(());
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let failure = explain_failure(&log);
+            return Err(NotReady::Failed(SessionFailure {
+                reason: format!("{} ({status})", failure.reason),
+                ..failure
+            }));
+        }
+        let (restarts, _) = read_restarts(&files.log_path());
+        if restarts > reported_restarts {
+            reported_restarts = restarts;
+            let failure = explain_failure(&log);
+            if !failure.agent_not_connected {
+                return Err(NotReady::Failed(failure));
+            }
+            deadline = deadline.max(started + context.agent_wait_timeout);
+            context.report_progress(&format!(
+                "waiting for the bastion's SSM agent to connect (TargetNotConnected, attempt {}, {} s of {} s)",
+                restarts + 1,
+                started.elapsed().as_secs(),
+                context.agent_wait_timeout.as_secs()
+            ));
+        }
+        if Instant::now() >= deadline {
+            return Err(NotReady::Failed(if reported_restarts > 0 {
+                SessionFailure {
+                    reason: format!(
+                        "the bastion's SSM agent did not connect within {} s (TargetNotConnected)",
+                        context.agent_wait_timeout.as_secs()
+                    ),
+                    help: "check that the instance runs the SSM agent with an instance profile that allows Session Manager (AmazonSSMManagedInstanceCore) and can reach the SSM endpoints; raise DECLASTRUCT_AGENT_TIMEOUT_SECONDS if it only needs longer".into(),
+                    agent_not_connected: true,
+                }
+            } else {
+                SessionFailure {
+                    reason: format!(
+                        "the session did not open local port {local_port} within {} s",
+                        context.tunnel_ready_timeout.as_secs()
+                    ),
+                    help: "look at the session's output above; check the bastion's SSM agent and your network, then apply again".into(),
+                    agent_not_connected: false,
+                }
+            }));
+        }
+        tokio::select! {
+            () = context.cancel.cancelled() => return Err(NotReady::Interrupted),
+            () = tokio::time::sleep(Duration::from_millis(5)) => {}
+        }
+    }
+}
+
+fn indent(text: &str) -> String {
+    if text.is_empty() {
+        return "  (the session printed nothing)".into();
+    }
+    text.lines()
+        .map(|line| format!("    {line}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
