@@ -63,6 +63,19 @@ pub enum AwsError {
         status: String,
     },
 
+    /// the cluster is stopped: nothing answers behind its endpoint
+    #[error("RDS cluster `{name}` is stopped")]
+    #[diagnostic(
+        code(declastruct::aws::cluster_stopped),
+        help(
+            "start it with `aws rds start-db-cluster --db-cluster-identifier {name}` (it takes a few minutes), then apply again"
+        )
+    )]
+    ClusterStopped {
+        /// the identifier
+        name: String,
+    },
+
     /// an AWS API call failed
     #[error("AWS {operation} failed: {message}")]
     #[diagnostic(code(declastruct::aws::call_failed), help("{help}"))]
@@ -205,6 +218,31 @@ pub enum AwsError {
         waiting_for: String,
     },
 
+    /// no region is configured anywhere
+    #[error("no region: AWS_REGION is unset, the manifest has no `aws.region`, and the profile names none")]
+    #[diagnostic(
+        code(declastruct::aws::no_region),
+        help(
+            "set `aws.region` in the manifest (e.g. `aws: {{ region: us-east-1 }}`), or AWS_REGION, or `region` in your profile"
+        )
+    )]
+    NoRegion,
+
+    /// the selected profile is not in the AWS configuration files
+    #[error("profile `{profile}` is not in ~/.aws/config or ~/.aws/credentials")]
+    #[diagnostic(
+        code(declastruct::aws::profile_not_found),
+        help("{}", profile_help(source_of_name, known))
+    )]
+    ProfileNotFound {
+        /// the profile's name
+        profile: String,
+        /// where the name came from
+        source_of_name: &'static str,
+        /// the profiles that exist
+        known: Vec<String>,
+    },
+
     /// a code path that should be impossible
     #[error("unexpected: {0}")]
     #[diagnostic(
@@ -212,6 +250,17 @@ pub enum AwsError {
         help("this is a bug in declastruct; please report it with the command and manifest")
     )]
     Unexpected(String),
+}
+
+fn profile_help(source_of_name: &str, known: &[String]) -> String {
+    let known = if known.is_empty() {
+        "no profile is defined there".to_string()
+    } else {
+        format!("the profiles there are {}", known.join(", "))
+    };
+    format!(
+        "fix {source_of_name}, or create the profile with `aws configure --profile NAME` (or `aws configure sso`); {known}"
+    )
 }
 
 fn cluster_help(closest: &[String]) -> String {
@@ -234,6 +283,7 @@ impl AwsError {
     /// .why = expired credentials, AccessDenied and throttling each want a different fix
     pub(crate) fn from_sdk<E, R>(
         operation: &'static str,
+        endpoint: &str,
         error: aws_sdk_ec2::error::SdkError<E, R>,
     ) -> Self
     where
@@ -242,17 +292,26 @@ impl AwsError {
     {
         use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
         let code = error.code().map(str::to_string);
-        let detail = error
-            .message()
-            .map(str::to_string)
-            .unwrap_or_else(|| aws_sdk_ec2::error::DisplayErrorContext(&error).to_string());
-        let missing_credentials =
-            detail.contains("no credentials") || detail.contains("credential provider");
+        let full = aws_sdk_ec2::error::DisplayErrorContext(&error).to_string();
+        let detail = error.message().map_or_else(|| full.clone(), str::to_string);
+        let missing_credentials = full.contains("no credentials")
+            || full.contains("credential provider")
+            || full.contains("CredentialsNotLoaded")
+            || full.contains("failed to load credentials");
         if missing_credentials {
             return Self::Call {
                 operation,
                 message: "no AWS credentials were found".to_string(),
                 help: "set AWS_PROFILE (and run `aws sso login` for SSO), or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or `aws.profile` in the manifest".to_string(),
+            };
+        }
+        if let SdkError::TimeoutError(_) = &error {
+            return Self::Call {
+                operation,
+                message: format!("{endpoint} did not answer in time"),
+                help: format!(
+                    "AWS could not be reached at {endpoint}: check the network, the region and AWS_ENDPOINT_URL"
+                ),
             };
         }
         let help = match (&error, code.as_deref()) {
@@ -268,9 +327,9 @@ impl AwsError {
             (_, Some("Throttling" | "ThrottlingException" | "RequestLimitExceeded")) => {
                 "AWS is throttling requests even after retries: wait a minute and run again".to_string()
             }
-            (SdkError::DispatchFailure(_) | SdkError::TimeoutError(_), _) => {
-                "AWS could not be reached: check the network, the region and AWS_ENDPOINT_URL".to_string()
-            }
+            (SdkError::DispatchFailure(_), _) => format!(
+                "AWS could not be reached at {endpoint}: check the network, the region and AWS_ENDPOINT_URL"
+            ),
             _ => "check the region, your credentials and the resource names, then run again".to_string(),
         };
         let message = match code {

@@ -72,6 +72,7 @@ pub mod internal {
     };
     pub use crate::domain_operations::vpc_tunnel::utils;
     pub use crate::domain_operations::vpc_tunnel::{
-        ResolvedVpcTunnel, VpcTunnelObservation, inspect_vpc_tunnel, set_vpc_tunnel_resolved,
+        ResolvedVpcTunnel, VpcTunnelObservation, inspect_local_tunnel, inspect_vpc_tunnel,
+        set_vpc_tunnel_resolved,
     };
 }

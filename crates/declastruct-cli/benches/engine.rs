@@ -13,7 +13,7 @@ use declastruct_aws::{
     RdsClusterHost, RdsClusterRef, VpcTunnelStatus,
 };
 use declastruct_cli::manifest::{Manifest, ResourceDeclaration, parse_manifest};
-use declastruct_cli::resources::assemble;
+use declastruct_cli::resources::{LiveState, assemble};
 use declastruct_engine::{Plan, Wish};
 use declastruct_test_support::large_manifest;
 
@@ -24,12 +24,7 @@ fn manifest_text(total: usize) -> String {
 }
 
 /// the live world, in memory
-struct World {
-    bastions: BTreeMap<Ec2InstanceRef, DeclaredAwsEc2Instance>,
-    clusters: BTreeMap<RdsClusterRef, DeclaredAwsRdsCluster>,
-}
-
-fn world_for(manifest: &Manifest) -> World {
+fn world_for(manifest: &Manifest) -> LiveState {
     let mut bastions = BTreeMap::new();
     let mut clusters = BTreeMap::new();
     for resource in &manifest.resources {
@@ -70,15 +65,20 @@ fn world_for(manifest: &Manifest) -> World {
             ResourceDeclaration::DeclaredAwsVpcTunnel(_) => {}
         }
     }
-    World { bastions, clusters }
+    LiveState {
+        bastions,
+        clusters,
+        processes: Default::default(),
+    }
 }
 
-fn observations(manifest: &Manifest) -> Vec<VpcTunnelObservation> {
+fn observations(manifest: &Manifest) -> BTreeMap<usize, VpcTunnelObservation> {
     manifest
         .resources
         .iter()
-        .filter_map(|resource| match &resource.declaration {
-            ResourceDeclaration::DeclaredAwsVpcTunnel(tunnel) => Some(VpcTunnelObservation {
+        .enumerate()
+        .filter_map(|(index, resource)| match &resource.declaration {
+            ResourceDeclaration::DeclaredAwsVpcTunnel(tunnel) => Some((index, VpcTunnelObservation {
                 tunnel: tunnel
                     .to_domain()
                     .with_status(VpcTunnelStatus::Closed, None),
@@ -88,7 +88,7 @@ fn observations(manifest: &Manifest) -> Vec<VpcTunnelObservation> {
                 processes: Vec::new(),
                 restarts: 0,
                 last_restart: None,
-            }),
+            })),
             _ => None,
         })
         .collect()
@@ -99,12 +99,8 @@ fn plan_from_text(text: &str) -> Plan {
     let manifest = parse_manifest("bench.yml", text.to_string())
         .unwrap_or_else(|_| panic!("the manifest is valid"));
     let world = world_for(&manifest);
-    let resources = assemble(
-        &manifest,
-        &world.bastions,
-        &world.clusters,
-        observations(&manifest),
-    );
+    let resources = assemble(&manifest, &world, observations(&manifest))
+        .unwrap_or_else(|_| panic!("the manifest assembles"));
     Plan::compute(
         &resources,
         Wish {

@@ -51,18 +51,20 @@ pub fn run() -> ExitCode {
     }
 }
 
-/// `-v` info, `-vv` debug, `-vvv` trace, for declastruct's own crates; RUST_LOG, when set, decides instead
+/// `-v` info, `-vv` debug, `-vvv` trace, for declastruct's own crates; the AWS SDK's own messages only from `-v`
+/// on (at default verbosity its warnings, e.g. about the instance metadata service, are noise: declastruct says
+/// what went wrong in its own words); RUST_LOG, when set, decides instead
 fn init_tracing(verbose: u8, quiet: bool, color: bool) {
-    let level = match (quiet, verbose) {
-        (true, _) => "error",
-        (false, 0) => "warn",
-        (false, 1) => "info",
-        (false, 2) => "debug",
-        _ => "trace",
+    let (ours, others) = match (quiet, verbose) {
+        (true, _) => ("error", "off"),
+        (false, 0) => ("warn", "off"),
+        (false, 1) => ("info", "warn"),
+        (false, 2) => ("debug", "info"),
+        _ => ("trace", "debug"),
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(format!(
-            "warn,declastruct_aws={level},declastruct_cli={level}"
+            "{others},declastruct_aws={ours},declastruct_cli={ours}"
         ))
     });
     let _ = tracing_subscriber::fmt()

@@ -14,7 +14,7 @@ mod resource;
 
 pub use action::Action;
 pub use apply::{ApplyOutcome, ApplyReport, ChangeOutcome, run_changes};
-pub use diff::{project_onto, render_document, unified_difference};
+pub use diff::{project_onto, projection_equals, render_document, unified_difference};
 pub use error::EngineError;
 pub use order::order_by_dependencies;
 pub use plan::{Change, ChangeState, Plan, Wish, canonical_json, compute_plan_hash};

@@ -37,6 +37,8 @@ pub struct ContextAwsApi {
     /// the manifest's profile, passed to `aws ssm start-session --profile`, so the session uses the same
     /// credentials as the SDK
     pub profile: Option<String>,
+    /// the endpoint every service is reached at, when one is configured (`AWS_ENDPOINT_URL`, moto, LocalStack)
+    pub endpoint_url: Option<String>,
     /// the state folder; tunnels live in `{state_dir}/tunnels/`
     pub state_dir: PathBuf,
     /// the program run as the AWS CLI for `ssm start-session`
@@ -60,17 +62,52 @@ impl ContextAwsApi {
     /// .what = a context from the standard AWS configuration, with the manifest's overrides
     /// .why = the blueprint's example becomes a few lines of Rust, and the CLI builds its context the same way
     pub async fn load(settings: &AwsSettings) -> Result<Self, AwsError> {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .timeout_config(Self::deadlines());
         if let Some(region) = &settings.region {
             loader = loader.region(aws_config::Region::new(region.clone()));
         }
         if let Some(profile) = &settings.profile {
             loader = loader.profile_name(profile);
         }
+        let selected = settings.profile.clone().or_else(|| {
+            std::env::var("AWS_PROFILE")
+                .ok()
+                .filter(|profile| !profile.is_empty())
+        });
+        if let Some(profile) = selected {
+            check_profile_exists(&profile, settings.profile.is_some()).await?;
+        }
         let config = loader.load().await;
+        if config.region().is_none() {
+            return Err(AwsError::NoRegion);
+        }
         let mut context = Self::from_sdk_config(&config);
         context.profile = settings.profile.clone();
         Ok(context)
+    }
+
+    /// .what = the deadlines of every AWS call: 3 s to connect, 10 s to read, 10 s an attempt, 25 s in all
+    /// .why = a silent endpoint is an error naming the call and the endpoint within 30 s, never a hang
+    pub fn deadlines() -> aws_config::timeout::TimeoutConfig {
+        aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(3))
+            .read_timeout(Duration::from_secs(10))
+            .operation_attempt_timeout(Duration::from_secs(10))
+            .operation_timeout(Duration::from_secs(25))
+            .build()
+    }
+
+    /// .what = where `service` (e.g. `ec2`) is reached: the configured endpoint, or AWS's regional one
+    /// .why = an unreachable endpoint is named in the error, so a wrong AWS_ENDPOINT_URL is seen at once
+    pub fn endpoint(&self, service: &str) -> String {
+        match &self.endpoint_url {
+            Some(endpoint) => endpoint.clone(),
+            None => format!(
+                "https://{service}.{}.amazonaws.com",
+                self.region.as_deref().unwrap_or("REGION")
+            ),
+        }
     }
 
     /// .what = a context from an SDK configuration the caller already has
@@ -81,6 +118,7 @@ impl ContextAwsApi {
             rds: aws_sdk_rds::Client::new(config),
             region: config.region().map(ToString::to_string),
             profile: None,
+            endpoint_url: config.endpoint_url().map(str::to_string),
             state_dir: Self::default_state_dir().unwrap_or_default(),
             aws_cli: std::env::var_os("DECLASTRUCT_AWS_CLI")
                 .filter(|program| !program.is_empty())
@@ -152,6 +190,32 @@ impl ContextAwsApi {
             }),
         }
     }
+}
+
+/// .what = fails when the selected profile is in neither AWS file
+/// .why = "no credentials, set AWS_PROFILE" while AWS_PROFILE is set sends the user the wrong way
+async fn check_profile_exists(profile: &str, from_manifest: bool) -> Result<(), AwsError> {
+    use aws_types::os_shim_internal::{Env, Fs};
+    let files = aws_runtime::env_config::file::EnvConfigFiles::default();
+    let Ok(profiles) = aws_config::profile::load(&Fs::real(), &Env::real(), &files, None).await
+    else {
+        // an unreadable or malformed file is reported by the SDK itself, with its own words
+        return Ok(());
+    };
+    if profiles.get_profile(profile).is_some() {
+        return Ok(());
+    }
+    let mut known: Vec<String> = profiles.profiles().map(str::to_string).collect();
+    known.sort();
+    Err(AwsError::ProfileNotFound {
+        profile: profile.to_string(),
+        source_of_name: if from_manifest {
+            "`aws.profile` in the manifest"
+        } else {
+            "AWS_PROFILE"
+        },
+        known,
+    })
 }
 
 impl std::fmt::Debug for ContextAwsApi {

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 // tunnels go through the code behind `set_vpc_tunnel`, with the bastion and cluster the plan already resolved
 use declastruct_aws::internal::{ResolvedVpcTunnel, set_vpc_tunnel_resolved};
-use declastruct_aws::{AwsError, ContextAwsApi, Ec2InstanceRef, set_ec2_instance_status};
+use declastruct_aws::{AwsError, ContextAwsApi, set_ec2_instance_status};
 use declastruct_engine::{ApplyReport, ChangeOutcome, Plan, run_changes};
 use serde_json::json;
 
@@ -15,12 +15,12 @@ use crate::args::{ApplyArgs, Cli};
 use crate::commands::{EXIT_FAILURE, compute_plan, observe_or_report, report};
 use crate::progress::Progress;
 use crate::render::render_plan;
-use crate::resources::PlannedResource;
+use crate::resources::Observed;
 
 /// .what = `declastruct apply`: plans, confirms, and applies the changes in dependency order
 /// .why = makes the live world match the manifest: bastions started or stopped, tunnels opened or closed
 pub async fn run(cli: &Cli, args: &ApplyArgs) -> ExitCode {
-    let (manifest, mut context, resources) = match observe_or_report(cli).await {
+    let (manifest, mut context, resources) = match observe_or_report(cli, !args.json).await {
         Ok(observed) => observed,
         Err(code) => return code,
     };
@@ -69,7 +69,7 @@ pub async fn run(cli: &Cli, args: &ApplyArgs) -> ExitCode {
     let interrupted = Arc::new(AtomicBool::new(false));
     watch_for_interruption(interrupted.clone(), context.cancel.clone());
 
-    let by_slug: HashMap<String, &PlannedResource> = resources
+    let by_slug: HashMap<String, &Observed> = resources
         .iter()
         .map(|resource| {
             (
@@ -162,30 +162,21 @@ pub async fn run(cli: &Cli, args: &ApplyArgs) -> ExitCode {
 
 /// .what = applies one change through the AWS crate's public operations
 /// .why = the CLI and SDK users run the same code
-async fn apply_change(resource: &PlannedResource, context: &ContextAwsApi) -> Result<(), AwsError> {
+async fn apply_change(resource: &Observed, context: &ContextAwsApi) -> Result<(), AwsError> {
     match resource {
-        PlannedResource::Bastion { declaration, .. } => match declaration.status {
-            Some(status) => set_ec2_instance_status(
-                &Ec2InstanceRef::by_exid(&declaration.exid),
-                status,
-                context,
-            )
-            .await
-            .map(|_| ()),
+        Observed::Bastion(bastion) => match bastion.desired_status {
+            Some(status) => set_ec2_instance_status(&bastion.reference, status, context)
+                .await
+                .map(|_| ()),
             None => Ok(()),
         },
         // clusters are read-only references: their plan is always KEEP
-        PlannedResource::Cluster { .. } => Ok(()),
-        PlannedResource::Tunnel {
-            declaration,
-            bastion,
-            cluster,
-            ..
-        } => {
+        Observed::Cluster(_) => Ok(()),
+        Observed::Tunnel(tunnel) => {
             let resolved = ResolvedVpcTunnel {
-                tunnel: declaration.to_domain(),
-                bastion: bastion.clone(),
-                cluster: cluster.clone(),
+                tunnel: tunnel.declaration.to_domain(),
+                bastion: tunnel.bastion.clone(),
+                cluster: tunnel.cluster.clone(),
             };
             set_vpc_tunnel_resolved(&resolved, context)
                 .await
@@ -239,6 +230,15 @@ fn check_saved_plan(path: &std::path::Path, fresh: &Plan) -> Result<(), String> 
             path.display()
         )
     })?;
+    // what a reviewer read must be what runs: the saved changes must still hash to the saved hash
+    let content_hash = declastruct_engine::compute_plan_hash(&saved.changes);
+    if content_hash != saved.hash {
+        return Err(format!(
+            "error: {} was altered after it was saved: its changes no longer hash to its `hash`\n  help: never edit a saved plan; run `declastruct plan --out {}` again, review it, then apply it",
+            path.display(),
+            path.display()
+        ));
+    }
     if saved.hash == fresh.hash {
         return Ok(());
     }

@@ -17,7 +17,8 @@ use miette::Diagnostic;
 
 use crate::args::Cli;
 use crate::manifest::{Manifest, load_manifest};
-use crate::resources::{PlannedResource, observe};
+use crate::progress::Progress;
+use crate::resources::{Observed, observe};
 
 /// .what = exit codes of the contract
 /// .why = named once
@@ -49,11 +50,12 @@ pub fn load_or_report(cli: &Cli) -> Option<Manifest> {
     }
 }
 
-/// .what = the manifest, an AWS context and the planned resources, or the exit code after reporting why not
-/// .why = plan, apply and status share the reading of live state
+/// .what = the manifest, an AWS context and the observed resources, or the exit code after reporting why not
+/// .why = plan and apply share the reading of live state; on a terminal a spinner names the calls it waits for
 pub async fn observe_or_report(
     cli: &Cli,
-) -> Result<(Manifest, ContextAwsApi, Vec<PlannedResource>), ExitCode> {
+    show_progress: bool,
+) -> Result<(Manifest, ContextAwsApi, Vec<Observed>), ExitCode> {
     let manifest = load_or_report(cli).ok_or(ExitCode::from(EXIT_FAILURE))?;
     let context = match ContextAwsApi::load(&manifest.aws).await {
         Ok(context) => context,
@@ -62,7 +64,14 @@ pub async fn observe_or_report(
             return Err(ExitCode::from(EXIT_FAILURE));
         }
     };
-    match observe(&manifest, &context).await {
+    let progress = Progress::for_terminal(show_progress && !cli.quiet);
+    let reading = progress.start(format!(
+        "reading live state: ec2:DescribeInstances, rds:DescribeDBClusters at {}",
+        context.endpoint("ec2")
+    ));
+    let observed = observe(&manifest, &context).await;
+    drop(reading);
+    match observed {
         Ok(resources) => Ok((manifest, context, resources)),
         Err(errors) => {
             for error in errors {
@@ -75,7 +84,7 @@ pub async fn observe_or_report(
 
 /// .what = the plan of the planned resources
 /// .why = plan and apply compute it the same way
-pub fn compute_plan(manifest: &Manifest, resources: &[PlannedResource]) -> Result<Plan, ExitCode> {
+pub fn compute_plan(manifest: &Manifest, resources: &[Observed]) -> Result<Plan, ExitCode> {
     Plan::compute(
         resources,
         Wish {

@@ -8,7 +8,7 @@ use crate::render::{render_plan, summary_line};
 /// .what = `declastruct plan`: reads live state and prints the changes apply would make
 /// .why = the reviewable preview, for people (a diff) and for CI (JSON, a saved plan, exit codes)
 pub async fn run(cli: &Cli, args: &PlanArgs) -> ExitCode {
-    let (manifest, _context, resources) = match observe_or_report(cli).await {
+    let (manifest, _context, resources) = match observe_or_report(cli, !args.json).await {
         Ok(observed) => observed,
         Err(code) => return code,
     };

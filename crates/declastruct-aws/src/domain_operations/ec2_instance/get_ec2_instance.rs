@@ -101,7 +101,13 @@ pub async fn get_ec2_instances(
     Ok(found)
 }
 
-/// one paginated DescribeInstances with `filter_name` in `values`, live states only
+/// how many values one DescribeInstances filter carries at most (EC2 refuses more: "The maximum number of filter
+/// values specified on a single call is 200"); more are asked for in several calls
+pub(crate) const INSTANCE_FILTER_LIMIT: usize = 200;
+
+/// .what = DescribeInstances through the SDK's paginator (following `NextToken`) with `filter_name` in `values`,
+/// live states only, in chunks of at most `INSTANCE_FILTER_LIMIT` values, the chunks concurrently
+/// .why = any number of bastions, in as few calls as the API allows
 async fn describe_instances(
     filter_name: &str,
     values: Vec<String>,
@@ -115,52 +121,52 @@ async fn describe_instances(
         values = values.len(),
         "ec2:DescribeInstances"
     );
-    let mut instances = Vec::new();
-    let mut next_token: Option<String> = None;
-    loop {
-        let response = context
-            .ec2
-            .describe_instances()
-            .filters(
-                Filter::builder()
-                    .name(filter_name)
-                    .set_values(Some(values.clone()))
-                    .build(),
-            )
-            .filters(
-                Filter::builder()
-                    .name("instance-state-name")
-                    .set_values(Some(
-                        LIVE_STATES.iter().map(|state| state.to_string()).collect(),
-                    ))
-                    .build(),
-            )
-            .set_next_token(next_token)
-            .send()
-            .await
-            .map_err(|error| AwsError::from_sdk("ec2:DescribeInstances", error))?;
-        instances.extend(
-            response
-                .reservations()
-                .iter()
-                .flat_map(|reservation| reservation.instances())
-                .map(cast_to_declared_aws_ec2_instance)
-                // the filter already leaves these out; a server that ignores it must not change the answer
-                .filter(|instance| {
-                    !matches!(
-                        instance.status,
-                        Some(Ec2InstanceStatus::Terminated | Ec2InstanceStatus::ShuttingDown)
-                    )
-                }),
-        );
-        next_token = response
-            .next_token()
-            .filter(|token| !token.is_empty())
-            .map(str::to_string);
-        if next_token.is_none() {
-            return Ok(instances);
-        }
-    }
+    let pages = futures::future::try_join_all(values.chunks(INSTANCE_FILTER_LIMIT).map(
+        |chunk| async move {
+            let mut pages = context
+                .ec2
+                .describe_instances()
+                .filters(
+                    Filter::builder()
+                        .name(filter_name)
+                        .set_values(Some(chunk.to_vec()))
+                        .build(),
+                )
+                .filters(
+                    Filter::builder()
+                        .name("instance-state-name")
+                        .set_values(Some(
+                            LIVE_STATES.iter().map(|state| state.to_string()).collect(),
+                        ))
+                        .build(),
+                )
+                .into_paginator()
+                .send();
+            let mut instances = Vec::new();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|error| {
+                    AwsError::from_sdk("ec2:DescribeInstances", &context.endpoint("ec2"), error)
+                })?;
+                instances.extend(
+                    page.reservations()
+                        .iter()
+                        .flat_map(|reservation| reservation.instances())
+                        .map(cast_to_declared_aws_ec2_instance)
+                        // the filter already leaves these out; a server that ignores it must not change the
+                        // answer
+                        .filter(|instance| {
+                            !matches!(
+                                instance.status,
+                                Some(Ec2InstanceStatus::Terminated | Ec2InstanceStatus::ShuttingDown)
+                            )
+                        }),
+                );
+            }
+            Ok::<_, AwsError>(instances)
+        },
+    ))
+    .await?;
+    Ok(pages.into_iter().flatten().collect())
 }
 
 #[cfg(test)]
@@ -293,5 +299,60 @@ mod tests {
             error.to_string(),
             "2 instances carry the tag exid=shared: i-0001, i-0002"
         );
+    }
+
+    /// two pages, as EC2 answers when more instances match than fit one response: the second asked for with
+    /// the first's `nextToken`
+    fn paged(_action: &str, body: &str) -> (u16, String) {
+        if body.contains("NextToken=page-two") {
+            (200, describe_instances_xml("i-0002", "second", "running"))
+        } else {
+            let first = describe_instances_xml("i-0001", "first", "stopped");
+            (
+                200,
+                first.replace(
+                    "</reservationSet>",
+                    "</reservationSet><nextToken>page-two</nextToken>",
+                ),
+            )
+        }
+    }
+
+    #[tokio::test]
+    async fn every_page_is_read() {
+        let (context, recorded, _folder) = recording_context(paged);
+        let found = get_ec2_instances(
+            &[
+                Ec2InstanceRef::by_exid("first"),
+                Ec2InstanceRef::by_exid("second"),
+            ],
+            &context,
+        )
+        .await
+        .expect("answered");
+        assert_eq!(found.len(), 2, "{found:?}");
+        let sent = bodies(&recorded);
+        assert_eq!(sent.len(), 2);
+        assert!(!sent[0].contains("NextToken"), "{}", sent[0]);
+        assert!(sent[1].contains("NextToken=page-two"), "{}", sent[1]);
+    }
+
+    #[tokio::test]
+    async fn filter_values_are_chunked_to_the_apis_limit() {
+        let (context, recorded, _folder) = recording_context(|_, _| {
+            (200, describe_instances_xml("i-0abc", "unrelated", "running"))
+        });
+        let references: Vec<Ec2InstanceRef> = (0..INSTANCE_FILTER_LIMIT + 50)
+            .map(|number| Ec2InstanceRef::by_exid(format!("exid-{number}")))
+            .collect();
+        get_ec2_instances(&references, &context)
+            .await
+            .expect("answered");
+        let mut sizes: Vec<usize> = bodies(&recorded)
+            .iter()
+            .map(|body| filters(body)[0].1.len())
+            .collect();
+        sizes.sort();
+        assert_eq!(sizes, vec![50, INSTANCE_FILTER_LIMIT]);
     }
 }

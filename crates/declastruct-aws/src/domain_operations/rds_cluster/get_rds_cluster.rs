@@ -24,7 +24,7 @@ pub async fn get_rds_cluster(
             .db_clusters()
             .iter()
             .map(cast_to_declared_aws_rds_cluster)
-            .find(|cluster| cluster.name == by.name)),
+            .find(|cluster| names_cluster(by, cluster))),
         Err(error)
             if matches!(
                 error.as_service_error(),
@@ -33,7 +33,7 @@ pub async fn get_rds_cluster(
         {
             Ok(None)
         }
-        Err(error) => Err(AwsError::from_sdk("rds:DescribeDBClusters", error)),
+        Err(error) => Err(AwsError::from_sdk("rds:DescribeDBClusters", &context.endpoint("rds"), error)),
     }
 }
 
@@ -45,7 +45,7 @@ pub async fn get_rds_clusters(
 ) -> Result<BTreeMap<RdsClusterRef, DeclaredAwsRdsCluster>, AwsError> {
     let mut names: Vec<String> = references
         .iter()
-        .map(|reference| reference.name.clone())
+        .map(|reference| reference.name.to_ascii_lowercase())
         .collect();
     names.sort();
     names.dedup();
@@ -58,7 +58,7 @@ pub async fn get_rds_clusters(
         .filter_map(|reference| {
             clusters
                 .iter()
-                .find(|cluster| cluster.name == reference.name)
+                .find(|cluster| names_cluster(reference, cluster))
                 .map(|cluster| (reference.clone(), cluster.clone()))
         })
         .collect())
@@ -84,7 +84,13 @@ pub async fn closest_cluster_names(
         .collect())
 }
 
-/// one paginated DescribeDBClusters, filtered to `names` when given
+/// how many values one `db-cluster-id` filter carries at most; more names are asked for in several calls
+/// (conservative: the API documents no higher limit for this filter)
+pub(crate) const CLUSTER_FILTER_LIMIT: usize = 100;
+
+/// .what = DescribeDBClusters through the SDK's paginator (following `Marker`), filtered to `names` when given,
+/// in chunks of at most `CLUSTER_FILTER_LIMIT` names, the chunks concurrently
+/// .why = any number of clusters, in as few calls as the API allows
 async fn describe_clusters(
     names: Option<Vec<String>>,
     context: &ContextAwsApi,
@@ -93,36 +99,45 @@ async fn describe_clusters(
         filtered = names.as_ref().map(Vec::len),
         "rds:DescribeDBClusters"
     );
-    let mut clusters = Vec::new();
-    let mut marker: Option<String> = None;
-    loop {
-        let mut request = context.rds.describe_db_clusters().set_marker(marker);
-        if let Some(names) = &names {
+    let chunks: Vec<Option<Vec<String>>> = match names {
+        None => vec![None],
+        Some(names) => names
+            .chunks(CLUSTER_FILTER_LIMIT)
+            .map(|chunk| Some(chunk.to_vec()))
+            .collect(),
+    };
+    let pages = futures::future::try_join_all(chunks.into_iter().map(|chunk| async move {
+        let mut request = context.rds.describe_db_clusters();
+        if let Some(names) = chunk {
             request = request.filters(
                 Filter::builder()
                     .name("db-cluster-id")
-                    .set_values(Some(names.clone()))
+                    .set_values(Some(names))
                     .build(),
             );
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|error| AwsError::from_sdk("rds:DescribeDBClusters", error))?;
-        clusters.extend(
-            response
-                .db_clusters()
-                .iter()
-                .map(cast_to_declared_aws_rds_cluster),
-        );
-        marker = response
-            .marker()
-            .filter(|marker| !marker.is_empty())
-            .map(str::to_string);
-        if marker.is_none() {
-            return Ok(clusters);
+        let mut pages = request.into_paginator().send();
+        let mut clusters = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|error| {
+                AwsError::from_sdk("rds:DescribeDBClusters", &context.endpoint("rds"), error)
+            })?;
+            clusters.extend(
+                page.db_clusters()
+                    .iter()
+                    .map(cast_to_declared_aws_rds_cluster),
+            );
         }
-    }
+        Ok::<_, AwsError>(clusters)
+    }))
+    .await?;
+    Ok(pages.into_iter().flatten().collect())
+}
+
+/// .what = whether a cluster found is the one a reference names
+/// .why = RDS stores identifiers in lower case and compares them without case: `AhBodeDB` names `ahbodedb`
+pub(crate) fn names_cluster(reference: &RdsClusterRef, cluster: &DeclaredAwsRdsCluster) -> bool {
+    reference.name.eq_ignore_ascii_case(&cluster.name)
 }
 
 #[cfg(test)]
@@ -185,5 +200,64 @@ mod tests {
                 vec!["a".to_string(), "b".to_string()]
             )]
         );
+    }
+
+    /// two pages, as RDS answers with a `Marker` when more clusters match than `MaxRecords`
+    fn paged(_action: &str, body: &str) -> (u16, String) {
+        if body.contains("Marker=page-two") {
+            (200, describe_clusters_xml("second"))
+        } else {
+            (
+                200,
+                describe_clusters_xml("first").replace(
+                    "</DBClusters>",
+                    "</DBClusters><Marker>page-two</Marker>",
+                ),
+            )
+        }
+    }
+
+    #[tokio::test]
+    async fn every_page_is_read() {
+        let (context, recorded, _folder) = recording_context(paged);
+        let found = get_rds_clusters(
+            &[
+                RdsClusterRef::by_name("first"),
+                RdsClusterRef::by_name("second"),
+            ],
+            &context,
+        )
+        .await
+        .expect("answered");
+        assert_eq!(found.len(), 2, "{found:?}");
+        let sent = bodies(&recorded);
+        assert_eq!(sent.len(), 2);
+        assert!(sent[1].contains("Marker=page-two"), "{}", sent[1]);
+    }
+
+    #[tokio::test]
+    async fn filter_values_are_chunked_and_identifiers_match_without_case() {
+        let (context, recorded, _folder) =
+            recording_context(|_, _| (200, describe_clusters_xml("ahbodedb")));
+        let mut references: Vec<RdsClusterRef> = (0..CLUSTER_FILTER_LIMIT + 20)
+            .map(|number| RdsClusterRef::by_name(format!("cluster-{number:03}")))
+            .collect();
+        references.push(RdsClusterRef::by_name("AhBodeDB"));
+        let found = get_rds_clusters(&references, &context)
+            .await
+            .expect("answered");
+        assert_eq!(
+            found
+                .get(&RdsClusterRef::by_name("AhBodeDB"))
+                .map(|cluster| cluster.name.as_str()),
+            Some("ahbodedb"),
+            "RDS stores identifiers in lower case"
+        );
+        let mut sizes: Vec<usize> = bodies(&recorded)
+            .iter()
+            .map(|body| filters(body)[0].1.len())
+            .collect();
+        sizes.sort();
+        assert_eq!(sizes, vec![21, CLUSTER_FILTER_LIMIT]);
     }
 }

@@ -83,10 +83,21 @@ pub async fn inspect_vpc_tunnel(
     .await)
 }
 
+/// .what = observes a tunnel from this machine alone: its files and its processes, with no AWS call
+/// .why = `status` shows what runs here even when AWS cannot be reached, and `status --all` every tunnel
+pub async fn inspect_local_tunnel(
+    tunnel: &DeclaredAwsVpcTunnel,
+    files: &TunnelFiles,
+    processes: &TunnelProcesses,
+    engine: Option<&str>,
+) -> VpcTunnelObservation {
+    VpcTunnelObservation::observe(tunnel, files, processes.of(&files.hash), engine).await
+}
+
 impl VpcTunnelObservation {
     /// .what = a closed tunnel, with its identity when known
     /// .why = a tunnel without a live process of ours, or one just closed
-    pub(crate) fn closed(tunnel: &DeclaredAwsVpcTunnel, hash: Option<String>) -> Self {
+    pub fn closed(tunnel: &DeclaredAwsVpcTunnel, hash: Option<String>) -> Self {
         Self {
             tunnel: tunnel.with_status(VpcTunnelStatus::Closed, None),
             hash,

@@ -8,5 +8,7 @@ pub mod supervisor;
 /// .why = each is small and testable on its own, and SDK users may check a port or a process the same way
 pub mod utils;
 
-pub use get_vpc_tunnel::{VpcTunnelObservation, get_vpc_tunnel, inspect_vpc_tunnel};
+pub use get_vpc_tunnel::{
+    VpcTunnelObservation, get_vpc_tunnel, inspect_local_tunnel, inspect_vpc_tunnel,
+};
 pub use set_vpc_tunnel::{ResolvedVpcTunnel, set_vpc_tunnel, set_vpc_tunnel_resolved};

@@ -53,7 +53,18 @@ async fn probe(port: u16, engine: Option<&str>) -> TunnelHealth {
             Err(_) => TunnelHealth::failed(unreachable),
         };
     }
-    TunnelHealth::ok()
+    // no protocol to speak: a listener that accepts is all that can be said
+    TunnelHealth {
+        healthy: true,
+        reason: Some(format!(
+            "listener only, database not verified: no protocol probe for {}",
+            if engine.is_empty() {
+                "an unknown engine".to_string()
+            } else {
+                format!("engine `{engine}`")
+            }
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -106,5 +117,16 @@ mod tests {
         };
         let health = is_tunnel_healthy(port, None, Duration::from_secs(2)).await;
         assert!(!health.healthy);
+    }
+
+    #[tokio::test]
+    async fn without_a_protocol_probe_a_listener_is_only_a_listener() {
+        let port = serve(Some(b"+PONG\r\n")).await;
+        let health = is_tunnel_healthy(port, Some("docdb"), Duration::from_secs(2)).await;
+        assert!(health.healthy);
+        assert_eq!(
+            health.describe(),
+            "healthy (listener only, database not verified: no protocol probe for engine `docdb`)"
+        );
     }
 }

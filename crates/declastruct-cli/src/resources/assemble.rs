@@ -1,0 +1,230 @@
+//! .what = the observed resources of a manifest, from its declarations and the live state
+//! .why = pure, so that the plan of any manifest can be computed and measured against an in-memory world; here a
+//! tunnel's bastion is recognised however it is named, and a bastion an OPEN tunnel will start is planned so
+
+use std::collections::BTreeMap;
+
+use declastruct_aws::internal::VpcTunnelObservation;
+use declastruct_aws::{
+    DesiredInstanceStatus, Ec2InstanceRef, Ec2InstanceStatus, VpcTunnelStatus,
+};
+use declastruct_engine::{Edge, ResourceAddress};
+
+use super::live::LiveState;
+use super::observed::{Observed, ObservedBastion, ObservedCluster, ObservedTunnel};
+use crate::manifest::{
+    DeclaredResource, Ec2InstanceDeclaration, Manifest, ManifestError, ResourceDeclaration,
+    bastion_address, cluster_address,
+};
+
+/// one bastion of the plan: where it is declared (if it is), and the reference the plan names it by
+struct PlanBastion<'a> {
+    reference: Ec2InstanceRef,
+    declared: Option<(usize, &'a Ec2InstanceDeclaration)>,
+    desired_status: Option<DesiredInstanceStatus>,
+    started_for_a_tunnel: bool,
+}
+
+/// .what = the observed resources, in manifest order (a bastion only a tunnel names comes before that tunnel),
+/// with ordering edges; or the contradictions the live lookup revealed
+/// .why = a tunnel that names its bastion by `instanceId` while the manifest declares it by `exid` is ordered
+/// against it and checked against its declared status, and a bastion an OPEN tunnel will start shows in the plan
+pub fn assemble(
+    manifest: &Manifest,
+    live: &LiveState,
+    mut tunnels: BTreeMap<usize, VpcTunnelObservation>,
+) -> Result<Vec<Observed>, Vec<miette::Report>> {
+    // every bastion of the plan, by live instance id: declared ones first, then those only tunnels name
+    let mut bastions: BTreeMap<String, PlanBastion> = BTreeMap::new();
+    for (index, declared) in manifest.resources.iter().enumerate() {
+        if let ResourceDeclaration::DeclaredAwsEc2Instance(instance) = &declared.declaration {
+            let reference = Ec2InstanceRef::by_exid(&instance.exid);
+            if let Some(instance_id) = live.instance_id(&reference) {
+                bastions.insert(
+                    instance_id,
+                    PlanBastion {
+                        reference,
+                        declared: Some((index, instance)),
+                        desired_status: instance.status,
+                        started_for_a_tunnel: false,
+                    },
+                );
+            }
+        }
+    }
+    let mut errors = Vec::new();
+    for declared in &manifest.resources {
+        let ResourceDeclaration::DeclaredAwsVpcTunnel(tunnel) = &declared.declaration else {
+            continue;
+        };
+        let Some(instance_id) = live.instance_id(&tunnel.via.bastion) else {
+            continue;
+        };
+        let bastion = bastions.entry(instance_id).or_insert_with(|| PlanBastion {
+            reference: tunnel.via.bastion.clone(),
+            declared: None,
+            desired_status: None,
+            started_for_a_tunnel: false,
+        });
+        if tunnel.status != VpcTunnelStatus::Open {
+            continue;
+        }
+        match bastion.desired_status {
+            Some(DesiredInstanceStatus::Stopped) => {
+                // the same-exid case is refused by `validate`; this one needed the live lookup to be seen
+                if let Some((bastion_index, _)) = bastion.declared {
+                    errors.push(contradiction(manifest, declared, bastion_index, tunnel.from.port));
+                }
+            }
+            Some(DesiredInstanceStatus::Running) => {}
+            None => {
+                let running = live
+                    .bastions
+                    .get(&tunnel.via.bastion)
+                    .is_some_and(|found| found.status == Some(Ec2InstanceStatus::Running));
+                if !running {
+                    bastion.desired_status = Some(DesiredInstanceStatus::Running);
+                    bastion.started_for_a_tunnel = true;
+                }
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+
+    let bastion_of = |reference: &Ec2InstanceRef| {
+        live.instance_id(reference)
+            .and_then(|instance_id| bastions.get(&instance_id))
+    };
+    let observed_bastion = |bastion: &PlanBastion| {
+        live.bastions.get(&bastion.reference).map(|found| {
+            Observed::Bastion(ObservedBastion {
+                reference: bastion.reference.clone(),
+                declaration: bastion.declared.map(|(_, declaration)| declaration.clone()),
+                desired_status: bastion.desired_status,
+                started_for_a_tunnel: bastion.started_for_a_tunnel,
+                live: found.clone(),
+            })
+        })
+    };
+    let mut observed = Vec::with_capacity(manifest.resources.len());
+    let mut listed: Vec<ResourceAddress> = Vec::new();
+    for (index, declared) in manifest.resources.iter().enumerate() {
+        match &declared.declaration {
+            ResourceDeclaration::DeclaredAwsEc2Instance(instance) => {
+                let reference = Ec2InstanceRef::by_exid(&instance.exid);
+                if let Some(bastion) = bastion_of(&reference) {
+                    observed.extend(observed_bastion(bastion));
+                }
+            }
+            ResourceDeclaration::DeclaredAwsRdsCluster(cluster) => {
+                let reference = declastruct_aws::RdsClusterRef::by_name(&cluster.name);
+                if let Some(found) = live.clusters.get(&reference) {
+                    observed.push(Observed::Cluster(ObservedCluster {
+                        declaration: cluster.clone(),
+                        live: found.clone(),
+                    }));
+                }
+            }
+            ResourceDeclaration::DeclaredAwsVpcTunnel(tunnel) => {
+                let (Some(bastion), Some(cluster), Some(observation)) = (
+                    live.bastions.get(&tunnel.via.bastion),
+                    live.clusters.get(&tunnel.into.cluster),
+                    tunnels.remove(&index),
+                ) else {
+                    continue;
+                };
+                let address = tunnel.address();
+                let mut edges = Vec::new();
+                if let Some(plan_bastion) = bastion_of(&tunnel.via.bastion) {
+                    let bastion_at = bastion_address(&plan_bastion.reference);
+                    // a bastion only this tunnel names, and that it will start, is listed before it
+                    if plan_bastion.declared.is_none()
+                        && plan_bastion.desired_status.is_some()
+                        && !listed.contains(&bastion_at)
+                    {
+                        observed.extend(observed_bastion(plan_bastion));
+                        listed.push(bastion_at.clone());
+                    }
+                    if plan_bastion.declared.is_some() || plan_bastion.desired_status.is_some() {
+                        // a tunnel closes before its bastion stops, and opens after it starts
+                        edges.push(
+                            if plan_bastion.desired_status == Some(DesiredInstanceStatus::Stopped) {
+                                Edge {
+                                    before: address.clone(),
+                                    after: bastion_at,
+                                }
+                            } else {
+                                Edge {
+                                    before: bastion_at,
+                                    after: address.clone(),
+                                }
+                            },
+                        );
+                    }
+                }
+                let cluster_at = cluster_address(&tunnel.into.cluster);
+                let cluster_declared = manifest.resources.iter().any(|other| {
+                    matches!(&other.declaration, ResourceDeclaration::DeclaredAwsRdsCluster(declared)
+                        if cluster_address(&tunnel.into.cluster) == declared.address())
+                });
+                if cluster_declared {
+                    edges.push(Edge {
+                        before: cluster_at,
+                        after: address,
+                    });
+                }
+                observed.push(Observed::Tunnel(Box::new(ObservedTunnel {
+                    declaration: tunnel.clone(),
+                    observation,
+                    bastion: bastion.clone(),
+                    cluster: cluster.clone(),
+                    edges,
+                })));
+            }
+        }
+    }
+    Ok(observed)
+}
+
+/// an OPEN tunnel through a bastion that the manifest declares stopped under another name
+fn contradiction(
+    manifest: &Manifest,
+    tunnel: &DeclaredResource,
+    bastion_index: usize,
+    port: u16,
+) -> miette::Report {
+    let bastion = &manifest.resources[bastion_index];
+    let exid = match &bastion.declaration {
+        ResourceDeclaration::DeclaredAwsEc2Instance(instance) => instance.exid.as_str(),
+        _ => "",
+    };
+    let status_span = |index: usize| manifest.span_of(index, &["status"]);
+    let tunnel_index = manifest
+        .resources
+        .iter()
+        .position(|candidate| std::ptr::eq(candidate, tunnel))
+        .unwrap_or(0);
+    miette::Report::new(
+        ManifestError::at(
+            "declastruct::manifest::open_through_stopped_bastion",
+            &manifest.source,
+            status_span(tunnel_index),
+            "declared OPEN",
+            format!(
+                "the tunnel on local port {port} is OPEN, but its bastion is `{exid}`, which is declared stopped (they are the same instance)"
+            ),
+            "a tunnel needs a running bastion: set the tunnel to CLOSED, or the bastion to running",
+        )
+        .also("declared stopped", status_span(bastion_index)),
+    )
+}
+
+impl LiveState {
+    /// .what = the live instance id a bastion reference resolves to
+    /// .why = two references (by `exid`, by `instanceId`) to one instance are one bastion of the plan
+    pub fn instance_id(&self, reference: &Ec2InstanceRef) -> Option<String> {
+        self.bastions.get(reference)?.instance_id.clone()
+    }
+}
