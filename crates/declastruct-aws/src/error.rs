@@ -219,7 +219,9 @@ pub enum AwsError {
     },
 
     /// no region is configured anywhere
-    #[error("no region: AWS_REGION is unset, the manifest has no `aws.region`, and the profile names none")]
+    #[error(
+        "no region: AWS_REGION is unset, the manifest has no `aws.region`, and the profile names none"
+    )]
     #[diagnostic(
         code(declastruct::aws::no_region),
         help(
@@ -294,10 +296,23 @@ impl AwsError {
         let code = error.code().map(str::to_string);
         let full = aws_sdk_ec2::error::DisplayErrorContext(&error).to_string();
         let detail = error.message().map_or_else(|| full.clone(), str::to_string);
-        let missing_credentials = full.contains("no credentials")
-            || full.contains("credential provider")
-            || full.contains("CredentialsNotLoaded")
-            || full.contains("failed to load credentials");
+        // the credential chain's own error, wherever it sits in the chain of causes (a dispatch failure
+        // carries it when the instance metadata service answers errors)
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+        let mut from_credentials = false;
+        while let Some(current) = cause {
+            if current
+                .downcast_ref::<aws_credential_types::provider::error::CredentialsError>()
+                .is_some()
+            {
+                from_credentials = true;
+                break;
+            }
+            cause = current.source();
+        }
+        let missing_credentials = from_credentials
+            || full.contains("no credentials")
+            || full.contains("credential provider");
         if missing_credentials {
             return Self::Call {
                 operation,

@@ -78,17 +78,20 @@ fn observations(manifest: &Manifest) -> BTreeMap<usize, VpcTunnelObservation> {
         .iter()
         .enumerate()
         .filter_map(|(index, resource)| match &resource.declaration {
-            ResourceDeclaration::DeclaredAwsVpcTunnel(tunnel) => Some((index, VpcTunnelObservation {
-                tunnel: tunnel
-                    .to_domain()
-                    .with_status(VpcTunnelStatus::Closed, None),
-                hash: Some("0123456789abcdef".into()),
-                meta: None,
-                damage: None,
-                processes: Vec::new(),
-                restarts: 0,
-                last_restart: None,
-            })),
+            ResourceDeclaration::DeclaredAwsVpcTunnel(tunnel) => Some((
+                index,
+                VpcTunnelObservation {
+                    tunnel: tunnel
+                        .to_domain()
+                        .with_status(VpcTunnelStatus::Closed, None),
+                    hash: Some("0123456789abcdef".into()),
+                    meta: None,
+                    damage: None,
+                    processes: Vec::new(),
+                    restarts: 0,
+                    last_restart: None,
+                },
+            )),
             _ => None,
         })
         .collect()

@@ -79,6 +79,7 @@ pub async fn run(cli: &Cli, args: &StatusArgs) -> ExitCode {
                     .map_or("-".into(), format_uptime),
                 text(&row["restarts"]),
                 match (&row["healthy"], &row["healthReason"]) {
+                    (Value::Bool(true), Value::String(note)) => format!("healthy ({note})"),
                     (Value::Bool(true), _) => "healthy".into(),
                     (Value::Bool(false), reason) => format!("unhealthy: {}", text(reason)),
                     _ => "-".into(),
@@ -196,7 +197,10 @@ async fn local_rows(manifest: &Manifest) -> Result<Vec<Value>, declastruct_aws::
         let address = declared.declaration.address();
         let base = json!({"class": address.class, "slug": address.slug});
         let ResourceDeclaration::DeclaredAwsVpcTunnel(tunnel) = &declared.declaration else {
-            rows.push(with_address(base, json!({"status": "unknown: AWS could not be read"})));
+            rows.push(with_address(
+                base,
+                json!({"status": "unknown: AWS could not be read"}),
+            ));
             continue;
         };
         let hash = local_hash_of(tunnel, &recorded, &processes);
@@ -238,7 +242,12 @@ fn local_hash_of(
             processes
                 .of(hash)
                 .iter()
-                .any(|process| process.command.iter().any(|word| word.contains(&port_argument)))
+                .any(|process| {
+                    process
+                        .command
+                        .iter()
+                        .any(|word| word.contains(&port_argument))
+                })
                 .then(|| hash.to_string())
         })
     })

@@ -5,9 +5,7 @@
 use std::collections::BTreeMap;
 
 use declastruct_aws::internal::VpcTunnelObservation;
-use declastruct_aws::{
-    DesiredInstanceStatus, Ec2InstanceRef, Ec2InstanceStatus, VpcTunnelStatus,
-};
+use declastruct_aws::{DesiredInstanceStatus, Ec2InstanceRef, Ec2InstanceStatus, VpcTunnelStatus};
 use declastruct_engine::{Edge, ResourceAddress};
 
 use super::live::LiveState;
@@ -73,7 +71,12 @@ pub fn assemble(
             Some(DesiredInstanceStatus::Stopped) => {
                 // the same-exid case is refused by `validate`; this one needed the live lookup to be seen
                 if let Some((bastion_index, _)) = bastion.declared {
-                    errors.push(contradiction(manifest, declared, bastion_index, tunnel.from.port));
+                    errors.push(contradiction(
+                        manifest,
+                        declared,
+                        bastion_index,
+                        tunnel.from.port,
+                    ));
                 }
             }
             Some(DesiredInstanceStatus::Running) => {}

@@ -15,8 +15,8 @@ pub use observed::{Observed, ObservedBastion, ObservedCluster, ObservedTunnel};
 
 use std::collections::BTreeMap;
 
-use declastruct_aws::internal::{VpcTunnelObservation, inspect_vpc_tunnel};
 use declastruct_aws::ContextAwsApi;
+use declastruct_aws::internal::{VpcTunnelObservation, inspect_vpc_tunnel};
 
 use crate::manifest::{Manifest, ResourceDeclaration};
 

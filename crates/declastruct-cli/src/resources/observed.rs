@@ -147,7 +147,12 @@ impl Resource for Observed {
     }
 
     /// an unhealthy tunnel's difference shows its health, which the declared fields do not hold
-    fn difference(&self, action: Action, desired: &Value, remote: Option<&Value>) -> Option<String> {
+    fn difference(
+        &self,
+        action: Action,
+        desired: &Value,
+        remote: Option<&Value>,
+    ) -> Option<String> {
         if action == Action::Keep {
             return None;
         }

@@ -4,6 +4,7 @@
 mod apply;
 mod docs;
 mod experience;
+mod faithful;
 mod healing;
 mod manifest_errors;
 mod plan;

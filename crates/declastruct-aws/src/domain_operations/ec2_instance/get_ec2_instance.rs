@@ -157,7 +157,9 @@ async fn describe_instances(
                         .filter(|instance| {
                             !matches!(
                                 instance.status,
-                                Some(Ec2InstanceStatus::Terminated | Ec2InstanceStatus::ShuttingDown)
+                                Some(
+                                    Ec2InstanceStatus::Terminated | Ec2InstanceStatus::ShuttingDown
+                                )
                             )
                         }),
                 );
@@ -340,7 +342,10 @@ mod tests {
     #[tokio::test]
     async fn filter_values_are_chunked_to_the_apis_limit() {
         let (context, recorded, _folder) = recording_context(|_, _| {
-            (200, describe_instances_xml("i-0abc", "unrelated", "running"))
+            (
+                200,
+                describe_instances_xml("i-0abc", "unrelated", "running"),
+            )
         });
         let references: Vec<Ec2InstanceRef> = (0..INSTANCE_FILTER_LIMIT + 50)
             .map(|number| Ec2InstanceRef::by_exid(format!("exid-{number}")))

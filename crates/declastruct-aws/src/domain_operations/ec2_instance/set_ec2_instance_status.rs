@@ -78,7 +78,9 @@ pub async fn set_ec2_instance_status(
                     .instance_ids(&instance_id)
                     .send()
                     .await
-                    .map_err(|error| AwsError::from_sdk("ec2:StartInstances", &context.endpoint("ec2"), error))?;
+                    .map_err(|error| {
+                        AwsError::from_sdk("ec2:StartInstances", &context.endpoint("ec2"), error)
+                    })?;
             }
         }
         DesiredInstanceStatus::Stopped => {
@@ -92,7 +94,9 @@ pub async fn set_ec2_instance_status(
                     .instance_ids(&instance_id)
                     .send()
                     .await
-                    .map_err(|error| AwsError::from_sdk("ec2:StopInstances", &context.endpoint("ec2"), error))?;
+                    .map_err(|error| {
+                        AwsError::from_sdk("ec2:StopInstances", &context.endpoint("ec2"), error)
+                    })?;
             }
         }
     }

@@ -33,7 +33,11 @@ pub async fn get_rds_cluster(
         {
             Ok(None)
         }
-        Err(error) => Err(AwsError::from_sdk("rds:DescribeDBClusters", &context.endpoint("rds"), error)),
+        Err(error) => Err(AwsError::from_sdk(
+            "rds:DescribeDBClusters",
+            &context.endpoint("rds"),
+            error,
+        )),
     }
 }
 
@@ -209,10 +213,8 @@ mod tests {
         } else {
             (
                 200,
-                describe_clusters_xml("first").replace(
-                    "</DBClusters>",
-                    "</DBClusters><Marker>page-two</Marker>",
-                ),
+                describe_clusters_xml("first")
+                    .replace("</DBClusters>", "</DBClusters><Marker>page-two</Marker>"),
             )
         }
     }

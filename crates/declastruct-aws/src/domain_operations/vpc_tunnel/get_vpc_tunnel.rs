@@ -1,9 +1,10 @@
 use std::time::Duration;
 
+use crate::domain_operations::vpc_tunnel::session_output::{PluginMode, plugin_mode};
 use crate::domain_operations::vpc_tunnel::supervisor::read_restarts;
 use crate::domain_operations::vpc_tunnel::utils::{
     ProcessInfo, RecordDamage, TunnelFiles, TunnelHealth, TunnelMeta, TunnelProcesses,
-    get_tunnel_hash, is_tunnel_healthy,
+    get_tunnel_hash, probe_tunnel,
 };
 use crate::error::AwsError;
 use crate::{
@@ -133,7 +134,21 @@ impl VpcTunnelObservation {
         }
         let supervisor = processes.iter().find(|process| process.is_supervisor());
         let pid = supervisor.unwrap_or(&processes[0]).pid;
-        let probe = is_tunnel_healthy(tunnel.from.port, engine, HEALTH_LIMIT).await;
+        let probe = match probe_tunnel(tunnel.from.port, engine, HEALTH_LIMIT).await {
+            Ok(health) => health,
+            Err(silent) => {
+                let log = std::fs::read_to_string(files.log_path()).unwrap_or_default();
+                if plugin_mode(&log) == Some(PluginMode::Basic) {
+                    // the plugin's basic mode serves one client at a time: the probe waits behind the user's
+                    TunnelHealth {
+                        healthy: true,
+                        reason: Some("busy: the session serves one client at a time (the bastion's agent is older than 3.0.196.0) and one is connected; database not verified".into()),
+                    }
+                } else {
+                    silent.into_health()
+                }
+            }
+        };
         let (restarts, last_restart) = read_restarts(&files.log_path());
         let mut problems: Vec<String> = Vec::new();
         if !probe.healthy {

@@ -54,20 +54,20 @@ pub(crate) async fn open_vpc_tunnel(
     // whatever is left is stale: a dead process's files
     files.remove_all()?;
     // a stopped cluster is named as such, never blamed on the security group after a failed probe
-        match resolved.cluster.status.as_deref() {
-            Some("stopped" | "stopping") => {
-                return Err(AwsError::ClusterStopped {
-                    name: resolved.cluster.name.clone(),
-                });
-            }
-            Some("starting") => {
-                return Err(AwsError::ClusterNotReady {
-                    name: resolved.cluster.name.clone(),
-                    status: "starting".into(),
-                });
-            }
-            _ => {}
+    match resolved.cluster.status.as_deref() {
+        Some("stopped" | "stopping") => {
+            return Err(AwsError::ClusterStopped {
+                name: resolved.cluster.name.clone(),
+            });
         }
+        Some("starting") => {
+            return Err(AwsError::ClusterNotReady {
+                name: resolved.cluster.name.clone(),
+                status: "starting".into(),
+            });
+        }
+        _ => {}
+    }
 
     if is_port_in_use(local_port) {
         return Err(AwsError::PortInUse {

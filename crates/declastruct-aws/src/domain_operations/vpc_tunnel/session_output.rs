@@ -132,6 +132,31 @@ pub fn is_listening(output: &str, local_port: u16) -> bool {
         .any(|line| matches!(parse_line(line), SessionLine::PortOpened { port, .. } if port == local_port))
 }
 
+/// .what = the plugin's port-forwarding mode, as its output shows it
+/// .why = a basic-mode session serves one client at a time: a probe that waits behind a user's client is not a
+/// sign of failure there
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PluginMode {
+    /// multiplexed: many clients at once (agents newer than 3.0.196.0)
+    Mux,
+    /// basic: one client at a time (older agents)
+    Basic,
+}
+
+/// .what = the mode of the last session in the output: mux when its port line is followed by the waiting line
+/// .why = see `PluginMode`
+pub fn plugin_mode(output: &str) -> Option<PluginMode> {
+    let mut mode = None;
+    for line in output.lines() {
+        match parse_line(line) {
+            SessionLine::PortOpened { .. } => mode = Some(PluginMode::Basic),
+            SessionLine::WaitingForConnections if mode.is_some() => mode = Some(PluginMode::Mux),
+            _ => {}
+        }
+    }
+    mode
+}
+
 /// .what = why a session that did not become ready failed, and what to do, from its output
 /// .why = the user gets the cause the programs reported, in words, with the fix
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -291,6 +316,17 @@ mod tests {
             "\nStarting session with SessionId: s\n",
             7775
         ));
+    }
+
+    #[test]
+    fn the_mode_is_read_from_the_last_session() {
+        assert_eq!(plugin_mode(MUX), Some(PluginMode::Mux));
+        assert_eq!(plugin_mode(BASIC), Some(PluginMode::Basic));
+        assert_eq!(
+            plugin_mode(&format!("{MUX}{BASIC}")),
+            Some(PluginMode::Basic)
+        );
+        assert_eq!(plugin_mode("Starting session with SessionId: s"), None);
     }
 
     #[test]

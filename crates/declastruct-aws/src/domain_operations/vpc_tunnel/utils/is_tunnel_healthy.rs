@@ -11,13 +11,40 @@ const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
 /// otherwise a TCP connect
 /// .why = verifies the tunnel is functional beyond just port binding
 pub async fn is_tunnel_healthy(port: u16, engine: Option<&str>, limit: Duration) -> TunnelHealth {
-    match tokio::time::timeout(limit, probe(port, engine)).await {
-        Ok(health) => health,
-        Err(_) => TunnelHealth::failed(format!(
+    probe_tunnel(port, engine, limit)
+        .await
+        .unwrap_or_else(|silent| silent.into_health())
+}
+
+/// .what = the probe got a connection but no answer within its limit
+/// .why = through a basic-mode session that serves another client, that is what a healthy tunnel looks like
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NoAnswer {
+    /// the limit waited
+    pub limit: Duration,
+}
+
+impl NoAnswer {
+    /// .what = the failed health this is, when nothing explains the silence
+    /// .why = the usual cause is a bastion that cannot reach the database
+    pub fn into_health(self) -> TunnelHealth {
+        TunnelHealth::failed(format!(
             "the tunnel is up but the database does not answer through it within {} s: check the bastion's security group and the cluster",
-            limit.as_secs()
-        )),
+            self.limit.as_secs()
+        ))
     }
+}
+
+/// .what = the probe's verdict, or `NoAnswer` when it waited its whole limit
+/// .why = callers that know the session serves one client at a time tell silence from failure
+pub async fn probe_tunnel(
+    port: u16,
+    engine: Option<&str>,
+    limit: Duration,
+) -> Result<TunnelHealth, NoAnswer> {
+    tokio::time::timeout(limit, probe(port, engine))
+        .await
+        .map_err(|_| NoAnswer { limit })
 }
 
 async fn probe(port: u16, engine: Option<&str>) -> TunnelHealth {

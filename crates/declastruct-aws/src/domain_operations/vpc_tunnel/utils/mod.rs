@@ -11,7 +11,7 @@ mod tunnel_processes;
 pub use get_tunnel_hash::get_tunnel_hash;
 pub use is_port_in_use::{PortHolder, find_port_holder, is_port_in_use};
 pub use is_process_alive::{is_process_alive, process_start_time};
-pub use is_tunnel_healthy::{TunnelHealth, is_tunnel_healthy};
+pub use is_tunnel_healthy::{NoAnswer, TunnelHealth, is_tunnel_healthy, probe_tunnel};
 pub use start_tunnel_process::{
     READY_FD, SessionTarget, StartedTunnelProcess, find_program, session_command,
     start_tunnel_process,
