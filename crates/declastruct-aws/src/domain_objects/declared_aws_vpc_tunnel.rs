@@ -137,12 +137,54 @@ pub struct VpcTunnelFrom {
 }
 
 fn deserialize_local_port<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u16, D::Error> {
-    let port = i128::deserialize(deserializer)?;
-    match u16::try_from(port) {
-        Ok(port) if port >= 1 => Ok(port),
-        _ => Err(serde::de::Error::custom(format!(
-            "port {port} is outside 1..=65535"
-        ))),
+    deserializer.deserialize_any(PortVisitor)
+}
+
+/// reads a TCP port, and says "expected a port number" in its errors rather than a Rust type's name
+struct PortVisitor;
+
+impl PortVisitor {
+    fn port<E: serde::de::Error>(number: i128) -> Result<u16, E> {
+        match u16::try_from(number) {
+            Ok(port) if port >= 1 => Ok(port),
+            _ => Err(E::custom(format!("port {number} is outside 1..=65535"))),
+        }
+    }
+}
+
+impl serde::de::Visitor<'_> for PortVisitor {
+    type Value = u16;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("a port number between 1 and 65535")
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, number: i64) -> Result<u16, E> {
+        Self::port(i128::from(number))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, number: u64) -> Result<u16, E> {
+        Self::port(i128::from(number))
+    }
+
+    fn visit_i128<E: serde::de::Error>(self, number: i128) -> Result<u16, E> {
+        Self::port(number)
+    }
+
+    fn visit_u128<E: serde::de::Error>(self, number: u128) -> Result<u16, E> {
+        Self::port(i128::try_from(number).unwrap_or(i128::MAX))
+    }
+
+    /// YAML reads an integer too large for 64 bits as a float
+    fn visit_f64<E: serde::de::Error>(self, number: f64) -> Result<u16, E> {
+        if number.fract() == 0.0 && number.is_finite() {
+            Err(E::custom("the port is outside 1..=65535"))
+        } else {
+            Err(E::invalid_value(
+                serde::de::Unexpected::Float(number),
+                &self,
+            ))
+        }
     }
 }
 

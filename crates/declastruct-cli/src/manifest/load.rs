@@ -103,12 +103,12 @@ pub fn parse_manifest(uri: &str, text: String) -> Result<Manifest, Vec<ManifestE
         }
         Err(problem) => {
             return Err(vec![ManifestError::at(
-                "declastruct::manifest::syntax",
+                problem.code,
                 &source,
                 problem.span,
                 "here",
-                format!("the manifest is not valid YAML: {}", problem.message),
-                "fix the YAML syntax at the marked position (indentation, a missing `:` or an unclosed bracket)",
+                problem.message,
+                problem.help,
             )]);
         }
     };

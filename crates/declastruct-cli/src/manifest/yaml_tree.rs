@@ -33,11 +33,37 @@ pub enum NodeValue {
 /// .why = the loader turns it into a diagnostic with a span
 #[derive(Debug, Clone, PartialEq)]
 pub struct SyntaxProblem {
+    /// a stable code, e.g. `declastruct::manifest::syntax`
+    pub code: &'static str,
     /// what is wrong
     pub message: String,
+    /// what to do
+    pub help: String,
     /// where
     pub span: SourceSpan,
 }
+
+impl SyntaxProblem {
+    fn syntax(message: String, span: SourceSpan) -> Self {
+        let help = if message.contains("flow") || message.contains("did not find expected ','") {
+            "fix the YAML syntax at the marked position; inside `{ ... }` or `[ ... ]` a value that starts with `{`, `[`, `*`, `&` or `$` must be quoted (or use block style, one key per line)"
+        } else {
+            "fix the YAML syntax at the marked position (indentation, a missing `:` or an unclosed bracket)"
+        };
+        Self {
+            code: "declastruct::manifest::syntax",
+            message: format!("the manifest is not valid YAML: {message}"),
+            help: help.into(),
+            span,
+        }
+    }
+}
+
+/// how many values aliases may expand to in one manifest: a real one needs a few hundred; a "billion laughs"
+/// needs billions
+pub const ALIAS_EXPANSION_LIMIT: usize = 10_000;
+/// how deep collections may nest: a manifest needs five levels
+pub const NESTING_LIMIT: usize = 64;
 
 /// a path step into a tree
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,29 +192,42 @@ fn clamped_span(source: &str, start: usize, end: usize) -> SourceSpan {
     (start, end - start).into()
 }
 
-/// .what = parses the first YAML document of `source` into a tree with spans
-/// .why = serde_yaml keeps no spans for nested values; this keeps one for every value
+/// .what = parses the one YAML document of `source` into a tree with spans; a leading byte-order mark is allowed
+/// .why = serde_yaml keeps no spans for nested values; this keeps one for every value, and refuses what a
+/// manifest never needs: a second document, aliases that expand without bound, nesting without bound
 pub fn parse(source: &str) -> Result<Option<Node>, SyntaxProblem> {
+    // YAML allows a byte-order mark before the document; it is not part of the first key
+    let base = if source.starts_with('\u{feff}') {
+        '\u{feff}'.len_utf8()
+    } else {
+        0
+    };
+    let text = &source[base..];
     // the parser counts characters; in ASCII text they are bytes, and no table is needed
-    let char_offsets: Vec<usize> = if source.is_ascii() {
+    let char_offsets: Vec<usize> = if text.is_ascii() {
         Vec::new()
     } else {
-        source
-            .char_indices()
+        text.char_indices()
             .map(|(offset, _)| offset)
-            .chain(std::iter::once(source.len()))
+            .chain(std::iter::once(text.len()))
             .collect()
     };
     let mut builder = TreeBuilder {
         source,
+        base,
         char_offsets: &char_offsets,
         stack: Vec::new(),
         anchors: HashMap::new(),
+        expanded: 0,
+        documents: 0,
         root: None,
         problem: None,
     };
-    let mut parser = Parser::new_from_str(source);
-    if let Err(error) = parser.load(&mut builder, false) {
+    let mut parser = Parser::new_from_str(text);
+    if let Err(error) = parser.load(&mut builder, true) {
+        if let Some(problem) = builder.problem {
+            return Err(problem);
+        }
         let offset = builder.byte_offset(error.marker());
         // point at the character there, or at the last one when the problem is at the very end
         let start = clamped_span(source, offset, offset).offset();
@@ -198,10 +237,10 @@ pub fn parse(source: &str) -> Result<Option<Node>, SyntaxProblem> {
             start
         };
         let length = source[start..].chars().next().map_or(0, char::len_utf8);
-        return Err(SyntaxProblem {
-            message: error.info().to_string(),
-            span: (start, length).into(),
-        });
+        return Err(SyntaxProblem::syntax(
+            error.info().to_string(),
+            (start, length).into(),
+        ));
     }
     if let Some(problem) = builder.problem {
         return Err(problem);
@@ -224,28 +263,96 @@ enum Partial {
 }
 
 struct TreeBuilder<'a> {
+    /// the whole file, a byte-order mark included
     source: &'a str,
+    /// where the parsed text starts in `source`: past a byte-order mark
+    base: usize,
     char_offsets: &'a [usize],
     stack: Vec<Partial>,
-    anchors: HashMap<usize, Node>,
+    /// each anchored node, with how many values it holds
+    anchors: HashMap<usize, (Node, usize)>,
+    /// how many values aliases expanded to so far
+    expanded: usize,
+    documents: usize,
     root: Option<Node>,
     problem: Option<SyntaxProblem>,
 }
 
+/// how many values a node holds, itself included
+fn size_of(node: &Node) -> usize {
+    match &node.value {
+        NodeValue::Scalar(_) => 1,
+        NodeValue::Sequence(items) => 1 + items.iter().map(size_of).sum::<usize>(),
+        NodeValue::Mapping(entries) => {
+            1 + entries
+                .iter()
+                .map(|(key, value)| size_of(key) + size_of(value))
+                .sum::<usize>()
+        }
+    }
+}
+
+/// the YAML merge key `<<`: the entries of the merged map (or maps, earlier ones first) that the map does not set
+/// itself
+fn merge_keys(entries: Vec<(Node, Node)>) -> Vec<(Node, Node)> {
+    if !entries.iter().any(|(key, _)| key.key_str() == "<<") {
+        return entries;
+    }
+    let (merges, mut own): (Vec<_>, Vec<_>) = entries
+        .into_iter()
+        .partition(|(key, _)| key.key_str() == "<<");
+    for (_, merged) in merges {
+        let sources = match merged.value {
+            NodeValue::Sequence(items) => items,
+            other => vec![Node {
+                value: other,
+                span: merged.span,
+            }],
+        };
+        for source in sources {
+            if let NodeValue::Mapping(inherited) = source.value {
+                for (key, value) in inherited {
+                    if !own
+                        .iter()
+                        .any(|(existing, _)| existing.key_str() == key.key_str())
+                    {
+                        own.push((key, value));
+                    }
+                }
+            }
+        }
+    }
+    own
+}
+
 impl TreeBuilder<'_> {
     fn byte_offset(&self, marker: &Marker) -> usize {
-        if self.char_offsets.is_empty() {
-            return marker.index().min(self.source.len());
+        let in_text = if self.char_offsets.is_empty() {
+            marker.index()
+        } else {
+            self.char_offsets
+                .get(marker.index())
+                .copied()
+                .unwrap_or(self.source.len())
+        };
+        (self.base + in_text).min(self.source.len())
+    }
+
+    fn refuse(&mut self, code: &'static str, message: String, help: &str, span: SourceSpan) {
+        if self.problem.is_none() {
+            self.problem = Some(SyntaxProblem {
+                code,
+                message,
+                help: help.into(),
+                span,
+            });
         }
-        self.char_offsets
-            .get(marker.index())
-            .copied()
-            .unwrap_or(self.source.len())
     }
 
     fn finish(&mut self, node: Node, anchor: usize) {
         if anchor > 0 {
-            self.anchors.insert(anchor, node.clone());
+            let size = size_of(&node);
+            self.anchors.insert(anchor, (node.clone(), size));
         }
         match self.stack.last_mut() {
             None => {
@@ -267,10 +374,10 @@ impl TreeBuilder<'_> {
                             .iter()
                             .any(|(existing, _)| existing.key_str() == text)
                     {
-                        self.problem = Some(SyntaxProblem {
-                            message: format!("the key `{text}` appears twice in one map"),
-                            span: key.span,
-                        });
+                        self.problem = Some(SyntaxProblem::syntax(
+                            format!("the key `{text}` appears twice in one map"),
+                            key.span,
+                        ));
                     }
                     entries.push((key, node));
                 }
@@ -311,6 +418,9 @@ fn may_be_typed(text: &str) -> bool {
 impl MarkedEventReceiver for TreeBuilder<'_> {
     fn on_event(&mut self, event: Event, marker: Marker) {
         let offset = self.byte_offset(&marker);
+        if self.problem.is_some() {
+            return;
+        }
         match event {
             Event::Scalar(text, style, anchor, _tag) => {
                 let span = self.scalar_span(offset, &text, style);
@@ -337,6 +447,16 @@ impl MarkedEventReceiver for TreeBuilder<'_> {
                     anchor,
                 );
             }
+            Event::SequenceStart(..) | Event::MappingStart(..)
+                if self.stack.len() >= NESTING_LIMIT =>
+            {
+                self.refuse(
+                    "declastruct::manifest::too_deep",
+                    format!("the manifest nests more than {NESTING_LIMIT} levels deep"),
+                    "a manifest needs a few levels: look for brackets that were never closed",
+                    clamped_span(self.source, offset, offset + 1),
+                );
+            }
             Event::SequenceStart(anchor, _) => self.stack.push(Partial::Sequence {
                 items: Vec::new(),
                 start: offset,
@@ -360,7 +480,7 @@ impl MarkedEventReceiver for TreeBuilder<'_> {
                         start,
                         anchor,
                         ..
-                    }) => (NodeValue::Mapping(entries), start, anchor),
+                    }) => (NodeValue::Mapping(merge_keys(entries)), start, anchor),
                     None => return,
                 };
                 self.finish(
@@ -372,17 +492,45 @@ impl MarkedEventReceiver for TreeBuilder<'_> {
                 );
             }
             Event::Alias(anchor) => {
-                let node = self.anchors.get(&anchor).cloned().unwrap_or(Node {
-                    value: NodeValue::Scalar(Value::Null),
-                    span: (offset, 1).into(),
-                });
+                let size = self.anchors.get(&anchor).map_or(1, |(_, size)| *size);
+                self.expanded = self.expanded.saturating_add(size);
+                if self.expanded > ALIAS_EXPANSION_LIMIT {
+                    // never expanded: a "billion laughs" is refused before it costs memory
+                    self.refuse(
+                        "declastruct::manifest::alias_expansion",
+                        format!(
+                            "the manifest's aliases expand to more than {ALIAS_EXPANSION_LIMIT} values"
+                        ),
+                        "a manifest needs a few aliases of small maps: this looks like an alias bomb; write the values out",
+                        clamped_span(self.source, offset, offset + 1),
+                    );
+                    return;
+                }
+                let node = self
+                    .anchors
+                    .get(&anchor)
+                    .map(|(node, _)| node.clone())
+                    .unwrap_or(Node {
+                        value: NodeValue::Scalar(Value::Null),
+                        span: (offset, 1).into(),
+                    });
                 self.finish(node, 0);
             }
-            Event::Nothing
-            | Event::StreamStart
-            | Event::StreamEnd
-            | Event::DocumentStart
-            | Event::DocumentEnd => {}
+            Event::DocumentStart => {
+                self.documents += 1;
+                if self.documents > 1 {
+                    let line_end = self.source[offset..]
+                        .find('\n')
+                        .map_or(self.source.len(), |end| offset + end);
+                    self.refuse(
+                        "declastruct::manifest::several_documents",
+                        "the manifest holds more than one YAML document".into(),
+                        "a manifest is one document: remove the `---` and what follows, or put it in a manifest of its own (`-f`)",
+                        clamped_span(self.source, offset, line_end),
+                    );
+                }
+            }
+            Event::Nothing | Event::StreamStart | Event::StreamEnd | Event::DocumentEnd => {}
         }
     }
 }
@@ -430,6 +578,61 @@ mod tests {
     #[test]
     fn reports_syntax_errors_with_a_position() {
         let problem = parse("a: [1, 2\nb: 3\n").expect_err("unclosed");
+        assert!(problem.span.offset() > 0);
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_not_part_of_the_first_key() {
+        let source = "\u{feff}a: 1\nb: x\n";
+        let root = parse(source).expect("valid").expect("a document");
+        assert_eq!(root.to_json(), json!({"a": 1, "b": "x"}));
+        let b = root.get("b").expect("b");
+        assert_eq!(
+            &source[b.span.offset()..b.span.offset() + b.span.len()],
+            "x"
+        );
+    }
+
+    #[test]
+    fn a_second_document_is_refused_where_it_starts() {
+        let source = "a: 1\n---\nb: 2\n";
+        let problem = parse(source).expect_err("two documents");
+        assert_eq!(problem.code, "declastruct::manifest::several_documents");
+        assert_eq!(problem.span.offset(), source.find("---").expect("---"));
+    }
+
+    #[test]
+    fn an_alias_bomb_is_refused_without_expanding_it() {
+        let mut source = String::from("a: &a [x, x, x, x, x, x, x, x, x]\n");
+        for level in 1..9 {
+            let previous = (b'a' + level - 1) as char;
+            let name = (b'a' + level) as char;
+            let aliases = vec![format!("*{previous}"); 9].join(", ");
+            source.push_str(&format!("{name}: &{name} [{aliases}]\n"));
+        }
+        let started = std::time::Instant::now();
+        let problem = parse(&source).expect_err("a bomb");
+        assert_eq!(problem.code, "declastruct::manifest::alias_expansion");
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    }
+
+    #[test]
+    fn merge_keys_merge_and_own_keys_win() {
+        let source = "base: &base {a: 1, b: 2}\nthing:\n  <<: *base\n  b: 3\n";
+        let root = parse(source).expect("valid").expect("a document");
+        assert_eq!(
+            root.get("thing").expect("thing").to_json(),
+            json!({"b": 3, "a": 1})
+        );
+    }
+
+    #[test]
+    fn nesting_has_a_limit() {
+        let source = format!("{}{}", "[".repeat(100), "]".repeat(100));
+        let problem = parse(&source).expect_err("too deep");
+        assert_eq!(problem.code, "declastruct::manifest::too_deep");
+        // deeper still, and never closed: the parser's own limit refuses it, with a position
+        let problem = parse(&"[".repeat(100_000)).expect_err("refused");
         assert!(problem.span.offset() > 0);
     }
 

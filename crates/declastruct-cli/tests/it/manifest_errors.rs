@@ -75,6 +75,56 @@ fn regex_like_location(diagnostic: &str, name: &str) -> bool {
     })
 }
 
+/// a YAML "billion laughs" (401 bytes that expand to a billion values) is refused, located, without expanding it:
+/// the check runs under an address-space limit of 256 MiB, which expanding it would exceed many times over
+#[test]
+fn an_alias_bomb_is_refused_without_expanding_it() {
+    use std::os::unix::process::CommandExt;
+    let sandbox = Sandbox::new(None);
+    let bomb = std::fs::read_to_string(
+        workspace_root().join("crates/declastruct-cli/tests/bad-manifests/alias-bomb.yml"),
+    )
+    .expect("the bomb");
+    sandbox.write("declastruct.yml", &bomb);
+    let mut command = sandbox.command(&["validate"]);
+    // SAFETY: setrlimit is async-signal-safe and the only call made between fork and exec
+    #[allow(unsafe_code)]
+    unsafe {
+        command.pre_exec(|| {
+            nix::sys::resource::setrlimit(
+                nix::sys::resource::Resource::RLIMIT_AS,
+                256 * 1024 * 1024,
+                256 * 1024 * 1024,
+            )
+            .map_err(std::io::Error::from)
+        });
+    }
+    let started = std::time::Instant::now();
+    let output = command.output().expect("validate");
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    let message = stderr(&output);
+    assert!(
+        message.contains("declastruct::manifest::alias_expansion"),
+        "{message}"
+    );
+    assert!(
+        message.contains("[declastruct.yml:5:8]"),
+        "located at the alias that crosses the limit: {message}"
+    );
+}
+
+/// a byte-order mark before the document is allowed, and the YAML merge key `<<` merges
+#[test]
+fn a_byte_order_mark_and_merge_keys_are_read_as_yaml_says() {
+    let sandbox = Sandbox::new(None);
+    let inline = "\u{feff}resources:\n  - &first\n    kind: DeclaredAwsVpcTunnel\n    via: { mechanism: aws.ssm, bastion: { exid: b } }\n    into: { cluster: { name: c } }\n    from: { host: localhost, port: 7775 }\n    status: OPEN\n  - <<: *first\n    from: { host: localhost, port: 7776 }\n";
+    sandbox.write("declastruct.yml", inline);
+    let output = sandbox.run(&["validate"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(crate::support::stdout(&output).contains("valid: 2 resources"));
+}
+
 #[test]
 fn a_missing_manifest_says_how_to_make_one() {
     let output = Sandbox::new(None).run(&["validate"]);
