@@ -286,7 +286,7 @@ impl AwsError {
     pub(crate) fn from_sdk<E, R>(
         operation: &'static str,
         endpoint: &str,
-        error: aws_sdk_ec2::error::SdkError<E, R>,
+        error: &aws_sdk_ec2::error::SdkError<E, R>,
     ) -> Self
     where
         E: aws_sdk_ec2::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
@@ -294,11 +294,11 @@ impl AwsError {
     {
         use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
         let code = error.code().map(str::to_string);
-        let full = aws_sdk_ec2::error::DisplayErrorContext(&error).to_string();
+        let full = aws_sdk_ec2::error::DisplayErrorContext(error).to_string();
         let detail = error.message().map_or_else(|| full.clone(), str::to_string);
         // the credential chain's own error, wherever it sits in the chain of causes (a dispatch failure
         // carries it when the instance metadata service answers errors)
-        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
         let mut from_credentials = false;
         while let Some(current) = cause {
             if current
@@ -320,7 +320,7 @@ impl AwsError {
                 help: "set AWS_PROFILE (and run `aws sso login` for SSO), or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or `aws.profile` in the manifest".to_string(),
             };
         }
-        if let SdkError::TimeoutError(_) = &error {
+        if let SdkError::TimeoutError(_) = error {
             return Self::Call {
                 operation,
                 message: format!("{endpoint} did not answer in time"),
@@ -329,7 +329,7 @@ impl AwsError {
                 ),
             };
         }
-        let help = match (&error, code.as_deref()) {
+        let help = match (error, code.as_deref()) {
             (_, Some("ExpiredToken" | "ExpiredTokenException" | "RequestExpired")) => {
                 "your AWS credentials have expired: refresh them (e.g. `aws sso login`) and run again".to_string()
             }
@@ -356,11 +356,5 @@ impl AwsError {
             message,
             help,
         }
-    }
-
-    /// .what = whether the user can fix this by changing input or environment
-    /// .why = the blueprint's split between a bad request and an unexpected code path
-    pub fn is_bad_request(&self) -> bool {
-        !matches!(self, Self::Unexpected(_))
     }
 }

@@ -38,6 +38,8 @@
 //! A program that opens tunnels must call [`run_supervisor_if_requested`] first thing in `main`: the tunnel's
 //! detached supervisor is the program itself, started again with a marker argument.
 #![deny(missing_docs)]
+// a library never writes to the terminal: only the binary renders
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 mod domain_objects;
 mod domain_operations;

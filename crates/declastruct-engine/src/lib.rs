@@ -3,6 +3,8 @@
 //! so that a new resource kind needs no change here and every rule is testable in memory
 
 #![deny(missing_docs)]
+// a library never writes to the terminal: only the binary renders
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 mod action;
 mod apply;

@@ -171,7 +171,7 @@ impl Moto {
                     response
                         .reservations()
                         .iter()
-                        .flat_map(|reservation| reservation.instances())
+                        .flat_map(aws_sdk_ec2::types::Reservation::instances)
                         .next()
                         .and_then(|instance| instance.state())
                         .and_then(|state| state.name())

@@ -6,8 +6,10 @@ use std::time::{Duration, Instant};
 pub fn free_port() -> u16 {
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .unwrap_or_else(|error| panic!("no free loopback port: {error}"))
+        .map_or_else(
+            |error| panic!("no free loopback port: {error}"),
+            |address| address.port(),
+        )
 }
 
 /// .what = waits until something accepts connections on a loopback port

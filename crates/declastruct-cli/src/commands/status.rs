@@ -131,7 +131,7 @@ fn row(resource: &Observed) -> Value {
     let base = json!({"class": address.class, "slug": address.slug});
     let row = match resource {
         Observed::Bastion(bastion) => json!({
-            "status": bastion.live.status.map(|status| status.as_str()),
+            "status": bastion.live.status.map(declastruct_aws::Ec2InstanceStatus::as_str),
             "instanceId": bastion.live.instance_id,
             "privateIp": bastion.live.private_ip,
         }),
@@ -170,7 +170,7 @@ fn tunnel_fields(observation: &VpcTunnelObservation) -> Value {
     json!({
         "status": match (&observation.tunnel.status, health) {
             (Some(VpcTunnelStatus::Open), Some(health)) if !health.healthy => Some("OPEN (unhealthy)"),
-            (status, _) => status.map(|status| status.as_str()),
+            (status, _) => status.map(declastruct_aws::VpcTunnelStatus::as_str),
         },
         "pid": observation.tunnel.pid,
         "port": observation.tunnel.from.port,

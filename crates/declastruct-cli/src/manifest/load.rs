@@ -88,8 +88,8 @@ pub fn load_manifest(path: &Path) -> Result<Manifest, Vec<ManifestError>> {
 /// .what = validates manifest text, as `load_manifest` does for a file
 /// .why = the same checks for files and for tests
 pub fn parse_manifest(uri: &str, text: String) -> Result<Manifest, Vec<ManifestError>> {
-    let source = Arc::new(NamedSource::new(uri, text.clone()).with_language("yaml"));
-    let root = match parse(&text) {
+    let source = Arc::new(NamedSource::new(uri, text).with_language("yaml"));
+    let root = match parse(source.inner()) {
         Ok(Some(root)) => root,
         Ok(None) => {
             return Err(vec![ManifestError {
@@ -165,7 +165,7 @@ fn declaration_at(
             ),
         ));
     }
-    let Some((kind_key, kind_node)) = node.entry("kind") else {
+    let Some(kind_node) = node.get("kind") else {
         return Err(ManifestError::at(
             "declastruct::manifest::missing_kind",
             source,
@@ -204,7 +204,6 @@ fn declaration_at(
                 NodeValue::Scalar(Value::String(kind)) => kind.clone(),
                 _ => kind_node.to_json().to_string(),
             };
-            let _ = kind_key;
             return Err(ManifestError::at(
                 "declastruct::manifest::unknown_kind",
                 source,
@@ -240,7 +239,7 @@ fn deserialize_value<T: DeserializeOwned>(
     }
     serde_path_to_error::deserialize(value).map_err(|error| {
         let mut steps: Vec<Step> = Vec::new();
-        for segment in error.path().iter() {
+        for segment in error.path() {
             match segment {
                 Segment::Seq { index } => steps.push(Step::Index(*index)),
                 Segment::Map { key } => steps.push(Step::Key(key.clone())),

@@ -44,7 +44,7 @@ pub struct SyntaxProblem {
 }
 
 impl SyntaxProblem {
-    fn syntax(message: String, span: SourceSpan) -> Self {
+    fn syntax(message: &str, span: SourceSpan) -> Self {
         let help = if message.contains("flow") || message.contains("did not find expected ','") {
             "fix the YAML syntax at the marked position; inside `{ ... }` or `[ ... ]` a value that starts with `{`, `[`, `*`, `&` or `$` must be quoted (or use block style, one key per line)"
         } else {
@@ -237,10 +237,7 @@ pub fn parse(source: &str) -> Result<Option<Node>, SyntaxProblem> {
             start
         };
         let length = source[start..].chars().next().map_or(0, char::len_utf8);
-        return Err(SyntaxProblem::syntax(
-            error.info().to_string(),
-            (start, length).into(),
-        ));
+        return Err(SyntaxProblem::syntax(error.info(), (start, length).into()));
     }
     if let Some(problem) = builder.problem {
         return Err(problem);
@@ -375,7 +372,7 @@ impl TreeBuilder<'_> {
                             .any(|(existing, _)| existing.key_str() == text)
                     {
                         self.problem = Some(SyntaxProblem::syntax(
-                            format!("the key `{text}` appears twice in one map"),
+                            &format!("the key `{text}` appears twice in one map"),
                             key.span,
                         ));
                     }

@@ -281,9 +281,7 @@ fn an_aws_error_mid_apply_names_the_call_and_leaves_no_tunnel() {
     );
     let tunnels = sandbox.home().join("tunnels");
     assert_eq!(
-        std::fs::read_dir(&tunnels)
-            .map(|entries| entries.count())
-            .unwrap_or(0),
+        std::fs::read_dir(&tunnels).map_or(0, std::iter::Iterator::count),
         0,
         "no tunnel files"
     );

@@ -58,7 +58,7 @@ fn every_bad_manifest_is_rejected_offline_with_a_located_diagnostic() {
             "{name}: the diagnostic says what to do:\n{diagnostic}"
         );
         stable_settings().bind(|| {
-            insta::assert_snapshot!(name.trim_end_matches(".yml").to_string(), diagnostic)
+            insta::assert_snapshot!(name.trim_end_matches(".yml").to_string(), diagnostic);
         });
     }
 }

@@ -216,9 +216,7 @@ fn a_damaged_record_never_hides_a_tunnel() {
     assert_success(&world.apply());
     assert_closed_for_good(&world, &ports);
     assert_eq!(
-        std::fs::read_dir(&tunnels)
-            .map(|entries| entries.count())
-            .unwrap_or(0),
+        std::fs::read_dir(&tunnels).map_or(0, std::iter::Iterator::count),
         0,
         "no files left"
     );
@@ -752,8 +750,7 @@ fn the_log_is_stamped_and_kept_within_bounds() {
     .expect("kill the session");
     assert!(
         wait_for(Duration::from_secs(10), || std::fs::metadata(&log)
-            .map(|metadata| metadata.len() < 1024 * 1024)
-            .unwrap_or(false)),
+            .is_ok_and(|metadata| metadata.len() < 1024 * 1024)),
         "the log was cut back"
     );
     let text = std::fs::read_to_string(&log).expect("log");

@@ -64,7 +64,7 @@ fn main() -> ExitCode {
         return plugin(&args[1..]);
     }
     match parse(&args) {
-        Ok(session) => start_session(session),
+        Ok(session) => start_session(&session),
         Err(message) => {
             eprintln!(
                 "usage: aws [options] <command> <subcommand> [<subcommand> ...] [parameters]\nTo see help text, you can run:\n\n  aws help\n  aws <command> help\n  aws <command> <subcommand> help\n\naws: error: {message}"
@@ -192,12 +192,12 @@ fn look_up_target(session: &Session) -> Lookup {
                 response
                     .reservations()
                     .iter()
-                    .flat_map(|reservation| reservation.instances())
+                    .flat_map(aws_sdk_ec2::types::Reservation::instances)
                     .any(|instance| {
                         instance
                             .state()
                             .and_then(|state| state.name())
-                            .map(|name| name.as_str())
+                            .map(aws_sdk_ec2::types::InstanceStateName::as_str)
                             == Some("running")
                     }),
             ),
@@ -238,8 +238,8 @@ fn record(session: &Session) {
     }
 }
 
-fn start_session(session: Session) -> ExitCode {
-    record(&session);
+fn start_session(session: &Session) -> ExitCode {
+    record(session);
     let not_connected = || {
         eprintln!(
             "\nAn error occurred (TargetNotConnected) when calling the StartSession operation: {} is not connected.\n",
@@ -252,7 +252,7 @@ fn start_session(session: Session) -> ExitCode {
     let lookup = if skip_lookup {
         Lookup::Running(true)
     } else {
-        look_up_target(&session)
+        look_up_target(session)
     };
     match lookup {
         Lookup::Running(true) => {}
@@ -335,15 +335,11 @@ struct Out(Mutex<std::io::Stdout>);
 
 impl Out {
     fn print(&self, text: &str) {
-        let written = self
-            .0
-            .lock()
-            .map(|mut out| {
-                out.write_all(text.as_bytes())
-                    .and_then(|()| out.flush())
-                    .is_ok()
-            })
-            .unwrap_or(false);
+        let written = self.0.lock().is_ok_and(|mut out| {
+            out.write_all(text.as_bytes())
+                .and_then(|()| out.flush())
+                .is_ok()
+        });
         if !written {
             std::process::exit(141);
         }

@@ -60,7 +60,7 @@ pub async fn get_ec2_instances(
         match reference {
             Ec2InstanceRef::ByUnique { exid } if !exids.contains(exid) => exids.push(exid.clone()),
             Ec2InstanceRef::ByPrimary { instance_id } if !instance_ids.contains(instance_id) => {
-                instance_ids.push(instance_id.clone())
+                instance_ids.push(instance_id.clone());
             }
             _ => {}
         }
@@ -136,7 +136,10 @@ async fn describe_instances(
                     Filter::builder()
                         .name("instance-state-name")
                         .set_values(Some(
-                            LIVE_STATES.iter().map(|state| state.to_string()).collect(),
+                            LIVE_STATES
+                                .iter()
+                                .map(std::string::ToString::to_string)
+                                .collect(),
                         ))
                         .build(),
                 )
@@ -145,12 +148,12 @@ async fn describe_instances(
             let mut instances = Vec::new();
             while let Some(page) = pages.next().await {
                 let page = page.map_err(|error| {
-                    AwsError::from_sdk("ec2:DescribeInstances", &context.endpoint("ec2"), error)
+                    AwsError::from_sdk("ec2:DescribeInstances", &context.endpoint("ec2"), &error)
                 })?;
                 instances.extend(
                     page.reservations()
                         .iter()
-                        .flat_map(|reservation| reservation.instances())
+                        .flat_map(aws_sdk_ec2::types::Reservation::instances)
                         .map(cast_to_declared_aws_ec2_instance)
                         // the filter already leaves these out; a server that ignores it must not change the
                         // answer
@@ -179,7 +182,10 @@ mod tests {
     fn live_states() -> (String, Vec<String>) {
         (
             "instance-state-name".into(),
-            LIVE_STATES.iter().map(|state| state.to_string()).collect(),
+            LIVE_STATES
+                .iter()
+                .map(std::string::ToString::to_string)
+                .collect(),
         )
     }
 

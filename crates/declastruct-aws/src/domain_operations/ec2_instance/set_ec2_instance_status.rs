@@ -79,7 +79,7 @@ pub async fn set_ec2_instance_status(
                     .send()
                     .await
                     .map_err(|error| {
-                        AwsError::from_sdk("ec2:StartInstances", &context.endpoint("ec2"), error)
+                        AwsError::from_sdk("ec2:StartInstances", &context.endpoint("ec2"), &error)
                     })?;
             }
         }
@@ -95,7 +95,7 @@ pub async fn set_ec2_instance_status(
                     .send()
                     .await
                     .map_err(|error| {
-                        AwsError::from_sdk("ec2:StopInstances", &context.endpoint("ec2"), error)
+                        AwsError::from_sdk("ec2:StopInstances", &context.endpoint("ec2"), &error)
                     })?;
             }
         }

@@ -36,7 +36,7 @@ pub async fn get_rds_cluster(
         Err(error) => Err(AwsError::from_sdk(
             "rds:DescribeDBClusters",
             &context.endpoint("rds"),
-            error,
+            &error,
         )),
     }
 }
@@ -124,7 +124,7 @@ async fn describe_clusters(
         let mut clusters = Vec::new();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|error| {
-                AwsError::from_sdk("rds:DescribeDBClusters", &context.endpoint("rds"), error)
+                AwsError::from_sdk("rds:DescribeDBClusters", &context.endpoint("rds"), &error)
             })?;
             clusters.extend(
                 page.db_clusters()

@@ -372,9 +372,7 @@ fn supervise(request: &SupervisorRequest) -> i32 {
         if STOP.load(Ordering::SeqCst) {
             break 0;
         }
-        let offset = std::fs::metadata(log)
-            .map(|metadata| metadata.len())
-            .unwrap_or(0);
+        let offset = std::fs::metadata(log).map_or(0, |metadata| metadata.len());
         let started = Instant::now();
         let child = match Command::new(&command[0])
             .args(&command[1..])

@@ -73,7 +73,7 @@ fn listening_inodes(table: &str, port: u16) -> Vec<String> {
             let fields: Vec<&str> = line.split_whitespace().collect();
             let local_port = fields.get(1)?.rsplit(':').next()?;
             (local_port == wanted && *fields.get(3)? == "0A")
-                .then(|| fields.get(9).map(|inode| inode.to_string()))?
+                .then(|| fields.get(9).map(std::string::ToString::to_string))?
         })
         .collect()
 }

@@ -8,8 +8,7 @@ pub fn is_process_alive(pid: u32) -> bool {
     }
     // no procfs: fall back to signal 0, which checks existence only
     i32::try_from(pid)
-        .map(|pid| nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok())
-        .unwrap_or(false)
+        .is_ok_and(|pid| nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok())
 }
 
 /// .what = when the process started, in clock ticks since boot (Linux), or `None` when unknown

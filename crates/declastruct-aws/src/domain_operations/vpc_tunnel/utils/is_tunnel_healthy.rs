@@ -13,7 +13,7 @@ const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
 pub async fn is_tunnel_healthy(port: u16, engine: Option<&str>, limit: Duration) -> TunnelHealth {
     probe_tunnel(port, engine, limit)
         .await
-        .unwrap_or_else(|silent| silent.into_health())
+        .unwrap_or_else(NoAnswer::into_health)
 }
 
 /// .what = the probe got a connection but no answer within its limit
