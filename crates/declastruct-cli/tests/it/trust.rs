@@ -748,9 +748,13 @@ fn the_log_is_stamped_and_kept_within_bounds() {
         nix::sys::signal::Signal::SIGKILL,
     )
     .expect("kill the session");
+    // cut back in place (the session keeps appending to the same file), then marked as cut
     assert!(
-        wait_for(Duration::from_secs(10), || std::fs::metadata(&log)
-            .is_ok_and(|metadata| metadata.len() < 1024 * 1024)),
+        wait_for(Duration::from_secs(10), || {
+            std::fs::metadata(&log).is_ok_and(|metadata| metadata.len() < 1024 * 1024)
+                && std::fs::read_to_string(&log)
+                    .is_ok_and(|text| text.contains("earlier lines were dropped"))
+        }),
         "the log was cut back"
     );
     let text = std::fs::read_to_string(&log).expect("log");
