@@ -128,31 +128,6 @@ fn colour_only_on_a_terminal_without_no_color() {
 }
 
 #[test]
-fn status_is_a_readable_table() {
-    let world = World::new(true);
-    world.declare("running", "OPEN");
-    assert_success(&world.apply());
-    let output = world.sandbox.run(&["status"]);
-    assert_success(&output);
-    let text = stdout(&output);
-    let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 4, "{text}");
-    for header in [
-        "RESOURCE", "STATUS", "PID", "PORT", "UPTIME", "RESTARTS", "HEALTH",
-    ] {
-        assert!(lines[0].contains(header), "{text}");
-    }
-    let tunnel = lines[3];
-    assert!(
-        tunnel.contains("OPEN")
-            && tunnel.contains(&world.port.to_string())
-            && tunnel.ends_with("healthy"),
-        "{text}"
-    );
-    assert!(lines[1].contains("running"), "{text}");
-}
-
-#[test]
 fn logs_follow_prints_what_is_appended_until_the_tunnel_closes() {
     let world = World::new(true);
     world.declare("running", "OPEN");

@@ -7,6 +7,7 @@ mod experience;
 mod faithful;
 mod healing;
 mod manifest_errors;
+mod output;
 mod plan;
 mod schema;
 mod sdk;

@@ -2,7 +2,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use declastruct_aws::internal::utils::is_process_alive;
+use declastruct_aws::internal::utils::{all_pids, read_process};
 
 use declastruct_test_support::Moto;
 
@@ -77,47 +77,17 @@ impl Sandbox {
 }
 
 impl Drop for Sandbox {
-    /// every tunnel process a test started is killed, whatever the test's outcome
+    /// every tunnel process a test started is killed, whatever the test's outcome: each carries the marker of
+    /// this sandbox's tunnels folder
     fn drop(&mut self) {
-        // supervisors that mention this sandbox, recorded or not
-        let home = self.home().display().to_string();
-        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|name| name.parse::<i32>().ok())
-            else {
-                continue;
-            };
-            let command = String::from_utf8_lossy(
-                &std::fs::read(entry.path().join("cmdline")).unwrap_or_default(),
-            )
-            .replace('\0', " ");
-            if command.contains("__declastruct_supervise") && command.contains(&home) {
-                let _ = nix::sys::signal::killpg(
+        let tunnels = self.home().join("tunnels");
+        for pid in all_pids() {
+            let ours = read_process(pid)
+                .and_then(|process| process.tunnel)
+                .is_some_and(|marker| marker.starts_with(&tunnels));
+            if let (true, Ok(pid)) = (ours, i32::try_from(pid)) {
+                let _ = nix::sys::signal::kill(
                     nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
-        }
-        for entry in std::fs::read_dir(self.home().join("tunnels"))
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let path = entry.path();
-            if path.extension().and_then(|extension| extension.to_str()) != Some("meta") {
-                continue;
-            }
-            let meta: serde_json::Value =
-                serde_json::from_slice(&std::fs::read(&path).unwrap_or_default())
-                    .unwrap_or_default();
-            if let Some(group) = meta["processGroup"]
-                .as_i64()
-                .and_then(|group| i32::try_from(group).ok())
-            {
-                let _ = nix::sys::signal::killpg(
-                    nix::unistd::Pid::from_raw(group),
                     nix::sys::signal::Signal::SIGKILL,
                 );
             }
@@ -191,43 +161,83 @@ pub fn workspace_root() -> &'static Path {
         .expect("workspace root")
 }
 
-/// insta settings that hide what changes from run to run
+/// insta settings that hide what changes from run to run: ids, endpoints, hashes, times, durations, pids,
+/// temporary paths, and the given `ports` (a test's free ports)
 pub fn stable_settings() -> insta::Settings {
+    settings_for_ports(&[])
+}
+
+/// see `stable_settings`
+pub fn settings_for_ports(ports: &[u16]) -> insta::Settings {
     let mut settings = insta::Settings::clone_current();
+    for port in ports {
+        settings.add_filter(&format!(r"\b{port}\b"), "[PORT]");
+    }
     settings.add_filter(r"i-[0-9a-f]{8,17}", "i-[ID]");
     settings.add_filter(r"cluster-(ro-)?[0-9a-z]{12}", "cluster-$1[ID]");
-    settings.add_filter(r#""hash": "[0-9a-f]{64}""#, r#""hash": "[HASH]""#);
-    settings.add_filter(r#""createdAt": "[0-9TZ:-]+""#, r#""createdAt": "[TIME]""#);
+    settings.add_filter(r"\b[0-9a-f]{64}\b", "[HASH]");
+    settings.add_filter(r"\b[0-9a-f]{16}\b", "[TUNNEL]");
+    settings.add_filter(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", "[TIME]");
+    settings.add_filter(r"/tmp/\.tmp[A-Za-z0-9]+", "[TMP]");
+    settings.add_filter(r"127\.0\.0\.1:\d+", "127.0.0.1:[PORT]");
+    settings.add_filter(r"after \d+\.\d s", "after [DURATION]");
+    settings.add_filter(r"\bpid \d+", "pid [PID]");
+    settings.add_filter(r#""(pid|uptimeSeconds)": \d+"#, r#""$1": [N]"#);
+    settings.add_filter(r"declastruct-test-[0-9a-f]{16}", "[SESSION]");
+    settings.add_filter(r"\b10\.\d+\.\d+\.\d+\b", "[IP]");
+    settings.add_filter(r"/\S*/(python3|psql|sleep)\b", "$1");
+    // the status table's pid and uptime columns
+    settings.add_filter(
+        r"(OPEN(?: \(unhealthy\))?\s+)\d+(\s+\S+\s+)\d+[smh]\S*",
+        "$1[PID]$2[UPTIME]",
+    );
     settings
+}
+
+/// .what = what one run of the binary showed, as one text: its exit code, stdout and stderr
+/// .why = output people read is checked whole, as uv's `uv_snapshot!` does, never by substrings alone
+pub fn shown(output: &Output) -> String {
+    format!(
+        "exit: {}\n----- stdout -----\n{}----- stderr -----\n{}",
+        output
+            .status
+            .code()
+            .map_or_else(|| "signal".to_string(), |code| code.to_string()),
+        stdout(output),
+        stderr(output)
+    )
+}
+
+/// .what = snapshots a run of the binary (exit code, stdout, stderr) under `name`, with `ports` filtered
+/// .why = the one helper every output test goes through
+#[macro_export]
+macro_rules! assert_shown {
+    ($name:expr, $output:expr) => {
+        $crate::assert_shown!($name, $output, &[])
+    };
+    ($name:expr, $output:expr, $ports:expr) => {
+        $crate::support::settings_for_ports($ports)
+            .bind(|| insta::assert_snapshot!($name, $crate::support::shown(&$output)))
+    };
 }
 
 /// processes whose command line mentions `needle` (e.g. the sandbox's folder)
 pub fn processes_mentioning(needle: &str) -> Vec<(u32, String)> {
-    std::fs::read_dir("/proc")
+    all_pids()
         .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|entry| {
-            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
-            let raw = std::fs::read(entry.path().join("cmdline")).ok()?;
-            let command = String::from_utf8_lossy(&raw).replace('\0', " ");
-            (command.contains(needle) && is_process_alive(pid)).then_some((pid, command))
-        })
+        .filter_map(read_process)
+        .map(|process| (process.pid, process.command_line()))
+        .filter(|(_, command)| command.contains(needle))
         .collect()
 }
 
+/// the live children of `parent`
 pub fn children_of(parent: u32) -> Vec<u32> {
-    std::fs::read_dir("/proc")
+    all_pids()
         .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|entry| {
-            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
-            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
-            let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
-            (fields.get(1)?.parse::<u32>().ok()? == parent && fields.first()? != &"Z")
-                .then_some(pid)
-        })
+        .filter_map(read_process)
+        .filter(|process| process.stat.parent == parent)
+        .map(|process| process.pid)
         .collect()
 }
 

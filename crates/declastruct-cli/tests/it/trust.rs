@@ -9,28 +9,27 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use declastruct_aws::internal::utils::{TunnelMeta, is_port_in_use, is_process_alive};
+use declastruct_aws::internal::utils::{
+    TunnelMeta, all_pids, is_port_in_use, is_process_alive, read_process,
+};
 use declastruct_test_support::{Postgres, free_port};
 
 use crate::apply::{World, assert_success};
 use crate::support::{REGION, children_of, manifest_with_ports, stderr, stdout, wait_for};
 
-/// pids of live processes whose environment marks them as a tunnel of this state folder, read from /proc
-/// here, independently of the code under test
+/// pids of live processes whose environment marks them as a tunnel of this state folder
 fn marked_processes(home: &Path) -> Vec<u32> {
-    let marker = format!("DECLASTRUCT_TUNNEL={}/", home.join("tunnels").display());
-    std::fs::read_dir("/proc")
+    let tunnels = home.join("tunnels");
+    all_pids()
         .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|entry| {
-            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
-            let environ = std::fs::read(entry.path().join("environ")).ok()?;
-            let marked = environ
-                .split(|byte| *byte == 0)
-                .any(|word| word.starts_with(marker.as_bytes()));
-            (marked && is_process_alive(pid)).then_some(pid)
+        .filter_map(read_process)
+        .filter(|process| {
+            process
+                .tunnel
+                .as_deref()
+                .is_some_and(|marker| marker.parent() == Some(tunnels.as_path()))
         })
+        .map(|process| process.pid)
         .collect()
 }
 
@@ -436,12 +435,12 @@ fn a_killed_apply_leaves_nothing_unrecorded_and_its_supervisor_gives_up() {
     let home = world.sandbox.home();
     let records = records_by_port(&world);
     for pid in marked_processes(&home) {
-        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-        let text = String::from_utf8_lossy(&environ);
+        let marker = read_process(pid).and_then(|process| process.tunnel);
         assert!(
-            records
-                .values()
-                .any(|(hash, _)| text.contains(&format!("/tunnels/{hash}\0"))),
+            records.values().any(|(hash, _)| marker
+                .as_deref()
+                .and_then(Path::file_name)
+                .is_some_and(|name| name == hash.as_str())),
             "pid {pid} is recorded"
         );
     }
@@ -496,14 +495,8 @@ fn a_foreign_process_named_in_a_record_survives_every_command() {
         std::fs::write(tunnels.join(format!("{hash}.pid")), foreign_pid.to_string()).expect("pid");
     };
     let address = format!("vpc-main-bastion.ahbodedb.{}", world.port);
-    let start_time = std::fs::read_to_string(format!("/proc/{foreign_pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            stat[stat.rfind(')')? + 1..]
-                .split_whitespace()
-                .nth(19)
-                .and_then(|field| field.parse::<u64>().ok())
-        })
+    let start_time = read_process(foreign_pid)
+        .map(|process| process.stat.start_time)
         .expect("start time");
     for recorded_start in [serde_json::json!(start_time), serde_json::Value::Null] {
         plant(recorded_start.clone());

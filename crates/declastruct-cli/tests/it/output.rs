@@ -1,0 +1,71 @@
+//! What people read, snapshotted whole through `assert_shown!`: plans (with every action and an unhealthy
+//! tunnel), apply, status, and the errors a user meets while reading live state.
+
+use declastruct_test_support::{Moto, free_port};
+
+use crate::apply::World;
+use crate::assert_shown;
+use crate::support::{REGION, Sandbox, manifest};
+
+#[test]
+fn apply_and_status_as_a_person_reads_them() {
+    let world = World::new(false);
+    world.declare("running", "OPEN");
+    let plan = world.sandbox.run(&["plan"]);
+    assert_shown!("plan_open_through_a_stopped_bastion", plan, &[world.port]);
+    let apply = world.apply();
+    assert_shown!("apply_open", apply, &[world.port]);
+    let status = world.sandbox.run(&["status"]);
+    assert_shown!("status_open", status, &[world.port]);
+    let status_json = world.sandbox.run(&["status", "--json"]);
+    assert_shown!("status_open_json", status_json, &[world.port]);
+
+    world.postgres.stop();
+    let unhealthy = world.sandbox.run(&["plan"]);
+    assert_shown!("plan_unhealthy_tunnel", unhealthy, &[world.port]);
+    world.declare("running", "CLOSED");
+    let close = world.apply();
+    assert_shown!("apply_close", close, &[world.port]);
+}
+
+#[test]
+fn errors_while_reading_live_state() {
+    let moto = Moto::start();
+    moto.seed_bastion(REGION, "vpc-main-bastion", true);
+    moto.seed_cluster(REGION, "ahbodedb");
+    let sandbox = Sandbox::new(Some(&moto));
+    let port = free_port();
+    let text = manifest("running", "OPEN", port)
+        .replace("exid: vpc-main-bastion", "exid: vpc-main-bastoin")
+        .replace("name: ahbodedb", "name: ahbodedc");
+    sandbox.write("declastruct.yml", &text);
+    let output = sandbox.run(&["plan"]);
+    assert_shown!("plan_bastion_and_cluster_not_found", output, &[port]);
+}
+
+#[test]
+fn a_port_held_by_another_program() {
+    let world = World::new(true);
+    world.declare("running", "OPEN");
+    let mut holder = std::process::Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            &world.port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("python3");
+    assert!(declastruct_test_support::wait_for_port(
+        world.port,
+        std::time::Duration::from_secs(10)
+    ));
+    let output = world.apply();
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_eq!(output.status.code(), Some(1));
+    assert_shown!("apply_port_held", output, &[world.port]);
+}
