@@ -43,6 +43,7 @@
 
 mod domain_objects;
 mod domain_operations;
+mod env_vars;
 mod error;
 #[cfg(test)]
 mod test_support;
@@ -59,6 +60,7 @@ pub use domain_operations::ec2_instance::{
 pub use domain_operations::rds_cluster::get_rds_cluster;
 pub use domain_operations::vpc_tunnel::supervisor::run_supervisor_if_requested;
 pub use domain_operations::vpc_tunnel::{get_vpc_tunnel, set_vpc_tunnel};
+pub use env_vars::EnvVars;
 pub use error::AwsError;
 
 /// .what = the plumbing under the operations: batched reads, tunnel inspection, tunnel files and utilities

@@ -21,7 +21,7 @@ use crate::args::{Cli, Command};
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
     let no_color =
-        cli.no_color || std::env::var_os("NO_COLOR").is_some_and(|value| !value.is_empty());
+        cli.no_color || std::env::var_os(declastruct_aws::EnvVars::NO_COLOR).is_some_and(|value| !value.is_empty());
     if no_color {
         anstream::ColorChoice::Never.write_global();
     }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use schemars::JsonSchema;
 
-use crate::AwsError;
+use crate::{AwsError, EnvVars};
 use serde::{Deserialize, Serialize};
 
 /// .what = the manifest's optional `aws` block: region and profile
@@ -71,7 +71,7 @@ impl ContextAwsApi {
             loader = loader.profile_name(profile);
         }
         let selected = settings.profile.clone().or_else(|| {
-            std::env::var("AWS_PROFILE")
+            std::env::var(EnvVars::AWS_PROFILE)
                 .ok()
                 .filter(|profile| !profile.is_empty())
         });
@@ -120,12 +120,12 @@ impl ContextAwsApi {
             profile: None,
             endpoint_url: config.endpoint_url().map(str::to_string),
             state_dir: Self::default_state_dir().unwrap_or_default(),
-            aws_cli: std::env::var_os("DECLASTRUCT_AWS_CLI")
+            aws_cli: std::env::var_os(EnvVars::DECLASTRUCT_AWS_CLI)
                 .filter(|program| !program.is_empty())
                 .unwrap_or_else(|| OsString::from("aws")),
             tunnel_ready_timeout: Duration::from_secs(30),
             instance_wait_timeout: Duration::from_secs(300),
-            agent_wait_timeout: std::env::var("DECLASTRUCT_AGENT_TIMEOUT_SECONDS")
+            agent_wait_timeout: std::env::var(EnvVars::DECLASTRUCT_AGENT_TIMEOUT_SECONDS)
                 .ok()
                 .and_then(|seconds| seconds.parse().ok())
                 .map_or(Duration::from_secs(180), Duration::from_secs),
@@ -166,7 +166,7 @@ impl ContextAwsApi {
     /// .why = tunnels must be found again from any folder: state never goes to a folder relative to wherever the
     /// command happens to run
     pub fn default_state_dir() -> Result<PathBuf, AwsError> {
-        if let Some(home) = std::env::var_os("DECLASTRUCT_HOME").filter(|home| !home.is_empty()) {
+        if let Some(home) = std::env::var_os(EnvVars::DECLASTRUCT_HOME).filter(|home| !home.is_empty()) {
             let home = PathBuf::from(home);
             return Ok(if home.is_absolute() {
                 home
@@ -176,7 +176,7 @@ impl ContextAwsApi {
                     .unwrap_or(home)
             });
         }
-        if let Some(home) = std::env::var_os("HOME")
+        if let Some(home) = std::env::var_os(EnvVars::HOME)
             .map(PathBuf::from)
             .filter(|home| home.is_absolute())
         {

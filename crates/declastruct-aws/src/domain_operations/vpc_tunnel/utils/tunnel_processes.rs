@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 /// .what = the environment variable that marks every process of a tunnel: `{tunnels folder}/{hash}`
 /// .why = the supervisor, the AWS CLI and the plugin all inherit it, so each one can be proven ours and
 /// attributed to its tunnel from `/proc` alone, whatever happened to the tunnel's files
-pub const TUNNEL_MARKER: &str = "DECLASTRUCT_TUNNEL";
+pub const TUNNEL_MARKER: &str = crate::EnvVars::DECLASTRUCT_TUNNEL;
 
 /// .what = the fields of `/proc/PID/stat` that declastruct reads
 /// .why = liveness, process group and session, and the start time that tells a reused pid apart
