@@ -51,8 +51,8 @@ mod test_support;
 pub use domain_objects::{
     AwsSettings, ContextAwsApi, DeclaredAwsEc2Instance, DeclaredAwsRdsCluster,
     DeclaredAwsVpcTunnel, Ec2InstanceRef, Ec2InstanceStatus, LoopbackHost, ProgressReporter,
-    RdsClusterHost, RdsClusterRef, TunnelHealth, TunnelMechanism, VpcTunnelFrom, VpcTunnelInto,
-    VpcTunnelStatus, VpcTunnelVia,
+    RdsClusterHost, RdsClusterRef, TunnelHealth, TunnelMechanism, TunnelOwner, VpcTunnelFrom,
+    VpcTunnelInto, VpcTunnelStatus, VpcTunnelVia,
 };
 pub use domain_operations::ec2_instance::{
     DesiredInstanceStatus, Ec2InstanceLookup, get_ec2_instance, set_ec2_instance_status,
@@ -76,7 +76,7 @@ pub mod internal {
     };
     pub use crate::domain_operations::vpc_tunnel::utils;
     pub use crate::domain_operations::vpc_tunnel::{
-        ResolvedVpcTunnel, VpcTunnelObservation, inspect_local_tunnel, inspect_vpc_tunnel,
-        set_vpc_tunnel_resolved,
+        ResolvedVpcTunnel, VpcTunnelObservation, close_tunnel_identity, inspect_local_tunnel,
+        inspect_vpc_tunnel, set_vpc_tunnel_resolved,
     };
 }

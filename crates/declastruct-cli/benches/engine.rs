@@ -69,6 +69,8 @@ fn world_for(manifest: &Manifest) -> LiveState {
         bastions,
         clusters,
         processes: Default::default(),
+        records: Vec::new(),
+        owner: None,
     }
 }
 

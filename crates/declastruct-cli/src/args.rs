@@ -17,15 +17,9 @@ const EXAMPLES: &str = "Examples:
 #[derive(Debug, Parser)]
 #[command(name = "declastruct", version, after_help = EXAMPLES)]
 pub struct Cli {
-    /// The manifest to read
-    #[arg(
-        short = 'f',
-        long = "file",
-        global = true,
-        value_name = "PATH",
-        default_value = "declastruct.yml"
-    )]
-    pub file: PathBuf,
+    /// The manifest to read [default: declastruct.yml]
+    #[arg(short = 'f', long = "file", global = true, value_name = "PATH")]
+    pub file: Option<PathBuf>,
 
     /// Print more (repeat for more detail)
     #[arg(short, long, global = true, action = ArgAction::Count, conflicts_with = "quiet")]
@@ -54,19 +48,27 @@ pub enum Command {
 
     /// Read live state and print the changes apply would make
     #[command(
-        after_help = "Examples:\n  declastruct plan\n  declastruct plan --json --out plan.json\n  declastruct plan --detailed-exitcode   # 0 no changes, 2 changes, 1 error"
+        after_help = "Examples:\n  declastruct plan\n  declastruct plan --json --out plan.json\n  declastruct plan --detailed-exitcode   # 0 no changes, 2 changes, 1 error\n  declastruct plan --target vpc-main-bastion.ahbodedb.7775"
     )]
     Plan(PlanArgs),
 
     /// Plan, confirm, and apply the changes in dependency order
     #[command(
-        after_help = "Examples:\n  declastruct apply\n  declastruct apply --auto-approve\n  declastruct apply --plan plan.json"
+        after_help = "Examples:\n  declastruct apply\n  declastruct apply --auto-approve\n  declastruct apply --plan plan.json\n  declastruct apply --replace vpc-main-bastion.ahbodedb.7775"
     )]
     Apply(ApplyArgs),
 
     /// Show the live state of every declared resource
-    #[command(after_help = "Examples:\n  declastruct status\n  declastruct status --json")]
+    #[command(
+        after_help = "Examples:\n  declastruct status\n  declastruct status --json\n  declastruct status --all"
+    )]
     Status(StatusArgs),
+
+    /// Render a saved plan as `plan` does, without AWS
+    #[command(
+        after_help = "Examples:\n  declastruct show plan.json\n  declastruct show plan.json --json"
+    )]
+    Show(ShowArgs),
 
     /// Print the manifest's JSON Schema
     #[command(after_help = "Example:\n  declastruct schema > schemas/declastruct.schema.json")]
@@ -101,6 +103,10 @@ pub struct PlanArgs {
     /// Exit 0 when there are no changes, 2 when there are, 1 on error
     #[arg(long)]
     pub detailed_exitcode: bool,
+
+    /// Plan only this resource (its address, as `plan` prints it) and what it depends on; repeatable
+    #[arg(long, value_name = "ADDRESS")]
+    pub target: Vec<String>,
 }
 
 /// .what = the flags of `apply`
@@ -119,9 +125,17 @@ pub struct ApplyArgs {
     #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..))]
     pub parallelism: u16,
 
-    /// Print only JSON: the plan and the outcome of each change
+    /// Print only JSON: the plan and the outcome of each change; needs --auto-approve or --plan
     #[arg(long)]
     pub json: bool,
+
+    /// Apply only this resource (its address, as `plan` prints it) and what it depends on; repeatable
+    #[arg(long, value_name = "ADDRESS")]
+    pub target: Vec<String>,
+
+    /// Close and open this tunnel again even if it looks healthy; repeatable
+    #[arg(long, value_name = "ADDRESS")]
+    pub replace: Vec<String>,
 }
 
 /// .what = the flags of `status`
@@ -129,6 +143,23 @@ pub struct ApplyArgs {
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// Print JSON
+    #[arg(long)]
+    pub json: bool,
+
+    /// Every tunnel of this machine's state folder, whichever manifest opened it; needs no manifest and no AWS
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// .what = the arguments of `show`
+/// .why = a saved plan, rendered as `plan` renders it, with no AWS call
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// A plan saved by `plan --out FILE`
+    #[arg(value_name = "PLANFILE")]
+    pub plan: PathBuf,
+
+    /// Print the plan document, as JSON
     #[arg(long)]
     pub json: bool,
 }
@@ -143,4 +174,14 @@ pub struct LogsArgs {
     /// Keep printing what is appended
     #[arg(long)]
     pub follow: bool,
+}
+
+impl Cli {
+    /// .what = the manifest's path: `-f`, else `declastruct.yml`
+    /// .why = commands that read a manifest start here; `apply --plan` uses the plan's own manifest unless `-f`
+    pub fn manifest_path(&self) -> PathBuf {
+        self.file
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("declastruct.yml"))
+    }
 }

@@ -12,16 +12,20 @@ pub mod resources;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::Parser as _;
 
 use crate::args::{Cli, Command};
 
 /// .what = runs the command line and returns the process's exit code
 /// .why = keeps `main` a few lines and the whole flow testable
 pub fn run() -> ExitCode {
-    let cli = Cli::parse();
-    let no_color =
-        cli.no_color || std::env::var_os(declastruct_aws::EnvVars::NO_COLOR).is_some_and(|value| !value.is_empty());
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return usage_error(&error),
+    };
+    let no_color = cli.no_color
+        || std::env::var_os(declastruct_aws::EnvVars::NO_COLOR)
+            .is_some_and(|value| !value.is_empty());
     if no_color {
         anstream::ColorChoice::Never.write_global();
     }
@@ -43,12 +47,26 @@ pub fn run() -> ExitCode {
     match &cli.command {
         Command::Validate => commands::validate::run(&cli),
         Command::Schema => commands::schema::run(),
+        Command::Show(args) => commands::show::run(&cli, args),
         Command::Completions { shell } => commands::completions::run(*shell),
         Command::Plan(args) => block_on(commands::plan::run(&cli, args)),
         Command::Apply(args) => block_on(commands::apply::run(&cli, args)),
         Command::Status(args) => block_on(commands::status::run(&cli, args)),
         Command::Logs(args) => commands::logs::run(&cli, args),
     }
+}
+
+/// .what = prints a usage error (or help, or the version) and picks the exit code
+/// .why = usage errors exit 2, except under `plan --detailed-exitcode`, where every error exits 1 so that 2 always
+/// means "changes"
+fn usage_error(error: &clap::Error) -> ExitCode {
+    let _ = error.print();
+    if !error.use_stderr() {
+        // --help and --version
+        return ExitCode::SUCCESS;
+    }
+    let detailed = std::env::args_os().any(|argument| argument == "--detailed-exitcode");
+    ExitCode::from(if detailed { commands::EXIT_FAILURE } else { 2 })
 }
 
 /// `-v` info, `-vv` debug, `-vvv` trace, for declastruct's own crates; the AWS SDK's own messages only from `-v`

@@ -41,11 +41,20 @@ fn diff_line_style(line: &str) -> Style {
 
 /// .what = the plan as a person reads it: each change with its action and diff, then a summary line
 /// .why = `plan` and `apply` show exactly what will happen before it happens
-pub fn render_plan(plan: &Plan, out: &mut dyn Write) -> std::io::Result<()> {
+pub fn render_plan(plan: &Plan, show_unchanged: bool, out: &mut dyn Write) -> std::io::Result<()> {
     let bold = Style::new().bold();
-    writeln!(out, "{bold}Plan for {}{bold:#}", plan.wish.uri)?;
+    writeln!(
+        out,
+        "{bold}Plan for {}{bold:#}",
+        crate::commands::display_path(&plan.wish.uri)
+    )?;
     writeln!(out)?;
-    for change in &plan.changes {
+    // like Terraform, what does not change is counted, not listed, unless asked for (`-v`)
+    for change in plan
+        .changes
+        .iter()
+        .filter(|change| show_unchanged || change.action.is_change())
+    {
         let action_style = style(change.action);
         writeln!(
             out,
@@ -65,7 +74,8 @@ pub fn render_plan(plan: &Plan, out: &mut dyn Write) -> std::io::Result<()> {
     }
     if plan
         .changes
-        .last()
+        .iter()
+        .rfind(|change| show_unchanged || change.action.is_change())
         .is_none_or(|change| change.state.difference.is_none())
     {
         writeln!(out)?;
@@ -77,7 +87,10 @@ pub fn render_plan(plan: &Plan, out: &mut dyn Write) -> std::io::Result<()> {
 /// .why = the line a person and a CI log look for
 pub fn summary_line(plan: &Plan) -> String {
     if !plan.has_changes() {
-        return format!("No changes: the live world matches {}.", plan.wish.uri);
+        return format!(
+            "No changes: the live world matches {}.",
+            crate::commands::display_path(&plan.wish.uri)
+        );
     }
     let count = |action: Action| {
         plan.changes

@@ -56,6 +56,19 @@ pub struct ContextAwsApi {
     pub progress: Option<ProgressReporter>,
     /// cancelled when the user interrupts: every wait ends at once, and what it had started is stopped
     pub cancel: tokio_util::sync::CancellationToken,
+    /// the manifest (and the environment it is applied in) on whose behalf tunnels are opened; recorded in each
+    /// tunnel's record, so that manifest alone, in that environment, plans their removal
+    pub owner: Option<TunnelOwner>,
+}
+
+/// .what = who opened a tunnel: a manifest's absolute path, and the environment it was applied in
+/// .why = a tunnel is destroyed or replaced only by the manifest that opened it, in the same environment
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TunnelOwner {
+    /// the manifest's absolute path
+    pub manifest: PathBuf,
+    /// the environment, e.g. `region=us-east-1 profile=dev`
+    pub environment: String,
 }
 
 impl ContextAwsApi {
@@ -132,6 +145,7 @@ impl ContextAwsApi {
             supervisor: std::env::current_exe().ok(),
             progress: None,
             cancel: tokio_util::sync::CancellationToken::new(),
+            owner: None,
         }
     }
 
@@ -166,7 +180,9 @@ impl ContextAwsApi {
     /// .why = tunnels must be found again from any folder: state never goes to a folder relative to wherever the
     /// command happens to run
     pub fn default_state_dir() -> Result<PathBuf, AwsError> {
-        if let Some(home) = std::env::var_os(EnvVars::DECLASTRUCT_HOME).filter(|home| !home.is_empty()) {
+        if let Some(home) =
+            std::env::var_os(EnvVars::DECLASTRUCT_HOME).filter(|home| !home.is_empty())
+        {
             let home = PathBuf::from(home);
             return Ok(if home.is_absolute() {
                 home

@@ -6,23 +6,58 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 // tunnels go through the code behind `set_vpc_tunnel`, with the bastion and cluster the plan already resolved
-use declastruct_aws::internal::{ResolvedVpcTunnel, set_vpc_tunnel_resolved};
+use declastruct_aws::internal::{
+    ResolvedVpcTunnel, close_tunnel_identity, set_vpc_tunnel_resolved,
+};
 use declastruct_aws::{AwsError, ContextAwsApi, set_ec2_instance_status};
 use declastruct_engine::{ApplyReport, ChangeOutcome, Plan, run_changes};
 use serde_json::json;
 
 use crate::args::{ApplyArgs, Cli};
+use crate::commands::show::read_saved_plan;
 use crate::commands::{EXIT_FAILURE, compute_plan, observe_or_report, report};
 use crate::progress::Progress;
 use crate::render::render_plan;
-use crate::resources::Observed;
+use crate::resources::{Observed, force_replace, select_targets};
 
 /// .what = `declastruct apply`: plans, confirms, and applies the changes in dependency order
 /// .why = makes the live world match the manifest: bastions started or stopped, tunnels opened or closed
 pub async fn run(cli: &Cli, args: &ApplyArgs) -> ExitCode {
-    let (manifest, mut context, resources) = match observe_or_report(cli, !args.json).await {
-        Ok(observed) => observed,
-        Err(code) => return code,
+    if args.json && !args.auto_approve && args.plan.is_none() {
+        // JSON is for scripts, which cannot answer a prompt
+        eprintln!(
+            "error: apply --json needs --auto-approve or --plan FILE: it never asks for confirmation\n  help: save and review a plan with `declastruct plan --out plan.json`, then run `declastruct apply --json --plan plan.json`"
+        );
+        return ExitCode::from(EXIT_FAILURE);
+    }
+    // a saved plan names the manifest it was made from; `-f` chooses another
+    let saved = match &args.plan {
+        Some(path) => match read_saved_plan(path) {
+            Ok(saved) => Some((path.clone(), saved)),
+            Err(problem) => {
+                eprintln!("{problem}");
+                return ExitCode::from(EXIT_FAILURE);
+            }
+        },
+        None => None,
+    };
+    let manifest_path = match (&cli.file, &saved) {
+        (None, Some((_, saved))) => std::path::PathBuf::from(&saved.wish.uri),
+        _ => cli.manifest_path(),
+    };
+    let (manifest, mut context, mut resources) =
+        match observe_or_report(cli, &manifest_path, !args.json).await {
+            Ok(observed) => observed,
+            Err(code) => return code,
+        };
+    let selected = force_replace(&mut resources, &args.replace)
+        .and_then(|()| select_targets(resources, &args.target));
+    let resources = match selected {
+        Ok(resources) => resources,
+        Err(problem) => {
+            eprintln!("error: {problem}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
     };
     let progress = Progress::for_terminal(!args.json && !cli.quiet);
     context.progress = progress.reporter();
@@ -33,13 +68,13 @@ pub async fn run(cli: &Cli, args: &ApplyArgs) -> ExitCode {
     let human = !args.json;
     let mut stdout = anstream::stdout();
 
-    if let Some(saved_path) = &args.plan {
-        if let Err(problem) = check_saved_plan(saved_path, &plan) {
+    if let Some((saved_path, saved)) = &saved {
+        if let Err(problem) = check_saved_plan(saved_path, saved, &plan) {
             eprintln!("{problem}");
             return ExitCode::from(EXIT_FAILURE);
         }
     } else if human && !cli.quiet {
-        let _ = render_plan(&plan, &mut stdout);
+        let _ = render_plan(&plan, cli.verbose > 0, &mut stdout);
     }
 
     if !plan.has_changes() {
@@ -172,7 +207,19 @@ async fn apply_change(resource: &Observed, context: &ContextAwsApi) -> Result<()
         },
         // clusters are read-only references: their plan is always KEEP
         Observed::Cluster(_) => Ok(()),
+        Observed::Removed(removed) => {
+            close_tunnel_identity(&removed.hash, removed.meta.local_port, context).await
+        }
         Observed::Tunnel(tunnel) => {
+            // the old identity goes first: it may hold the very port the new one needs
+            if let Some(previous) = &tunnel.previous {
+                close_tunnel_identity(&previous.hash, previous.meta.local_port, context).await?;
+            }
+            if tunnel.forced_replace
+                && let Some(hash) = &tunnel.observation.hash
+            {
+                close_tunnel_identity(hash, tunnel.declaration.from.port, context).await?;
+            }
             let resolved = ResolvedVpcTunnel {
                 tunnel: tunnel.declaration.to_domain(),
                 bastion: tunnel.bastion.clone(),
@@ -216,42 +263,32 @@ fn print_json(plan: &Plan, report_card: Option<&ApplyReport<AwsError>>) {
 }
 
 /// compares a saved plan with the fresh one; the message names what changed
-fn check_saved_plan(path: &std::path::Path, fresh: &Plan) -> Result<(), String> {
-    let text = std::fs::read_to_string(path).map_err(|error| {
-        format!(
-            "error: cannot read the saved plan {}: {error}",
-            path.display()
-        )
-    })?;
-    let saved: Plan = serde_json::from_str(&text).map_err(|error| {
-        format!(
-            "error: {} is not a plan document ({error})\n  help: save one with `declastruct plan --out {}`",
-            path.display(),
-            path.display()
-        )
-    })?;
+fn check_saved_plan(path: &std::path::Path, saved: &Plan, fresh: &Plan) -> Result<(), String> {
     // what a reviewer read must be what runs: the saved changes must still hash to the saved hash
     let content_hash = declastruct_engine::compute_plan_hash(&saved.changes);
+    let again = format!(
+        "declastruct plan -f {} --out {}",
+        crate::commands::display_path(&saved.wish.uri),
+        path.display()
+    );
     if content_hash != saved.hash {
         return Err(format!(
-            "error: {} was altered after it was saved: its changes no longer hash to its `hash`\n  help: never edit a saved plan; run `declastruct plan --out {}` again, review it, then apply it",
+            "error: {} was altered after it was saved: its changes no longer hash to its `hash`\n  help: never edit a saved plan; run `{again}` again, review it, then apply it",
             path.display(),
-            path.display()
         ));
     }
     if saved.hash == fresh.hash {
         return Ok(());
     }
-    let differences = fresh.differences_from(&saved);
+    let differences = fresh.differences_from(saved);
     Err(format!(
-        "error: plan is stale: the live world or the manifest changed since {} was saved:\n{}\n  help: run `declastruct plan --out {}` again, review it, then apply it",
+        "error: plan is stale: the live world or the manifest changed since {} was saved:\n{}\n  help: run `{again}` again, review it, then apply it",
         path.display(),
         differences
             .iter()
             .map(|difference| format!("  - {difference}"))
             .collect::<Vec<_>>()
             .join("\n"),
-        path.display()
     ))
 }
 

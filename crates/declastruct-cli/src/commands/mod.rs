@@ -6,9 +6,11 @@ pub mod completions;
 pub mod logs;
 pub mod plan;
 pub mod schema;
+pub mod show;
 pub mod status;
 pub mod validate;
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use declastruct_aws::ContextAwsApi;
@@ -35,7 +37,13 @@ pub fn report(diagnostic: impl Diagnostic + Send + Sync + 'static) {
 /// .what = loads the manifest, printing every problem; `None` when invalid
 /// .why = every command starts here
 pub fn load_or_report(cli: &Cli) -> Option<Manifest> {
-    match load_manifest(&cli.file) {
+    load_path_or_report(&cli.manifest_path())
+}
+
+/// .what = loads the manifest at `path`, printing every problem; `None` when invalid
+/// .why = `apply --plan` reads the manifest its plan was made from
+pub fn load_path_or_report(path: &Path) -> Option<Manifest> {
+    match load_manifest(path) {
         Ok(manifest) => Some(manifest),
         Err(errors) => {
             let count = errors.len();
@@ -43,27 +51,31 @@ pub fn load_or_report(cli: &Cli) -> Option<Manifest> {
                 report(error);
             }
             if count > 1 {
-                eprintln!("{count} problems in {}", cli.file.display());
+                eprintln!("{count} problems in {}", path.display());
             }
             None
         }
     }
 }
 
-/// .what = the manifest, an AWS context and the observed resources, or the exit code after reporting why not
+/// .what = the manifest at `path`, an AWS context and the observed resources, or the exit code after reporting
+/// why not
 /// .why = plan and apply share the reading of live state; on a terminal a spinner names the calls it waits for
 pub async fn observe_or_report(
     cli: &Cli,
+    path: &Path,
     show_progress: bool,
 ) -> Result<(Manifest, ContextAwsApi, Vec<Observed>), ExitCode> {
-    let manifest = load_or_report(cli).ok_or(ExitCode::from(EXIT_FAILURE))?;
-    let context = match ContextAwsApi::load(&manifest.aws).await {
+    let manifest = load_path_or_report(path).ok_or(ExitCode::from(EXIT_FAILURE))?;
+    let mut context = match ContextAwsApi::load(&manifest.aws).await {
         Ok(context) => context,
         Err(error) => {
             report(error);
             return Err(ExitCode::from(EXIT_FAILURE));
         }
     };
+    // the tunnels this manifest opens record it, so it alone (in this environment) plans their removal
+    context.owner = tunnel_owner(&manifest, &context);
     let progress = Progress::for_terminal(show_progress && !cli.quiet);
     let reading = progress.start(format!(
         "reading live state: ec2:DescribeInstances, rds:DescribeDBClusters at {}",
@@ -88,11 +100,50 @@ pub fn compute_plan(manifest: &Manifest, resources: &[Observed]) -> Result<Plan,
     Plan::compute(
         resources,
         Wish {
-            uri: manifest.uri.clone(),
+            // the absolute path: `apply --plan` finds the manifest again from any folder
+            uri: manifest
+                .path
+                .as_ref()
+                .map_or_else(|| manifest.uri.clone(), |path| path.display().to_string()),
         },
     )
     .map_err(|error| {
         report(error);
         ExitCode::from(EXIT_FAILURE)
+    })
+}
+
+/// .what = a path as a person reads it: relative to the current folder when it lies inside it
+/// .why = plan headers name the manifest as the user would type it, while the plan document keeps it absolute
+pub fn display_path(path: &str) -> String {
+    let path = Path::new(path);
+    std::env::current_dir()
+        .ok()
+        .and_then(|current| path.strip_prefix(current).ok().map(Path::to_path_buf))
+        .map_or_else(
+            || path.display().to_string(),
+            |relative| relative.display().to_string(),
+        )
+}
+
+/// .what = who the tunnels opened now belong to: this manifest, in this environment
+/// .why = one manifest applied to dev and to prod opens two sets of tunnels; neither plans the other's away
+pub fn tunnel_owner(
+    manifest: &Manifest,
+    context: &ContextAwsApi,
+) -> Option<declastruct_aws::TunnelOwner> {
+    let path = manifest.path.clone()?;
+    let mut environment = format!("region={}", context.region.as_deref().unwrap_or("-"));
+    let profile = manifest.aws.profile.clone().or_else(|| {
+        std::env::var(declastruct_aws::EnvVars::AWS_PROFILE)
+            .ok()
+            .filter(|profile| !profile.is_empty())
+    });
+    if let Some(profile) = profile {
+        environment.push_str(&format!(" profile={profile}"));
+    }
+    Some(declastruct_aws::TunnelOwner {
+        manifest: path,
+        environment,
     })
 }

@@ -4,13 +4,22 @@ use std::process::ExitCode;
 use crate::args::{Cli, PlanArgs};
 use crate::commands::{EXIT_CHANGES, EXIT_FAILURE, compute_plan, observe_or_report};
 use crate::render::{render_plan, summary_line};
+use crate::resources::select_targets;
 
 /// .what = `declastruct plan`: reads live state and prints the changes apply would make
 /// .why = the reviewable preview, for people (a diff) and for CI (JSON, a saved plan, exit codes)
 pub async fn run(cli: &Cli, args: &PlanArgs) -> ExitCode {
-    let (manifest, _context, resources) = match observe_or_report(cli, !args.json).await {
-        Ok(observed) => observed,
-        Err(code) => return code,
+    let (manifest, _context, resources) =
+        match observe_or_report(cli, &cli.manifest_path(), !args.json).await {
+            Ok(observed) => observed,
+            Err(code) => return code,
+        };
+    let resources = match select_targets(resources, &args.target) {
+        Ok(resources) => resources,
+        Err(problem) => {
+            eprintln!("error: {problem}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
     };
     let plan = match compute_plan(&manifest, &resources) {
         Ok(plan) => plan,
@@ -36,11 +45,15 @@ pub async fn run(cli: &Cli, args: &PlanArgs) -> ExitCode {
     } else if cli.quiet {
         writeln!(stdout, "{}", summary_line(&plan))
     } else {
-        render_plan(&plan, &mut stdout).and_then(|()| match &args.out {
+        render_plan(&plan, cli.verbose > 0, &mut stdout).and_then(|()| match &args.out {
             Some(out) => writeln!(
                 stdout,
-                "Saved the plan to {}; apply it with `declastruct apply --plan {}`.",
+                "Saved the plan to {}; apply it with `declastruct apply {}--plan {}`.",
                 out.display(),
+                cli.file
+                    .as_ref()
+                    .map(|file| format!("-f {} ", file.display()))
+                    .unwrap_or_default(),
                 out.display()
             ),
             None => Ok(()),

@@ -7,8 +7,8 @@ use declastruct_aws::{ContextAwsApi, VpcTunnelStatus};
 use serde_json::{Value, json};
 
 use crate::args::{Cli, StatusArgs};
-use crate::commands::{EXIT_FAILURE, load_or_report, report};
-use crate::manifest::{Manifest, ResourceDeclaration, VpcTunnelDeclaration};
+use crate::commands::{EXIT_FAILURE, load_or_report, report, tunnel_owner};
+use crate::manifest::{Manifest, ResourceDeclaration, VpcTunnelDeclaration, tunnel_address};
 use crate::progress::Progress;
 use crate::resources::{Observed, observe};
 
@@ -16,12 +16,22 @@ use crate::resources::{Observed, observe};
 /// .why = one look tells whether the database is reachable, and if not, why; what runs on this machine is shown
 /// even when AWS cannot be read, with the AWS reads that failed named
 pub async fn run(cli: &Cli, args: &StatusArgs) -> ExitCode {
+    if args.all {
+        return match all_rows().await {
+            Ok(rows) => print(&rows, args.json, &ALL_COLUMNS),
+            Err(error) => {
+                report(error);
+                ExitCode::from(EXIT_FAILURE)
+            }
+        };
+    }
     let Some(manifest) = load_or_report(cli) else {
         return ExitCode::from(EXIT_FAILURE);
     };
     let progress = Progress::for_terminal(!args.json && !cli.quiet);
     let observed = match ContextAwsApi::load(&manifest.aws).await {
-        Ok(context) => {
+        Ok(mut context) => {
+            context.owner = tunnel_owner(&manifest, &context);
             let reading = progress.start(format!(
                 "reading live state: ec2:DescribeInstances, rds:DescribeDBClusters at {}",
                 context.endpoint("ec2")
@@ -52,46 +62,80 @@ pub async fn run(cli: &Cli, args: &StatusArgs) -> ExitCode {
             }
         }
     };
-    let mut stdout = anstream::stdout();
-    if args.json {
-        let _ = writeln!(
-            stdout,
-            "{}",
-            serde_json::to_string_pretty(&rows).unwrap_or_default()
-        );
-        return ExitCode::SUCCESS;
-    }
-    let text = |value: &Value| match value {
+    print(&rows, args.json, &COLUMNS)
+}
+
+/// a column of the status table: its header and how a row's JSON becomes its cell
+type Column = (&'static str, fn(&Value) -> String);
+
+fn text(value: &Value) -> String {
+    match value {
         Value::Null => "-".to_string(),
         Value::String(text) => text.clone(),
         other => other.to_string(),
-    };
-    let table: Vec<[String; 7]> = rows
+    }
+}
+
+fn health_cell(row: &Value) -> String {
+    match (&row["healthy"], &row["healthReason"]) {
+        (Value::Bool(true), Value::String(note)) => format!("healthy ({note})"),
+        (Value::Bool(true), _) => "healthy".into(),
+        (Value::Bool(false), reason) => format!("unhealthy: {}", text(reason)),
+        (_, Value::String(note)) => note.clone(),
+        _ => "-".into(),
+    }
+}
+
+fn uptime_cell(row: &Value) -> String {
+    row["uptimeSeconds"]
+        .as_i64()
+        .map_or("-".into(), format_uptime)
+}
+
+const COLUMNS: [Column; 7] = [
+    ("RESOURCE", |row| {
+        format!("{} {}", text(&row["class"]), text(&row["slug"]))
+    }),
+    ("STATUS", |row| text(&row["status"])),
+    ("PID", |row| text(&row["pid"])),
+    ("PORT", |row| text(&row["port"])),
+    ("UPTIME", uptime_cell),
+    ("RESTARTS", |row| text(&row["restarts"])),
+    ("HEALTH", health_cell),
+];
+
+const ALL_COLUMNS: [Column; 9] = [
+    ("TUNNEL", |row| text(&row["slug"])),
+    ("MANIFEST", |row| text(&row["manifest"])),
+    ("STATUS", |row| text(&row["status"])),
+    ("PORT", |row| text(&row["port"])),
+    ("FAR END", |row| text(&row["farEnd"])),
+    ("PID", |row| text(&row["pid"])),
+    ("UPTIME", uptime_cell),
+    ("RESTARTS", |row| text(&row["restarts"])),
+    ("HEALTH", health_cell),
+];
+
+/// the rows as JSON, or as a table whose last column is not padded
+fn print(rows: &[Value], json: bool, columns: &[Column]) -> ExitCode {
+    let mut stdout = anstream::stdout();
+    if json {
+        let _ = writeln!(
+            stdout,
+            "{}",
+            serde_json::to_string_pretty(rows).unwrap_or_default()
+        );
+        return ExitCode::SUCCESS;
+    }
+    let headers: Vec<String> = columns
         .iter()
-        .map(|row| {
-            [
-                format!("{} {}", text(&row["class"]), text(&row["slug"])),
-                text(&row["status"]),
-                text(&row["pid"]),
-                text(&row["port"]),
-                row["uptimeSeconds"]
-                    .as_i64()
-                    .map_or("-".into(), format_uptime),
-                text(&row["restarts"]),
-                match (&row["healthy"], &row["healthReason"]) {
-                    (Value::Bool(true), Value::String(note)) => format!("healthy ({note})"),
-                    (Value::Bool(true), _) => "healthy".into(),
-                    (Value::Bool(false), reason) => format!("unhealthy: {}", text(reason)),
-                    _ => "-".into(),
-                },
-            ]
-        })
+        .map(|(name, _)| (*name).to_string())
         .collect();
-    let headers = [
-        "RESOURCE", "STATUS", "PID", "PORT", "UPTIME", "RESTARTS", "HEALTH",
-    ]
-    .map(String::from);
-    let widths: Vec<usize> = (0..7)
+    let table: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| columns.iter().map(|(_, cell)| cell(row)).collect())
+        .collect();
+    let widths: Vec<usize> = (0..columns.len())
         .map(|column| {
             std::iter::once(&headers)
                 .chain(&table)
@@ -100,12 +144,13 @@ pub async fn run(cli: &Cli, args: &StatusArgs) -> ExitCode {
                 .unwrap_or(0)
         })
         .collect();
+    let last = columns.len() - 1;
     for line in std::iter::once(&headers).chain(&table) {
         let cells: Vec<String> = line
             .iter()
             .enumerate()
             .map(|(column, cell)| {
-                if column == 6 {
+                if column == last {
                     cell.clone()
                 } else {
                     format!("{cell:<width$}", width = widths[column])
@@ -115,6 +160,75 @@ pub async fn run(cli: &Cli, args: &StatusArgs) -> ExitCode {
         let _ = writeln!(stdout, "{}", cells.join("  ").trim_end());
     }
     ExitCode::SUCCESS
+}
+
+/// .what = every tunnel of this machine's state folder: recorded ones, and those only their processes show
+/// .why = `status --all`: a tunnel whose manifest was deleted or moved is found here, with no manifest and no AWS
+async fn all_rows() -> Result<Vec<Value>, declastruct_aws::AwsError> {
+    let tunnels_dir = ContextAwsApi::default_state_dir()?.join("tunnels");
+    let recorded = TunnelFiles::recorded_in(&tunnels_dir)?;
+    let processes = TunnelProcesses::scan(&tunnels_dir);
+    let mut hashes: Vec<String> = recorded
+        .iter()
+        .map(|(files, _)| files.hash.clone())
+        .chain(processes.hashes().map(str::to_string))
+        .collect();
+    hashes.sort();
+    hashes.dedup();
+    let mut rows = Vec::new();
+    for hash in hashes {
+        let files = TunnelFiles::new(&tunnels_dir, &hash);
+        let row = match files.read_meta() {
+            Ok(Some(meta)) => {
+                let observation =
+                    inspect_local_tunnel(&meta.tunnel, &files, &processes, meta.engine.as_deref())
+                        .await;
+                let mut row = tunnel_fields(&observation);
+                let extra = json!({
+                    "slug": tunnel_address(&meta.tunnel.via, &meta.tunnel.into, &meta.tunnel.from).slug,
+                    "manifest": meta.manifest,
+                    "environment": meta.environment,
+                    "farEnd": format!("{}:{} via {}", meta.remote_host, meta.remote_port, meta.instance_id),
+                    "region": meta.region,
+                });
+                if let (Value::Object(row), Value::Object(extra)) = (&mut row, extra) {
+                    row.extend(extra);
+                }
+                row
+            }
+            damaged => {
+                let live = processes.of(&hash);
+                let pid = live
+                    .iter()
+                    .find(|process| process.is_supervisor())
+                    .or(live.first())
+                    .map(|process| process.pid);
+                let reason = match damaged {
+                    Err(damage) => format!("its record is damaged: {damage}"),
+                    _ => "its record is missing".to_string(),
+                };
+                // the session's own command line still names the local port
+                let port = live.iter().find_map(|process| {
+                    process.command.iter().find_map(|word| {
+                        let rest = word.split_once("\"localPortNumber\":[\"")?.1;
+                        rest.split('"').next()?.parse::<u16>().ok()
+                    })
+                });
+                json!({
+                    "slug": hash,
+                    "hash": hash,
+                    "manifest": null,
+                    "status": if live.is_empty() { "CLOSED" } else { "OPEN (unhealthy)" },
+                    "pid": pid,
+                    "port": port,
+                    "healthy": if live.is_empty() { Value::Null } else { Value::Bool(false) },
+                    "healthReason": reason,
+                })
+            }
+        };
+        rows.push(row);
+    }
+    Ok(rows)
 }
 
 fn format_uptime(seconds: i64) -> String {
@@ -142,6 +256,15 @@ fn row(resource: &Observed) -> Value {
             "engine": cluster.live.engine,
         }),
         Observed::Tunnel(tunnel) => tunnel_fields(&tunnel.observation),
+        Observed::Removed(removed) => json!({
+            "status": "OPEN (no longer declared)",
+            "pid": removed.meta.pid,
+            "port": removed.meta.local_port,
+            "host": removed.meta.tunnel.from.host.as_str(),
+            "hash": removed.hash,
+            "openedAt": removed.meta.opened_at,
+            "healthReason": "this manifest opened it and no longer declares it: apply closes it",
+        }),
     };
     with_address(base, row)
 }

@@ -29,6 +29,9 @@ const KINDS: [&str; 3] = [
 pub struct Manifest {
     /// the path as the user gave it
     pub uri: String,
+    /// the file's absolute path (symbolic links resolved), `None` for text that came from no file
+    /// .why = each tunnel records the manifest that opened it, the same whatever folder a command runs in
+    pub path: Option<std::path::PathBuf>,
     /// the file's text, for diagnostics
     pub source: Arc<NamedSource<String>>,
     /// the `aws` block, empty when absent
@@ -70,7 +73,10 @@ impl Manifest {
 pub fn load_manifest(path: &Path) -> Result<Manifest, Vec<ManifestError>> {
     let uri = path.display().to_string();
     match std::fs::read_to_string(path) {
-        Ok(text) => parse_manifest(&uri, text),
+        Ok(text) => parse_manifest(&uri, text).map(|mut manifest| {
+            manifest.path = std::fs::canonicalize(path).ok();
+            manifest
+        }),
         Err(error) => Err(vec![ManifestError {
             code: "declastruct::manifest::unreadable",
             message: format!("cannot read the manifest {uri}: {error}"),
@@ -141,6 +147,7 @@ pub fn parse_manifest(uri: &str, text: String) -> Result<Manifest, Vec<ManifestE
     }
     Ok(Manifest {
         uri: uri.to_string(),
+        path: None,
         source,
         aws: top.aws.unwrap_or_default(),
         resources,

@@ -151,15 +151,20 @@ impl VpcTunnelDeclaration {
     /// .what = the tunnel's address: `{bastion}.{cluster}.{port}`
     /// .why = see `ResourceDeclaration::address`
     pub fn address(&self) -> ResourceAddress {
-        ResourceAddress {
-            class: VPC_TUNNEL_CLASS.into(),
-            slug: format!(
-                "{}.{}.{}",
-                self.via.bastion.key(),
-                self.into.cluster.name,
-                self.from.port
-            ),
-        }
+        tunnel_address(&self.via, &self.into, &self.from)
+    }
+}
+
+/// .what = a tunnel's address from its three ends: `{bastion}.{cluster}.{port}`
+/// .why = a declared tunnel and a recorded one (whose manifest may no longer declare it) are named alike
+pub fn tunnel_address(
+    via: &VpcTunnelVia,
+    into: &VpcTunnelInto,
+    from: &VpcTunnelFrom,
+) -> ResourceAddress {
+    ResourceAddress {
+        class: VPC_TUNNEL_CLASS.into(),
+        slug: format!("{}.{}.{}", via.bastion.key(), into.cluster.name, from.port),
     }
 }
 

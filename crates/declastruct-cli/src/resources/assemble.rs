@@ -9,10 +9,12 @@ use declastruct_aws::{DesiredInstanceStatus, Ec2InstanceRef, Ec2InstanceStatus, 
 use declastruct_engine::{Edge, ResourceAddress};
 
 use super::live::LiveState;
-use super::observed::{Observed, ObservedBastion, ObservedCluster, ObservedTunnel};
+use super::observed::{
+    Observed, ObservedBastion, ObservedCluster, ObservedTunnel, PreviousIdentity, RemovedTunnel,
+};
 use crate::manifest::{
     DeclaredResource, Ec2InstanceDeclaration, Manifest, ManifestError, ResourceDeclaration,
-    bastion_address, cluster_address,
+    bastion_address, cluster_address, tunnel_address,
 };
 
 /// one bastion of the plan: where it is declared (if it is), and the reference the plan names it by
@@ -184,11 +186,99 @@ pub fn assemble(
                     bastion: bastion.clone(),
                     cluster: cluster.clone(),
                     edges,
+                    previous: None,
+                    forced_replace: false,
                 })));
             }
         }
     }
+    if let Some(owner) = &live.owner {
+        let stopping: BTreeMap<&str, ResourceAddress> = bastions
+            .iter()
+            .filter(|(_, bastion)| bastion.desired_status == Some(DesiredInstanceStatus::Stopped))
+            .map(|(instance_id, bastion)| {
+                (instance_id.as_str(), bastion_address(&bastion.reference))
+            })
+            .collect();
+        attach_owned_tunnels(&mut observed, owner, live, &stopping);
+    }
     Ok(observed)
+}
+
+/// .what = the tunnels this manifest opened that no longer match a declaration: an old identity of a declared
+/// tunnel (REPLACE, or closed with it) or a tunnel no longer declared (DESTROY); only those still running
+/// .why = nothing this manifest opened is left running unseen; nothing another manifest opened is touched
+fn attach_owned_tunnels(
+    observed: &mut Vec<Observed>,
+    owner: &declastruct_aws::TunnelOwner,
+    live: &LiveState,
+    stopping: &BTreeMap<&str, ResourceAddress>,
+) {
+    let current: Vec<String> = observed
+        .iter()
+        .filter_map(|resource| match resource {
+            Observed::Tunnel(tunnel) => tunnel.observation.hash.clone(),
+            _ => None,
+        })
+        .collect();
+    let mut removed = Vec::new();
+    for (files, meta) in &live.records {
+        let Ok(meta) = meta else {
+            continue;
+        };
+        let running = !live.processes.of(&files.hash).is_empty();
+        let owned = meta.manifest.as_deref() == Some(&owner.manifest.display().to_string())
+            && meta.environment.as_deref() == Some(owner.environment.as_str());
+        if !owned || !running || current.contains(&files.hash) {
+            continue;
+        }
+        let address = tunnel_address(&meta.tunnel.via, &meta.tunnel.into, &meta.tunnel.from);
+        let declared = observed.iter_mut().find_map(|resource| match resource {
+            Observed::Tunnel(tunnel)
+                if tunnel.declaration.address() == address && tunnel.previous.is_none() =>
+            {
+                Some(tunnel)
+            }
+            _ => None,
+        });
+        let previous = PreviousIdentity {
+            hash: files.hash.clone(),
+            meta: meta.clone(),
+        };
+        match declared {
+            Some(tunnel) => tunnel.previous = Some(previous),
+            None => {
+                let edges = stopping
+                    .get(meta.instance_id.as_str())
+                    .map(|bastion| Edge {
+                        before: address.clone(),
+                        after: bastion.clone(),
+                    })
+                    .into_iter()
+                    .collect();
+                removed.push(Observed::Removed(Box::new(RemovedTunnel {
+                    address,
+                    hash: previous.hash,
+                    meta: previous.meta,
+                    edges,
+                })));
+            }
+        }
+    }
+    // two old identities of one removed tunnel are two changes: the second is told apart by its identity
+    let mut seen: Vec<ResourceAddress> = observed
+        .iter()
+        .map(declastruct_engine::Resource::address)
+        .collect();
+    for mut resource in removed {
+        if let Observed::Removed(removed) = &mut resource {
+            if seen.contains(&removed.address) {
+                removed.address.slug = format!("{}#{}", removed.address.slug, removed.hash);
+            }
+            seen.push(removed.address.clone());
+        }
+        observed.push(resource);
+    }
 }
 
 /// an OPEN tunnel through a bastion that the manifest declares stopped under another name

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use declastruct_aws::internal::utils::{TunnelFiles, TunnelProcesses};
+use declastruct_aws::internal::utils::{RecordedTunnel, TunnelFiles, TunnelProcesses};
 use declastruct_aws::internal::{closest_cluster_names, get_ec2_instances, get_rds_clusters};
 use declastruct_aws::{
     AwsError, ContextAwsApi, DeclaredAwsEc2Instance, DeclaredAwsRdsCluster, Ec2InstanceRef,
@@ -103,14 +103,21 @@ pub struct LiveState {
     pub clusters: BTreeMap<RdsClusterRef, DeclaredAwsRdsCluster>,
     /// every live process of every tunnel of the state folder
     pub processes: TunnelProcesses,
+    /// every tunnel recorded in the state folder, with its record or what is wrong with it
+    pub records: Vec<RecordedTunnel>,
+    /// the manifest and environment now planning: the tunnels it opened are its own to destroy or replace
+    pub owner: Option<declastruct_aws::TunnelOwner>,
 }
 
-/// .what = the processes of every tunnel of the state folder, from one pass over /proc
-/// .why = they need no AWS: `status` shows them even when AWS cannot be reached
-pub fn read_tunnel_processes(context: &ContextAwsApi) -> Result<TunnelProcesses, AwsError> {
+/// .what = the processes of every tunnel of the state folder, from one pass over /proc, and every record
+/// .why = they need no AWS: `status` shows them even when AWS cannot be reached; the records say which tunnels a
+/// manifest opened
+pub fn read_local_tunnels(
+    context: &ContextAwsApi,
+) -> Result<(TunnelProcesses, Vec<RecordedTunnel>), AwsError> {
     let dir = context.checked_tunnels_dir()?;
-    TunnelFiles::check_dir_readable(&dir)?;
-    Ok(TunnelProcesses::scan(&dir))
+    let records = TunnelFiles::recorded_in(&dir)?;
+    Ok((TunnelProcesses::scan(&dir), records))
 }
 
 /// .what = reads the live state: all bastions in one DescribeInstances (two when some are named by id), all
@@ -192,11 +199,13 @@ pub async fn read_live_state(
     if !errors.is_empty() {
         return Err(errors);
     }
-    let processes =
-        read_tunnel_processes(context).map_err(|error| vec![miette::Report::new(error)])?;
+    let (processes, records) =
+        read_local_tunnels(context).map_err(|error| vec![miette::Report::new(error)])?;
     Ok(LiveState {
         bastions,
         clusters,
         processes,
+        records,
+        owner: context.owner.clone(),
     })
 }

@@ -10,8 +10,10 @@ mod live;
 mod observed;
 
 pub use assemble::assemble;
-pub use live::{FieldAt, LiveState, References, read_live_state, read_tunnel_processes};
-pub use observed::{Observed, ObservedBastion, ObservedCluster, ObservedTunnel};
+pub use live::{FieldAt, LiveState, References, read_live_state, read_local_tunnels};
+pub use observed::{
+    Observed, ObservedBastion, ObservedCluster, ObservedTunnel, PreviousIdentity, RemovedTunnel,
+};
 
 use std::collections::BTreeMap;
 
@@ -62,4 +64,82 @@ pub async fn inspect_tunnels(
         .into_iter()
         .collect::<Result<_, _>>()
         .map_err(|error| vec![miette::Report::new(error)])
+}
+
+/// .what = only the resources named by `targets` (their addresses, as `plan` prints them) and what they depend on
+/// .why = `--target`: apply one tunnel of a large manifest, with the bastion it needs, and nothing else
+pub fn select_targets(
+    resources: Vec<Observed>,
+    targets: &[String],
+) -> Result<Vec<Observed>, String> {
+    use declastruct_engine::Resource;
+    if targets.is_empty() {
+        return Ok(resources);
+    }
+    let addresses: Vec<String> = resources
+        .iter()
+        .map(|resource| resource.address().slug)
+        .collect();
+    if let Some(unknown) = targets.iter().find(|target| !addresses.contains(target)) {
+        return Err(format!(
+            "--target {unknown} names no resource of this manifest; its addresses are: {}",
+            addresses.join(", ")
+        ));
+    }
+    let edges: Vec<declastruct_engine::Edge> = resources.iter().flat_map(Resource::edges).collect();
+    let mut wanted: Vec<String> = targets.to_vec();
+    let mut index = 0;
+    while index < wanted.len() {
+        let dependencies: Vec<String> = edges
+            .iter()
+            .filter(|edge| edge.after.slug == wanted[index])
+            .map(|edge| edge.before.slug.clone())
+            .collect();
+        for dependency in dependencies {
+            if !wanted.contains(&dependency) {
+                wanted.push(dependency);
+            }
+        }
+        index += 1;
+    }
+    Ok(resources
+        .into_iter()
+        .filter(|resource| wanted.contains(&resource.address().slug))
+        .collect())
+}
+
+/// .what = marks the tunnels named by `addresses` to be closed and opened again, even if they look healthy
+/// .why = `apply --replace`: a session that serves but is stale (rotated credentials, a half-broken agent)
+pub fn force_replace(resources: &mut [Observed], addresses: &[String]) -> Result<(), String> {
+    use declastruct_engine::Resource;
+    for address in addresses {
+        let tunnel = resources.iter_mut().find_map(|resource| match resource {
+            Observed::Tunnel(tunnel) if tunnel.declaration.address().slug == *address => {
+                Some(tunnel)
+            }
+            _ => None,
+        });
+        match tunnel {
+            Some(tunnel) if tunnel.declaration.status == declastruct_aws::VpcTunnelStatus::Open => {
+                tunnel.forced_replace = true;
+            }
+            Some(_) => {
+                return Err(format!(
+                    "--replace {address}: the tunnel is declared CLOSED; only an OPEN tunnel is replaced"
+                ));
+            }
+            None => {
+                let tunnels: Vec<String> = resources
+                    .iter()
+                    .filter(|resource| matches!(resource, Observed::Tunnel(_)))
+                    .map(|resource| resource.address().slug)
+                    .collect();
+                return Err(format!(
+                    "--replace {address} names no tunnel of this manifest; its tunnels are: {}",
+                    tunnels.join(", ")
+                ));
+            }
+        }
+    }
+    Ok(())
 }

@@ -2,12 +2,14 @@
 //! .why = the engine plans anything that implements `Resource`; each kind says here what "desired" means for it
 
 use declastruct_aws::internal::VpcTunnelObservation;
+use declastruct_aws::internal::utils::TunnelMeta;
 use declastruct_aws::{
     DeclaredAwsEc2Instance, DeclaredAwsRdsCluster, DesiredInstanceStatus, Ec2InstanceRef,
     VpcTunnelStatus,
 };
 use declastruct_engine::{
-    Action, Edge, Resource, ResourceAddress, project_onto, projection_equals, unified_difference,
+    Action, Edge, Resource, ResourceAddress, project_onto, projection_equals, render_document,
+    unified_difference,
 };
 use serde_json::{Value, json};
 
@@ -59,6 +61,36 @@ pub struct ObservedTunnel {
     pub cluster: DeclaredAwsRdsCluster,
     /// ordering against its bastion and cluster
     pub edges: Vec<Edge>,
+    /// the identity this manifest opened it under before its bastion or far end resolved differently, still
+    /// running
+    pub previous: Option<PreviousIdentity>,
+    /// `apply --replace` asked to close and open it again even if it looks healthy
+    pub forced_replace: bool,
+}
+
+/// .what = a tunnel identity this manifest opened that no longer matches what its declaration resolves to
+/// .why = a bastion replaced under the same `exid`, or a writer that moved, must not leave the old session
+/// running: it is closed when the new one opens (REPLACE)
+#[derive(Debug, Clone)]
+pub struct PreviousIdentity {
+    /// its identity
+    pub hash: String,
+    /// its record
+    pub meta: TunnelMeta,
+}
+
+/// .what = a tunnel this manifest opened and no longer declares, still running
+/// .why = a Terraform user expects a removed resource to be destroyed: its plan is DESTROY, its apply a close
+#[derive(Debug, Clone)]
+pub struct RemovedTunnel {
+    /// its address, as it was declared
+    pub address: ResourceAddress,
+    /// its identity
+    pub hash: String,
+    /// its record
+    pub meta: TunnelMeta,
+    /// ordering: closed before a bastion the manifest stops
+    pub edges: Vec<Edge>,
 }
 
 /// .what = one resource of the plan with what was observed of it live
@@ -71,9 +103,18 @@ pub enum Observed {
     Cluster(ObservedCluster),
     /// a tunnel
     Tunnel(Box<ObservedTunnel>),
+    /// a tunnel the manifest opened and no longer declares
+    Removed(Box<RemovedTunnel>),
 }
 
 impl ObservedTunnel {
+    /// .what = whether apply closes this tunnel's session and opens a new one
+    /// .why = an old identity still running, or `--replace`, while the tunnel is declared OPEN
+    pub fn is_replaced(&self) -> bool {
+        self.declaration.status == VpcTunnelStatus::Open
+            && (self.previous.is_some() || self.forced_replace)
+    }
+
     /// .what = why a tunnel declared OPEN and observed OPEN does not serve, if it does not
     /// .why = such a tunnel is planned as an UPDATE that heals it, never as KEEP
     pub fn unhealthy_reason(&self) -> Option<String> {
@@ -96,6 +137,7 @@ impl Resource for Observed {
             Self::Bastion(bastion) => bastion_address(&bastion.reference),
             Self::Cluster(cluster) => cluster.declaration.address(),
             Self::Tunnel(tunnel) => tunnel.declaration.address(),
+            Self::Removed(removed) => removed.address.clone(),
         }
     }
 
@@ -115,6 +157,8 @@ impl Resource for Observed {
             }
             Self::Cluster(cluster) => to_value(&cluster.declaration),
             Self::Tunnel(tunnel) => to_value(&tunnel.declaration),
+            // nothing is declared: it goes
+            Self::Removed(_) => Value::Null,
         }
     }
 
@@ -122,22 +166,35 @@ impl Resource for Observed {
         Some(match self {
             Self::Bastion(bastion) => to_value(&bastion.live),
             Self::Cluster(cluster) => to_value(&cluster.live),
-            Self::Tunnel(tunnel) => to_value(&tunnel.observation.tunnel),
+            Self::Tunnel(tunnel) => match &tunnel.previous {
+                // what runs is the old identity
+                Some(previous)
+                    if tunnel.observation.tunnel.status != Some(VpcTunnelStatus::Open) =>
+                {
+                    to_value(&previous.meta.tunnel)
+                }
+                _ => to_value(&tunnel.observation.tunnel),
+            },
+            Self::Removed(removed) => to_value(&removed.meta.tunnel),
         })
     }
 
     fn edges(&self) -> Vec<Edge> {
         match self {
             Self::Tunnel(tunnel) => tunnel.edges.clone(),
+            Self::Removed(removed) => removed.edges.clone(),
             _ => Vec::new(),
         }
     }
 
     fn action(&self, desired: &Value, remote: Option<&Value>) -> Action {
-        if let Self::Tunnel(tunnel) = self
-            && tunnel.unhealthy_reason().is_some()
-        {
-            return Action::Update;
+        match self {
+            Self::Removed(_) => return Action::Destroy,
+            Self::Tunnel(tunnel) if tunnel.is_replaced() => return Action::Replace,
+            // declared CLOSED while an old identity runs: closing it is an update
+            Self::Tunnel(tunnel) if tunnel.previous.is_some() => return Action::Update,
+            Self::Tunnel(tunnel) if tunnel.unhealthy_reason().is_some() => return Action::Update,
+            _ => {}
         }
         match remote {
             None => Action::Create,
@@ -146,7 +203,8 @@ impl Resource for Observed {
         }
     }
 
-    /// an unhealthy tunnel's difference shows its health, which the declared fields do not hold
+    /// what the declared fields do not hold is shown too: an unhealthy tunnel's health, a replaced tunnel's old
+    /// and new far ends; a removed tunnel shows everything that goes
     fn difference(
         &self,
         action: Action,
@@ -155,6 +213,14 @@ impl Resource for Observed {
     ) -> Option<String> {
         if action == Action::Keep {
             return None;
+        }
+        if let Self::Removed(removed) = self {
+            return Some(removal_difference(&to_value(&removed.meta.tunnel)));
+        }
+        if let Self::Tunnel(tunnel) = self
+            && (tunnel.previous.is_some() || tunnel.forced_replace)
+        {
+            return Some(replacement_difference(tunnel, desired, remote));
         }
         let unhealthy = match self {
             Self::Tunnel(tunnel) => tunnel.unhealthy_reason(),
@@ -174,4 +240,54 @@ impl Resource for Observed {
             _ => unified_difference(remote, desired),
         }
     }
+}
+
+/// every line of what goes, removed
+fn removal_difference(remote: &Value) -> String {
+    let text = render_document(remote);
+    let lines = text.lines().count();
+    let mut out = format!("--- remote\n+++ desired\n@@ -1,{lines} +0,0 @@\n");
+    for line in text.lines() {
+        out.push('-');
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+/// the declared fields' difference, then where the session goes: the old identity's far end and the new one's
+fn replacement_difference(
+    tunnel: &ObservedTunnel,
+    desired: &Value,
+    remote: Option<&Value>,
+) -> String {
+    let mut remote = remote.map_or(Value::Null, |remote| project_onto(remote, desired));
+    let mut desired = desired.clone();
+    let target = |instance: &str, host: &str, port: u16| format!("{instance} -> {host}:{port}");
+    let old = match &tunnel.previous {
+        Some(previous) => target(
+            &previous.meta.instance_id,
+            &previous.meta.remote_host,
+            previous.meta.remote_port,
+        ),
+        None => "the running session".to_string(),
+    };
+    let new = match (
+        &tunnel.bastion.instance_id,
+        &tunnel.cluster.host,
+        tunnel.cluster.port,
+    ) {
+        (Some(instance), Some(host), Some(port)) => target(instance, &host.writer, port),
+        _ => "a new session".to_string(),
+    };
+    let new = if tunnel.previous.is_none() {
+        format!("{new} (a new session)")
+    } else {
+        new
+    };
+    if let (Value::Object(remote), Value::Object(desired)) = (&mut remote, &mut desired) {
+        remote.insert("session".into(), json!(old));
+        desired.insert("session".into(), json!(new));
+    }
+    unified_difference(Some(&remote), &desired).unwrap_or_default()
 }

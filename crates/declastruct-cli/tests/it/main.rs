@@ -6,6 +6,7 @@ mod docs;
 mod experience;
 mod faithful;
 mod healing;
+mod lifecycle;
 mod manifest_errors;
 mod output;
 mod plan;

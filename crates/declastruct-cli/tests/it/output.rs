@@ -5,7 +5,7 @@ use declastruct_test_support::{Moto, free_port};
 
 use crate::apply::World;
 use crate::assert_shown;
-use crate::support::{REGION, Sandbox, manifest};
+use crate::support::{REGION, Sandbox, manifest, without_padding};
 
 #[test]
 fn apply_and_status_as_a_person_reads_them() {
@@ -15,7 +15,8 @@ fn apply_and_status_as_a_person_reads_them() {
     assert_shown!("plan_open_through_a_stopped_bastion", plan, &[world.port]);
     let apply = world.apply();
     assert_shown!("apply_open", apply, &[world.port]);
-    let status = world.sandbox.run(&["status"]);
+    let mut status = world.sandbox.run(&["status"]);
+    without_padding(&mut status);
     assert_shown!("status_open", status, &[world.port]);
     let status_json = world.sandbox.run(&["status", "--json"]);
     assert_shown!("status_open_json", status_json, &[world.port]);

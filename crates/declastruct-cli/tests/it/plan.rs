@@ -44,7 +44,12 @@ fn plan_json_is_the_contract_document() {
             .expect("createdAt")
             .ends_with('Z')
     );
-    assert_eq!(document["wish"]["uri"], "declastruct.yml");
+    // the manifest's absolute path: `apply --plan` finds it again from any folder
+    let uri = document["wish"]["uri"].as_str().expect("uri");
+    assert!(
+        std::path::Path::new(uri).is_absolute() && uri.ends_with("/declastruct.yml"),
+        "{uri}"
+    );
 
     let changes = document["changes"].as_array().expect("changes");
     let summary: Vec<(String, String)> = changes
@@ -280,9 +285,13 @@ fn the_basic_example_plans_against_moto() {
         text.contains("~ UPDATE  DeclaredAwsEc2Instance vpc-main-bastion"),
         "{text}"
     );
+    // what does not change is counted, not listed, unless -v asks for it
+    assert!(!text.contains("KEEP"), "{text}");
+    assert!(text.contains("Plan: 2 to update, 1 to keep."), "{text}");
+    let verbose = stdout(&sandbox.run(&["plan", "-v", "-f", &example]));
     assert!(
-        text.contains("= KEEP    DeclaredAwsRdsCluster ahbodedb"),
-        "{text}"
+        verbose.contains("= KEEP    DeclaredAwsRdsCluster ahbodedb"),
+        "{verbose}"
     );
     assert!(
         text.contains("~ UPDATE  DeclaredAwsVpcTunnel vpc-main-bastion.ahbodedb.7775"),

@@ -208,6 +208,24 @@ pub fn shown(output: &Output) -> String {
     )
 }
 
+/// .what = a table's lines with each run of padding made two spaces
+/// .why = a table's padding follows the widths of its pid and uptime cells, which change from run to run: its
+/// columns are compared, not their alignment
+pub fn without_padding(output: &mut Output) {
+    let text = stdout(output);
+    let lines: Vec<String> = text
+        .lines()
+        .map(|line| {
+            line.split("  ")
+                .map(str::trim)
+                .filter(|cell| !cell.is_empty())
+                .collect::<Vec<_>>()
+                .join("  ")
+        })
+        .collect();
+    output.stdout = format!("{}\n", lines.join("\n")).into_bytes();
+}
+
 /// .what = snapshots a run of the binary (exit code, stdout, stderr) under `name`, with `ports` filtered
 /// .why = the one helper every output test goes through
 #[macro_export]

@@ -12,10 +12,25 @@ use crate::error::AwsError;
 /// how long each signal of a close may take before the next, stronger one
 pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(3);
 
+/// .what = closes the tunnel `hash` of the context's tunnels folder under its lock, whatever declares it
+/// .why = a tunnel its manifest no longer declares (DESTROY), or the old identity of a replaced one, is closed
+/// by its identity alone: nothing about it needs to resolve in AWS any more
+pub async fn close_tunnel_identity(
+    hash: &str,
+    local_port: u16,
+    context: &crate::ContextAwsApi,
+) -> Result<(), AwsError> {
+    let files = TunnelFiles::new(context.checked_tunnels_dir()?, hash);
+    files.ensure_dir()?;
+    let lock = crate::domain_operations::vpc_tunnel::utils::lock_tunnel(&files).await?;
+    close_vpc_tunnel(&files, local_port).await?;
+    lock.remove()
+}
+
 /// .what = stops every live process of the tunnel (SIGINT, SIGTERM, SIGKILL to their groups, each proven ours)
 /// and removes its files; fails, naming the port and the pid, when one survives
 /// .why = after a CLOSED apply exits 0, no process of ours serves the port, now or later
-pub(crate) async fn close_vpc_tunnel(files: &TunnelFiles, local_port: u16) -> Result<(), AwsError> {
+pub async fn close_vpc_tunnel(files: &TunnelFiles, local_port: u16) -> Result<(), AwsError> {
     TunnelFiles::check_dir_readable(&files.dir)?;
     let processes = TunnelProcesses::scan(&files.dir).of(&files.hash).to_vec();
     if !processes.is_empty() {

@@ -8,6 +8,7 @@ pub mod supervisor;
 /// .why = each is small and testable on its own, and SDK users may check a port or a process the same way
 pub mod utils;
 
+pub use close_vpc_tunnel::close_tunnel_identity;
 pub use get_vpc_tunnel::{
     VpcTunnelObservation, get_vpc_tunnel, inspect_local_tunnel, inspect_vpc_tunnel,
 };

@@ -115,6 +115,14 @@ pub(crate) async fn open_vpc_tunnel(
         region: context.region.clone(),
         engine: resolved.cluster.engine.clone(),
         ready: false,
+        manifest: context
+            .owner
+            .as_ref()
+            .map(|owner| owner.manifest.display().to_string()),
+        environment: context
+            .owner
+            .as_ref()
+            .map(|owner| owner.environment.clone()),
     };
     // recorded as soon as the process exists: a killed apply leaves nothing unrecorded
     if let Err(error) = files.write_state(&meta) {
@@ -197,14 +205,21 @@ fn describe_port_holder(port: u16, processes: &TunnelProcesses, tunnels_dir: &Pa
     if let Some(hash) = processes.tunnel_of(holder.pid) {
         return match TunnelFiles::new(tunnels_dir, hash).read_meta() {
             Ok(Some(meta)) => format!(
-                "another declastruct tunnel (pid {}) to {}:{} through {}{}; close it with the manifest that opened it",
+                "another declastruct tunnel (pid {}) to {}:{} through {}{}, opened by {}",
                 holder.pid,
                 meta.remote_host,
                 meta.remote_port,
                 meta.instance_id,
                 meta.region
+                    .as_ref()
                     .map(|region| format!(" in {region}"))
                     .unwrap_or_default(),
+                match &meta.manifest {
+                    Some(manifest) => format!(
+                        "the manifest {manifest}: close it there (declare it CLOSED, or remove it, and apply that manifest)"
+                    ),
+                    None => "a program using the SDK: close it there".to_string(),
+                },
             ),
             _ => format!(
                 "another declastruct tunnel (pid {}, {hash}) whose record is damaged or missing; `declastruct status --all` shows it",

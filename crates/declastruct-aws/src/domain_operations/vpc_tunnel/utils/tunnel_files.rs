@@ -43,6 +43,14 @@ pub struct TunnelMeta {
     /// .why = a tunnel is recorded as soon as its process exists, so a killed `apply` leaves nothing unrecorded
     #[serde(default = "ready_by_default")]
     pub ready: bool,
+    /// the absolute path of the manifest that opened the tunnel, when a manifest did
+    /// .why = a tunnel its manifest no longer declares is planned as a DESTROY by that manifest, and by no other
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<String>,
+    /// the environment the manifest was applied in (region, profile, variables), e.g. `region=us-east-1`
+    /// .why = one manifest applied to dev and to prod opens two sets of tunnels; neither plans the other's away
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
 }
 
 fn ready_by_default() -> bool {
@@ -335,6 +343,8 @@ mod tests {
             region: None,
             engine: None,
             ready: true,
+            manifest: None,
+            environment: None,
         }
     }
 
