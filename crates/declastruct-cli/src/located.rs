@@ -39,9 +39,11 @@ impl<E: Diagnostic> Diagnostic for Located<E> {
     }
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
-        Some(Box::new(std::iter::once(LabeledSpan::new_with_span(
-            Some(self.label.clone()),
-            self.span,
-        ))))
+        let drawable = crate::manifest::renderable(self.source.inner(), self.span);
+        Some(Box::new(
+            drawable
+                .then(|| LabeledSpan::new_with_span(Some(self.label.clone()), self.span))
+                .into_iter(),
+        ))
     }
 }

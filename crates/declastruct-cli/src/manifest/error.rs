@@ -71,9 +71,21 @@ impl Diagnostic for ManifestError {
     }
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
-        self.source.as_ref()?;
-        Some(Box::new(self.labels.iter().map(|(label, span)| {
-            LabeledSpan::new_with_span(Some(label.clone()), *span)
-        })))
+        let source = self.source.as_ref()?;
+        Some(Box::new(
+            self.labels
+                .iter()
+                .filter(|(_, span)| renderable(source.inner(), *span))
+                .map(|(label, span)| LabeledSpan::new_with_span(Some(label.clone()), *span)),
+        ))
     }
+}
+
+/// .what = whether miette can draw a label at `span`: not beyond column 60,000 of its line
+/// .why = miette 7.6 panics on a label that starts at column 65,536 or later (a one-line manifest, a key of
+/// 100,000 characters); such a diagnostic keeps its message and its help, without the drawing
+pub fn renderable(source: &str, span: SourceSpan) -> bool {
+    let offset = span.offset().min(source.len());
+    let line_start = source[..offset].rfind('\n').map_or(0, |newline| newline + 1);
+    offset - line_start < 60_000
 }

@@ -649,6 +649,13 @@ mod tests {
             ]
         }
 
+        /// miette panics on a label at column 65,536 or later; the diagnostic is rendered without the drawing
+        #[test]
+        fn a_problem_far_along_one_line_renders() {
+            load_and_render(format!("resources: [{{kind: {}}}]", "x".repeat(70_000)));
+            load_and_render(format!("{}: 1\nresources: []\n", "k".repeat(100_000)));
+        }
+
         proptest! {
             #![proptest_config(ProptestConfig::with_cases(400))]
 

@@ -7,6 +7,6 @@ mod model;
 mod node_de;
 mod yaml_tree;
 
-pub use error::ManifestError;
+pub use error::{ManifestError, renderable};
 pub use load::{DeclaredResource, Manifest, load_manifest, parse_manifest};
 pub use model::*;
