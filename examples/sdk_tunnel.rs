@@ -46,7 +46,7 @@ async fn run() -> Result<(), Failure> {
             mechanism: TunnelMechanism::AwsSsm,
             bastion,
         },
-        into: VpcTunnelInto { cluster },
+        into: VpcTunnelInto::cluster(cluster),
         from: VpcTunnelFrom {
             host: LoopbackHost::Localhost,
             port,

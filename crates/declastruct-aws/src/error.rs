@@ -63,6 +63,77 @@ pub enum AwsError {
         status: String,
     },
 
+    /// the referenced DB instance does not exist
+    #[error("RDS DB instance `{name}` was not found in {region}")]
+    #[diagnostic(
+        code(declastruct::aws::instance_not_found),
+        help("{}", instance_help(closest))
+    )]
+    InstanceNotFound {
+        /// the identifier as written
+        name: String,
+        /// the region searched
+        region: String,
+        /// existing identifiers closest to it
+        closest: Vec<String>,
+    },
+
+    /// the referenced DB instance is a member of an Aurora cluster
+    #[error("RDS DB instance `{name}` belongs to the Aurora cluster `{cluster}`")]
+    #[diagnostic(
+        code(declastruct::aws::instance_in_cluster),
+        help(
+            "tunnel into the cluster instead: `into: {{ cluster: {{ name: {cluster} }} }}` (add `endpoint: reader` for the replicas, or a custom endpoint's name for chosen instances)"
+        )
+    )]
+    InstanceInCluster {
+        /// the instance
+        name: String,
+        /// its cluster
+        cluster: String,
+    },
+
+    /// the DB instance exists but has no endpoint yet
+    #[error("RDS DB instance `{name}` has no endpoint yet (status: {status})")]
+    #[diagnostic(
+        code(declastruct::aws::instance_not_ready),
+        help("wait until the instance is `available`, then run the command again")
+    )]
+    InstanceNotReady {
+        /// the identifier
+        name: String,
+        /// its status
+        status: String,
+    },
+
+    /// the instance is stopped: nothing answers behind its endpoint
+    #[error("RDS DB instance `{name}` is stopped")]
+    #[diagnostic(
+        code(declastruct::aws::instance_stopped),
+        help(
+            "start it with `aws rds start-db-instance --db-instance-identifier {name}` (it takes a few minutes), then apply again"
+        )
+    )]
+    InstanceStopped {
+        /// the identifier
+        name: String,
+    },
+
+    /// the cluster has no custom endpoint of that name
+    #[error("RDS cluster `{cluster}` has no endpoint `{endpoint}`")]
+    #[diagnostic(
+        code(declastruct::aws::endpoint_not_found),
+        help(
+            "use `writer`, `reader`, or the identifier of one of the cluster's custom endpoints (`aws rds describe-db-cluster-endpoints --db-cluster-identifier {cluster}`)"
+        )
+    )]
+    EndpointNotFound {
+        /// the cluster
+        cluster: String,
+        /// the endpoint as written
+        endpoint: String,
+    },
+
     /// the cluster is stopped: nothing answers behind its endpoint
     #[error("RDS cluster `{name}` is stopped")]
     #[diagnostic(
@@ -252,6 +323,22 @@ pub enum AwsError {
         help("this is a bug in declastruct; please report it with the command and manifest")
     )]
     Unexpected(String),
+}
+
+fn instance_help(closest: &[String]) -> String {
+    if closest.is_empty() {
+        "check the DB instance identifier and the region (aws rds describe-db-instances)"
+            .to_string()
+    } else {
+        format!(
+            "check the DB instance identifier and the region; did you mean {}?",
+            closest
+                .iter()
+                .map(|name| format!("`{name}`"))
+                .collect::<Vec<_>>()
+                .join(" or ")
+        )
+    }
 }
 
 fn profile_help(source_of_name: &str, known: &[String]) -> String {

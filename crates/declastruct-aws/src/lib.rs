@@ -19,7 +19,7 @@
 //! let context = ContextAwsApi::load(&AwsSettings { region: Some("us-east-1".into()), profile: None }).await?;
 //! let tunnel = DeclaredAwsVpcTunnel {
 //!     via: VpcTunnelVia { mechanism: TunnelMechanism::AwsSsm, bastion: Ec2InstanceRef::by_exid("vpc-main-bastion") },
-//!     into: VpcTunnelInto { cluster: RdsClusterRef::by_name("ahbodedb") },
+//!     into: VpcTunnelInto::cluster(RdsClusterRef::by_name("ahbodedb")),
 //!     from: VpcTunnelFrom { host: LoopbackHost::Localhost, port: 7775 },
 //!     status: None,
 //!     pid: None,
@@ -49,17 +49,21 @@ mod error;
 mod test_support;
 
 pub use domain_objects::{
-    AwsSettings, ContextAwsApi, DeclaredAwsEc2Instance, DeclaredAwsRdsCluster,
-    DeclaredAwsVpcTunnel, Ec2InstanceRef, Ec2InstanceStatus, LoopbackHost, ProgressReporter,
-    RdsClusterHost, RdsClusterRef, TunnelHealth, TunnelMechanism, TunnelOwner, VpcTunnelFrom,
-    VpcTunnelInto, VpcTunnelStatus, VpcTunnelVia,
+    AwsSettings, ClusterEndpoint, ContextAwsApi, DeclaredAwsEc2Instance, DeclaredAwsRdsCluster,
+    DeclaredAwsRdsInstance, DeclaredAwsVpcTunnel, Ec2InstanceRef, Ec2InstanceStatus, EndpointRole,
+    HostEngine, LoopbackHost, ProgressReporter, RdsClusterHost, RdsClusterRef, RdsInstanceRef,
+    TunnelHealth, TunnelMechanism, TunnelOwner, VpcTunnelFrom, VpcTunnelInto, VpcTunnelStatus,
+    VpcTunnelVia,
 };
 pub use domain_operations::ec2_instance::{
     DesiredInstanceStatus, Ec2InstanceLookup, get_ec2_instance, set_ec2_instance_status,
 };
 pub use domain_operations::rds_cluster::get_rds_cluster;
+pub use domain_operations::rds_instance::get_rds_instance;
 pub use domain_operations::vpc_tunnel::supervisor::run_supervisor_if_requested;
-pub use domain_operations::vpc_tunnel::{get_vpc_tunnel, set_vpc_tunnel};
+pub use domain_operations::vpc_tunnel::{
+    TargetKind, TunnelTarget, get_tunnel_target, get_vpc_tunnel, set_vpc_tunnel,
+};
 pub use env_vars::EnvVars;
 pub use error::AwsError;
 
@@ -72,11 +76,15 @@ pub mod internal {
         cast_to_declared_aws_ec2_instance, get_ec2_instances,
     };
     pub use crate::domain_operations::rds_cluster::{
-        cast_to_declared_aws_rds_cluster, closest_cluster_names, get_rds_clusters,
+        RdsClusterEndpoint, cast_to_declared_aws_rds_cluster, closest_cluster_names,
+        get_rds_cluster_endpoints, get_rds_clusters,
+    };
+    pub use crate::domain_operations::rds_instance::{
+        cast_to_declared_aws_rds_instance, closest_instance_names, get_rds_instances,
     };
     pub use crate::domain_operations::vpc_tunnel::utils;
     pub use crate::domain_operations::vpc_tunnel::{
-        ResolvedVpcTunnel, VpcTunnelObservation, close_tunnel_identity, inspect_local_tunnel,
-        inspect_vpc_tunnel, set_vpc_tunnel_resolved,
+        ResolvedVpcTunnel, TargetLookups, VpcTunnelObservation, close_tunnel_identity,
+        inspect_local_tunnel, inspect_vpc_tunnel, resolve_tunnel_target, set_vpc_tunnel_resolved,
     };
 }

@@ -79,6 +79,16 @@ pub fn describe_clusters_xml(name: &str) -> String {
     )
 }
 
+/// a DescribeDBInstances answer with one available postgres instance, in `cluster` when given
+pub fn describe_db_instances_xml(name: &str, cluster: Option<&str>) -> String {
+    let cluster = cluster
+        .map(|cluster| format!("<DBClusterIdentifier>{cluster}</DBClusterIdentifier>"))
+        .unwrap_or_default();
+    format!(
+        r#"<DescribeDBInstancesResponse xmlns="http://rds.amazonaws.com/doc/2014-10-31/"><DescribeDBInstancesResult><DBInstances><DBInstance><DBInstanceIdentifier>{name}</DBInstanceIdentifier><Endpoint><Address>{name}.abc.us-east-1.rds.amazonaws.com</Address><Port>5432</Port></Endpoint><Engine>postgres</Engine><DBInstanceStatus>available</DBInstanceStatus>{cluster}</DBInstance></DBInstances></DescribeDBInstancesResult><ResponseMetadata><RequestId>r</RequestId></ResponseMetadata></DescribeDBInstancesResponse>"#
+    )
+}
+
 /// the `Name=`/`Value.N=` pairs of a query body, decoded: `[("tag:exid", ["a", "b"]), ...]`
 pub fn filters(body: &str) -> Vec<(String, Vec<String>)> {
     let decode = |text: &str| text.replace("%3A", ":").replace("%2C", ",");

@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use declastruct_aws::internal::VpcTunnelObservation;
+use declastruct_aws::TunnelTarget;
+use declastruct_aws::internal::{VpcTunnelObservation, resolve_tunnel_target};
 use declastruct_aws::{
     DeclaredAwsEc2Instance, DeclaredAwsRdsCluster, Ec2InstanceRef, Ec2InstanceStatus,
     RdsClusterHost, RdsClusterRef, VpcTunnelStatus,
@@ -59,22 +60,29 @@ fn world_for(manifest: &Manifest) -> LiveState {
                         port: Some(5432),
                         status: Some("available".into()),
                         engine: Some("aurora-postgresql".into()),
+                        master_user_secret_arn: None,
                     },
                 );
             }
-            ResourceDeclaration::DeclaredAwsVpcTunnel(_) => {}
+            ResourceDeclaration::DeclaredAwsVpcTunnel(_)
+            | ResourceDeclaration::DeclaredAwsRdsInstance(_) => {}
         }
     }
     LiveState {
         bastions,
         clusters,
+        instances: BTreeMap::new(),
+        endpoints: BTreeMap::new(),
         processes: Default::default(),
         records: Vec::new(),
         owner: None,
     }
 }
 
-fn observations(manifest: &Manifest) -> BTreeMap<usize, VpcTunnelObservation> {
+fn observations(
+    manifest: &Manifest,
+    world: &LiveState,
+) -> BTreeMap<usize, (VpcTunnelObservation, TunnelTarget)> {
     manifest
         .resources
         .iter()
@@ -82,17 +90,21 @@ fn observations(manifest: &Manifest) -> BTreeMap<usize, VpcTunnelObservation> {
         .filter_map(|(index, resource)| match &resource.declaration {
             ResourceDeclaration::DeclaredAwsVpcTunnel(tunnel) => Some((
                 index,
-                VpcTunnelObservation {
-                    tunnel: tunnel
-                        .to_domain()
-                        .with_status(VpcTunnelStatus::Closed, None),
-                    hash: Some("0123456789abcdef".into()),
-                    meta: None,
-                    damage: None,
-                    processes: Vec::new(),
-                    restarts: 0,
-                    last_restart: None,
-                },
+                (
+                    VpcTunnelObservation {
+                        tunnel: tunnel
+                            .to_domain()
+                            .with_status(VpcTunnelStatus::Closed, None),
+                        hash: Some("0123456789abcdef".into()),
+                        meta: None,
+                        damage: None,
+                        processes: Vec::new(),
+                        restarts: 0,
+                        last_restart: None,
+                    },
+                    resolve_tunnel_target(&tunnel.into, world.target_lookups("us-east-1"))
+                        .unwrap_or_else(|error| panic!("{error}")),
+                ),
             )),
             _ => None,
         })
@@ -104,7 +116,7 @@ fn plan_from_text(text: &str) -> Plan {
     let manifest = parse_manifest("bench.yml", text.to_string())
         .unwrap_or_else(|_| panic!("the manifest is valid"));
     let world = world_for(&manifest);
-    let resources = assemble(&manifest, &world, observations(&manifest))
+    let resources = assemble(&manifest, &world, observations(&manifest, &world))
         .unwrap_or_else(|_| panic!("the manifest assembles"));
     Plan::compute(
         &resources,

@@ -208,6 +208,68 @@ impl Moto {
         })
     }
 
+    /// .what = seeds a plain postgres DB instance (in `cluster` when given) and returns its endpoint and port
+    /// .why = the instance a manifest references
+    pub fn seed_instance(&self, region: &str, name: &str, cluster: Option<&str>) -> (String, u16) {
+        let rds = self.rds(region);
+        self.block_on(async {
+            let mut request = rds
+                .create_db_instance()
+                .db_instance_identifier(name)
+                .db_instance_class("db.t3.micro")
+                .engine(if cluster.is_some() {
+                    "aurora-postgresql"
+                } else {
+                    "postgres"
+                })
+                .allocated_storage(20)
+                .master_username("declastruct")
+                .master_user_password("password123");
+            if let Some(cluster) = cluster {
+                request = request.db_cluster_identifier(cluster);
+            }
+            let response = request
+                .send()
+                .await
+                .unwrap_or_else(|error| panic!("create_db_instance: {error:?}"));
+            let instance = response
+                .db_instance()
+                .unwrap_or_else(|| panic!("no instance returned"));
+            let endpoint = instance.endpoint();
+            (
+                endpoint
+                    .and_then(|endpoint| endpoint.address())
+                    .unwrap_or_default()
+                    .to_string(),
+                endpoint
+                    .and_then(aws_sdk_rds::types::Endpoint::port)
+                    .and_then(|port| u16::try_from(port).ok())
+                    .unwrap_or(5432),
+            )
+        })
+    }
+
+    /// .what = a cluster's reader endpoint
+    /// .why = tests of tunnels into `endpoint: reader`
+    pub fn reader_endpoint(&self, region: &str, name: &str) -> String {
+        let rds = self.rds(region);
+        self.block_on(async {
+            rds.describe_db_clusters()
+                .db_cluster_identifier(name)
+                .send()
+                .await
+                .ok()
+                .and_then(|response| {
+                    response
+                        .db_clusters()
+                        .first()
+                        .and_then(|cluster| cluster.reader_endpoint())
+                        .map(str::to_string)
+                })
+                .unwrap_or_default()
+        })
+    }
+
     /// .what = starts counting requests at moto (its recorder), from zero
     /// .why = request counts are measured where AWS would see them, not in our own client
     pub fn start_counting(&self) {

@@ -23,10 +23,13 @@ pub struct DeclaredAwsRdsCluster {
     /// the database engine, e.g. `aurora-postgresql`; metadata, picks the health probe
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub engine: Option<String>,
+    /// the ARN of the RDS-managed master user secret, when RDS manages it; metadata
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub master_user_secret_arn: Option<String>,
 }
 
 /// .what = the cluster's writer and reader endpoints
-/// .why = tunnels forward to the writer
+/// .why = tunnels forward to the writer, or to the reader when they say `endpoint: reader`
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RdsClusterHost {
     /// the writer endpoint

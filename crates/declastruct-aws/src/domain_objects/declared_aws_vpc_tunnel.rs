@@ -1,7 +1,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::{Ec2InstanceRef, RdsClusterRef};
+use super::{Ec2InstanceRef, RdsClusterRef, RdsInstanceRef};
 
 /// .what = a declarative structure representing a VPC tunnel
 /// .why = enables declarative control of SSM port-forwarding tunnels to private resources
@@ -114,13 +114,219 @@ pub enum TunnelMechanism {
     AwsSsm,
 }
 
-/// .what = what the tunnel leads into
-/// .why = today an RDS cluster's writer endpoint
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct VpcTunnelInto {
-    /// the cluster, by `{ name }`
-    pub cluster: RdsClusterRef,
+/// .what = what the tunnel leads into: exactly one of an RDS cluster (and which of its endpoints), an RDS DB
+/// instance, or any host and port the bastion can reach
+/// .why = most RDS users run plain instances, analytics users want the reader, and teams reach caches and private
+/// services through the same bastion
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, JsonSchema)]
+#[serde(untagged)]
+#[schemars(deny_unknown_fields)]
+pub enum VpcTunnelInto {
+    /// an Aurora cluster's writer, reader or custom endpoint
+    #[schemars(title = "an RDS cluster")]
+    Cluster {
+        /// the cluster, by `{ name }`
+        cluster: RdsClusterRef,
+        /// which endpoint: `writer` (the default), `reader`, or the name of a custom endpoint
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        endpoint: Option<ClusterEndpoint>,
+    },
+    /// a plain (non-Aurora) RDS DB instance
+    #[schemars(title = "an RDS DB instance")]
+    Instance {
+        /// the instance, by `{ name }` (its DB instance identifier)
+        instance: RdsInstanceRef,
+    },
+    /// any host and port the bastion can reach (ElastiCache, OpenSearch, a private service)
+    #[schemars(title = "a host and port")]
+    Host {
+        /// the host, as the bastion resolves it
+        host: String,
+        /// the port, 1..=65535
+        #[schemars(range(min = 1, max = 65535))]
+        port: u16,
+        /// what speaks there, for the health probe: `postgres`, `mysql` or `redis`; without it the probe is a
+        /// TCP connect through the tunnel ("listener only")
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        engine: Option<HostEngine>,
+    },
+}
+
+impl VpcTunnelInto {
+    /// .what = a tunnel into a cluster's writer
+    /// .why = the usual target, and the blueprint's only one
+    pub fn cluster(reference: RdsClusterRef) -> Self {
+        Self::Cluster {
+            cluster: reference,
+            endpoint: None,
+        }
+    }
+
+    /// .what = the name a tunnel's address uses for its target: the cluster's, the instance's, or the host
+    /// .why = addresses read `{bastion}.{target}.{port}`
+    pub fn target_name(&self) -> &str {
+        match self {
+            Self::Cluster { cluster, .. } => &cluster.name,
+            Self::Instance { instance } => &instance.name,
+            Self::Host { host, .. } => host,
+        }
+    }
+
+    /// .what = the target in words, e.g. `ahbodedb (reader)`, `legacydb`, `cache.internal:6379`
+    /// .why = status lines and messages say where a tunnel leads
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Cluster { cluster, endpoint } => format!(
+                "{} ({})",
+                cluster.name,
+                endpoint.as_ref().map_or("writer", ClusterEndpoint::as_str)
+            ),
+            Self::Instance { instance } => instance.name.clone(),
+            Self::Host { host, port, .. } => format!("{host}:{port}"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for VpcTunnelInto {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct AnyTarget {
+            cluster: Option<RdsClusterRef>,
+            endpoint: Option<ClusterEndpoint>,
+            instance: Option<RdsInstanceRef>,
+            host: Option<String>,
+            #[serde(default, deserialize_with = "deserialize_some_port")]
+            port: Option<u16>,
+            engine: Option<HostEngine>,
+        }
+        let any = AnyTarget::deserialize(deserializer)?;
+        let named = [
+            any.cluster.is_some(),
+            any.instance.is_some(),
+            any.host.is_some(),
+        ]
+        .iter()
+        .filter(|named| **named)
+        .count();
+        let fail = |message: &str| Err(serde::de::Error::custom(message));
+        if named > 1 {
+            return fail(
+                "`into` takes exactly one of `cluster`, `instance`, or `host` with `port`",
+            );
+        }
+        match any {
+            AnyTarget {
+                cluster: Some(cluster),
+                endpoint,
+                port: None,
+                engine: None,
+                ..
+            } => Ok(Self::Cluster { cluster, endpoint }),
+            AnyTarget {
+                instance: Some(instance),
+                endpoint: None,
+                port: None,
+                engine: None,
+                ..
+            } => Ok(Self::Instance { instance }),
+            AnyTarget {
+                host: Some(host),
+                port: Some(port),
+                endpoint: None,
+                engine,
+                ..
+            } => Ok(Self::Host { host, port, engine }),
+            AnyTarget {
+                host: Some(_),
+                port: None,
+                ..
+            } => fail("`into.host` needs `port`: the port the bastion reaches it on"),
+            AnyTarget {
+                endpoint: Some(_), ..
+            } => fail("`endpoint` chooses one of a cluster's endpoints: it goes with `cluster`"),
+            AnyTarget { port: Some(_), .. } => {
+                fail("`port` goes with `host` (a cluster's or an instance's port is read from AWS)")
+            }
+            AnyTarget {
+                engine: Some(_), ..
+            } => fail(
+                "`engine` describes a `host` target (a cluster's or an instance's is read from AWS)",
+            ),
+            _ => fail("`into` names no target: give `cluster`, `instance`, or `host` with `port`"),
+        }
+    }
+}
+
+fn deserialize_some_port<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<u16>, D::Error> {
+    deserialize_local_port(deserializer).map(Some)
+}
+
+/// .what = which endpoint of a cluster a tunnel forwards to
+/// .why = the writer for migrations, the reader for analytics, a custom endpoint for a chosen set of instances
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(untagged)]
+pub enum ClusterEndpoint {
+    /// the writer or the reader endpoint
+    Role(EndpointRole),
+    /// a custom endpoint, by its identifier (DescribeDBClusterEndpoints)
+    Custom(String),
+}
+
+/// .what = the endpoints every Aurora cluster has
+/// .why = spelled as the manifest spells them
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum EndpointRole {
+    /// the cluster endpoint: the current writer
+    Writer,
+    /// the reader endpoint: load-balanced over the replicas
+    Reader,
+}
+
+impl ClusterEndpoint {
+    /// .what = the endpoint as written in the manifest
+    /// .why = messages and status lines
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Role(EndpointRole::Writer) => "writer",
+            Self::Role(EndpointRole::Reader) => "reader",
+            Self::Custom(name) => name,
+        }
+    }
+}
+
+/// .what = the protocols a host target can be probed in
+/// .why = a protocol probe proves the service answers; a TCP connect only proves a listener
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum HostEngine {
+    /// PostgreSQL (SSLRequest)
+    Postgres,
+    /// MySQL or MariaDB (the server greeting)
+    Mysql,
+    /// Redis or Valkey (`PING`)
+    Redis,
+}
+
+impl HostEngine {
+    /// .what = the engine as the health probe names it
+    /// .why = host targets are probed like clusters and instances of the same engine
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Postgres => "postgres",
+            Self::Mysql => "mysql",
+            Self::Redis => "redis",
+        }
+    }
 }
 
 /// .what = the local end of the tunnel

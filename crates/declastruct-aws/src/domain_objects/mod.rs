@@ -1,12 +1,14 @@
 mod context_aws_api;
 mod declared_aws_ec2_instance;
 mod declared_aws_rds_cluster;
+mod declared_aws_rds_instance;
 mod declared_aws_vpc_tunnel;
 
 pub use context_aws_api::{AwsSettings, ContextAwsApi, ProgressReporter, TunnelOwner};
 pub use declared_aws_ec2_instance::{DeclaredAwsEc2Instance, Ec2InstanceRef, Ec2InstanceStatus};
 pub use declared_aws_rds_cluster::{DeclaredAwsRdsCluster, RdsClusterHost, RdsClusterRef};
+pub use declared_aws_rds_instance::{DeclaredAwsRdsInstance, RdsInstanceRef};
 pub use declared_aws_vpc_tunnel::{
-    DeclaredAwsVpcTunnel, LoopbackHost, TunnelHealth, TunnelMechanism, VpcTunnelFrom,
-    VpcTunnelInto, VpcTunnelStatus, VpcTunnelVia,
+    ClusterEndpoint, DeclaredAwsVpcTunnel, EndpointRole, HostEngine, LoopbackHost, TunnelHealth,
+    TunnelMechanism, VpcTunnelFrom, VpcTunnelInto, VpcTunnelStatus, VpcTunnelVia,
 };

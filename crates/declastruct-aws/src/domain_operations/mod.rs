@@ -1,3 +1,4 @@
 pub mod ec2_instance;
 pub mod rds_cluster;
+pub mod rds_instance;
 pub mod vpc_tunnel;

@@ -205,8 +205,8 @@ async fn apply_change(resource: &Observed, context: &ContextAwsApi) -> Result<()
                 .map(|_| ()),
             None => Ok(()),
         },
-        // clusters are read-only references: their plan is always KEEP
-        Observed::Cluster(_) => Ok(()),
+        // clusters and instances are read-only references: their plan is always KEEP
+        Observed::Cluster(_) | Observed::Instance(_) => Ok(()),
         Observed::Removed(removed) => {
             close_tunnel_identity(&removed.hash, removed.meta.local_port, context).await
         }
@@ -223,7 +223,7 @@ async fn apply_change(resource: &Observed, context: &ContextAwsApi) -> Result<()
             let resolved = ResolvedVpcTunnel {
                 tunnel: tunnel.declaration.to_domain(),
                 bastion: tunnel.bastion.clone(),
-                cluster: tunnel.cluster.clone(),
+                target: tunnel.target.clone(),
             };
             set_vpc_tunnel_resolved(&resolved, context)
                 .await

@@ -255,7 +255,23 @@ fn row(resource: &Observed) -> Value {
             "port": cluster.live.port,
             "engine": cluster.live.engine,
         }),
-        Observed::Tunnel(tunnel) => tunnel_fields(&tunnel.observation),
+        Observed::Instance(instance) => json!({
+            "status": instance.live.status,
+            "endpoint": instance.live.host,
+            "port": instance.live.port,
+            "engine": instance.live.engine,
+        }),
+        Observed::Tunnel(tunnel) => {
+            let mut fields = tunnel_fields(&tunnel.observation);
+            if let Value::Object(fields) = &mut fields {
+                fields.insert("target".into(), json!(tunnel.target.label));
+                fields.insert(
+                    "farEnd".into(),
+                    json!(format!("{}:{}", tunnel.target.host, tunnel.target.port)),
+                );
+            }
+            fields
+        }
         Observed::Removed(removed) => json!({
             "status": "OPEN (no longer declared)",
             "pid": removed.meta.pid,

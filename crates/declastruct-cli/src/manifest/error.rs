@@ -86,6 +86,8 @@ impl Diagnostic for ManifestError {
 /// 100,000 characters); such a diagnostic keeps its message and its help, without the drawing
 pub fn renderable(source: &str, span: SourceSpan) -> bool {
     let offset = span.offset().min(source.len());
-    let line_start = source[..offset].rfind('\n').map_or(0, |newline| newline + 1);
+    let line_start = source[..offset]
+        .rfind('\n')
+        .map_or(0, |newline| newline + 1);
     offset - line_start < 60_000
 }

@@ -12,14 +12,16 @@ use serde_path_to_error::Segment;
 
 use super::error::ManifestError;
 use super::model::{
-    Ec2InstanceDeclaration, RdsClusterDeclaration, ResourceDeclaration, VpcTunnelDeclaration,
+    Ec2InstanceDeclaration, RdsClusterDeclaration, RdsInstanceDeclaration, ResourceDeclaration,
+    VpcTunnelDeclaration,
 };
 use super::node_de::NodeDeserializer;
 use super::yaml_tree::{Node, NodeValue, Step, parse};
 
-const KINDS: [&str; 3] = [
+const KINDS: [&str; 4] = [
     "DeclaredAwsEc2Instance",
     "DeclaredAwsRdsCluster",
+    "DeclaredAwsRdsInstance",
     "DeclaredAwsVpcTunnel",
 ];
 
@@ -196,6 +198,9 @@ fn declaration_at(
                 fields, node, path, source,
             )?)
         }
+        "DeclaredAwsRdsInstance" => ResourceDeclaration::DeclaredAwsRdsInstance(
+            deserialize_value::<RdsInstanceDeclaration>(fields, node, path, source)?,
+        ),
         "DeclaredAwsVpcTunnel" => {
             ResourceDeclaration::DeclaredAwsVpcTunnel(deserialize_value::<VpcTunnelDeclaration>(
                 fields, node, path, source,
@@ -455,7 +460,8 @@ fn check_relations(
                     );
                 }
             }
-            ResourceDeclaration::DeclaredAwsRdsCluster(_) => {}
+            ResourceDeclaration::DeclaredAwsRdsCluster(_)
+            | ResourceDeclaration::DeclaredAwsRdsInstance(_) => {}
         }
     }
 

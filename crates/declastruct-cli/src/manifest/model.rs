@@ -1,6 +1,6 @@
 use declastruct_aws::{
     AwsSettings, DeclaredAwsVpcTunnel, DesiredInstanceStatus, Ec2InstanceRef, RdsClusterRef,
-    VpcTunnelFrom, VpcTunnelInto, VpcTunnelStatus, VpcTunnelVia,
+    RdsInstanceRef, VpcTunnelFrom, VpcTunnelInto, VpcTunnelStatus, VpcTunnelVia,
 };
 use declastruct_engine::ResourceAddress;
 use schemars::JsonSchema;
@@ -31,6 +31,8 @@ pub enum ResourceDeclaration {
     DeclaredAwsEc2Instance(Ec2InstanceDeclaration),
     /// a read-only reference to an RDS cluster, by cluster identifier
     DeclaredAwsRdsCluster(RdsClusterDeclaration),
+    /// a read-only reference to a plain (non-Aurora) RDS DB instance, by DB instance identifier
+    DeclaredAwsRdsInstance(RdsInstanceDeclaration),
     /// an SSM port-forwarding tunnel from a local port through a bastion into a cluster
     DeclaredAwsVpcTunnel(VpcTunnelDeclaration),
 }
@@ -56,6 +58,23 @@ pub struct RdsClusterDeclaration {
     pub name: String,
 }
 
+/// .what = a declared DB instance
+/// .why = a read-only reference: declastruct never creates or changes databases
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RdsInstanceDeclaration {
+    /// the DB instance identifier
+    pub name: String,
+}
+
+impl RdsInstanceDeclaration {
+    /// .what = the instance's address: its name
+    /// .why = see `ResourceDeclaration::address`
+    pub fn address(&self) -> ResourceAddress {
+        instance_address(&RdsInstanceRef::by_name(&self.name))
+    }
+}
+
 /// .what = a declared tunnel
 /// .why = apply opens or closes it to match `status`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -63,7 +82,7 @@ pub struct RdsClusterDeclaration {
 pub struct VpcTunnelDeclaration {
     /// the mechanism and the bastion to tunnel through
     pub via: VpcTunnelVia,
-    /// the cluster to tunnel into
+    /// what to tunnel into: a cluster (and which endpoint), an instance, or a host and port
     pub into: VpcTunnelInto,
     /// the local end: a loopback host and a port
     pub from: VpcTunnelFrom,
@@ -91,6 +110,8 @@ impl VpcTunnelDeclaration {
 pub const EC2_INSTANCE_CLASS: &str = "DeclaredAwsEc2Instance";
 /// the class of clusters
 pub const RDS_CLUSTER_CLASS: &str = "DeclaredAwsRdsCluster";
+/// the class of DB instances
+pub const RDS_INSTANCE_CLASS: &str = "DeclaredAwsRdsInstance";
 /// the class of tunnels
 pub const VPC_TUNNEL_CLASS: &str = "DeclaredAwsVpcTunnel";
 
@@ -100,6 +121,15 @@ pub fn bastion_address(reference: &Ec2InstanceRef) -> ResourceAddress {
     ResourceAddress {
         class: EC2_INSTANCE_CLASS.into(),
         slug: reference.key().to_string(),
+    }
+}
+
+/// .what = the address of a DB instance reference
+/// .why = tunnels depend on declared instances by address
+pub fn instance_address(reference: &RdsInstanceRef) -> ResourceAddress {
+    ResourceAddress {
+        class: RDS_INSTANCE_CLASS.into(),
+        slug: reference.name.clone(),
     }
 }
 
@@ -120,6 +150,7 @@ impl ResourceDeclaration {
         match self {
             Self::DeclaredAwsEc2Instance(instance) => instance.address(),
             Self::DeclaredAwsRdsCluster(cluster) => cluster.address(),
+            Self::DeclaredAwsRdsInstance(instance) => instance.address(),
             Self::DeclaredAwsVpcTunnel(tunnel) => tunnel.address(),
         }
     }
@@ -148,7 +179,7 @@ impl RdsClusterDeclaration {
 }
 
 impl VpcTunnelDeclaration {
-    /// .what = the tunnel's address: `{bastion}.{cluster}.{port}`
+    /// .what = the tunnel's address: `{bastion}.{target}.{port}` (the cluster's, the instance's name, or the host)
     /// .why = see `ResourceDeclaration::address`
     pub fn address(&self) -> ResourceAddress {
         tunnel_address(&self.via, &self.into, &self.from)
@@ -164,7 +195,7 @@ pub fn tunnel_address(
 ) -> ResourceAddress {
     ResourceAddress {
         class: VPC_TUNNEL_CLASS.into(),
-        slug: format!("{}.{}.{}", via.bastion.key(), into.cluster.name, from.port),
+        slug: format!("{}.{}.{}", via.bastion.key(), into.target_name(), from.port),
     }
 }
 

@@ -5,16 +5,20 @@
 use std::collections::BTreeMap;
 
 use declastruct_aws::internal::VpcTunnelObservation;
-use declastruct_aws::{DesiredInstanceStatus, Ec2InstanceRef, Ec2InstanceStatus, VpcTunnelStatus};
+use declastruct_aws::{
+    DesiredInstanceStatus, Ec2InstanceRef, Ec2InstanceStatus, RdsInstanceRef, TunnelTarget,
+    VpcTunnelInto, VpcTunnelStatus,
+};
 use declastruct_engine::{Edge, ResourceAddress};
 
 use super::live::LiveState;
 use super::observed::{
-    Observed, ObservedBastion, ObservedCluster, ObservedTunnel, PreviousIdentity, RemovedTunnel,
+    Observed, ObservedBastion, ObservedCluster, ObservedInstance, ObservedTunnel, PreviousIdentity,
+    RemovedTunnel,
 };
 use crate::manifest::{
     DeclaredResource, Ec2InstanceDeclaration, Manifest, ManifestError, ResourceDeclaration,
-    bastion_address, cluster_address, tunnel_address,
+    bastion_address, cluster_address, instance_address, tunnel_address,
 };
 
 /// one bastion of the plan: where it is declared (if it is), and the reference the plan names it by
@@ -32,7 +36,7 @@ struct PlanBastion<'a> {
 pub fn assemble(
     manifest: &Manifest,
     live: &LiveState,
-    mut tunnels: BTreeMap<usize, VpcTunnelObservation>,
+    mut tunnels: BTreeMap<usize, (VpcTunnelObservation, TunnelTarget)>,
 ) -> Result<Vec<Observed>, Vec<miette::Report>> {
     // every bastion of the plan, by live instance id: declared ones first, then those only tunnels name
     let mut bastions: BTreeMap<String, PlanBastion> = BTreeMap::new();
@@ -132,10 +136,18 @@ pub fn assemble(
                     }));
                 }
             }
+            ResourceDeclaration::DeclaredAwsRdsInstance(instance) => {
+                let reference = RdsInstanceRef::by_name(&instance.name);
+                if let Some(found) = live.instances.get(&reference) {
+                    observed.push(Observed::Instance(ObservedInstance {
+                        declaration: instance.clone(),
+                        live: found.clone(),
+                    }));
+                }
+            }
             ResourceDeclaration::DeclaredAwsVpcTunnel(tunnel) => {
-                let (Some(bastion), Some(cluster), Some(observation)) = (
+                let (Some(bastion), Some((observation, target))) = (
                     live.bastions.get(&tunnel.via.bastion),
-                    live.clusters.get(&tunnel.into.cluster),
                     tunnels.remove(&index),
                 ) else {
                     continue;
@@ -169,14 +181,20 @@ pub fn assemble(
                         );
                     }
                 }
-                let cluster_at = cluster_address(&tunnel.into.cluster);
-                let cluster_declared = manifest.resources.iter().any(|other| {
-                    matches!(&other.declaration, ResourceDeclaration::DeclaredAwsRdsCluster(declared)
-                        if cluster_address(&tunnel.into.cluster) == declared.address())
-                });
-                if cluster_declared {
+                // a declared cluster or instance is handled before the tunnel into it
+                let target_at = match &tunnel.into {
+                    VpcTunnelInto::Cluster { cluster, .. } => Some(cluster_address(cluster)),
+                    VpcTunnelInto::Instance { instance } => Some(instance_address(instance)),
+                    VpcTunnelInto::Host { .. } => None,
+                };
+                if let Some(target_at) = target_at
+                    && manifest
+                        .resources
+                        .iter()
+                        .any(|other| other.declaration.address() == target_at)
+                {
                     edges.push(Edge {
-                        before: cluster_at,
+                        before: target_at,
                         after: address,
                     });
                 }
@@ -184,7 +202,7 @@ pub fn assemble(
                     declaration: tunnel.clone(),
                     observation,
                     bastion: bastion.clone(),
-                    cluster: cluster.clone(),
+                    target,
                     edges,
                     previous: None,
                     forced_replace: false,

@@ -6,10 +6,13 @@
 use std::collections::BTreeMap;
 
 use declastruct_aws::internal::utils::{RecordedTunnel, TunnelFiles, TunnelProcesses};
-use declastruct_aws::internal::{closest_cluster_names, get_ec2_instances, get_rds_clusters};
+use declastruct_aws::internal::{
+    RdsClusterEndpoint, TargetLookups, closest_cluster_names, closest_instance_names,
+    get_ec2_instances, get_rds_cluster_endpoints, get_rds_clusters, get_rds_instances,
+};
 use declastruct_aws::{
-    AwsError, ContextAwsApi, DeclaredAwsEc2Instance, DeclaredAwsRdsCluster, Ec2InstanceRef,
-    RdsClusterRef,
+    AwsError, ClusterEndpoint, ContextAwsApi, DeclaredAwsEc2Instance, DeclaredAwsRdsCluster,
+    DeclaredAwsRdsInstance, Ec2InstanceRef, RdsClusterRef, RdsInstanceRef, VpcTunnelInto,
 };
 
 use crate::located::Located;
@@ -38,7 +41,8 @@ impl FieldAt {
     }
 }
 
-/// .what = every bastion and cluster the manifest names, each with the first place that names it
+/// .what = every bastion, cluster, instance and custom endpoint the manifest names, each with the first place
+/// that names it
 /// .why = one batched lookup for each kind, and a located error for each one that is missing
 #[derive(Debug, Default)]
 pub struct References {
@@ -46,6 +50,10 @@ pub struct References {
     pub bastions: Vec<(Ec2InstanceRef, FieldAt)>,
     /// the clusters, in the order first named
     pub clusters: Vec<(RdsClusterRef, FieldAt)>,
+    /// the DB instances, in the order first named
+    pub instances: Vec<(RdsInstanceRef, FieldAt)>,
+    /// the custom cluster endpoints, by cluster and endpoint name
+    pub endpoints: Vec<((RdsClusterRef, String), FieldAt)>,
 }
 
 impl References {
@@ -62,9 +70,31 @@ impl References {
                 ResourceDeclaration::DeclaredAwsRdsCluster(cluster) => {
                     references.add_cluster(RdsClusterRef::by_name(&cluster.name), at(&["name"]));
                 }
+                ResourceDeclaration::DeclaredAwsRdsInstance(instance) => {
+                    references.add(
+                        Kind::Instance(RdsInstanceRef::by_name(&instance.name)),
+                        at(&["name"]),
+                    );
+                }
                 ResourceDeclaration::DeclaredAwsVpcTunnel(tunnel) => {
                     references.add_bastion(tunnel.via.bastion.clone(), at(&["via", "bastion"]));
-                    references.add_cluster(tunnel.into.cluster.clone(), at(&["into", "cluster"]));
+                    match &tunnel.into {
+                        VpcTunnelInto::Cluster { cluster, endpoint } => {
+                            references.add_cluster(cluster.clone(), at(&["into", "cluster"]));
+                            if let Some(ClusterEndpoint::Custom(name)) = endpoint {
+                                references.add(
+                                    Kind::Endpoint((cluster.clone(), name.clone())),
+                                    at(&["into", "endpoint"]),
+                                );
+                            }
+                        }
+                        VpcTunnelInto::Instance { instance } => {
+                            references
+                                .add(Kind::Instance(instance.clone()), at(&["into", "instance"]));
+                        }
+                        // a host needs no AWS lookup
+                        VpcTunnelInto::Host { .. } => {}
+                    }
                 }
             }
         }
@@ -83,6 +113,21 @@ impl References {
         }
     }
 
+    fn add(&mut self, kind: Kind, at: FieldAt) {
+        match kind {
+            Kind::Instance(reference) => {
+                if !self.instances.iter().any(|(known, _)| *known == reference) {
+                    self.instances.push((reference, at));
+                }
+            }
+            Kind::Endpoint(key) => {
+                if !self.endpoints.iter().any(|(known, _)| *known == key) {
+                    self.endpoints.push((key, at));
+                }
+            }
+        }
+    }
+
     /// .what = where the manifest first names `reference`
     /// .why = errors about a bastion point at it
     pub fn bastion_at(&self, reference: &Ec2InstanceRef) -> Option<FieldAt> {
@@ -93,6 +138,12 @@ impl References {
     }
 }
 
+/// the references that are not bastions or clusters
+enum Kind {
+    Instance(RdsInstanceRef),
+    Endpoint((RdsClusterRef, String)),
+}
+
 /// .what = what AWS and this machine say about everything the manifest names
 /// .why = the observed resources are assembled from it, with no further call
 #[derive(Debug, Default)]
@@ -101,6 +152,10 @@ pub struct LiveState {
     pub bastions: BTreeMap<Ec2InstanceRef, DeclaredAwsEc2Instance>,
     /// every named cluster that exists, by the reference that named it
     pub clusters: BTreeMap<RdsClusterRef, DeclaredAwsRdsCluster>,
+    /// every named DB instance that exists, by the reference that named it
+    pub instances: BTreeMap<RdsInstanceRef, DeclaredAwsRdsInstance>,
+    /// every named custom cluster endpoint that exists, by cluster and endpoint name
+    pub endpoints: BTreeMap<(RdsClusterRef, String), RdsClusterEndpoint>,
     /// every live process of every tunnel of the state folder
     pub processes: TunnelProcesses,
     /// every tunnel recorded in the state folder, with its record or what is wrong with it
@@ -121,8 +176,10 @@ pub fn read_local_tunnels(
 }
 
 /// .what = reads the live state: all bastions in one DescribeInstances (two when some are named by id), all
-/// clusters in one DescribeDBClusters, concurrently; every process of ours from /proc
-/// .why = every missing bastion or cluster is reported at once, each at the line that names it
+/// clusters in one DescribeDBClusters, all instances in one DescribeDBInstances, all custom endpoints in one
+/// DescribeDBClusterEndpoints, concurrently (a call for a kind the manifest does not name is not made); every
+/// process of ours from /proc
+/// .why = every missing bastion, cluster or instance is reported at once, each at the line that names it
 pub async fn read_live_state(
     manifest: &Manifest,
     references: &References,
@@ -132,19 +189,32 @@ pub async fn read_live_state(
         resource: 0,
         path: &[],
     };
-    let bastion_keys: Vec<Ec2InstanceRef> = references
-        .bastions
-        .iter()
-        .map(|(reference, _)| reference.clone())
-        .collect();
+    let keys = |list: &[(Ec2InstanceRef, FieldAt)]| -> Vec<Ec2InstanceRef> {
+        list.iter()
+            .map(|(reference, _)| reference.clone())
+            .collect()
+    };
+    let bastion_keys = keys(&references.bastions);
     let cluster_keys: Vec<RdsClusterRef> = references
         .clusters
         .iter()
         .map(|(reference, _)| reference.clone())
         .collect();
-    let (bastions, clusters) = futures::join!(
+    let instance_keys: Vec<RdsInstanceRef> = references
+        .instances
+        .iter()
+        .map(|(reference, _)| reference.clone())
+        .collect();
+    let endpoint_keys: Vec<(RdsClusterRef, String)> = references
+        .endpoints
+        .iter()
+        .map(|(key, _)| key.clone())
+        .collect();
+    let (bastions, clusters, instances, endpoints) = futures::join!(
         get_ec2_instances(&bastion_keys, context),
-        get_rds_clusters(&cluster_keys, context)
+        get_rds_clusters(&cluster_keys, context),
+        get_rds_instances(&instance_keys, context),
+        get_rds_cluster_endpoints(&endpoint_keys, context)
     );
     let mut errors = Vec::new();
     let bastions = bastions.unwrap_or_else(|error| {
@@ -160,10 +230,21 @@ pub async fn read_live_state(
         errors.push(at.locate(manifest, error, label));
         BTreeMap::new()
     });
-    let clusters = clusters.unwrap_or_else(|error| {
+    let mut other_failure = |error: AwsError| {
         if errors.is_empty() {
             errors.push(first.locate(manifest, error, "while reading this resource"));
         }
+    };
+    let clusters = clusters.unwrap_or_else(|error| {
+        other_failure(error);
+        BTreeMap::new()
+    });
+    let instances = instances.unwrap_or_else(|error| {
+        other_failure(error);
+        BTreeMap::new()
+    });
+    let endpoints = endpoints.unwrap_or_else(|error| {
+        other_failure(error);
         BTreeMap::new()
     });
     if !errors.is_empty() {
@@ -196,6 +277,41 @@ pub async fn read_live_state(
             errors.push(at.locate(manifest, error, "no such cluster"));
         }
     }
+    for (reference, at) in &references.instances {
+        match instances.get(reference) {
+            None => {
+                let closest = closest_instance_names(&reference.name, context)
+                    .await
+                    .unwrap_or_default();
+                let error = AwsError::InstanceNotFound {
+                    name: reference.name.clone(),
+                    region: region.clone(),
+                    closest,
+                };
+                errors.push(at.locate(manifest, error, "no such DB instance"));
+            }
+            Some(found) => {
+                if let Some(cluster) = &found.cluster {
+                    let error = AwsError::InstanceInCluster {
+                        name: found.name.clone(),
+                        cluster: cluster.clone(),
+                    };
+                    errors.push(at.locate(manifest, error, "a member of a cluster"));
+                }
+            }
+        }
+    }
+    for ((cluster, endpoint), at) in &references.endpoints {
+        if clusters.contains_key(cluster)
+            && !endpoints.contains_key(&(cluster.clone(), endpoint.clone()))
+        {
+            let error = AwsError::EndpointNotFound {
+                cluster: cluster.name.clone(),
+                endpoint: endpoint.clone(),
+            };
+            errors.push(at.locate(manifest, error, "no such endpoint"));
+        }
+    }
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -204,8 +320,23 @@ pub async fn read_live_state(
     Ok(LiveState {
         bastions,
         clusters,
+        instances,
+        endpoints,
         processes,
         records,
         owner: context.owner.clone(),
     })
+}
+
+impl LiveState {
+    /// .what = the lookups a tunnel's far end resolves against
+    /// .why = every tunnel is resolved from the batched reads, with no call of its own
+    pub fn target_lookups<'a>(&'a self, region: &'a str) -> TargetLookups<'a> {
+        TargetLookups {
+            clusters: &self.clusters,
+            instances: &self.instances,
+            endpoints: &self.endpoints,
+            region,
+        }
+    }
 }

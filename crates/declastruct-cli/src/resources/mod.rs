@@ -12,13 +12,14 @@ mod observed;
 pub use assemble::assemble;
 pub use live::{FieldAt, LiveState, References, read_live_state, read_local_tunnels};
 pub use observed::{
-    Observed, ObservedBastion, ObservedCluster, ObservedTunnel, PreviousIdentity, RemovedTunnel,
+    Observed, ObservedBastion, ObservedCluster, ObservedInstance, ObservedTunnel, PreviousIdentity,
+    RemovedTunnel,
 };
 
 use std::collections::BTreeMap;
 
-use declastruct_aws::ContextAwsApi;
-use declastruct_aws::internal::{VpcTunnelObservation, inspect_vpc_tunnel};
+use declastruct_aws::internal::{VpcTunnelObservation, inspect_vpc_tunnel, resolve_tunnel_target};
+use declastruct_aws::{ContextAwsApi, TunnelTarget};
 
 use crate::manifest::{Manifest, ResourceDeclaration};
 
@@ -34,31 +35,46 @@ pub async fn observe(
     assemble(manifest, &live, tunnels)
 }
 
-/// .what = every declared tunnel inspected against the live state, by its position in the manifest
+/// .what = every declared tunnel's far end resolved and the tunnel inspected against the live state, by its
+/// position in the manifest
 /// .why = the observation of a tunnel is found by the resource it belongs to, never by an order agreement
 pub async fn inspect_tunnels(
     manifest: &Manifest,
     live: &LiveState,
     context: &ContextAwsApi,
-) -> Result<BTreeMap<usize, VpcTunnelObservation>, Vec<miette::Report>> {
-    let inspections = manifest
-        .resources
-        .iter()
-        .enumerate()
-        .filter_map(|(index, declared)| {
-            let ResourceDeclaration::DeclaredAwsVpcTunnel(tunnel) = &declared.declaration else {
-                return None;
-            };
-            let bastion = live.bastions.get(&tunnel.via.bastion)?;
-            let cluster = live.clusters.get(&tunnel.into.cluster)?;
-            let tunnel = tunnel.to_domain();
-            let processes = &live.processes;
-            Some(async move {
-                let observation =
-                    inspect_vpc_tunnel(&tunnel, bastion, cluster, processes, context).await;
-                observation.map(|observation| (index, observation))
-            })
+) -> Result<BTreeMap<usize, (VpcTunnelObservation, TunnelTarget)>, Vec<miette::Report>> {
+    let region = context.region.clone().unwrap_or_default();
+    let mut errors = Vec::new();
+    let mut inspections = Vec::new();
+    for (index, declared) in manifest.resources.iter().enumerate() {
+        let ResourceDeclaration::DeclaredAwsVpcTunnel(tunnel) = &declared.declaration else {
+            continue;
+        };
+        let Some(bastion) = live.bastions.get(&tunnel.via.bastion) else {
+            continue;
+        };
+        let target = match resolve_tunnel_target(&tunnel.into, live.target_lookups(&region)) {
+            Ok(target) => target,
+            Err(error) => {
+                let at = FieldAt {
+                    resource: index,
+                    path: &["into"],
+                };
+                errors.push(at.locate(manifest, error, "while resolving this target"));
+                continue;
+            }
+        };
+        let tunnel = tunnel.to_domain();
+        let processes = &live.processes;
+        inspections.push(async move {
+            let observation =
+                inspect_vpc_tunnel(&tunnel, bastion, &target, processes, context).await;
+            observation.map(|observation| (index, (observation, target)))
         });
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
     futures::future::join_all(inspections)
         .await
         .into_iter()

@@ -4,8 +4,8 @@
 use declastruct_aws::internal::VpcTunnelObservation;
 use declastruct_aws::internal::utils::TunnelMeta;
 use declastruct_aws::{
-    DeclaredAwsEc2Instance, DeclaredAwsRdsCluster, DesiredInstanceStatus, Ec2InstanceRef,
-    VpcTunnelStatus,
+    DeclaredAwsEc2Instance, DeclaredAwsRdsCluster, DeclaredAwsRdsInstance, DesiredInstanceStatus,
+    Ec2InstanceRef, TunnelTarget, VpcTunnelStatus,
 };
 use declastruct_engine::{
     Action, Edge, Resource, ResourceAddress, project_onto, projection_equals, render_document,
@@ -14,7 +14,8 @@ use declastruct_engine::{
 use serde_json::{Value, json};
 
 use crate::manifest::{
-    Ec2InstanceDeclaration, RdsClusterDeclaration, VpcTunnelDeclaration, bastion_address,
+    Ec2InstanceDeclaration, RdsClusterDeclaration, RdsInstanceDeclaration, VpcTunnelDeclaration,
+    bastion_address,
 };
 
 fn to_value<T: serde::Serialize>(value: &T) -> Value {
@@ -47,6 +48,16 @@ pub struct ObservedCluster {
     pub live: DeclaredAwsRdsCluster,
 }
 
+/// .what = a declared DB instance, a read-only reference
+/// .why = its plan is always KEEP
+#[derive(Debug, Clone)]
+pub struct ObservedInstance {
+    /// as declared
+    pub declaration: RdsInstanceDeclaration,
+    /// as found
+    pub live: DeclaredAwsRdsInstance,
+}
+
 /// .what = a declared tunnel with its observation and both of its ends as found
 /// .why = apply opens it without looking them up again
 #[derive(Debug, Clone)]
@@ -57,9 +68,9 @@ pub struct ObservedTunnel {
     pub observation: VpcTunnelObservation,
     /// its bastion as found
     pub bastion: DeclaredAwsEc2Instance,
-    /// its cluster as found
-    pub cluster: DeclaredAwsRdsCluster,
-    /// ordering against its bastion and cluster
+    /// its far end as resolved
+    pub target: TunnelTarget,
+    /// ordering against its bastion, cluster or instance
     pub edges: Vec<Edge>,
     /// the identity this manifest opened it under before its bastion or far end resolved differently, still
     /// running
@@ -101,6 +112,8 @@ pub enum Observed {
     Bastion(ObservedBastion),
     /// a cluster
     Cluster(ObservedCluster),
+    /// a DB instance
+    Instance(ObservedInstance),
     /// a tunnel
     Tunnel(Box<ObservedTunnel>),
     /// a tunnel the manifest opened and no longer declares
@@ -136,6 +149,7 @@ impl Resource for Observed {
         match self {
             Self::Bastion(bastion) => bastion_address(&bastion.reference),
             Self::Cluster(cluster) => cluster.declaration.address(),
+            Self::Instance(instance) => instance.declaration.address(),
             Self::Tunnel(tunnel) => tunnel.declaration.address(),
             Self::Removed(removed) => removed.address.clone(),
         }
@@ -156,6 +170,7 @@ impl Resource for Observed {
                 desired
             }
             Self::Cluster(cluster) => to_value(&cluster.declaration),
+            Self::Instance(instance) => to_value(&instance.declaration),
             Self::Tunnel(tunnel) => to_value(&tunnel.declaration),
             // nothing is declared: it goes
             Self::Removed(_) => Value::Null,
@@ -166,6 +181,7 @@ impl Resource for Observed {
         Some(match self {
             Self::Bastion(bastion) => to_value(&bastion.live),
             Self::Cluster(cluster) => to_value(&cluster.live),
+            Self::Instance(instance) => to_value(&instance.live),
             Self::Tunnel(tunnel) => match &tunnel.previous {
                 // what runs is the old identity
                 Some(previous)
@@ -272,13 +288,9 @@ fn replacement_difference(
         ),
         None => "the running session".to_string(),
     };
-    let new = match (
-        &tunnel.bastion.instance_id,
-        &tunnel.cluster.host,
-        tunnel.cluster.port,
-    ) {
-        (Some(instance), Some(host), Some(port)) => target(instance, &host.writer, port),
-        _ => "a new session".to_string(),
+    let new = match &tunnel.bastion.instance_id {
+        Some(instance) => target(instance, &tunnel.target.host, tunnel.target.port),
+        None => "a new session".to_string(),
     };
     let new = if tunnel.previous.is_none() {
         format!("{new} (a new session)")

@@ -13,4 +13,5 @@ mod plan;
 mod schema;
 mod sdk;
 mod support;
+mod targets;
 mod trust;

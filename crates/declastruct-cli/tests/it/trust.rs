@@ -583,9 +583,7 @@ fn the_sdk_never_signals_a_process_named_in_a_damaged_record() {
             mechanism: TunnelMechanism::AwsSsm,
             bastion: Ec2InstanceRef::by_exid("vpc-main-bastion"),
         },
-        into: VpcTunnelInto {
-            cluster: RdsClusterRef::by_name("ahbodedb"),
-        },
+        into: VpcTunnelInto::cluster(RdsClusterRef::by_name("ahbodedb")),
         from: VpcTunnelFrom {
             host: LoopbackHost::Localhost,
             port: world.port,

@@ -19,6 +19,10 @@ pub fn cast_to_declared_aws_rds_cluster(cluster: &DbCluster) -> DeclaredAwsRdsCl
         port: cluster.port().and_then(|port| u16::try_from(port).ok()),
         status: cluster.status().map(str::to_string),
         engine: cluster.engine().map(str::to_string),
+        master_user_secret_arn: cluster
+            .master_user_secret()
+            .and_then(|secret| secret.secret_arn())
+            .map(str::to_string),
     }
 }
 

@@ -1,5 +1,6 @@
 use std::time::Duration;
 
+use crate::domain_operations::vpc_tunnel::get_tunnel_target::{TunnelTarget, get_tunnel_target};
 use crate::domain_operations::vpc_tunnel::session_output::{PluginMode, plugin_mode};
 use crate::domain_operations::vpc_tunnel::supervisor::read_restarts;
 use crate::domain_operations::vpc_tunnel::utils::{
@@ -8,8 +9,8 @@ use crate::domain_operations::vpc_tunnel::utils::{
 };
 use crate::error::AwsError;
 use crate::{
-    ContextAwsApi, DeclaredAwsEc2Instance, DeclaredAwsRdsCluster, DeclaredAwsVpcTunnel,
-    Ec2InstanceLookup, VpcTunnelStatus, get_ec2_instance, get_rds_cluster,
+    ContextAwsApi, DeclaredAwsEc2Instance, DeclaredAwsVpcTunnel, Ec2InstanceLookup,
+    VpcTunnelStatus, get_ec2_instance,
 };
 
 /// how long the health probe may take
@@ -43,43 +44,50 @@ pub async fn get_vpc_tunnel(
     tunnel: &DeclaredAwsVpcTunnel,
     context: &ContextAwsApi,
 ) -> Result<DeclaredAwsVpcTunnel, AwsError> {
-    let (bastion, cluster) = resolve_tunnel_ends(tunnel, context).await?;
-    // if either is not found, the tunnel is effectively closed
-    let (Some(bastion), Some(cluster)) = (bastion, cluster) else {
+    let (bastion, target) = resolve_tunnel_ends(tunnel, context).await?;
+    // if either end is not found, the tunnel is effectively closed
+    let target = match target {
+        Ok(target) => target,
+        Err(
+            AwsError::ClusterNotFound { .. }
+            | AwsError::InstanceNotFound { .. }
+            | AwsError::EndpointNotFound { .. },
+        ) => return Ok(tunnel.with_status(VpcTunnelStatus::Closed, None)),
+        Err(error) => return Err(error),
+    };
+    let Some(bastion) = bastion else {
         return Ok(tunnel.with_status(VpcTunnelStatus::Closed, None));
     };
     let tunnels_dir = context.checked_tunnels_dir()?;
     TunnelFiles::check_dir_readable(&tunnels_dir)?;
     let processes = TunnelProcesses::scan(&tunnels_dir);
     Ok(
-        inspect_vpc_tunnel(tunnel, &bastion, &cluster, &processes, context)
+        inspect_vpc_tunnel(tunnel, &bastion, &target, &processes, context)
             .await?
             .tunnel,
     )
 }
 
-/// .what = observes a tunnel whose bastion and cluster are already resolved, against one scan of our processes
-/// .why = `plan` resolves all bastions and clusters in a few batched calls and scans /proc once, then inspects
-/// every tunnel concurrently without another AWS call
+/// .what = observes a tunnel whose bastion and far end are already resolved, against one scan of our processes
+/// .why = `plan` resolves all bastions, clusters and instances in a few batched calls and scans /proc once, then
+/// inspects every tunnel concurrently without another AWS call
 pub async fn inspect_vpc_tunnel(
     tunnel: &DeclaredAwsVpcTunnel,
     bastion: &DeclaredAwsEc2Instance,
-    cluster: &DeclaredAwsRdsCluster,
+    target: &TunnelTarget,
     processes: &TunnelProcesses,
     context: &ContextAwsApi,
 ) -> Result<VpcTunnelObservation, AwsError> {
-    let (Some(instance_id), Some(host), Some(remote_port)) =
-        (&bastion.instance_id, &cluster.host, cluster.port)
-    else {
+    let Some(instance_id) = &bastion.instance_id else {
         return Ok(VpcTunnelObservation::closed(tunnel, None));
     };
-    let hash = get_tunnel_hash(instance_id, &host.writer, remote_port, tunnel.from.port);
+    let hash = get_tunnel_hash(instance_id, &target.host, target.port, tunnel.from.port);
     let files = TunnelFiles::new(context.checked_tunnels_dir()?, &hash);
     Ok(VpcTunnelObservation::observe(
         tunnel,
         &files,
         processes.of(&hash),
-        cluster.engine.as_deref(),
+        target.engine.as_deref(),
     )
     .await)
 }
@@ -221,7 +229,8 @@ impl VpcTunnelObservation {
     }
 }
 
-/// .what = the tunnel's bastion and cluster, looked up concurrently; `None` for one that does not exist
+/// .what = the tunnel's bastion (`None` when it does not exist) and far end (or why it does not resolve), looked
+/// up concurrently
 /// .why = getting and setting a tunnel both start from its two ends
 pub(crate) async fn resolve_tunnel_ends(
     tunnel: &DeclaredAwsVpcTunnel,
@@ -229,15 +238,16 @@ pub(crate) async fn resolve_tunnel_ends(
 ) -> Result<
     (
         Option<DeclaredAwsEc2Instance>,
-        Option<DeclaredAwsRdsCluster>,
+        Result<TunnelTarget, AwsError>,
     ),
     AwsError,
 > {
-    futures::future::try_join(
+    let (bastion, target) = futures::future::join(
         get_ec2_instance(Ec2InstanceLookup::Ref(tunnel.via.bastion.clone()), context),
-        get_rds_cluster(&tunnel.into.cluster, context),
+        get_tunnel_target(&tunnel.into, context),
     )
-    .await
+    .await;
+    Ok((bastion?, target))
 }
 
 #[cfg(test)]
@@ -267,9 +277,7 @@ pub(crate) mod tests {
                 mechanism: TunnelMechanism::AwsSsm,
                 bastion: Ec2InstanceRef::by_exid("vpc-main-bastion"),
             },
-            into: VpcTunnelInto {
-                cluster: RdsClusterRef::by_name("ahbodedb"),
-            },
+            into: VpcTunnelInto::cluster(RdsClusterRef::by_name("ahbodedb")),
             from: VpcTunnelFrom {
                 host: LoopbackHost::Localhost,
                 port: 7775,

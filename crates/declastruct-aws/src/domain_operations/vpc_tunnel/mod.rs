@@ -1,4 +1,5 @@
 mod close_vpc_tunnel;
+mod get_tunnel_target;
 mod get_vpc_tunnel;
 mod open_vpc_tunnel;
 pub mod session_output;
@@ -9,6 +10,9 @@ pub mod supervisor;
 pub mod utils;
 
 pub use close_vpc_tunnel::close_tunnel_identity;
+pub use get_tunnel_target::{
+    TargetKind, TargetLookups, TunnelTarget, get_tunnel_target, resolve_tunnel_target,
+};
 pub use get_vpc_tunnel::{
     VpcTunnelObservation, get_vpc_tunnel, inspect_local_tunnel, inspect_vpc_tunnel,
 };

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::VpcTunnelObservation;
 use super::close_vpc_tunnel::CLOSE_GRACE;
+use super::get_tunnel_target::TargetKind;
 use super::get_vpc_tunnel::HEALTH_LIMIT;
 use super::session_output::{SessionFailure, explain_failure, is_listening};
 use super::set_vpc_tunnel::ResolvedVpcTunnel;
@@ -33,7 +34,7 @@ pub(crate) async fn open_vpc_tunnel(
 ) -> Result<VpcTunnelObservation, AwsError> {
     let tunnel = &resolved.tunnel;
     let local_port = target.local_port;
-    let engine = resolved.cluster.engine.as_deref();
+    let engine = resolved.target.engine.as_deref();
 
     TunnelFiles::check_dir_readable(&files.dir)?;
     let processes = TunnelProcesses::scan(&files.dir);
@@ -53,16 +54,23 @@ pub(crate) async fn open_vpc_tunnel(
     }
     // whatever is left is stale: a dead process's files
     files.remove_all()?;
-    // a stopped cluster is named as such, never blamed on the security group after a failed probe
-    match resolved.cluster.status.as_deref() {
-        Some("stopped" | "stopping") => {
-            return Err(AwsError::ClusterStopped {
-                name: resolved.cluster.name.clone(),
+    // a stopped cluster or instance is named as such, never blamed on the security group after a failed probe
+    match (&resolved.target.kind, resolved.target.status.as_deref()) {
+        (TargetKind::Cluster(name), Some("stopped" | "stopping")) => {
+            return Err(AwsError::ClusterStopped { name: name.clone() });
+        }
+        (TargetKind::Instance(name), Some("stopped" | "stopping")) => {
+            return Err(AwsError::InstanceStopped { name: name.clone() });
+        }
+        (TargetKind::Cluster(name), Some("starting")) => {
+            return Err(AwsError::ClusterNotReady {
+                name: name.clone(),
+                status: "starting".into(),
             });
         }
-        Some("starting") => {
-            return Err(AwsError::ClusterNotReady {
-                name: resolved.cluster.name.clone(),
+        (TargetKind::Instance(name), Some("starting")) => {
+            return Err(AwsError::InstanceNotReady {
+                name: name.clone(),
                 status: "starting".into(),
             });
         }
@@ -113,7 +121,7 @@ pub(crate) async fn open_vpc_tunnel(
             .collect(),
         opened_at: chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
         region: context.region.clone(),
-        engine: resolved.cluster.engine.clone(),
+        engine: resolved.target.engine.clone(),
         ready: false,
         manifest: context
             .owner

@@ -1,17 +1,15 @@
 use super::VpcTunnelObservation;
 use super::close_vpc_tunnel::close_vpc_tunnel;
+use super::get_tunnel_target::TunnelTarget;
 use super::get_vpc_tunnel::resolve_tunnel_ends;
 use super::open_vpc_tunnel::open_vpc_tunnel;
 use crate::domain_operations::vpc_tunnel::utils::{
     SessionTarget, TunnelFiles, get_tunnel_hash, lock_tunnel,
 };
 use crate::error::AwsError;
-use crate::{
-    ContextAwsApi, DeclaredAwsEc2Instance, DeclaredAwsRdsCluster, DeclaredAwsVpcTunnel,
-    VpcTunnelStatus,
-};
+use crate::{ContextAwsApi, DeclaredAwsEc2Instance, DeclaredAwsVpcTunnel, VpcTunnelStatus};
 
-/// .what = a tunnel together with its bastion and cluster, already resolved
+/// .what = a tunnel together with its bastion and far end, already resolved
 /// .why = `apply` has resolved them while planning; opening needs no second lookup
 #[derive(Debug, Clone)]
 pub struct ResolvedVpcTunnel {
@@ -19,37 +17,21 @@ pub struct ResolvedVpcTunnel {
     pub tunnel: DeclaredAwsVpcTunnel,
     /// its bastion as found
     pub bastion: DeclaredAwsEc2Instance,
-    /// its cluster as found
-    pub cluster: DeclaredAwsRdsCluster,
+    /// its far end as resolved
+    pub target: TunnelTarget,
 }
 
 impl ResolvedVpcTunnel {
-    /// .what = where the session goes: the bastion's instance id, the cluster's writer and port, the local port
+    /// .what = where the session goes: the bastion's instance id, the far end's host and port, the local port
     /// .why = the tunnel's identity and its session command are made of these
-    pub fn target(&self, context: &ContextAwsApi) -> Result<SessionTarget, AwsError> {
+    pub fn session_target(&self, context: &ContextAwsApi) -> Result<SessionTarget, AwsError> {
         let instance_id = self.bastion.instance_id.clone().ok_or_else(|| {
             AwsError::Unexpected(format!("bastion {} has no instance id", self.bastion.exid))
         })?;
-        let not_ready = || AwsError::ClusterNotReady {
-            name: self.cluster.name.clone(),
-            status: self
-                .cluster
-                .status
-                .clone()
-                .unwrap_or_else(|| "unknown".into()),
-        };
-        let host = self
-            .cluster
-            .host
-            .as_ref()
-            .ok_or_else(not_ready)?
-            .writer
-            .clone();
-        let port = self.cluster.port.ok_or_else(not_ready)?;
         Ok(SessionTarget {
             instance_id,
-            host,
-            port,
+            host: self.target.host.clone(),
+            port: self.target.port,
             local_port: self.tunnel.from.port,
             region: context.region.clone(),
             profile: context.profile.clone(),
@@ -63,26 +45,18 @@ pub async fn set_vpc_tunnel(
     tunnel: &DeclaredAwsVpcTunnel,
     context: &ContextAwsApi,
 ) -> Result<DeclaredAwsVpcTunnel, AwsError> {
-    let region = || {
-        context
-            .region
-            .clone()
-            .unwrap_or_else(|| "the configured region".into())
-    };
-    let (bastion, cluster) = resolve_tunnel_ends(tunnel, context).await?;
+    let (bastion, target) = resolve_tunnel_ends(tunnel, context).await?;
     let bastion = bastion.ok_or_else(|| AwsError::BastionNotFound {
         reference: tunnel.via.bastion.to_string(),
-        region: region(),
-    })?;
-    let cluster = cluster.ok_or_else(|| AwsError::ClusterNotFound {
-        name: tunnel.into.cluster.name.clone(),
-        region: region(),
-        closest: Vec::new(),
+        region: context
+            .region
+            .clone()
+            .unwrap_or_else(|| "the configured region".into()),
     })?;
     let resolved = ResolvedVpcTunnel {
         tunnel: tunnel.clone(),
         bastion,
-        cluster,
+        target: target?,
     };
     Ok(set_vpc_tunnel_resolved(&resolved, context).await?.tunnel)
 }
@@ -100,7 +74,7 @@ pub async fn set_vpc_tunnel_resolved(
             "set_vpc_tunnel needs `status`: OPEN or CLOSED".into(),
         ));
     };
-    let target = resolved.target(context)?;
+    let target = resolved.session_target(context)?;
     let hash = get_tunnel_hash(
         &target.instance_id,
         &target.host,

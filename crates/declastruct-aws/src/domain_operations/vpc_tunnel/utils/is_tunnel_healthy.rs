@@ -80,7 +80,31 @@ async fn probe(port: u16, engine: Option<&str>) -> TunnelHealth {
             Err(_) => TunnelHealth::failed(unreachable),
         };
     }
-    // no protocol to speak: a listener that accepts is all that can be said
+    if engine.contains("redis") || engine.contains("valkey") {
+        // RESP: an inline PING is answered `+PONG`, or `-NOAUTH ...` by a server that wants a password: either way
+        // Redis answers
+        if stream.write_all(b"PING\r\n").await.is_err() {
+            return TunnelHealth::failed(unreachable);
+        }
+        let mut answer = [0u8; 1];
+        return match stream.read_exact(&mut answer).await {
+            Ok(_) if answer[0] == b'+' || answer[0] == b'-' => TunnelHealth::ok(),
+            Ok(_) => TunnelHealth::failed(format!(
+                "something answers on local port {port}, but not as Redis does"
+            )),
+            Err(_) => TunnelHealth::failed(unreachable),
+        };
+    }
+    // no protocol to speak: the listener accepted; a far end that refuses ends the connection at once, while a
+    // service waits for its client to speak
+    let mut first = [0u8; 1];
+    if let Ok(Ok(0) | Err(_)) =
+        tokio::time::timeout(Duration::from_millis(500), stream.read(&mut first)).await
+    {
+        return TunnelHealth::failed(
+            "the tunnel accepts but the far end closed the connection at once: the bastion cannot reach the host and port (check its security group, and that the service listens)",
+        );
+    }
     TunnelHealth {
         healthy: true,
         reason: Some(format!(
@@ -144,6 +168,30 @@ mod tests {
         };
         let health = is_tunnel_healthy(port, None, Duration::from_secs(2)).await;
         assert!(!health.healthy);
+    }
+
+    #[tokio::test]
+    async fn redis_answers_ping() {
+        let port = serve(Some(b"+PONG\r\n")).await;
+        let health = is_tunnel_healthy(port, Some("redis"), Duration::from_secs(2)).await;
+        assert_eq!(health, TunnelHealth::ok());
+    }
+
+    #[tokio::test]
+    async fn a_far_end_that_hangs_up_at_once_is_not_a_listener() {
+        // what the plugin does to a client when the bastion cannot reach the destination
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                drop(socket);
+            }
+        });
+        let health = is_tunnel_healthy(port, None, Duration::from_secs(2)).await;
+        assert!(!health.healthy, "{health:?}");
+        assert!(health.describe().contains("closed the connection at once"));
     }
 
     #[tokio::test]

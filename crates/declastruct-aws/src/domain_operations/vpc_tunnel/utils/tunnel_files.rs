@@ -320,9 +320,7 @@ mod tests {
                     mechanism: TunnelMechanism::AwsSsm,
                     bastion: Ec2InstanceRef::by_exid("b"),
                 },
-                into: VpcTunnelInto {
-                    cluster: RdsClusterRef::by_name("c"),
-                },
+                into: VpcTunnelInto::cluster(RdsClusterRef::by_name("c")),
                 from: VpcTunnelFrom {
                     host: LoopbackHost::Localhost,
                     port: 7775,
