@@ -54,6 +54,7 @@ async fn run() -> Result<(), Failure> {
         status: None,
         pid: None,
         health: None,
+        connect: None,
     };
     let context = ContextAwsApi::load(&AwsSettings::default()).await?;
 

@@ -134,6 +134,51 @@ pub enum AwsError {
         endpoint: String,
     },
 
+    /// a secret is not the JSON RDS writes
+    #[error("the secret `{secret}` does not hold JSON with `username` and `password`")]
+    #[diagnostic(
+        code(declastruct::connect::secret_shape),
+        help(
+            "store it as RDS does: {{\"username\": \"...\", \"password\": \"...\"}} (more keys are fine), or use `connect.password.env`"
+        )
+    )]
+    SecretShape {
+        /// the secret's name or ARN (never its value)
+        secret: String,
+    },
+
+    /// `managed: true` for a database whose master password RDS does not manage
+    #[error("RDS does not manage the master user password of {target}")]
+    #[diagnostic(
+        code(declastruct::connect::no_managed_secret),
+        help(
+            "turn it on (`aws rds modify-db-cluster --manage-master-user-password`, or modify-db-instance), or name the secret with `connect.password.secret`"
+        )
+    )]
+    NoManagedSecret {
+        /// the cluster or instance
+        target: String,
+    },
+
+    /// `iam: true` without `user`
+    #[error("an IAM auth token is signed for one database user, and `connect.user` is not set")]
+    #[diagnostic(
+        code(declastruct::connect::iam_needs_user),
+        help("set `connect.user` to the database user granted `rds_iam`")
+    )]
+    IamNeedsUser,
+
+    /// `env: NAME` while NAME is not set
+    #[error("the environment variable `{variable}` (connect.password.env) is not set")]
+    #[diagnostic(
+        code(declastruct::connect::password_variable_unset),
+        help("export it before running declastruct, e.g. in your CI's secrets")
+    )]
+    PasswordVariableUnset {
+        /// the variable's name
+        variable: String,
+    },
+
     /// the cluster is stopped: nothing answers behind its endpoint
     #[error("RDS cluster `{name}` is stopped")]
     #[diagnostic(

@@ -24,6 +24,7 @@
 //!     status: None,
 //!     pid: None,
 //!     health: None,
+//!     connect: None,
 //! };
 //! // open the tunnel (starts the bastion if needed, waits until the database answers)
 //! set_vpc_tunnel(&tunnel.with_status(VpcTunnelStatus::Open, None), &context).await?;
@@ -51,9 +52,9 @@ mod test_support;
 pub use domain_objects::{
     AwsSettings, ClusterEndpoint, ContextAwsApi, DeclaredAwsEc2Instance, DeclaredAwsRdsCluster,
     DeclaredAwsRdsInstance, DeclaredAwsVpcTunnel, Ec2InstanceRef, Ec2InstanceStatus, EndpointRole,
-    HostEngine, LoopbackHost, ProgressReporter, RdsClusterHost, RdsClusterRef, RdsInstanceRef,
-    TunnelHealth, TunnelMechanism, TunnelOwner, VpcTunnelFrom, VpcTunnelInto, VpcTunnelStatus,
-    VpcTunnelVia,
+    HostEngine, LoopbackHost, PasswordSource, ProgressReporter, RdsClusterHost, RdsClusterRef,
+    RdsInstanceRef, TunnelHealth, TunnelMechanism, TunnelOwner, VpcTunnelConnect, VpcTunnelFrom,
+    VpcTunnelInto, VpcTunnelStatus, VpcTunnelVia,
 };
 pub use domain_operations::ec2_instance::{
     DesiredInstanceStatus, Ec2InstanceLookup, get_ec2_instance, set_ec2_instance_status,
@@ -62,7 +63,8 @@ pub use domain_operations::rds_cluster::get_rds_cluster;
 pub use domain_operations::rds_instance::get_rds_instance;
 pub use domain_operations::vpc_tunnel::supervisor::run_supervisor_if_requested;
 pub use domain_operations::vpc_tunnel::{
-    TargetKind, TunnelTarget, get_tunnel_target, get_vpc_tunnel, set_vpc_tunnel,
+    ConnectionVariables, TargetKind, TunnelTarget, get_connection_variables, get_tunnel_target,
+    get_vpc_tunnel, iam_auth_token, set_vpc_tunnel,
 };
 pub use env_vars::EnvVars;
 pub use error::AwsError;

@@ -78,6 +78,18 @@ pub enum Command {
     #[command(after_help = "Example:\n  declastruct logs vpc-main-bastion.ahbodedb.7775 --follow")]
     Logs(LogsArgs),
 
+    /// Run a command with the connection variables of tunnels, opening them for it if they are not open
+    #[command(
+        after_help = "Examples:\n  declastruct exec -- psql -c 'select 1'\n  declastruct exec vpc-main-bastion.ahbodedb.7775 -- ./migrate\n\nThe command gets PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE and DATABASE_URL (MYSQL_* for MySQL), and\nDECLASTRUCT_<ADDRESS>_URL for each tunnel. Tunnels it opened are closed when it ends; tunnels already open\nstay open. It exits with the command's status, or 1 when a tunnel could not be opened."
+    )]
+    Exec(ExecArgs),
+
+    /// Print the connection variables of an open tunnel
+    #[command(
+        after_help = "Examples:\n  eval \"$(declastruct env vpc-main-bastion.ahbodedb.7775)\"\n  declastruct env vpc-main-bastion.ahbodedb.7775 --format dotenv > .env\n  declastruct env vpc-main-bastion.ahbodedb.7775 --format json"
+    )]
+    Env(EnvArgs),
+
     /// Print a shell completion script
     #[command(
         after_help = "Example:\n  declastruct completions bash > ~/.local/share/bash-completion/completions/declastruct"
@@ -149,6 +161,43 @@ pub struct StatusArgs {
     /// Every tunnel of this machine's state folder, whichever manifest opened it; needs no manifest and no AWS
     #[arg(long)]
     pub all: bool,
+}
+
+/// .what = the arguments of `exec`
+/// .why = which tunnels, and the command to run with their connection variables
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// The tunnels' addresses, as `plan` prints them; none means every tunnel of the manifest
+    #[arg(value_name = "ADDRESS")]
+    pub addresses: Vec<String>,
+
+    /// The command and its arguments, after `--`
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<std::ffi::OsString>,
+}
+
+/// .what = the formats `env` prints in
+/// .why = `eval` in a shell, a `.env` file, or a program reading JSON
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EnvFormat {
+    /// `export NAME='value'` lines
+    Shell,
+    /// `NAME="value"` lines
+    Dotenv,
+    /// one JSON object
+    Json,
+}
+
+/// .what = the arguments of `env`
+/// .why = one open tunnel, and the format
+#[derive(Debug, Args)]
+pub struct EnvArgs {
+    /// The tunnel's address, as `plan` prints it
+    pub address: String,
+
+    /// How to print the variables
+    #[arg(long, value_enum, default_value = "shell")]
+    pub format: EnvFormat,
 }
 
 /// .what = the arguments of `show`

@@ -3,6 +3,7 @@
 
 pub mod args;
 pub mod commands;
+pub mod connect;
 pub mod located;
 pub mod manifest;
 pub mod progress;
@@ -53,6 +54,8 @@ pub fn run() -> ExitCode {
         Command::Apply(args) => block_on(commands::apply::run(&cli, args)),
         Command::Status(args) => block_on(commands::status::run(&cli, args)),
         Command::Logs(args) => commands::logs::run(&cli, args),
+        Command::Exec(args) => block_on(commands::exec::run(&cli, args)),
+        Command::Env(args) => block_on(commands::env::run(&cli, args)),
     }
 }
 

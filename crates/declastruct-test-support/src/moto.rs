@@ -249,6 +249,24 @@ impl Moto {
         })
     }
 
+    /// .what = stores a Secrets Manager secret and returns its ARN
+    /// .why = the secret `connect.password.secret` names
+    pub fn seed_secret(&self, region: &str, name: &str, text: &str) -> String {
+        let secrets = aws_sdk_secretsmanager::Client::new(&self.sdk_config(region));
+        self.block_on(async {
+            secrets
+                .create_secret()
+                .name(name)
+                .secret_string(text)
+                .send()
+                .await
+                .unwrap_or_else(|error| panic!("create_secret: {error:?}"))
+                .arn()
+                .unwrap_or_default()
+                .to_string()
+        })
+    }
+
     /// .what = a cluster's reader endpoint
     /// .why = tests of tunnels into `endpoint: reader`
     pub fn reader_endpoint(&self, region: &str, name: &str) -> String {

@@ -40,6 +40,17 @@ impl Postgres {
     /// .what = initdb and pg_ctl start, as the `postgres` user when running as root (PostgreSQL refuses root)
     /// .why = the database behind the tunnel in end-to-end tests
     pub fn start() -> Self {
+        Self::start_with_auth(None)
+    }
+
+    /// .what = a server that asks every client for a password (scram-sha-256); the superuser `postgres` has
+    /// `superuser_password`
+    /// .why = tests of the credentials `connect` fetches: a wrong or missing password is refused, as in RDS
+    pub fn start_with_passwords(superuser_password: &str) -> Self {
+        Self::start_with_auth(Some(superuser_password))
+    }
+
+    fn start_with_auth(superuser_password: Option<&str>) -> Self {
         let bin = postgres_bin();
         let folder = tempfile::tempdir().unwrap_or_else(|error| panic!("tempdir: {error}"));
         if running_as_root() {
@@ -55,20 +66,31 @@ impl Postgres {
         let port = free_port();
         let postgres = Self { port, folder, bin };
         let data = postgres.data();
-        postgres.run_checked(
-            "initdb",
-            &[
-                "-D",
-                &data,
-                "-A",
-                "trust",
-                "-U",
-                "postgres",
-                "--no-sync",
-                "-E",
-                "UTF8",
-            ],
-        );
+        let password_file = postgres.folder.path().join("superuser.password");
+        let mut initdb: Vec<String> = ["-D", &data, "-U", "postgres", "--no-sync", "-E", "UTF8"]
+            .iter()
+            .map(|word| (*word).to_string())
+            .collect();
+        match superuser_password {
+            None => initdb.extend(["-A".to_string(), "trust".to_string()]),
+            Some(password) => {
+                std::fs::write(&password_file, password)
+                    .unwrap_or_else(|error| panic!("password file: {error}"));
+                if running_as_root()
+                    && let Ok(Some(user)) = nix::unistd::User::from_name("postgres")
+                {
+                    let _ = nix::unistd::chown(&password_file, Some(user.uid), Some(user.gid));
+                }
+                initdb.extend([
+                    "-A".to_string(),
+                    "scram-sha-256".to_string(),
+                    format!("--pwfile={}", password_file.display()),
+                ]);
+            }
+        }
+        let initdb: Vec<&str> = initdb.iter().map(String::as_str).collect();
+        postgres.run_checked("initdb", &initdb);
+        let _ = std::fs::remove_file(&password_file);
         postgres.run_checked(
             "pg_ctl",
             &[
@@ -139,14 +161,29 @@ impl Postgres {
     /// .what = runs `psql -c QUERY` against 127.0.0.1:`port` and returns its trimmed output, or its error
     /// .why = a real PostgreSQL client proves the database answers through a tunnel
     pub fn psql(port: u16, query: &str) -> Result<String, String> {
-        let output = Command::new("psql")
+        Self::psql_as(port, "postgres", None, query)
+    }
+
+    /// .what = `psql` as `user` with `password`
+    /// .why = servers started with passwords refuse the password-less `psql`
+    pub fn psql_as(
+        port: u16,
+        user: &str,
+        password: Option<&str>,
+        query: &str,
+    ) -> Result<String, String> {
+        let mut command = Command::new("psql");
+        if let Some(password) = password {
+            command.env("PGPASSWORD", password);
+        }
+        let output = command
             .args([
                 "-h",
                 "127.0.0.1",
                 "-p",
                 &port.to_string(),
                 "-U",
-                "postgres",
+                user,
                 "-d",
                 "postgres",
                 "-tAc",

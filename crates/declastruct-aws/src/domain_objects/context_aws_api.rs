@@ -32,6 +32,10 @@ pub struct ContextAwsApi {
     pub ec2: aws_sdk_ec2::Client,
     /// the RDS client
     pub rds: aws_sdk_rds::Client,
+    /// the Secrets Manager client, for `connect.password.secret` and `managed`
+    pub secrets: aws_sdk_secretsmanager::Client,
+    /// the configuration the clients were made from: credentials, region and clock for RDS IAM auth tokens
+    pub sdk_config: aws_config::SdkConfig,
     /// the resolved region, passed to `aws ssm start-session --region`
     pub region: Option<String>,
     /// the manifest's profile, passed to `aws ssm start-session --profile`, so the session uses the same
@@ -129,6 +133,8 @@ impl ContextAwsApi {
         Self {
             ec2: aws_sdk_ec2::Client::new(config),
             rds: aws_sdk_rds::Client::new(config),
+            secrets: aws_sdk_secretsmanager::Client::new(config),
+            sdk_config: config.clone(),
             region: config.region().map(ToString::to_string),
             profile: None,
             endpoint_url: config.endpoint_url().map(str::to_string),

@@ -1,7 +1,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::{Ec2InstanceRef, RdsClusterRef, RdsInstanceRef};
+use super::{Ec2InstanceRef, RdsClusterRef, RdsInstanceRef, VpcTunnelConnect};
 
 /// .what = a declarative structure representing a VPC tunnel
 /// .why = enables declarative control of SSM port-forwarding tunnels to private resources
@@ -23,6 +23,9 @@ pub struct DeclaredAwsVpcTunnel {
     /// whether the database answers through an OPEN tunnel, and if not, why; metadata, only present when OPEN
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub health: Option<TunnelHealth>,
+    /// how `exec` and `env` log in through the tunnel
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub connect: Option<VpcTunnelConnect>,
 }
 
 /// .what = whether the database answers through a tunnel whose process is alive, and if not, why

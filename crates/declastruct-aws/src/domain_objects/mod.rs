@@ -3,6 +3,7 @@ mod declared_aws_ec2_instance;
 mod declared_aws_rds_cluster;
 mod declared_aws_rds_instance;
 mod declared_aws_vpc_tunnel;
+mod vpc_tunnel_connect;
 
 pub use context_aws_api::{AwsSettings, ContextAwsApi, ProgressReporter, TunnelOwner};
 pub use declared_aws_ec2_instance::{DeclaredAwsEc2Instance, Ec2InstanceRef, Ec2InstanceStatus};
@@ -12,3 +13,4 @@ pub use declared_aws_vpc_tunnel::{
     ClusterEndpoint, DeclaredAwsVpcTunnel, EndpointRole, HostEngine, LoopbackHost, TunnelHealth,
     TunnelMechanism, VpcTunnelFrom, VpcTunnelInto, VpcTunnelStatus, VpcTunnelVia,
 };
+pub use vpc_tunnel_connect::{PasswordSource, VpcTunnelConnect};

@@ -9,13 +9,14 @@ use std::time::Instant;
 use declastruct_aws::internal::{
     ResolvedVpcTunnel, close_tunnel_identity, set_vpc_tunnel_resolved,
 };
-use declastruct_aws::{AwsError, ContextAwsApi, set_ec2_instance_status};
+use declastruct_aws::{AwsError, ContextAwsApi, VpcTunnelStatus, set_ec2_instance_status};
 use declastruct_engine::{ApplyReport, ChangeOutcome, Plan, run_changes};
 use serde_json::json;
 
 use crate::args::{ApplyArgs, Cli};
 use crate::commands::show::read_saved_plan;
 use crate::commands::{EXIT_FAILURE, compute_plan, observe_or_report, report};
+use crate::connect::{client_command, connection_line};
 use crate::progress::Progress;
 use crate::render::render_plan;
 use crate::resources::{Observed, force_replace, select_targets};
@@ -167,6 +168,7 @@ pub async fn run(cli: &Cli, args: &ApplyArgs) -> ExitCode {
     if args.json {
         print_json(&plan, Some(&report_card));
     } else {
+        let mut connect_lines = Vec::new();
         for (change, outcome) in plan.changes.iter().zip(report_card.outcomes) {
             let name = format!("{} {}", change.for_resource.class, change.for_resource.slug);
             match outcome {
@@ -175,7 +177,19 @@ pub async fn run(cli: &Cli, args: &ApplyArgs) -> ExitCode {
                     report(error);
                 }
                 ChangeOutcome::Skipped { reason } => eprintln!("{name} skipped: {reason}"),
-                ChangeOutcome::Applied | ChangeOutcome::Unchanged => {}
+                ChangeOutcome::Applied => {
+                    // a tunnel just opened says how to use it
+                    if let Some(Observed::Tunnel(tunnel)) = by_slug.get(&change.for_resource.slug)
+                        && tunnel.declaration.status == VpcTunnelStatus::Open
+                    {
+                        connect_lines.push(format!(
+                            "  {}: {}",
+                            connection_line(tunnel),
+                            client_command(tunnel)
+                        ));
+                    }
+                }
+                ChangeOutcome::Unchanged => {}
             }
         }
         let _ = writeln!(
@@ -187,6 +201,9 @@ pub async fn run(cli: &Cli, args: &ApplyArgs) -> ExitCode {
             counts.failed,
             counts.skipped
         );
+        if !connect_lines.is_empty() && !cli.quiet {
+            let _ = writeln!(stdout, "Connect:\n{}", connect_lines.join("\n"));
+        }
     }
     if succeeded {
         ExitCode::SUCCESS

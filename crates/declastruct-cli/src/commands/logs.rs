@@ -7,7 +7,7 @@ use declastruct_aws::internal::utils::TunnelFiles;
 
 use crate::args::{Cli, LogsArgs};
 use crate::commands::{EXIT_FAILURE, report};
-use crate::manifest::{ResourceDeclaration, VpcTunnelDeclaration};
+use crate::manifest::tunnel_address;
 
 /// .what = `declastruct logs ADDRESS [--follow]`: prints an open tunnel's log
 /// .why = what the session said: connections, restarts, and why it failed
@@ -28,14 +28,7 @@ pub fn run(_cli: &Cli, args: &LogsArgs) -> ExitCode {
         let Ok(meta) = meta else {
             continue;
         };
-        let slug = ResourceDeclaration::DeclaredAwsVpcTunnel(VpcTunnelDeclaration {
-            via: meta.tunnel.via.clone(),
-            into: meta.tunnel.into.clone(),
-            from: meta.tunnel.from.clone(),
-            status: declastruct_aws::VpcTunnelStatus::Open,
-        })
-        .address()
-        .slug;
+        let slug = tunnel_address(&meta.tunnel.via, &meta.tunnel.into, &meta.tunnel.from).slug;
         if slug == args.address {
             found = Some(files.log_path());
         }

@@ -3,6 +3,8 @@
 
 pub mod apply;
 pub mod completions;
+pub mod env;
+pub mod exec;
 pub mod logs;
 pub mod plan;
 pub mod schema;

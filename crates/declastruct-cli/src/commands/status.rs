@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use crate::args::{Cli, StatusArgs};
 use crate::commands::{EXIT_FAILURE, load_or_report, report, tunnel_owner};
+use crate::connect::{client_command, connection_line};
 use crate::manifest::{Manifest, ResourceDeclaration, VpcTunnelDeclaration, tunnel_address};
 use crate::progress::Progress;
 use crate::resources::{Observed, observe};
@@ -159,6 +160,19 @@ fn print(rows: &[Value], json: bool, columns: &[Column]) -> ExitCode {
             .collect();
         let _ = writeln!(stdout, "{}", cells.join("  ").trim_end());
     }
+    let connections: Vec<String> = rows
+        .iter()
+        .filter_map(|row| {
+            Some(format!(
+                "  {}: {}",
+                row["connection"].as_str()?,
+                row["client"].as_str()?
+            ))
+        })
+        .collect();
+    if !connections.is_empty() {
+        let _ = writeln!(stdout, "\nConnect:\n{}", connections.join("\n"));
+    }
     ExitCode::SUCCESS
 }
 
@@ -264,6 +278,10 @@ fn row(resource: &Observed) -> Value {
         Observed::Tunnel(tunnel) => {
             let mut fields = tunnel_fields(&tunnel.observation);
             if let Value::Object(fields) = &mut fields {
+                if tunnel.observation.tunnel.status == Some(VpcTunnelStatus::Open) {
+                    fields.insert("connection".into(), json!(connection_line(tunnel)));
+                    fields.insert("client".into(), json!(client_command(tunnel)));
+                }
                 fields.insert("target".into(), json!(tunnel.target.label));
                 fields.insert(
                     "farEnd".into(),

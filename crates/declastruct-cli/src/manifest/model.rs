@@ -1,6 +1,6 @@
 use declastruct_aws::{
     AwsSettings, DeclaredAwsVpcTunnel, DesiredInstanceStatus, Ec2InstanceRef, RdsClusterRef,
-    RdsInstanceRef, VpcTunnelFrom, VpcTunnelInto, VpcTunnelStatus, VpcTunnelVia,
+    RdsInstanceRef, VpcTunnelConnect, VpcTunnelFrom, VpcTunnelInto, VpcTunnelStatus, VpcTunnelVia,
 };
 use declastruct_engine::ResourceAddress;
 use schemars::JsonSchema;
@@ -88,6 +88,9 @@ pub struct VpcTunnelDeclaration {
     pub from: VpcTunnelFrom,
     /// OPEN or CLOSED
     pub status: VpcTunnelStatus,
+    /// how `exec` and `env` log in through the tunnel: database, user, where the password comes from
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect: Option<VpcTunnelConnect>,
 }
 
 impl VpcTunnelDeclaration {
@@ -101,6 +104,7 @@ impl VpcTunnelDeclaration {
             status: Some(self.status),
             pid: None,
             health: None,
+            connect: self.connect.clone(),
         }
     }
 }

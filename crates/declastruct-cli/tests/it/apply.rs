@@ -19,12 +19,16 @@ pub struct World {
 
 impl World {
     pub fn new(bastion_running: bool) -> Self {
+        Self::with_postgres(bastion_running, Postgres::start())
+    }
+
+    /// a world whose database is `postgres` (e.g. one that asks for passwords)
+    pub fn with_postgres(bastion_running: bool, postgres: Postgres) -> Self {
         let moto = Moto::start();
         let instance_id = moto
             .seed_bastion(REGION, "vpc-main-bastion", bastion_running)
             .instance_id;
         let (writer, remote_port) = moto.seed_cluster(REGION, "ahbodedb");
-        let postgres = Postgres::start();
         let mut sandbox = Sandbox::new(Some(&moto));
         sandbox.set_env("DECLASTRUCT_AWS_CLI", &fake_aws_cli().display().to_string());
         sandbox.set_env(

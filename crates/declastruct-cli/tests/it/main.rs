@@ -2,6 +2,7 @@
 //! against a moto server of its own.
 
 mod apply;
+mod connect;
 mod docs;
 mod experience;
 mod faithful;

@@ -591,6 +591,7 @@ fn the_sdk_never_signals_a_process_named_in_a_damaged_record() {
         status: None,
         pid: None,
         health: None,
+        connect: None,
     };
     let opened = runtime
         .block_on(set_vpc_tunnel(

@@ -234,7 +234,8 @@ fn record(session: &Session) {
         .append(true)
         .open(path)
     {
-        let _ = writeln!(file, "{line}");
+        // one write of the whole line: sessions started together append to the same file
+        let _ = file.write_all(format!("{line}\n").as_bytes());
     }
 }
 

@@ -285,6 +285,7 @@ pub(crate) mod tests {
             status: None,
             pid: None,
             health: None,
+            connect: None,
         }
     }
 

@@ -1,4 +1,5 @@
 mod close_vpc_tunnel;
+mod get_connection_variables;
 mod get_tunnel_target;
 mod get_vpc_tunnel;
 mod open_vpc_tunnel;
@@ -10,6 +11,7 @@ pub mod supervisor;
 pub mod utils;
 
 pub use close_vpc_tunnel::close_tunnel_identity;
+pub use get_connection_variables::{ConnectionVariables, get_connection_variables, iam_auth_token};
 pub use get_tunnel_target::{
     TargetKind, TargetLookups, TunnelTarget, get_tunnel_target, resolve_tunnel_target,
 };

@@ -328,6 +328,7 @@ mod tests {
                 status: None,
                 pid: None,
                 health: None,
+                connect: None,
             },
             instance_id: "i-1".into(),
             remote_host: "c.example".into(),

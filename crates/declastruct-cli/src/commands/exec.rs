@@ -1,0 +1,237 @@
+use std::process::ExitCode;
+
+use declastruct_aws::VpcTunnelStatus;
+use declastruct_aws::internal::{
+    ResolvedVpcTunnel, close_tunnel_identity, set_vpc_tunnel_resolved,
+};
+
+use crate::args::{Cli, ExecArgs};
+use crate::commands::{EXIT_FAILURE, observe_or_report, report};
+use crate::connect::variables_of;
+use crate::progress::Progress;
+use crate::resources::{Observed, ObservedTunnel};
+
+/// .what = `declastruct exec [ADDRESS...] -- COMMAND [ARGS...]`: makes sure each named tunnel (default: every tunnel
+/// of the manifest) is open and answers, runs COMMAND with the connection variables, forwards signals to it, and
+/// exits with its status; tunnels opened for it are closed afterwards, tunnels already open stay as they were
+/// .why = the one-shot CI use (`declastruct exec db -- ./migrate`): no foreground tunnel that never returns, no
+/// password pasted by hand
+pub async fn run(cli: &Cli, args: &ExecArgs) -> ExitCode {
+    let (_manifest, mut context, resources) =
+        match observe_or_report(cli, &cli.manifest_path(), true).await {
+            Ok(observed) => observed,
+            Err(code) => return code,
+        };
+    let tunnels: Vec<&ObservedTunnel> = resources
+        .iter()
+        .filter_map(|resource| match resource {
+            Observed::Tunnel(tunnel) => Some(tunnel.as_ref()),
+            _ => None,
+        })
+        .collect();
+    let selected: Vec<&ObservedTunnel> = if args.addresses.is_empty() {
+        tunnels.clone()
+    } else {
+        let mut selected = Vec::new();
+        for address in &args.addresses {
+            match tunnels
+                .iter()
+                .find(|tunnel| tunnel.declaration.address().slug == *address)
+            {
+                Some(tunnel) => selected.push(*tunnel),
+                None => {
+                    let known: Vec<String> = tunnels
+                        .iter()
+                        .map(|tunnel| tunnel.declaration.address().slug)
+                        .collect();
+                    eprintln!(
+                        "error: no tunnel of this manifest has the address `{address}`\n  help: its tunnels are: {}",
+                        known.join(", ")
+                    );
+                    return ExitCode::from(EXIT_FAILURE);
+                }
+            }
+        }
+        selected
+    };
+    if selected.is_empty() {
+        eprintln!("error: the manifest declares no tunnel for the command");
+        return ExitCode::from(EXIT_FAILURE);
+    }
+    let progress = Progress::for_terminal(!cli.quiet);
+    context.progress = progress.reporter();
+    let signals = Signals::listen();
+
+    // open what is not open and serving; remember what was closed before, to close it again afterwards
+    let mut opened_here: Vec<(String, u16)> = Vec::new();
+    let mut failed = false;
+    let opening = selected
+        .iter()
+        .filter(|tunnel| !tunnel.observation.is_healthy())
+        .map(|tunnel| {
+            let resolved = ResolvedVpcTunnel {
+                tunnel: tunnel
+                    .declaration
+                    .to_domain()
+                    .with_status(VpcTunnelStatus::Open, None),
+                bastion: tunnel.bastion.clone(),
+                target: tunnel.target.clone(),
+            };
+            let was_closed = tunnel.observation.processes.is_empty();
+            let context = &context;
+            let task = progress.start(format!(
+                "opening {} for the command",
+                tunnel.declaration.address().slug
+            ));
+            async move {
+                let outcome = set_vpc_tunnel_resolved(&resolved, context).await;
+                drop(task);
+                (outcome, was_closed, resolved.tunnel.from.port)
+            }
+        });
+    let opened = tokio::select! {
+        opened = futures::future::join_all(opening) => opened,
+        () = signals.first() => {
+            context.cancel.cancel();
+            eprintln!("Interrupted while opening the tunnels: the command was not run.");
+            Vec::new()
+        }
+    };
+    if context.cancel.is_cancelled() {
+        failed = true;
+    }
+    for (outcome, was_closed, port) in opened {
+        match outcome {
+            Ok(observation) => {
+                if let (true, Some(hash)) = (was_closed, observation.hash) {
+                    opened_here.push((hash, port));
+                }
+            }
+            Err(error) => {
+                failed = true;
+                report(error);
+            }
+        }
+    }
+    if failed {
+        close_all(&opened_here, &context).await;
+        eprintln!("error: a tunnel could not be opened: the command was not run");
+        return ExitCode::from(EXIT_FAILURE);
+    }
+
+    let code = match variables_of(&selected, &context).await {
+        Ok(variables) => run_command(&args.command, &variables, &signals).await,
+        Err(error) => {
+            report(error);
+            ExitCode::from(EXIT_FAILURE)
+        }
+    };
+    close_all(&opened_here, &context).await;
+    code
+}
+
+/// closes the tunnels `exec` opened, reporting (not hiding) a close that fails
+async fn close_all(opened_here: &[(String, u16)], context: &declastruct_aws::ContextAwsApi) {
+    for (hash, port) in opened_here {
+        if let Err(error) = close_tunnel_identity(hash, *port, context).await {
+            report(error);
+        }
+    }
+}
+
+/// .what = runs the command with the variables, forwarding SIGINT, SIGTERM, SIGHUP and SIGQUIT to it, and
+/// returns its exit status (128 + the signal when a signal ended it)
+/// .why = `exec` is transparent: the command sees what it would see run directly, and its status is ours
+async fn run_command(
+    command: &[std::ffi::OsString],
+    variables: &[(String, String)],
+    signals: &Signals,
+) -> ExitCode {
+    let mut child = match tokio::process::Command::new(&command[0])
+        .args(&command[1..])
+        .envs(variables.iter().map(|(name, value)| (name, value)))
+        .spawn()
+    {
+        Ok(child) => child,
+        Err(error) => {
+            eprintln!(
+                "error: cannot run `{}`: {error}",
+                command[0].to_string_lossy()
+            );
+            // as a shell does for a command it cannot run
+            return ExitCode::from(127);
+        }
+    };
+    let pid = child.id().and_then(|pid| i32::try_from(pid).ok());
+    let status = loop {
+        tokio::select! {
+            status = child.wait() => break status,
+            signal = signals.next() => {
+                if let Some(pid) = pid {
+                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal);
+                }
+            }
+        }
+    };
+    match status {
+        Ok(status) => {
+            use std::os::unix::process::ExitStatusExt;
+            let code = status
+                .code()
+                .or_else(|| status.signal().map(|signal| 128 + signal))
+                .unwrap_or(1);
+            ExitCode::from(u8::try_from(code).unwrap_or(1))
+        }
+        Err(error) => {
+            eprintln!("error: waiting for the command failed: {error}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+/// the signals `exec` forwards, received as they come
+struct Signals {
+    receiver: tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<nix::sys::signal::Signal>>,
+}
+
+impl Signals {
+    /// starts listening for SIGINT, SIGTERM, SIGHUP and SIGQUIT
+    fn listen() -> Self {
+        use nix::sys::signal::Signal;
+        use tokio::signal::unix::{SignalKind, signal};
+        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+        for (kind, forwarded) in [
+            (SignalKind::interrupt(), Signal::SIGINT),
+            (SignalKind::terminate(), Signal::SIGTERM),
+            (SignalKind::hangup(), Signal::SIGHUP),
+            (SignalKind::quit(), Signal::SIGQUIT),
+        ] {
+            if let Ok(mut stream) = signal(kind) {
+                let sender = sender.clone();
+                tokio::spawn(async move {
+                    while stream.recv().await.is_some() {
+                        if sender.send(forwarded).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        }
+        Self {
+            receiver: tokio::sync::Mutex::new(receiver),
+        }
+    }
+
+    /// the next signal received
+    async fn next(&self) -> nix::sys::signal::Signal {
+        match self.receiver.lock().await.recv().await {
+            Some(signal) => signal,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// waits for any signal
+    async fn first(&self) {
+        self.next().await;
+    }
+}
