@@ -122,6 +122,7 @@ fn plan_from_text(text: &str) -> Plan {
         &resources,
         Wish {
             uri: "bench.yml".into(),
+            vars: BTreeMap::new(),
         },
     )
     .unwrap_or_else(|error| panic!("{error}"))

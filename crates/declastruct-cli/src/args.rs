@@ -21,6 +21,10 @@ pub struct Cli {
     #[arg(short = 'f', long = "file", global = true, value_name = "PATH")]
     pub file: Option<PathBuf>,
 
+    /// Set a manifest variable (`${NAME}`); wins over the environment; repeatable
+    #[arg(long = "var", global = true, value_name = "NAME=VALUE")]
+    pub vars: Vec<String>,
+
     /// Print more (repeat for more detail)
     #[arg(short, long, global = true, action = ArgAction::Count, conflicts_with = "quiet")]
     pub verbose: u8,

@@ -48,6 +48,9 @@ pub fn render_plan(plan: &Plan, show_unchanged: bool, out: &mut dyn Write) -> st
         "{bold}Plan for {}{bold:#}",
         crate::commands::display_path(&plan.wish.uri)
     )?;
+    if !plan.wish.vars.is_empty() {
+        writeln!(out, "vars: {}", variables_line(&plan.wish.vars))?;
+    }
     writeln!(out)?;
     // like Terraform, what does not change is counted, not listed, unless asked for (`-v`)
     for change in plan
@@ -113,4 +116,16 @@ pub fn summary_line(plan: &Plan) -> String {
     })
     .collect();
     format!("Plan: {}.", parts.join(", "))
+}
+
+/// .what = `env=prod, port=7776`: the variables a plan was made with
+/// .why = the plan header and the stale-plan message name them the same way
+pub fn variables_line(vars: &std::collections::BTreeMap<String, String>) -> String {
+    if vars.is_empty() {
+        return "none".into();
+    }
+    vars.iter()
+        .map(|(name, value)| format!("{name}={value}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -180,7 +180,10 @@ mod tests {
         Plan {
             hash: String::new(),
             created_at: String::new(),
-            wish: Wish { uri: String::new() },
+            wish: Wish {
+                uri: String::new(),
+                vars: std::collections::BTreeMap::new(),
+            },
             changes: actions
                 .iter()
                 .enumerate()

@@ -12,8 +12,11 @@ use crate::{Action, EngineError, Resource, ResourceAddress, order_by_dependencie
 /// .why = the plan document names its manifest, as the TypeScript declastruct does
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Wish {
-    /// the manifest's path as the user gave it
+    /// the manifest's path
     pub uri: String,
+    /// the values of the manifest's variables the plan was made with, by name
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub vars: std::collections::BTreeMap<String, String>,
 }
 
 /// .what = the declared, live and differing state of one resource
@@ -329,6 +332,7 @@ mod tests {
     fn wish() -> Wish {
         Wish {
             uri: "declastruct.yml".into(),
+            vars: std::collections::BTreeMap::new(),
         }
     }
 

@@ -146,7 +146,7 @@ pub enum VpcTunnelInto {
         /// the host, as the bastion resolves it
         host: String,
         /// the port, 1..=65535
-        #[schemars(range(min = 1, max = 65535))]
+        #[schemars(schema_with = "port_or_variable")]
         port: u16,
         /// what speaks there, for the health probe: `postgres`, `mysql` or `redis`; without it the probe is a
         /// TCP connect through the tunnel ("listener only")
@@ -341,8 +341,23 @@ pub struct VpcTunnelFrom {
     pub host: LoopbackHost,
     /// the local port, 1..=65535
     #[serde(deserialize_with = "deserialize_local_port")]
-    #[schemars(range(min = 1, max = 65535))]
+    #[schemars(schema_with = "port_or_variable")]
     pub port: u16,
+}
+
+/// .what = the schema of a port: a number 1..=65535, or a string that is one manifest variable (`${PORT:-7775}`)
+/// .why = editors do not flag `port: ${PORT}`, which the manifest reads as the variable's number
+fn port_or_variable(_generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "anyOf": [
+            { "type": "integer", "format": "uint16", "minimum": 1, "maximum": 65535 },
+            {
+                "type": "string",
+                "pattern": "^\\$\\{[A-Za-z_][A-Za-z0-9_]*(:?[-?][^}]*)?\\}$",
+                "description": "a manifest variable whose value is the port, e.g. ${PORT:-7775}"
+            }
+        ]
+    })
 }
 
 fn deserialize_local_port<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u16, D::Error> {

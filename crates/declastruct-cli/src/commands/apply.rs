@@ -18,7 +18,7 @@ use crate::commands::show::read_saved_plan;
 use crate::commands::{EXIT_FAILURE, compute_plan, observe_or_report, report};
 use crate::connect::{client_command, connection_line};
 use crate::progress::Progress;
-use crate::render::render_plan;
+use crate::render::{render_plan, variables_line};
 use crate::resources::{Observed, force_replace, select_targets};
 
 /// .what = `declastruct apply`: plans, confirms, and applies the changes in dependency order
@@ -284,14 +284,28 @@ fn check_saved_plan(path: &std::path::Path, saved: &Plan, fresh: &Plan) -> Resul
     // what a reviewer read must be what runs: the saved changes must still hash to the saved hash
     let content_hash = declastruct_engine::compute_plan_hash(&saved.changes);
     let again = format!(
-        "declastruct plan -f {} --out {}",
+        "declastruct plan -f {} {}--out {}",
         crate::commands::display_path(&saved.wish.uri),
+        saved
+            .wish
+            .vars
+            .iter()
+            .map(|(name, value)| format!("--var {name}={value} "))
+            .collect::<String>(),
         path.display()
     );
     if content_hash != saved.hash {
         return Err(format!(
             "error: {} was altered after it was saved: its changes no longer hash to its `hash`\n  help: never edit a saved plan; run `{again}` again, review it, then apply it",
             path.display(),
+        ));
+    }
+    if saved.wish.vars != fresh.wish.vars {
+        return Err(format!(
+            "error: plan is stale: {} was saved with the variables {}, and they are {} now\n  help: apply it with the variables it was made with, or run `{again}` with the variables you mean, review it, then apply it",
+            path.display(),
+            variables_line(&saved.wish.vars),
+            variables_line(&fresh.wish.vars),
         ));
     }
     if saved.hash == fresh.hash {

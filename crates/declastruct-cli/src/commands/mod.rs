@@ -20,7 +20,7 @@ use declastruct_engine::{Plan, Wish};
 use miette::Diagnostic;
 
 use crate::args::Cli;
-use crate::manifest::{Manifest, load_manifest};
+use crate::manifest::{Manifest, Variables, load_manifest};
 use crate::progress::Progress;
 use crate::resources::{Observed, observe};
 
@@ -39,13 +39,21 @@ pub fn report(diagnostic: impl Diagnostic + Send + Sync + 'static) {
 /// .what = loads the manifest, printing every problem; `None` when invalid
 /// .why = every command starts here
 pub fn load_or_report(cli: &Cli) -> Option<Manifest> {
-    load_path_or_report(&cli.manifest_path())
+    load_path_or_report(cli, &cli.manifest_path())
 }
 
-/// .what = loads the manifest at `path`, printing every problem; `None` when invalid
+/// .what = loads the manifest at `path` with the command line's variables, printing every problem; `None` when
+/// invalid
 /// .why = `apply --plan` reads the manifest its plan was made from
-pub fn load_path_or_report(path: &Path) -> Option<Manifest> {
-    match load_manifest(path) {
+pub fn load_path_or_report(cli: &Cli, path: &Path) -> Option<Manifest> {
+    let variables = match Variables::from_arguments(&cli.vars) {
+        Ok(variables) => variables,
+        Err(error) => {
+            report(error);
+            return None;
+        }
+    };
+    match load_manifest(path, &variables) {
         Ok(manifest) => Some(manifest),
         Err(errors) => {
             let count = errors.len();
@@ -68,7 +76,7 @@ pub async fn observe_or_report(
     path: &Path,
     show_progress: bool,
 ) -> Result<(Manifest, ContextAwsApi, Vec<Observed>), ExitCode> {
-    let manifest = load_path_or_report(path).ok_or(ExitCode::from(EXIT_FAILURE))?;
+    let manifest = load_path_or_report(cli, path).ok_or(ExitCode::from(EXIT_FAILURE))?;
     let mut context = match ContextAwsApi::load(&manifest.aws).await {
         Ok(context) => context,
         Err(error) => {
@@ -107,6 +115,7 @@ pub fn compute_plan(manifest: &Manifest, resources: &[Observed]) -> Result<Plan,
                 .path
                 .as_ref()
                 .map_or_else(|| manifest.uri.clone(), |path| path.display().to_string()),
+            vars: manifest.variables.clone(),
         },
     )
     .map_err(|error| {

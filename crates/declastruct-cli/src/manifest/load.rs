@@ -16,6 +16,7 @@ use super::model::{
     VpcTunnelDeclaration,
 };
 use super::node_de::NodeDeserializer;
+use super::variables::{Variables, interpolate};
 use super::yaml_tree::{Node, NodeValue, Step, parse};
 
 const KINDS: [&str; 4] = [
@@ -40,6 +41,8 @@ pub struct Manifest {
     pub aws: AwsSettings,
     /// the resources in declaration order
     pub resources: Vec<DeclaredResource>,
+    /// the variables the manifest used, with their values
+    pub variables: std::collections::BTreeMap<String, String>,
 }
 
 /// .what = one declared resource and its YAML node
@@ -72,10 +75,10 @@ impl Manifest {
 
 /// .what = reads and validates a manifest file, with no AWS call
 /// .why = `validate`, `plan`, `apply` and `status` all start here, and every problem is reported at once
-pub fn load_manifest(path: &Path) -> Result<Manifest, Vec<ManifestError>> {
+pub fn load_manifest(path: &Path, variables: &Variables) -> Result<Manifest, Vec<ManifestError>> {
     let uri = path.display().to_string();
     match std::fs::read_to_string(path) {
-        Ok(text) => parse_manifest(&uri, text).map(|mut manifest| {
+        Ok(text) => parse_manifest_with(&uri, text, variables).map(|mut manifest| {
             manifest.path = std::fs::canonicalize(path).ok();
             manifest
         }),
@@ -96,8 +99,18 @@ pub fn load_manifest(path: &Path) -> Result<Manifest, Vec<ManifestError>> {
 /// .what = validates manifest text, as `load_manifest` does for a file
 /// .why = the same checks for files and for tests
 pub fn parse_manifest(uri: &str, text: String) -> Result<Manifest, Vec<ManifestError>> {
+    parse_manifest_with(uri, text, &Variables::default())
+}
+
+/// .what = validates manifest text with the variables of the command line (and the environment)
+/// .why = `--var NAME=VALUE` fills `${NAME}` before anything is read
+pub fn parse_manifest_with(
+    uri: &str,
+    text: String,
+    variables: &Variables,
+) -> Result<Manifest, Vec<ManifestError>> {
     let source = Arc::new(NamedSource::new(uri, text).with_language("yaml"));
-    let root = match parse(source.inner()) {
+    let mut root = match parse(source.inner()) {
         Ok(Some(root)) => root,
         Ok(None) => {
             return Err(vec![ManifestError {
@@ -120,6 +133,8 @@ pub fn parse_manifest(uri: &str, text: String) -> Result<Manifest, Vec<ManifestE
             )]);
         }
     };
+
+    let used = interpolate(&mut root, variables, &source)?;
 
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
@@ -153,6 +168,7 @@ pub fn parse_manifest(uri: &str, text: String) -> Result<Manifest, Vec<ManifestE
         source,
         aws: top.aws.unwrap_or_default(),
         resources,
+        variables: used,
     })
 }
 

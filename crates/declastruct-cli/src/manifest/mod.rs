@@ -5,8 +5,10 @@ mod error;
 mod load;
 mod model;
 mod node_de;
+mod variables;
 mod yaml_tree;
 
 pub use error::{ManifestError, renderable};
-pub use load::{DeclaredResource, Manifest, load_manifest, parse_manifest};
+pub use load::{DeclaredResource, Manifest, load_manifest, parse_manifest, parse_manifest_with};
 pub use model::*;
+pub use variables::Variables;

@@ -139,7 +139,9 @@ macro_rules! forward_to_scalar_or_any {
         $(
             fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
                 match &self.node.value {
-                    NodeValue::Scalar(value) => value.$method(visitor),
+                    NodeValue::Scalar(value) | NodeValue::Variable { typed: value, .. } => {
+                        value.$method(visitor)
+                    }
                     _ => self.deserialize_any(visitor),
                 }
             }
@@ -152,7 +154,9 @@ impl<'de> Deserializer<'de> for NodeDeserializer<'de> {
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
         match &self.node.value {
-            NodeValue::Scalar(value) => value.deserialize_any(visitor),
+            NodeValue::Scalar(value) | NodeValue::Variable { typed: value, .. } => {
+                value.deserialize_any(visitor)
+            }
             NodeValue::Sequence(items) => Self::visit_sequence(items, visitor),
             NodeValue::Mapping(entries) => Self::visit_mapping(entries, self.skip_key, visitor),
         }
@@ -161,9 +165,22 @@ impl<'de> Deserializer<'de> for NodeDeserializer<'de> {
     forward_to_scalar_or_any! {
         deserialize_bool deserialize_i8 deserialize_i16 deserialize_i32 deserialize_i64 deserialize_i128
         deserialize_u8 deserialize_u16 deserialize_u32 deserialize_u64 deserialize_u128
-        deserialize_f32 deserialize_f64 deserialize_char deserialize_str deserialize_string
+        deserialize_f32 deserialize_f64 deserialize_char
         deserialize_bytes deserialize_byte_buf deserialize_unit deserialize_identifier
         deserialize_seq deserialize_map
+    }
+
+    /// a variable is a string to a field that expects one, whatever its text looks like
+    fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        match &self.node.value {
+            NodeValue::Scalar(value) => value.deserialize_str(visitor),
+            NodeValue::Variable { text, .. } => visitor.visit_str(text),
+            _ => self.deserialize_any(visitor),
+        }
+    }
+
+    fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        self.deserialize_str(visitor)
     }
 
     fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
@@ -179,7 +196,9 @@ impl<'de> Deserializer<'de> for NodeDeserializer<'de> {
         visitor: V,
     ) -> Result<V::Value, Error> {
         match &self.node.value {
-            NodeValue::Scalar(value) => value.deserialize_unit_struct(name, visitor),
+            NodeValue::Scalar(value) | NodeValue::Variable { typed: value, .. } => {
+                value.deserialize_unit_struct(name, visitor)
+            }
             _ => self.deserialize_any(visitor),
         }
     }
@@ -216,7 +235,9 @@ impl<'de> Deserializer<'de> for NodeDeserializer<'de> {
         visitor: V,
     ) -> Result<V::Value, Error> {
         match &self.node.value {
-            NodeValue::Scalar(value) => value.deserialize_struct(name, fields, visitor),
+            NodeValue::Scalar(value) | NodeValue::Variable { typed: value, .. } => {
+                value.deserialize_struct(name, fields, visitor)
+            }
             _ => self.deserialize_any(visitor),
         }
     }
@@ -229,6 +250,9 @@ impl<'de> Deserializer<'de> for NodeDeserializer<'de> {
     ) -> Result<V::Value, Error> {
         match &self.node.value {
             NodeValue::Scalar(value) => value.deserialize_enum(name, variants, visitor),
+            NodeValue::Variable { text, .. } => {
+                serde_json::Value::String(text.clone()).deserialize_enum(name, variants, visitor)
+            }
             NodeValue::Mapping(entries) if entries.len() == 1 => {
                 let (key, value) = &entries[0];
                 visitor.visit_enum(Variant {

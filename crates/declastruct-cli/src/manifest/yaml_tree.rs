@@ -27,6 +27,44 @@ pub enum NodeValue {
     Sequence(Vec<Node>),
     /// a map, keys in document order
     Mapping(Vec<(Node, Node)>),
+    /// a string value that was one whole variable: it is read as the type its field expects (a number where a
+    /// number is expected, as `port: ${PORT}`), and as a string everywhere else
+    Variable {
+        /// the variable's value
+        text: String,
+        /// the value as YAML would type it as a plain scalar: a number or a boolean, else the string
+        typed: Value,
+    },
+}
+
+impl NodeValue {
+    /// .what = the node a whole-variable string becomes
+    /// .why = see `NodeValue::Variable`
+    pub fn variable(text: String) -> Self {
+        let typed = match resolve_plain(&text) {
+            value @ (Value::Number(_) | Value::Bool(_)) => value,
+            _ => Value::String(text.clone()),
+        };
+        Self::Variable { text, typed }
+    }
+}
+
+/// a plain scalar's value under the YAML 1.2 core schema: null, a boolean, a number, or the string
+fn resolve_plain(text: &str) -> Value {
+    if !may_be_typed(text) {
+        return Value::String(text.to_string());
+    }
+    match Yaml::from_str(text) {
+        Yaml::Null => Value::Null,
+        Yaml::Boolean(flag) => Value::Bool(flag),
+        Yaml::Integer(number) => Value::from(number),
+        Yaml::Real(real) => real
+            .parse::<f64>()
+            .ok()
+            .and_then(serde_json::Number::from_f64)
+            .map_or_else(|| Value::String(text.to_string()), Value::Number),
+        _ => Value::String(text.to_string()),
+    }
 }
 
 /// .what = a YAML syntax problem and where it is
@@ -79,7 +117,7 @@ impl Node {
     /// .why = serde deserializes the manifest's types from it
     pub fn to_json(&self) -> Value {
         match &self.value {
-            NodeValue::Scalar(value) => value.clone(),
+            NodeValue::Scalar(value) | NodeValue::Variable { typed: value, .. } => value.clone(),
             NodeValue::Sequence(items) => Value::Array(items.iter().map(Node::to_json).collect()),
             NodeValue::Mapping(entries) => Value::Object(
                 entries
@@ -237,7 +275,15 @@ pub fn parse(source: &str) -> Result<Option<Node>, SyntaxProblem> {
             start
         };
         let length = source[start..].chars().next().map_or(0, char::len_utf8);
-        return Err(SyntaxProblem::syntax(error.info(), (start, length).into()));
+        let mut problem = SyntaxProblem::syntax(error.info(), (start, length).into());
+        let line_start = source[..start].rfind('\n').map_or(0, |newline| newline + 1);
+        let line_end = source[start..]
+            .find('\n')
+            .map_or(source.len(), |end| start + end);
+        if source[line_start..line_end].contains("${") {
+            problem.help = "inside `{ ... }` or `[ ... ]` YAML reads `{` as syntax: quote the variable (`port: \"${PORT}\"`, still read as a number) or write the map in block style, one key per line".into();
+        }
+        return Err(problem);
     }
     if let Some(problem) = builder.problem {
         return Err(problem);
@@ -278,7 +324,7 @@ struct TreeBuilder<'a> {
 /// how many values a node holds, itself included
 fn size_of(node: &Node) -> usize {
     match &node.value {
-        NodeValue::Scalar(_) => 1,
+        NodeValue::Scalar(_) | NodeValue::Variable { .. } => 1,
         NodeValue::Sequence(items) => 1 + items.iter().map(size_of).sum::<usize>(),
         NodeValue::Mapping(entries) => {
             1 + entries
@@ -421,18 +467,8 @@ impl MarkedEventReceiver for TreeBuilder<'_> {
         match event {
             Event::Scalar(text, style, anchor, _tag) => {
                 let span = self.scalar_span(offset, &text, style);
-                let value = if matches!(style, TScalarStyle::Plain) && may_be_typed(&text) {
-                    match Yaml::from_str(&text) {
-                        Yaml::Null => Value::Null,
-                        Yaml::Boolean(flag) => Value::Bool(flag),
-                        Yaml::Integer(number) => Value::from(number),
-                        Yaml::Real(real) => real
-                            .parse::<f64>()
-                            .ok()
-                            .and_then(serde_json::Number::from_f64)
-                            .map_or(Value::String(text), Value::Number),
-                        _ => Value::String(text),
-                    }
+                let value = if matches!(style, TScalarStyle::Plain) {
+                    resolve_plain(&text)
                 } else {
                     Value::String(text)
                 };

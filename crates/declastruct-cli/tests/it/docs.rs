@@ -46,7 +46,7 @@ fn docs_manifest_covers_the_schema() {
         "docs/manifest.md does not mention {missing:?}"
     );
 
-    let loader = ["load.rs", "error.rs", "yaml_tree.rs"]
+    let loader = ["load.rs", "error.rs", "yaml_tree.rs", "variables.rs"]
         .iter()
         .map(|file| {
             std::fs::read_to_string(

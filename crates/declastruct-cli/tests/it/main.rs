@@ -16,3 +16,4 @@ mod sdk;
 mod support;
 mod targets;
 mod trust;
+mod variables;
