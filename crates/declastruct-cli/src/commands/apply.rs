@@ -273,10 +273,9 @@ fn print_json(plan: &Plan, report_card: Option<&ApplyReport<AwsError>>) {
         "outcomes": outcomes,
         "summary": {"applied": counts.applied, "unchanged": counts.unchanged, "failed": counts.failed, "skipped": counts.skipped},
     });
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&document).unwrap_or_default()
-    );
+    // a reader that went away (`| head`) does not change apply's outcome
+    let _ =
+        super::write_stdout(&(serde_json::to_string_pretty(&document).unwrap_or_default() + "\n"));
 }
 
 /// compares a saved plan with the fresh one; the message names what changed

@@ -1,10 +1,9 @@
-use std::io::Write;
 use std::process::ExitCode;
 
 use declastruct_aws::VpcTunnelStatus;
 
 use crate::args::{Cli, EnvArgs, EnvFormat};
-use crate::commands::{EXIT_FAILURE, observe_or_report, report};
+use crate::commands::{EXIT_FAILURE, after_output, observe_or_report, report, write_stdout};
 use crate::connect::variables_of;
 use crate::resources::Observed;
 
@@ -76,8 +75,5 @@ pub async fn run(cli: &Cli, args: &EnvArgs) -> ExitCode {
             serde_json::to_string_pretty(&object).unwrap_or_default() + "\n"
         }
     };
-    match std::io::stdout().write_all(text.as_bytes()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(_) => ExitCode::from(EXIT_FAILURE),
-    }
+    after_output(write_stdout(&text), ExitCode::SUCCESS)
 }

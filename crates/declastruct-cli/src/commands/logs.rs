@@ -6,7 +6,7 @@ use declastruct_aws::ContextAwsApi;
 use declastruct_aws::internal::utils::TunnelFiles;
 
 use crate::args::{Cli, LogsArgs};
-use crate::commands::{EXIT_FAILURE, report};
+use crate::commands::{EXIT_FAILURE, after_output, report};
 use crate::manifest::tunnel_address;
 
 /// .what = `declastruct logs ADDRESS [--follow]`: prints an open tunnel's log
@@ -52,8 +52,12 @@ pub fn run(_cli: &Cli, args: &LogsArgs) -> ExitCode {
     };
     let mut stdout = std::io::stdout();
     let mut buffer = Vec::new();
-    if file.read_to_end(&mut buffer).is_err() || stdout.write_all(&buffer).is_err() {
+    if file.read_to_end(&mut buffer).is_err() {
+        eprintln!("error: cannot read {}", log_path.display());
         return ExitCode::from(EXIT_FAILURE);
+    }
+    if let Err(error) = stdout.write_all(&buffer) {
+        return after_output(Err(error), ExitCode::SUCCESS);
     }
     let _ = stdout.flush();
     if !args.follow {

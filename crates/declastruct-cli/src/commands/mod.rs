@@ -30,6 +30,27 @@ pub const EXIT_FAILURE: u8 = 1;
 /// `--detailed-exitcode` with changes
 pub const EXIT_CHANGES: u8 = 2;
 
+/// .what = the exit code once a command's output is written: `status`, unless writing failed for another reason
+/// than a reader that went away
+/// .why = `declastruct plan | head -1` ends quietly with the command's own status, as `git log | head` does
+pub fn after_output(written: std::io::Result<()>, status: ExitCode) -> ExitCode {
+    match written {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => {
+            ExitCode::from(EXIT_FAILURE)
+        }
+        _ => status,
+    }
+}
+
+/// .what = writes `text` to stdout and flushes it
+/// .why = `print!` panics with "Broken pipe" when the reader went away; this returns the error instead
+pub fn write_stdout(text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut stdout = anstream::stdout().lock();
+    stdout.write_all(text.as_bytes())?;
+    stdout.flush()
+}
+
 /// .what = prints a diagnostic to stderr
 /// .why = only the binary renders errors, always the same way
 pub fn report(diagnostic: impl Diagnostic + Send + Sync + 'static) {

@@ -2,7 +2,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use crate::args::{Cli, PlanArgs};
-use crate::commands::{EXIT_CHANGES, EXIT_FAILURE, compute_plan, observe_or_report};
+use crate::commands::{EXIT_CHANGES, EXIT_FAILURE, after_output, compute_plan, observe_or_report};
 use crate::render::{render_plan, summary_line};
 use crate::resources::select_targets;
 
@@ -59,12 +59,10 @@ pub async fn run(cli: &Cli, args: &PlanArgs) -> ExitCode {
             None => Ok(()),
         })
     };
-    if written.is_err() {
-        return ExitCode::from(EXIT_FAILURE);
-    }
-    if args.detailed_exitcode && plan.has_changes() {
+    let status = if args.detailed_exitcode && plan.has_changes() {
         ExitCode::from(EXIT_CHANGES)
     } else {
         ExitCode::SUCCESS
-    }
+    };
+    after_output(written.and_then(|()| stdout.flush()), status)
 }

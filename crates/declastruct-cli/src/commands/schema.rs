@@ -1,10 +1,10 @@
 use std::process::ExitCode;
 
+use crate::commands::{after_output, write_stdout};
 use crate::manifest::manifest_schema;
 
 /// .what = `declastruct schema`: prints the manifest's JSON Schema
 /// .why = editors and CI validate manifests with it; identical to `schemas/declastruct.schema.json`
 pub fn run() -> ExitCode {
-    print!("{}", manifest_schema());
-    ExitCode::SUCCESS
+    after_output(write_stdout(&manifest_schema()), ExitCode::SUCCESS)
 }

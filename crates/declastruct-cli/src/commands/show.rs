@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use declastruct_engine::Plan;
 
 use crate::args::{Cli, ShowArgs};
-use crate::commands::EXIT_FAILURE;
+use crate::commands::{EXIT_FAILURE, after_output};
 use crate::render::{render_plan, summary_line};
 
 /// .what = `declastruct show PLANFILE [--json]`: renders a saved plan exactly as `plan` would, with no AWS call
@@ -27,10 +27,7 @@ pub fn run(cli: &Cli, args: &ShowArgs) -> ExitCode {
     } else {
         render_plan(&plan, cli.verbose > 0, &mut stdout)
     };
-    match written {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(_) => ExitCode::from(EXIT_FAILURE),
-    }
+    after_output(written, ExitCode::SUCCESS)
 }
 
 /// .what = a plan saved by `plan --out`, or a message that says why it cannot be read

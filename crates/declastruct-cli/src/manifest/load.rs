@@ -145,7 +145,7 @@ pub fn parse_manifest_with(
         #[allow(dead_code)]
         resources: Vec<IgnoredAny>,
     }
-    let top: TopLevel = deserialize_at(&root, &[], &source).map_err(|error| vec![error])?;
+    let top: TopLevel = deserialize_at(&root, &[], &source)?;
 
     let mut errors = Vec::new();
     let mut resources = Vec::new();
@@ -153,7 +153,7 @@ pub fn parse_manifest_with(
         let path = [Step::Key("resources".into()), Step::Index(index)];
         match declaration_at(&node, &path, &source) {
             Ok(declaration) => resources.push(DeclaredResource { declaration, node }),
-            Err(error) => errors.push(error),
+            Err(problems) => errors.extend(problems),
         }
     }
     if errors.is_empty() {
@@ -176,9 +176,9 @@ fn declaration_at(
     node: &Node,
     path: &[Step],
     source: &Arc<NamedSource<String>>,
-) -> Result<ResourceDeclaration, ManifestError> {
+) -> Result<ResourceDeclaration, Vec<ManifestError>> {
     if !matches!(node.value, NodeValue::Mapping(_)) {
-        return Err(ManifestError::at(
+        return Err(vec![ManifestError::at(
             "declastruct::manifest::wrong_type",
             source,
             node.first_line_span(source.inner()),
@@ -188,38 +188,38 @@ fn declaration_at(
                 "write each resource as a map starting with `kind:` ({})",
                 KINDS.join(", ")
             ),
-        ));
+        )]);
     }
     let Some(kind_node) = node.get("kind") else {
-        return Err(ManifestError::at(
+        return Err(vec![ManifestError::at(
             "declastruct::manifest::missing_kind",
             source,
             node.first_line_span(source.inner()),
             "this resource has no `kind`",
             format!("{}: missing field `kind`", describe(path)),
             format!("add `kind:` with one of {}", KINDS.join(", ")),
-        ));
+        )]);
     };
     let kind = match &kind_node.value {
         NodeValue::Scalar(Value::String(kind)) => kind.as_str(),
         _ => "",
     };
-    let fields = NodeDeserializer::new(node, Some("kind"));
+    let fields = Some("kind");
     let declaration = match kind {
         "DeclaredAwsEc2Instance" => ResourceDeclaration::DeclaredAwsEc2Instance(
-            deserialize_value::<Ec2InstanceDeclaration>(fields, node, path, source)?,
+            deserialize_value::<Ec2InstanceDeclaration>(node, fields, path, source)?,
         ),
         "DeclaredAwsRdsCluster" => {
             ResourceDeclaration::DeclaredAwsRdsCluster(deserialize_value::<RdsClusterDeclaration>(
-                fields, node, path, source,
+                node, fields, path, source,
             )?)
         }
         "DeclaredAwsRdsInstance" => ResourceDeclaration::DeclaredAwsRdsInstance(
-            deserialize_value::<RdsInstanceDeclaration>(fields, node, path, source)?,
+            deserialize_value::<RdsInstanceDeclaration>(node, fields, path, source)?,
         ),
         "DeclaredAwsVpcTunnel" => {
             ResourceDeclaration::DeclaredAwsVpcTunnel(deserialize_value::<VpcTunnelDeclaration>(
-                fields, node, path, source,
+                node, fields, path, source,
             )?)
         }
         _ => {
@@ -232,14 +232,14 @@ fn declaration_at(
                 NodeValue::Scalar(Value::String(kind)) => kind.clone(),
                 _ => kind_node.to_json().to_string(),
             };
-            return Err(ManifestError::at(
+            return Err(vec![ManifestError::at(
                 "declastruct::manifest::unknown_kind",
                 source,
                 kind_node.span,
                 "unknown kind",
                 format!("{}: unknown kind `{shown}`", describe(path)),
                 format!("use one of {}; did you mean `{closest}`?", KINDS.join(", ")),
-            ));
+            )]);
         }
     };
     Ok(declaration)
@@ -249,23 +249,40 @@ fn deserialize_at<T: DeserializeOwned>(
     node: &Node,
     path: &[Step],
     source: &Arc<NamedSource<String>>,
-) -> Result<T, ManifestError> {
-    deserialize_value(NodeDeserializer::new(node, None), node, path, source)
+) -> Result<T, Vec<ManifestError>> {
+    deserialize_value(node, None, path, source)
 }
 
-/// deserializes `value` (the JSON of `node`, at `path` in the file), turning serde's error into a diagnostic at
-/// the offending key or value
+/// how many problems one resource reports at most: past that, the rest is noise
+const PROBLEMS_PER_RESOURCE: usize = 20;
+
+/// deserializes `node` (at `path` in the file, without its key `skip_key`), turning serde's errors into
+/// diagnostics at the offending keys or values: every problem of the resource, not only the first
 fn deserialize_value<T: DeserializeOwned>(
-    value: NodeDeserializer<'_>,
     node: &Node,
+    skip_key: Option<&str>,
     path: &[Step],
     source: &Arc<NamedSource<String>>,
-) -> Result<T, ManifestError> {
-    // the common case costs no path bookkeeping: only a failure is read again, to learn where it failed
-    if let Ok(parsed) = T::deserialize(value) {
+) -> Result<T, Vec<ManifestError>> {
+    // the common case costs no path bookkeeping and no copy: only a failure is read again, to learn where
+    if let Ok(parsed) = T::deserialize(NodeDeserializer::new(node, skip_key)) {
         return Ok(parsed);
     }
-    serde_path_to_error::deserialize(value).map_err(|error| {
+    // each problem found is reported, then set aside in a copy of the resource (an unknown field removed, a
+    // missing one or a wrong value replaced by a neutral value), and the copy is read again for the next
+    let mut working = node.clone();
+    let mut errors: Vec<ManifestError> = Vec::new();
+    // each round either reports a problem or sets one aside for good: a bounded number of rounds, and a round that
+    // changes nothing ends the search
+    for _ in 0..PROBLEMS_PER_RESOURCE * 3 {
+        if errors.len() >= PROBLEMS_PER_RESOURCE {
+            break;
+        }
+        let Err(error) =
+            serde_path_to_error::deserialize::<_, T>(NodeDeserializer::new(&working, skip_key))
+        else {
+            break;
+        };
         let mut steps: Vec<Step> = Vec::new();
         for segment in error.path() {
             match segment {
@@ -274,11 +291,94 @@ fn deserialize_value<T: DeserializeOwned>(
                 Segment::Enum { .. } | Segment::Unknown => {}
             }
         }
+        if working.reaches_reported(&steps) {
+            // a consequence of a problem already reported
+            break;
+        }
         let message = error.inner().to_string();
         let mut full_path = path.to_vec();
         full_path.extend(steps.iter().cloned());
-        translate(&message, node, &steps, &full_path, source)
-    })
+        let problem = translate(&message, &working, &steps, &full_path, source);
+        let repeated = errors.iter().any(|seen| {
+            seen.code == problem.code
+                && seen.message == problem.message
+                && seen.labels == problem.labels
+        });
+        let before = working.clone();
+        set_aside(&mut working, &steps, &message, repeated);
+        if !repeated {
+            errors.push(problem);
+        } else if working == before {
+            break;
+        }
+    }
+    if errors.is_empty() {
+        // unreachable in practice (the first read failed); say so rather than accept the resource
+        errors.push(ManifestError::at(
+            "declastruct::manifest::invalid_value",
+            source,
+            node.first_line_span(source.inner()),
+            "here",
+            format!("{}: cannot be read", describe(path)),
+            "see `declastruct schema` for what this resource takes",
+        ));
+    }
+    Err(errors)
+}
+
+/// sets the problem that `message` names at `steps` aside in `working`, so that reading it again goes further
+fn set_aside(working: &mut Node, steps: &[Step], message: &str, repeated: bool) {
+    if let Some(field) = between(message, "unknown field `", "`") {
+        // the path may end at the map that holds the field, or at the field itself
+        let map_steps = if working.walk(steps).entry(&field).is_some() {
+            steps
+        } else {
+            &steps[..steps.len().saturating_sub(1)]
+        };
+        let meant = meant_field(message, &field, working.walk(map_steps));
+        working.edit_at(map_steps, |map| {
+            if let NodeValue::Mapping(entries) = &mut map.value {
+                match meant {
+                    // a misspelling: read the value under the name it was meant to have
+                    Some(meant) => {
+                        for (key, _) in entries.iter_mut() {
+                            if key.key_str() == field {
+                                key.value = NodeValue::Scalar(Value::String(meant.clone()));
+                            }
+                        }
+                    }
+                    None => entries.retain(|(key, _)| key.key_str() != field),
+                }
+            }
+        });
+        return;
+    }
+    if let Some(field) = between(message, "missing field `", "`") {
+        working.edit_at(steps, |map| {
+            let span = map.span;
+            if let NodeValue::Mapping(entries) = &mut map.value {
+                entries.push((
+                    Node {
+                        value: NodeValue::Scalar(Value::String(field)),
+                        span,
+                    },
+                    Node {
+                        value: NodeValue::Reported,
+                        span,
+                    },
+                ));
+            } else {
+                map.value = NodeValue::Reported;
+            }
+        });
+        return;
+    }
+    working.edit_at(steps, |target| match &mut target.value {
+        // a rule over several keys (`exid` or `instanceId`, one target of `into`): keep the first key, which
+        // usually reads; when that does not help either, the whole value is set aside
+        NodeValue::Mapping(entries) if entries.len() > 1 && !repeated => entries.truncate(1),
+        _ => target.value = NodeValue::Reported,
+    });
 }
 
 fn translate(
@@ -306,13 +406,22 @@ fn translate(
             .split_once(", expected ")
             .map_or("none", |(_, expected)| expected);
         let where_ = describe(&strip_key(full_path, &field));
+        let map = if target.entry(&field).is_some() {
+            target
+        } else {
+            node.walk(&steps[..steps.len().saturating_sub(1)])
+        };
+        let help = match meant_field(message, &field, map) {
+            Some(meant) => format!("did you mean `{meant}`?"),
+            None => format!("remove `{field}` or fix its spelling; expected {expected}"),
+        };
         return ManifestError::at(
             "declastruct::manifest::unknown_field",
             source,
             key_span,
             "unknown field",
             format!("{where_}: unknown field `{field}`"),
-            format!("remove `{field}` or fix its spelling; expected {expected}"),
+            help,
         );
     }
     if let Some(field) = between(message, "missing field `", "`") {
@@ -386,6 +495,21 @@ fn translate(
         format!("{where_}: {message}"),
         "fix the value at the marked position (see `declastruct schema`)",
     )
+}
+
+/// the field that an unknown `field` was probably meant to be: an expected one (from serde's message) within two
+/// edits of it that `map` does not already have
+fn meant_field(message: &str, field: &str, map: &Node) -> Option<String> {
+    let (_, expected) = message.split_once(", expected ")?;
+    expected
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|candidate| map.get(candidate).is_none())
+        .map(|candidate| (strsim::levenshtein(field, candidate), candidate))
+        .filter(|(distance, _)| *distance <= 2)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, candidate)| candidate.to_string())
 }
 
 fn strip_key(path: &[Step], field: &str) -> Vec<Step> {

@@ -142,6 +142,7 @@ macro_rules! forward_to_scalar_or_any {
                     NodeValue::Scalar(value) | NodeValue::Variable { typed: value, .. } => {
                         value.$method(visitor)
                     }
+                    NodeValue::Reported => Neutral.$method(visitor),
                     _ => self.deserialize_any(visitor),
                 }
             }
@@ -159,6 +160,7 @@ impl<'de> Deserializer<'de> for NodeDeserializer<'de> {
             }
             NodeValue::Sequence(items) => Self::visit_sequence(items, visitor),
             NodeValue::Mapping(entries) => Self::visit_mapping(entries, self.skip_key, visitor),
+            NodeValue::Reported => Neutral.deserialize_any(visitor),
         }
     }
 
@@ -175,6 +177,7 @@ impl<'de> Deserializer<'de> for NodeDeserializer<'de> {
         match &self.node.value {
             NodeValue::Scalar(value) => value.deserialize_str(visitor),
             NodeValue::Variable { text, .. } => visitor.visit_str(text),
+            NodeValue::Reported => Neutral.deserialize_str(visitor),
             _ => self.deserialize_any(visitor),
         }
     }
@@ -186,6 +189,7 @@ impl<'de> Deserializer<'de> for NodeDeserializer<'de> {
     fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
         match &self.node.value {
             NodeValue::Scalar(value) => value.deserialize_option(visitor),
+            NodeValue::Reported => Neutral.deserialize_option(visitor),
             _ => visitor.visit_some(self),
         }
     }
@@ -199,6 +203,7 @@ impl<'de> Deserializer<'de> for NodeDeserializer<'de> {
             NodeValue::Scalar(value) | NodeValue::Variable { typed: value, .. } => {
                 value.deserialize_unit_struct(name, visitor)
             }
+            NodeValue::Reported => Neutral.deserialize_unit_struct(name, visitor),
             _ => self.deserialize_any(visitor),
         }
     }
@@ -238,6 +243,7 @@ impl<'de> Deserializer<'de> for NodeDeserializer<'de> {
             NodeValue::Scalar(value) | NodeValue::Variable { typed: value, .. } => {
                 value.deserialize_struct(name, fields, visitor)
             }
+            NodeValue::Reported => Neutral.deserialize_struct(name, fields, visitor),
             _ => self.deserialize_any(visitor),
         }
     }
@@ -253,6 +259,7 @@ impl<'de> Deserializer<'de> for NodeDeserializer<'de> {
             NodeValue::Variable { text, .. } => {
                 serde_json::Value::String(text.clone()).deserialize_enum(name, variants, visitor)
             }
+            NodeValue::Reported => Neutral.deserialize_enum(name, variants, visitor),
             NodeValue::Mapping(entries) if entries.len() == 1 => {
                 let (key, value) = &entries[0];
                 visitor.visit_enum(Variant {
@@ -269,6 +276,142 @@ impl<'de> Deserializer<'de> for NodeDeserializer<'de> {
 
     fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
         visitor.visit_unit()
+    }
+}
+
+/// .what = the value of a node already reported as wrong: the most neutral value of whatever is asked for (zero,
+/// one, an empty string, no value, the first variant, a struct of such values)
+/// .why = the rest of the resource is still read, so that every problem in it is reported at once; what this
+/// value leads to is never reported (the loader drops errors that reach a reported node)
+#[derive(Clone, Copy)]
+struct Neutral;
+
+impl<'de> Deserializer<'de> for Neutral {
+    type Error = Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        // one: a valid port, a valid count
+        visitor.visit_u64(1)
+    }
+
+    fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        visitor.visit_bool(false)
+    }
+
+    fn deserialize_char<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        visitor.visit_char('_')
+    }
+
+    fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        visitor.visit_str("")
+    }
+
+    fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        visitor.visit_str("")
+    }
+
+    fn deserialize_identifier<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        visitor.visit_str("")
+    }
+
+    fn deserialize_bytes<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        visitor.visit_bytes(&[])
+    }
+
+    fn deserialize_byte_buf<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        visitor.visit_bytes(&[])
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        visitor.visit_none()
+    }
+
+    fn deserialize_unit<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        visitor.visit_unit()
+    }
+
+    fn deserialize_unit_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, Error> {
+        visitor.visit_unit()
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, Error> {
+        visitor.visit_newtype_struct(self)
+    }
+
+    fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        visitor.visit_seq(serde::de::value::SeqDeserializer::<_, Error>::new(
+            std::iter::empty::<Neutral>(),
+        ))
+    }
+
+    fn deserialize_tuple<V: Visitor<'de>>(
+        self,
+        _len: usize,
+        visitor: V,
+    ) -> Result<V::Value, Error> {
+        self.deserialize_seq(visitor)
+    }
+
+    fn deserialize_tuple_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _len: usize,
+        visitor: V,
+    ) -> Result<V::Value, Error> {
+        self.deserialize_seq(visitor)
+    }
+
+    fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        visitor.visit_map(serde::de::value::MapDeserializer::<_, Error>::new(
+            std::iter::empty::<(&str, Neutral)>(),
+        ))
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Error> {
+        visitor.visit_map(serde::de::value::MapDeserializer::<_, Error>::new(
+            fields.iter().map(|field| (*field, Neutral)),
+        ))
+    }
+
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Error> {
+        match variants.first() {
+            Some(first) => visitor.visit_enum(CowStrDeserializer::<Error>::new((*first).into())),
+            None => visitor.visit_unit(),
+        }
+    }
+
+    fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        visitor.visit_unit()
+    }
+
+    serde::forward_to_deserialize_any! {
+        i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64
+    }
+}
+
+impl<'de> IntoDeserializer<'de, Error> for Neutral {
+    type Deserializer = Self;
+
+    fn into_deserializer(self) -> Self {
+        self
     }
 }
 

@@ -116,7 +116,7 @@ fn visit(
                 Err(problem) => errors.push(problem.locate(node.span, source)),
             }
         }
-        NodeValue::Scalar(_) | NodeValue::Variable { .. } => {}
+        NodeValue::Scalar(_) | NodeValue::Variable { .. } | NodeValue::Reported => {}
     }
 }
 

@@ -35,6 +35,9 @@ pub enum NodeValue {
         /// the value as YAML would type it as a plain scalar: a number or a boolean, else the string
         typed: Value,
     },
+    /// a value already reported as wrong (or a missing one): read as the most neutral value its field accepts,
+    /// so that the rest of its resource is still checked and every problem is reported at once
+    Reported,
 }
 
 impl NodeValue {
@@ -118,6 +121,7 @@ impl Node {
     pub fn to_json(&self) -> Value {
         match &self.value {
             NodeValue::Scalar(value) | NodeValue::Variable { typed: value, .. } => value.clone(),
+            NodeValue::Reported => Value::Null,
             NodeValue::Sequence(items) => Value::Array(items.iter().map(Node::to_json).collect()),
             NodeValue::Mapping(entries) => Value::Object(
                 entries
@@ -202,6 +206,47 @@ impl Node {
             }
         }
         node
+    }
+
+    /// .what = changes the node at `path` (as deep as it can be followed) with `edit`
+    /// .why = a reported problem is set aside in a copy of its resource, so the rest can still be checked
+    pub fn edit_at(&mut self, path: &[Step], edit: impl FnOnce(&mut Node)) {
+        if let Some((step, rest)) = path.split_first() {
+            let child = match (step, &mut self.value) {
+                (Step::Key(key), NodeValue::Mapping(entries)) => entries
+                    .iter_mut()
+                    .find(|(candidate, _)| candidate.key_str() == *key)
+                    .map(|(_, value)| value),
+                (Step::Index(index), NodeValue::Sequence(items)) => items.get_mut(*index),
+                _ => None,
+            };
+            if let Some(child) = child {
+                child.edit_at(rest, edit);
+                return;
+            }
+        }
+        edit(self);
+    }
+
+    /// .what = whether following `path` meets a value already reported
+    /// .why = what a set-aside value leads to is a consequence, never a problem of its own
+    pub fn reaches_reported(&self, path: &[Step]) -> bool {
+        let mut node = self;
+        for step in path {
+            if matches!(node.value, NodeValue::Reported) {
+                return true;
+            }
+            let next = match (step, &node.value) {
+                (Step::Key(key), _) => node.get(key),
+                (Step::Index(index), NodeValue::Sequence(items)) => items.get(*index),
+                _ => None,
+            };
+            match next {
+                Some(next) => node = next,
+                None => break,
+            }
+        }
+        matches!(node.value, NodeValue::Reported)
     }
 
     /// .what = this node's first line only
@@ -324,7 +369,7 @@ struct TreeBuilder<'a> {
 /// how many values a node holds, itself included
 fn size_of(node: &Node) -> usize {
     match &node.value {
-        NodeValue::Scalar(_) | NodeValue::Variable { .. } => 1,
+        NodeValue::Scalar(_) | NodeValue::Variable { .. } | NodeValue::Reported => 1,
         NodeValue::Sequence(items) => 1 + items.iter().map(size_of).sum::<usize>(),
         NodeValue::Mapping(entries) => {
             1 + entries

@@ -158,3 +158,40 @@ fn file_flag_works_before_and_after_the_subcommand() {
             .success()
     );
 }
+
+/// several mistakes in one resource are all reported in one run (not the first of each resource), each at its
+/// place; a misspelt field is read under the name it was meant to have, so it does not also count as missing
+#[test]
+fn several_problems_in_one_resource_are_reported_at_once() {
+    let sandbox = Sandbox::new(None);
+    let name = "several-per-resource.yml";
+    std::fs::copy(
+        workspace_root()
+            .join("crates/declastruct-cli/tests/bad-manifests")
+            .join(name),
+        sandbox.path(name),
+    )
+    .expect("copy");
+    for command in ["validate", "plan"] {
+        let output = sandbox.run(&[command, "-f", name]);
+        assert_eq!(output.status.code(), Some(1), "{command}");
+        let diagnostic = stderr(&output);
+        let located: Vec<&str> = diagnostic
+            .lines()
+            .filter_map(|line| line.split_once(&format!("[{name}:")))
+            .map(|(_, place)| place.trim_end_matches(']'))
+            .collect();
+        assert_eq!(
+            located,
+            ["5:13", "6:5", "9:24", "10:19", "10:34", "11:5"],
+            "{command}: every problem, in order:\n{diagnostic}"
+        );
+        assert!(diagnostic.contains("did you mean `name`?"), "{diagnostic}");
+        assert!(
+            diagnostic.contains("did you mean `status`?"),
+            "{diagnostic}"
+        );
+        assert!(!diagnostic.contains("missing field"), "{diagnostic}");
+        assert!(diagnostic.contains("6 problems in"), "{diagnostic}");
+    }
+}
