@@ -31,28 +31,28 @@ impl EnvVars {
     pub const DOCUMENTED: [(&'static str, &'static str); 7] = [
         (
             Self::DECLASTRUCT_HOME,
-            "state folder; tunnels live in $DECLASTRUCT_HOME/tunnels/ (default ~/.declastruct)",
+            "the state folder (default ~/.declastruct)",
         ),
         (
             Self::DECLASTRUCT_AWS_CLI,
-            "the program run as the AWS CLI for `ssm start-session` (default `aws` on PATH)",
+            "the program run as `aws ssm start-session` (default `aws`)",
         ),
         (
             Self::DECLASTRUCT_AGENT_TIMEOUT_SECONDS,
-            "how long an open waits for the bastion's SSM agent (default 180)",
+            "seconds to wait for the bastion's SSM agent (default 180)",
         ),
         (Self::NO_COLOR, "any non-empty value turns colour off"),
         (
             Self::AWS_PROFILE,
-            "the AWS profile, unless the manifest sets `aws.profile`",
+            "the AWS profile, unless the manifest sets aws.profile",
         ),
         (
             Self::AWS_REGION,
-            "the AWS region, unless the manifest sets `aws.region`",
+            "the AWS region, unless the manifest sets aws.region",
         ),
         (
             Self::AWS_ENDPOINT_URL,
-            "another endpoint for every AWS service (LocalStack, moto)",
+            "another endpoint for AWS (LocalStack, moto)",
         ),
     ];
 }

@@ -9,15 +9,15 @@ pub enum AwsError {
     #[error("bastion {reference} was not found in {region}")]
     #[diagnostic(
         code(declastruct::aws::bastion_not_found),
-        help(
-            "check the instance's `exid` tag (or id) and the region; terminated instances do not count"
-        )
+        help("{}", bastion_help(closest))
     )]
     BastionNotFound {
         /// the reference as written
         reference: String,
         /// the region searched
         region: String,
+        /// the `exid` tags of live instances closest to it
+        closest: Vec<String>,
     },
 
     /// more than one live instance carries the same `exid` tag
@@ -221,17 +221,15 @@ pub enum AwsError {
 
     /// the local port is held by a program that is not this tunnel
     #[error("local port {port} is already in use by {holder}")]
-    #[diagnostic(
-        code(declastruct::tunnel::port_in_use),
-        help(
-            "declastruct never stops a program it did not start: stop that program yourself, or pick another `from.port`"
-        )
-    )]
+    #[diagnostic(code(declastruct::tunnel::port_in_use), help("{help}"))]
     PortInUse {
         /// the port
         port: u16,
         /// who holds it, as far as the system tells
         holder: String,
+        /// whose to stop, and how: another manifest's tunnel is closed from that manifest; another program is
+        /// never stopped by declastruct
+        help: String,
     },
 
     /// the AWS CLI program cannot be found
@@ -397,6 +395,22 @@ fn profile_help(source_of_name: &str, known: &[String]) -> String {
     )
 }
 
+fn bastion_help(closest: &[String]) -> String {
+    if closest.is_empty() {
+        "check the instance's `exid` tag (or id) and the region; terminated instances do not count"
+            .to_string()
+    } else {
+        format!(
+            "check the instance's `exid` tag and the region; did you mean {}?",
+            closest
+                .iter()
+                .map(|name| format!("`{name}`"))
+                .collect::<Vec<_>>()
+                .join(" or ")
+        )
+    }
+}
+
 fn cluster_help(closest: &[String]) -> String {
     if closest.is_empty() {
         "check the cluster identifier and the region (aws rds describe-db-clusters)".to_string()
@@ -461,6 +475,21 @@ impl AwsError {
                 ),
             };
         }
+        if let SdkError::DispatchFailure(_) = error {
+            // the innermost cause says it in a few words ("Connection refused (os error 111)"); the whole chain is
+            // a page of nested debug output
+            let mut innermost: &(dyn std::error::Error + 'static) = error;
+            while let Some(source) = innermost.source() {
+                innermost = source;
+            }
+            return Self::Call {
+                operation,
+                message: format!("could not connect to {endpoint}: {innermost}"),
+                help: format!(
+                    "AWS could not be reached at {endpoint}: check the network, the region and AWS_ENDPOINT_URL"
+                ),
+            };
+        }
         let help = match (error, code.as_deref()) {
             (_, Some("ExpiredToken" | "ExpiredTokenException" | "RequestExpired")) => {
                 "your AWS credentials have expired: refresh them (e.g. `aws sso login`) and run again".to_string()
@@ -474,9 +503,6 @@ impl AwsError {
             (_, Some("Throttling" | "ThrottlingException" | "RequestLimitExceeded")) => {
                 "AWS is throttling requests even after retries: wait a minute and run again".to_string()
             }
-            (SdkError::DispatchFailure(_), _) => format!(
-                "AWS could not be reached at {endpoint}: check the network, the region and AWS_ENDPOINT_URL"
-            ),
             _ => "check the region, your credentials and the resource names, then run again".to_string(),
         };
         let message = match code {

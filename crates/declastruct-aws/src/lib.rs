@@ -75,7 +75,7 @@ pub use error::AwsError;
 #[doc(hidden)]
 pub mod internal {
     pub use crate::domain_operations::ec2_instance::{
-        cast_to_declared_aws_ec2_instance, get_ec2_instances,
+        cast_to_declared_aws_ec2_instance, closest_exids, get_ec2_instances,
     };
     pub use crate::domain_operations::rds_cluster::{
         RdsClusterEndpoint, cast_to_declared_aws_rds_cluster, closest_cluster_names,

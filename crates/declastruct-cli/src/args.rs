@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
+use clap_complete::engine::{ArgValueCandidates, CompletionCandidate};
+use declastruct_aws::EnvVars;
 
 const EXAMPLES: &str = "Examples:
   declastruct validate
@@ -15,26 +17,35 @@ const EXAMPLES: &str = "Examples:
 
 /// Declarative, version-controlled access to private AWS databases through SSM tunnels.
 #[derive(Debug, Parser)]
-#[command(name = "declastruct", version, after_help = EXAMPLES)]
+#[command(name = "declastruct", version, after_help = top_level_help())]
 pub struct Cli {
-    /// The manifest to read [default: declastruct.yml]
-    #[arg(short = 'f', long = "file", global = true, value_name = "PATH")]
-    pub file: Option<PathBuf>,
+    /// The manifest to read [default: declastruct.yml in this folder or the nearest parent]
+    #[arg(
+        short = 'f',
+        long = "file",
+        value_name = "PATH",
+        help_heading = "Manifest options"
+    )]
+    file: Option<PathBuf>,
 
     /// Set a manifest variable (`${NAME}`); wins over the environment; repeatable
-    #[arg(long = "var", global = true, value_name = "NAME=VALUE")]
-    pub vars: Vec<String>,
+    #[arg(
+        long = "var",
+        value_name = "NAME=VALUE",
+        help_heading = "Manifest options"
+    )]
+    vars: Vec<String>,
 
     /// Print more (repeat for more detail)
-    #[arg(short, long, global = true, action = ArgAction::Count, conflicts_with = "quiet")]
+    #[arg(short, long, global = true, action = ArgAction::Count, conflicts_with = "quiet", help_heading = "Global options")]
     pub verbose: u8,
 
     /// Print less: only errors and the essential result
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, help_heading = "Global options")]
     pub quiet: bool,
 
     /// Never colour the output (as does NO_COLOR)
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Global options")]
     pub no_color: bool,
 
     /// What to do
@@ -42,36 +53,94 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// .what = the options of every command that reads a manifest
+/// .why = `-f` and `--var` are offered only where they mean something; they are also accepted before the
+/// command (`declastruct -f x.yml plan`), as the contract says
+#[derive(Debug, Args, Default)]
+pub struct ManifestArgs {
+    /// The manifest to read [default: declastruct.yml in this folder or the nearest parent]
+    #[arg(
+        short = 'f',
+        long = "file",
+        value_name = "PATH",
+        help_heading = "Manifest options"
+    )]
+    pub file: Option<PathBuf>,
+
+    /// Set a manifest variable (`${NAME}`); wins over the environment; repeatable
+    #[arg(
+        long = "var",
+        value_name = "NAME=VALUE",
+        help_heading = "Manifest options"
+    )]
+    pub vars: Vec<String>,
+}
+
+/// the environment variables a command honours, for the end of its `--help`
+fn environment_help(names: &[&str]) -> String {
+    let width = names.iter().map(|name| name.len()).max().unwrap_or(0);
+    let mut text = String::from("Environment:");
+    for name in names {
+        let meaning = EnvVars::DOCUMENTED
+            .iter()
+            .find(|(documented, _)| documented == name)
+            .map_or("", |(_, meaning)| meaning);
+        text.push_str(&format!("\n  {name:width$}  {meaning}"));
+    }
+    text
+}
+
+/// every variable: commands that talk to AWS or to tunnels
+const ALL_VARIABLES: &[&str] = &[
+    EnvVars::DECLASTRUCT_HOME,
+    EnvVars::DECLASTRUCT_AWS_CLI,
+    EnvVars::DECLASTRUCT_AGENT_TIMEOUT_SECONDS,
+    EnvVars::AWS_PROFILE,
+    EnvVars::AWS_REGION,
+    EnvVars::AWS_ENDPOINT_URL,
+    EnvVars::NO_COLOR,
+];
+/// commands that read AWS but open no tunnel
+const READING_VARIABLES: &[&str] = &[
+    EnvVars::DECLASTRUCT_HOME,
+    EnvVars::AWS_PROFILE,
+    EnvVars::AWS_REGION,
+    EnvVars::AWS_ENDPOINT_URL,
+    EnvVars::NO_COLOR,
+];
+/// commands that only read this machine's tunnels
+const LOCAL_VARIABLES: &[&str] = &[EnvVars::DECLASTRUCT_HOME, EnvVars::NO_COLOR];
+
+fn with_environment(examples: &str, names: &[&str]) -> String {
+    format!("{examples}\n\n{}", environment_help(names))
+}
+
+fn top_level_help() -> String {
+    with_environment(EXAMPLES, ALL_VARIABLES)
+}
+
 /// .what = the commands of the contract
 /// .why = one variant a command, each with its own flags
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check the manifest offline (no AWS call)
-    #[command(after_help = "Example:\n  declastruct validate -f declastruct.yml")]
-    Validate,
+    #[command(after_help = with_environment("Examples:\n  declastruct validate\n  declastruct validate -f examples/environments.yml --var env=prod", &[EnvVars::NO_COLOR]))]
+    Validate(ValidateArgs),
 
     /// Read live state and print the changes apply would make
-    #[command(
-        after_help = "Examples:\n  declastruct plan\n  declastruct plan --json --out plan.json\n  declastruct plan --detailed-exitcode   # 0 no changes, 2 changes, 1 error\n  declastruct plan --target vpc-main-bastion.ahbodedb.7775"
-    )]
+    #[command(after_help = with_environment("Examples:\n  declastruct plan\n  declastruct plan --json --out plan.json\n  declastruct plan --detailed-exitcode   # 0 no changes, 2 changes, 1 error\n  declastruct plan --target vpc-main-bastion.ahbodedb.7775", READING_VARIABLES))]
     Plan(PlanArgs),
 
     /// Plan, confirm, and apply the changes in dependency order
-    #[command(
-        after_help = "Examples:\n  declastruct apply\n  declastruct apply --auto-approve\n  declastruct apply --plan plan.json\n  declastruct apply --replace vpc-main-bastion.ahbodedb.7775"
-    )]
+    #[command(after_help = with_environment("Examples:\n  declastruct apply\n  declastruct apply --auto-approve\n  declastruct apply --plan plan.json\n  declastruct apply --replace vpc-main-bastion.ahbodedb.7775", ALL_VARIABLES))]
     Apply(ApplyArgs),
 
     /// Show the live state of every declared resource
-    #[command(
-        after_help = "Examples:\n  declastruct status\n  declastruct status --json\n  declastruct status --all"
-    )]
+    #[command(after_help = with_environment("Examples:\n  declastruct status\n  declastruct status --json\n  declastruct status --all", READING_VARIABLES))]
     Status(StatusArgs),
 
     /// Render a saved plan as `plan` does, without AWS
-    #[command(
-        after_help = "Examples:\n  declastruct show plan.json\n  declastruct show plan.json --json"
-    )]
+    #[command(after_help = with_environment("Examples:\n  declastruct show plan.json\n  declastruct show plan.json --json", &[EnvVars::NO_COLOR]))]
     Show(ShowArgs),
 
     /// Print the manifest's JSON Schema
@@ -79,19 +148,15 @@ pub enum Command {
     Schema,
 
     /// Print a tunnel's log
-    #[command(after_help = "Example:\n  declastruct logs vpc-main-bastion.ahbodedb.7775 --follow")]
+    #[command(after_help = with_environment("Example:\n  declastruct logs vpc-main-bastion.ahbodedb.7775 --follow", LOCAL_VARIABLES))]
     Logs(LogsArgs),
 
     /// Run a command with the connection variables of tunnels, opening them for it if they are not open
-    #[command(
-        after_help = "Examples:\n  declastruct exec -- psql -c 'select 1'\n  declastruct exec vpc-main-bastion.ahbodedb.7775 -- ./migrate\n\nThe command gets PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE and DATABASE_URL (MYSQL_* for MySQL), and\nDECLASTRUCT_<ADDRESS>_URL for each tunnel. Tunnels it opened are closed when it ends; tunnels already open\nstay open. It exits with the command's status, or 1 when a tunnel could not be opened."
-    )]
+    #[command(after_help = with_environment("Examples:\n  declastruct exec -- psql -c 'select 1'\n  declastruct exec vpc-main-bastion.ahbodedb.7775 -- ./migrate\n\nThe command gets PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE and DATABASE_URL (MYSQL_* for MySQL), and\nDECLASTRUCT_<ADDRESS>_URL for each tunnel. Tunnels it opened are closed when it ends; tunnels already open\nstay open. It exits with the command's status, or 1 when a tunnel could not be opened.", ALL_VARIABLES))]
     Exec(ExecArgs),
 
     /// Print the connection variables of an open tunnel
-    #[command(
-        after_help = "Examples:\n  eval \"$(declastruct env vpc-main-bastion.ahbodedb.7775)\"\n  declastruct env vpc-main-bastion.ahbodedb.7775 --format dotenv > .env\n  declastruct env vpc-main-bastion.ahbodedb.7775 --format json"
-    )]
+    #[command(after_help = with_environment("Examples:\n  eval \"$(declastruct env vpc-main-bastion.ahbodedb.7775)\"\n  declastruct env vpc-main-bastion.ahbodedb.7775 --format dotenv > .env\n  declastruct env vpc-main-bastion.ahbodedb.7775 --format json", READING_VARIABLES))]
     Env(EnvArgs),
 
     /// Print a shell completion script
@@ -104,10 +169,21 @@ pub enum Command {
     },
 }
 
+/// .what = the flags of `validate`
+/// .why = only the manifest's
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    #[command(flatten)]
+    pub manifest: ManifestArgs,
+}
+
 /// .what = the flags of `plan`
 /// .why = JSON for CI, a saved plan for `apply --plan`, and exit codes that tell "changes" from "no changes"
 #[derive(Debug, Args)]
 pub struct PlanArgs {
+    #[command(flatten)]
+    pub manifest: ManifestArgs,
+
     /// Print only the plan document, as JSON
     #[arg(long)]
     pub json: bool,
@@ -121,7 +197,7 @@ pub struct PlanArgs {
     pub detailed_exitcode: bool,
 
     /// Plan only this resource (its address, as `plan` prints it) and what it depends on; repeatable
-    #[arg(long, value_name = "ADDRESS")]
+    #[arg(long, value_name = "ADDRESS", add = ArgValueCandidates::new(resource_addresses))]
     pub target: Vec<String>,
 }
 
@@ -129,6 +205,9 @@ pub struct PlanArgs {
 /// .why = confirmation, saved plans and concurrency
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
+    #[command(flatten)]
+    pub manifest: ManifestArgs,
+
     /// Apply a plan saved by `plan --out FILE`, without asking, if it is not stale
     #[arg(long, value_name = "FILE")]
     pub plan: Option<PathBuf>,
@@ -146,11 +225,11 @@ pub struct ApplyArgs {
     pub json: bool,
 
     /// Apply only this resource (its address, as `plan` prints it) and what it depends on; repeatable
-    #[arg(long, value_name = "ADDRESS")]
+    #[arg(long, value_name = "ADDRESS", add = ArgValueCandidates::new(resource_addresses))]
     pub target: Vec<String>,
 
     /// Close and open this tunnel again even if it looks healthy; repeatable
-    #[arg(long, value_name = "ADDRESS")]
+    #[arg(long, value_name = "ADDRESS", add = ArgValueCandidates::new(tunnel_addresses))]
     pub replace: Vec<String>,
 }
 
@@ -158,6 +237,9 @@ pub struct ApplyArgs {
 /// .why = a table for people, JSON for scripts
 #[derive(Debug, Args)]
 pub struct StatusArgs {
+    #[command(flatten)]
+    pub manifest: ManifestArgs,
+
     /// Print JSON
     #[arg(long)]
     pub json: bool,
@@ -171,8 +253,11 @@ pub struct StatusArgs {
 /// .why = which tunnels, and the command to run with their connection variables
 #[derive(Debug, Args)]
 pub struct ExecArgs {
+    #[command(flatten)]
+    pub manifest: ManifestArgs,
+
     /// The tunnels' addresses, as `plan` prints them; none means every tunnel of the manifest
-    #[arg(value_name = "ADDRESS")]
+    #[arg(value_name = "ADDRESS", add = ArgValueCandidates::new(tunnel_addresses))]
     pub addresses: Vec<String>,
 
     /// The command and its arguments, after `--`
@@ -196,7 +281,11 @@ pub enum EnvFormat {
 /// .why = one open tunnel, and the format
 #[derive(Debug, Args)]
 pub struct EnvArgs {
+    #[command(flatten)]
+    pub manifest: ManifestArgs,
+
     /// The tunnel's address, as `plan` prints it
+    #[arg(add = ArgValueCandidates::new(tunnel_addresses))]
     pub address: String,
 
     /// How to print the variables
@@ -221,7 +310,11 @@ pub struct ShowArgs {
 /// .why = a tunnel's log by the slug `plan` prints
 #[derive(Debug, Args)]
 pub struct LogsArgs {
+    #[command(flatten)]
+    pub manifest: ManifestArgs,
+
     /// The tunnel's address, as `plan` prints it (e.g. vpc-main-bastion.ahbodedb.7775)
+    #[arg(add = ArgValueCandidates::new(tunnel_addresses))]
     pub address: String,
 
     /// Keep printing what is appended
@@ -229,12 +322,163 @@ pub struct LogsArgs {
     pub follow: bool,
 }
 
+impl Command {
+    /// .what = the manifest options of a command that reads a manifest
+    /// .why = `schema`, `show` and `completions` read none
+    pub fn manifest_args(&self) -> Option<&ManifestArgs> {
+        match self {
+            Self::Validate(args) => Some(&args.manifest),
+            Self::Plan(args) => Some(&args.manifest),
+            Self::Apply(args) => Some(&args.manifest),
+            Self::Status(args) => Some(&args.manifest),
+            Self::Logs(args) => Some(&args.manifest),
+            Self::Exec(args) => Some(&args.manifest),
+            Self::Env(args) => Some(&args.manifest),
+            Self::Show(_) | Self::Schema | Self::Completions { .. } => None,
+        }
+    }
+
+    /// .what = the command's name, as typed
+    /// .why = errors about options name it
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Validate(_) => "validate",
+            Self::Plan(_) => "plan",
+            Self::Apply(_) => "apply",
+            Self::Status(_) => "status",
+            Self::Show(_) => "show",
+            Self::Schema => "schema",
+            Self::Logs(_) => "logs",
+            Self::Exec(_) => "exec",
+            Self::Env(_) => "env",
+            Self::Completions { .. } => "completions",
+        }
+    }
+}
+
+/// .what = how the manifest was found
+/// .why = the plan's header says when it came from a parent folder
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ManifestLookup {
+    /// `-f PATH`
+    Given(PathBuf),
+    /// `declastruct.yml` in the current folder
+    Here(PathBuf),
+    /// `declastruct.yml` in a parent folder, as a path relative to the current folder
+    Parent(PathBuf),
+    /// none in this folder or any parent: `declastruct.yml`, which does not exist
+    Missing(PathBuf),
+}
+
+impl ManifestLookup {
+    /// .what = the path to read
+    /// .why = see the type
+    pub fn path(&self) -> &PathBuf {
+        match self {
+            Self::Given(path) | Self::Here(path) | Self::Parent(path) | Self::Missing(path) => path,
+        }
+    }
+}
+
+/// the manifest's default name
+pub const MANIFEST_NAME: &str = "declastruct.yml";
+
 impl Cli {
-    /// .what = the manifest's path: `-f`, else `declastruct.yml`
+    /// .what = `-f`, given after the command or before it
+    /// .why = both places are accepted; after the command wins
+    pub fn file(&self) -> Option<&PathBuf> {
+        self.command
+            .manifest_args()
+            .and_then(|args| args.file.as_ref())
+            .or(self.file.as_ref())
+    }
+
+    /// .what = every `--var`, those given before the command first
+    /// .why = a later `--var` of the same name wins
+    pub fn vars(&self) -> Vec<String> {
+        let mut vars = self.vars.clone();
+        if let Some(args) = self.command.manifest_args() {
+            vars.extend(args.vars.iter().cloned());
+        }
+        vars
+    }
+
+    /// .what = a usage problem clap cannot see: `-f` or `--var` before a command that reads no manifest
+    /// .why = `declastruct -f x.yml schema` would silently ignore the file
+    pub fn misplaced_manifest_option(&self) -> Option<String> {
+        let given = self.file.is_some() || !self.vars.is_empty();
+        (given && self.command.manifest_args().is_none()).then(|| {
+            format!(
+                "`-f` and `--var` are for commands that read a manifest; `{}` reads none",
+                self.command.name()
+            )
+        })
+    }
+
+    /// .what = the manifest to read: `-f`, else `declastruct.yml` in the current folder or its nearest parent
+    /// .why = as Compose and basti do, a command works from any folder of the project
+    pub fn manifest_lookup(&self) -> ManifestLookup {
+        if let Some(file) = self.file() {
+            return ManifestLookup::Given(file.clone());
+        }
+        let here = PathBuf::from(MANIFEST_NAME);
+        if here.exists() {
+            return ManifestLookup::Here(here);
+        }
+        let Ok(current) = std::env::current_dir() else {
+            return ManifestLookup::Missing(here);
+        };
+        let mut relative = PathBuf::new();
+        for folder in current.ancestors().skip(1) {
+            relative.push("..");
+            if folder.join(MANIFEST_NAME).is_file() {
+                return ManifestLookup::Parent(relative.join(MANIFEST_NAME));
+            }
+        }
+        ManifestLookup::Missing(here)
+    }
+
+    /// .what = the manifest's path: see `manifest_lookup`
     /// .why = commands that read a manifest start here; `apply --plan` uses the plan's own manifest unless `-f`
     pub fn manifest_path(&self) -> PathBuf {
-        self.file
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("declastruct.yml"))
+        self.manifest_lookup().path().clone()
     }
+}
+
+/// .what = the addresses of the resources the manifest (found as `manifest_lookup` finds it) declares, for shell
+/// completion; `tunnels_only` keeps the tunnels
+/// .why = `declastruct logs <TAB>` offers the manifest's tunnels; a manifest that does not load offers nothing
+fn addresses(tunnels_only: bool) -> Vec<CompletionCandidate> {
+    let lookup = Cli::try_parse_from(["declastruct", "validate"]).map_or_else(
+        |_| PathBuf::from(MANIFEST_NAME),
+        |cli| cli.manifest_lookup().path().clone(),
+    );
+    let Ok(manifest) =
+        crate::manifest::load_manifest(&lookup, &crate::manifest::Variables::default())
+    else {
+        return Vec::new();
+    };
+    manifest
+        .resources
+        .iter()
+        .filter(|resource| {
+            !tunnels_only
+                || matches!(
+                    resource.declaration,
+                    crate::manifest::ResourceDeclaration::DeclaredAwsVpcTunnel(_)
+                )
+        })
+        .map(|resource| {
+            let address = resource.declaration.address();
+            CompletionCandidate::new(address.slug).help(Some(address.class.into()))
+        })
+        .collect()
+}
+
+fn tunnel_addresses() -> Vec<CompletionCandidate> {
+    addresses(true)
+}
+
+fn resource_addresses() -> Vec<CompletionCandidate> {
+    addresses(false)
 }

@@ -20,6 +20,11 @@ use crate::args::{Cli, Command};
 /// .what = runs the command line and returns the process's exit code
 /// .why = keeps `main` a few lines and the whole flow testable
 pub fn run() -> ExitCode {
+    // `COMPLETE=bash declastruct -- declastruct logs ...`: the shell asks for completions (see `completions`)
+    clap_complete::CompleteEnv::with_factory(<Cli as clap::CommandFactory>::command)
+        .bin("declastruct")
+        .completer("declastruct")
+        .complete();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) => return usage_error(&error),
@@ -45,8 +50,13 @@ pub fn run() -> ExitCode {
 
     init_tracing(cli.verbose, cli.quiet, !no_color && stderr_terminal);
 
+    if let Some(problem) = cli.misplaced_manifest_option() {
+        eprintln!("error: {problem}");
+        return ExitCode::from(2);
+    }
+
     match &cli.command {
-        Command::Validate => commands::validate::run(&cli),
+        Command::Validate(_) => commands::validate::run(&cli),
         Command::Schema => commands::schema::run(),
         Command::Show(args) => commands::show::run(&cli, args),
         Command::Completions { shell } => commands::completions::run(*shell),

@@ -1,60 +1,135 @@
-//! .what = progress of long waits on a terminal: a spinner with elapsed time per running change
-//! .why = nobody should stare at a silent terminal while a bastion boots; nothing of it when piped or with --json
+//! .what = progress of long waits: a spinner with elapsed time on a terminal, a plain line every few seconds in a
+//! log (CI), nothing with `--json` or `-q`
+//! .why = nobody should stare at a silent terminal while a bastion boots, nor wonder whether a CI job hangs
 
 use std::io::IsTerminal;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use declastruct_aws::ProgressReporter;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-/// .what = where progress goes: spinners on stderr, or nowhere
+/// how often a plain progress line is printed while a wait lasts; a wait shorter than this prints nothing
+pub const LINE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// .what = where progress goes
 /// .why = one switch decides, from the terminal, `--json` and `-q`
 #[derive(Clone)]
+enum Shown {
+    /// spinners redrawn in place, on a terminal
+    Spinners(MultiProgress),
+    /// a plain line every `LINE_INTERVAL`, when stderr is a file or a pipe; the latest message of the AWS crate
+    /// ("waiting for the bastion's SSM agent") rides along
+    Lines(Arc<Mutex<Option<String>>>),
+    /// nothing
+    Nothing,
+}
+
+/// .what = progress of long waits, on stderr
+/// .why = see the module
+#[derive(Clone)]
 pub struct Progress {
-    multi: Option<MultiProgress>,
+    shown: Shown,
 }
 
 impl Progress {
-    /// .what = progress shown only when stderr is a terminal and the output is for a person
-    /// .why = piped output and JSON stay free of spinners and control codes
+    /// .what = progress for a person (`for_a_person`: not `--json`, not `-q`): spinners when stderr is a terminal,
+    /// plain lines every few seconds of a long wait when it is not
+    /// .why = a terminal gets animation; a CI log gets no control codes, and a line only when a wait is long
     pub fn for_terminal(for_a_person: bool) -> Self {
-        let shown = for_a_person && std::io::stderr().is_terminal();
-        Self {
-            multi: shown.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr())),
+        let shown = if !for_a_person {
+            Shown::Nothing
+        } else if std::io::stderr().is_terminal() {
+            Shown::Spinners(MultiProgress::with_draw_target(ProgressDrawTarget::stderr()))
+        } else {
+            Shown::Lines(Arc::new(Mutex::new(None)))
+        };
+        Self { shown }
+    }
+
+    /// .what = progress for one wait, ended when the returned task is dropped
+    /// .why = each running change shows what it waits for and for how long
+    pub fn start(&self, label: String) -> Task {
+        match &self.shown {
+            Shown::Spinners(multi) => {
+                let bar = multi.add(ProgressBar::new_spinner());
+                bar.set_style(
+                    ProgressStyle::with_template("{spinner} {msg} [{elapsed_precise}]")
+                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                );
+                bar.set_message(label);
+                bar.enable_steady_tick(Duration::from_millis(100));
+                Task {
+                    bar: Some(bar),
+                    stop: None,
+                }
+            }
+            Shown::Lines(detail) => Task {
+                bar: None,
+                stop: Some(print_lines_while_waiting(label, Arc::clone(detail))),
+            },
+            Shown::Nothing => Task {
+                bar: None,
+                stop: None,
+            },
         }
     }
 
-    /// .what = a spinner for one wait, cleared when the returned task is dropped
-    /// .why = each running change shows what it waits for and for how long
-    pub fn start(&self, label: String) -> Task {
-        let bar = self.multi.as_ref().map(|multi| {
-            let bar = multi.add(ProgressBar::new_spinner());
-            bar.set_style(
-                ProgressStyle::with_template("{spinner} {msg} [{elapsed_precise}]")
-                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-            );
-            bar.set_message(label);
-            bar.enable_steady_tick(Duration::from_millis(100));
-            bar
-        });
-        Task { bar }
-    }
-
-    /// .what = a listener for the AWS crate's progress messages, printed above the spinners
-    /// .why = "waiting for the bastion's SSM agent" and similar, only on a terminal
+    /// .what = a listener for the AWS crate's progress messages
+    /// .why = "waiting for the bastion's SSM agent": printed above the spinners, or carried by the next plain line
     pub fn reporter(&self) -> Option<ProgressReporter> {
-        let multi = self.multi.clone()?;
-        Some(Arc::new(move |message: &str| {
-            let _ = multi.println(format!("  … {message}"));
-        }))
+        match &self.shown {
+            Shown::Spinners(multi) => {
+                let multi = multi.clone();
+                Some(Arc::new(move |message: &str| {
+                    let _ = multi.println(format!("  … {message}"));
+                }))
+            }
+            Shown::Lines(detail) => {
+                let detail = Arc::clone(detail);
+                Some(Arc::new(move |message: &str| {
+                    if let Ok(mut latest) = detail.lock() {
+                        *latest = Some(message.to_string());
+                    }
+                }))
+            }
+            Shown::Nothing => None,
+        }
     }
 }
 
-/// .what = one spinner
-/// .why = dropped when its wait ends
+/// a thread that prints "… LABEL: still waiting after N s (DETAIL)" every `LINE_INTERVAL` until the returned
+/// sender is dropped (the wait ended); it wakes at once then, so it never delays the command
+fn print_lines_while_waiting(
+    label: String,
+    detail: Arc<Mutex<Option<String>>>,
+) -> mpsc::Sender<()> {
+    let (stop, stopped) = mpsc::channel::<()>();
+    let started = Instant::now();
+    std::thread::spawn(move || {
+        while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(LINE_INTERVAL) {
+            let latest = detail
+                .lock()
+                .ok()
+                .and_then(|latest| latest.clone())
+                .map(|latest| format!(" ({latest})"))
+                .unwrap_or_default();
+            eprintln!(
+                "… {label}: still waiting after {} s{latest}",
+                started.elapsed().as_secs()
+            );
+        }
+    });
+    stop
+}
+
+/// .what = the progress of one wait
+/// .why = dropped when its wait ends: the spinner is cleared, the plain lines stop
 pub struct Task {
     bar: Option<ProgressBar>,
+    /// dropping it stops the plain lines
+    stop: Option<mpsc::Sender<()>>,
 }
 
 impl Drop for Task {
@@ -62,5 +137,7 @@ impl Drop for Task {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
+        // the printing thread wakes as its channel closes, and ends
+        drop(self.stop.take());
     }
 }

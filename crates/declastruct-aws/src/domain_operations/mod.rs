@@ -1,3 +1,4 @@
+pub(crate) mod closest_names;
 pub mod ec2_instance;
 pub mod rds_cluster;
 pub mod rds_instance;

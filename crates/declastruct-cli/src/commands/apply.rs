@@ -42,7 +42,7 @@ pub async fn run(cli: &Cli, args: &ApplyArgs) -> ExitCode {
         },
         None => None,
     };
-    let manifest_path = match (&cli.file, &saved) {
+    let manifest_path = match (cli.file(), &saved) {
         (None, Some((_, saved))) => std::path::PathBuf::from(&saved.wish.uri),
         _ => cli.manifest_path(),
     };

@@ -1,16 +1,29 @@
 use std::process::ExitCode;
 
-use clap::CommandFactory;
-
-use crate::args::Cli;
-use crate::commands::{after_output, write_stdout};
+use crate::commands::{EXIT_FAILURE, after_output, write_stdout};
 
 /// .what = `declastruct completions SHELL`: prints a completion script
-/// .why = commands and flags complete in bash, zsh, fish, elvish and PowerShell
+/// .why = commands, flags and the manifest's addresses (for `logs`, `env`, `exec`, `--target`, `--replace`)
+/// complete in bash, zsh, fish, elvish and PowerShell: the script asks `declastruct` itself for the candidates
+/// (clap_complete's dynamic completion, `COMPLETE=SHELL declastruct -- WORDS`), so they follow the manifest
 pub fn run(shell: clap_complete::Shell) -> ExitCode {
-    // into memory first: clap_complete panics when its writer fails (`completions bash | head`)
+    let shells = clap_complete::env::Shells::builtins();
+    let name = shell.to_string();
+    let Some(completer) = shells.completer(&name) else {
+        eprintln!("error: no completion for {name}");
+        return ExitCode::from(EXIT_FAILURE);
+    };
     let mut script = Vec::new();
-    clap_complete::generate(shell, &mut Cli::command(), "declastruct", &mut script);
+    if let Err(error) = completer.write_registration(
+        "COMPLETE",
+        "declastruct",
+        "declastruct",
+        "declastruct",
+        &mut script,
+    ) {
+        eprintln!("error: cannot write the completion script: {error}");
+        return ExitCode::from(EXIT_FAILURE);
+    }
     after_output(
         write_stdout(&String::from_utf8_lossy(&script)),
         ExitCode::SUCCESS,

@@ -67,7 +67,7 @@ pub fn load_or_report(cli: &Cli) -> Option<Manifest> {
 /// invalid
 /// .why = `apply --plan` reads the manifest its plan was made from
 pub fn load_path_or_report(cli: &Cli, path: &Path) -> Option<Manifest> {
-    let variables = match Variables::from_arguments(&cli.vars) {
+    let variables = match Variables::from_arguments(&cli.vars()) {
         Ok(variables) => variables,
         Err(error) => {
             report(error);
@@ -149,12 +149,27 @@ pub fn compute_plan(manifest: &Manifest, resources: &[Observed]) -> Result<Plan,
 /// .why = plan headers name the manifest as the user would type it, while the plan document keeps it absolute
 pub fn display_path(path: &str) -> String {
     let path = Path::new(path);
-    std::env::current_dir()
-        .ok()
-        .and_then(|current| path.strip_prefix(current).ok().map(Path::to_path_buf))
+    let Ok(current) = std::env::current_dir() else {
+        return path.display().to_string();
+    };
+    if let Ok(relative) = path.strip_prefix(&current) {
+        return relative.display().to_string();
+    }
+    // a manifest found in a parent folder: `../declastruct.yml`, as the user would reach it from here
+    let (Some(folder), Some(name)) = (path.parent(), path.file_name()) else {
+        return path.display().to_string();
+    };
+    current
+        .ancestors()
+        .skip(1)
+        .position(|ancestor| ancestor == folder)
         .map_or_else(
             || path.display().to_string(),
-            |relative| relative.display().to_string(),
+            |depth| {
+                let mut relative = "../".repeat(depth + 1);
+                relative.push_str(&name.to_string_lossy());
+                relative
+            },
         )
 }
 

@@ -50,7 +50,7 @@ pub async fn run(cli: &Cli, args: &PlanArgs) -> ExitCode {
                 stdout,
                 "Saved the plan to {}; apply it with `declastruct apply {}--plan {}`.",
                 out.display(),
-                cli.file
+                cli.file()
                     .as_ref()
                     .map(|file| format!("-f {} ", file.display()))
                     .unwrap_or_default(),

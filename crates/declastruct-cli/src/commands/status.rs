@@ -19,7 +19,7 @@ use crate::resources::{Observed, observe};
 pub async fn run(cli: &Cli, args: &StatusArgs) -> ExitCode {
     if args.all {
         return match all_rows().await {
-            Ok(rows) => print(&rows, args.json, &ALL_COLUMNS),
+            Ok(rows) => print(&rows, args.json, cli.quiet, &ALL_COLUMNS),
             Err(error) => {
                 report(error);
                 ExitCode::from(EXIT_FAILURE)
@@ -63,7 +63,7 @@ pub async fn run(cli: &Cli, args: &StatusArgs) -> ExitCode {
             }
         }
     };
-    print(&rows, args.json, &COLUMNS)
+    print(&rows, args.json, cli.quiet, &COLUMNS)
 }
 
 /// a column of the status table: its header and how a row's JSON becomes its cell
@@ -87,6 +87,25 @@ fn health_cell(row: &Value) -> String {
     }
 }
 
+/// the count, and beside it why the session last restarted: "2 (last: the session ended (exit status: 0): ...)"
+fn restarts_cell(row: &Value) -> String {
+    const WIDEST_CAUSE: usize = 60;
+    match (&row["restarts"], row["lastRestart"].as_str()) {
+        (Value::Number(count), Some(cause))
+            if count.as_u64().unwrap_or(0) > 0 && !cause.is_empty() =>
+        {
+            let cause = if cause.chars().count() > WIDEST_CAUSE {
+                let cut: String = cause.chars().take(WIDEST_CAUSE - 1).collect();
+                format!("{cut}…")
+            } else {
+                cause.to_string()
+            };
+            format!("{count} (last: {cause})")
+        }
+        (count, _) => text(count),
+    }
+}
+
 fn uptime_cell(row: &Value) -> String {
     row["uptimeSeconds"]
         .as_i64()
@@ -101,7 +120,7 @@ const COLUMNS: [Column; 7] = [
     ("PID", |row| text(&row["pid"])),
     ("PORT", |row| text(&row["port"])),
     ("UPTIME", uptime_cell),
-    ("RESTARTS", |row| text(&row["restarts"])),
+    ("RESTARTS", restarts_cell),
     ("HEALTH", health_cell),
 ];
 
@@ -113,12 +132,12 @@ const ALL_COLUMNS: [Column; 9] = [
     ("FAR END", |row| text(&row["farEnd"])),
     ("PID", |row| text(&row["pid"])),
     ("UPTIME", uptime_cell),
-    ("RESTARTS", |row| text(&row["restarts"])),
+    ("RESTARTS", restarts_cell),
     ("HEALTH", health_cell),
 ];
 
-/// the rows as JSON, or as a table whose last column is not padded
-fn print(rows: &[Value], json: bool, columns: &[Column]) -> ExitCode {
+/// the rows as JSON, or as a table whose last column is not padded, followed (unless `quiet`) by how to connect
+fn print(rows: &[Value], json: bool, quiet: bool, columns: &[Column]) -> ExitCode {
     let mut stdout = anstream::stdout();
     if json {
         let _ = writeln!(
@@ -170,7 +189,7 @@ fn print(rows: &[Value], json: bool, columns: &[Column]) -> ExitCode {
             ))
         })
         .collect();
-    if !connections.is_empty() {
+    if !connections.is_empty() && !quiet {
         let _ = writeln!(stdout, "\nConnect:\n{}", connections.join("\n"));
     }
     ExitCode::SUCCESS

@@ -7,8 +7,9 @@ use std::collections::BTreeMap;
 
 use declastruct_aws::internal::utils::{RecordedTunnel, TunnelFiles, TunnelProcesses};
 use declastruct_aws::internal::{
-    RdsClusterEndpoint, TargetLookups, closest_cluster_names, closest_instance_names,
-    get_ec2_instances, get_rds_cluster_endpoints, get_rds_clusters, get_rds_instances,
+    RdsClusterEndpoint, TargetLookups, closest_cluster_names, closest_exids,
+    closest_instance_names, get_ec2_instances, get_rds_cluster_endpoints, get_rds_clusters,
+    get_rds_instances,
 };
 use declastruct_aws::{
     AwsError, ClusterEndpoint, ContextAwsApi, DeclaredAwsEc2Instance, DeclaredAwsRdsCluster,
@@ -257,9 +258,16 @@ pub async fn read_live_state(
         .unwrap_or_else(|| "the configured region".into());
     for (reference, at) in &references.bastions {
         if !bastions.contains_key(reference) {
+            let closest = match reference {
+                Ec2InstanceRef::ByUnique { exid } => {
+                    closest_exids(exid, context).await.unwrap_or_default()
+                }
+                Ec2InstanceRef::ByPrimary { .. } => Vec::new(),
+            };
             let error = AwsError::BastionNotFound {
                 reference: reference.to_string(),
                 region: region.clone(),
+                closest,
             };
             errors.push(at.locate(manifest, error, "no such instance"));
         }

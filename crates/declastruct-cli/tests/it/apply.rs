@@ -303,6 +303,10 @@ fn a_port_held_by_another_program_is_reported_and_left_alone() {
         "{message}"
     );
     assert!(message.contains("http.server"), "{message}");
+    assert!(
+        message.contains("declastruct never stops a program it did not start: stop it yourself if it is yours, or give this tunnel another `from.port`"),
+        "{message}"
+    );
     assert!(still_running, "the holder must never be killed");
     assert!(world.metas().is_empty(), "no tunnel files");
 }

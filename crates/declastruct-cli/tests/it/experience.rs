@@ -189,15 +189,25 @@ fn logs_follow_prints_what_is_appended_until_the_tunnel_closes() {
 #[test]
 fn completions_and_help() {
     let sandbox = Sandbox::new(None);
+    // each script asks `declastruct` itself for candidates (`COMPLETE=SHELL declastruct -- WORDS`), so the
+    // manifest's addresses complete too (`first_hour::completions_offer_the_manifests_addresses`)
     for (shell, marker) in [
-        ("bash", "_declastruct()"),
+        ("bash", "_clap_complete_declastruct()"),
         ("zsh", "#compdef declastruct"),
-        ("fish", "complete -c declastruct"),
+        (
+            "fish",
+            "complete --keep-order --exclusive --command declastruct",
+        ),
+        ("elvish", "arg-completer[declastruct]"),
+        (
+            "powershell",
+            "Register-ArgumentCompleter -Native -CommandName declastruct",
+        ),
     ] {
         let output: Output = sandbox.run(&["completions", shell]);
         assert_success(&output);
         assert!(stdout(&output).contains(marker), "{shell}");
-        assert!(stdout(&output).contains("apply"), "{shell}");
+        assert!(stdout(&output).contains("COMPLETE"), "{shell}");
     }
     for command in [
         "validate",

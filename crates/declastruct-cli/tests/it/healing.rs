@@ -72,6 +72,12 @@ fn a_killed_session_is_restarted_and_the_port_answers_again() {
     assert_eq!(world.only_meta().pid, meta.pid, "same pid file");
     assert!(!children_of(meta.pid).contains(&session[0]));
     assert_eq!(restarts_in_status(&world), 1);
+    // the table shows the last restart's cause beside the count
+    let table = stdout(&world.sandbox.run(&["status"]));
+    assert!(
+        table.contains("1 (last: the session ended"),
+        "the cause beside the count:\n{table}"
+    );
 }
 
 #[test]
@@ -241,6 +247,18 @@ fn a_tunnel_to_dev_never_passes_for_prod() {
         message.contains(&dev) && message.contains("us-east-1"),
         "{message}"
     );
+    // which manifest holds it, and that the tunnel is closed from there, not by stopping "that program"
+    let manifest = sandbox.path("declastruct.yml");
+    let manifest = manifest.canonicalize().unwrap_or(manifest);
+    assert!(
+        message.contains(&format!("opened by the manifest {}", manifest.display())),
+        "{message}"
+    );
+    assert!(
+        message.contains("close that tunnel from its manifest: declare it CLOSED"),
+        "{message}"
+    );
+    assert!(!message.contains("never stops a program"), "{message}");
     assert_eq!(
         Postgres::psql(port, "select 1").as_deref(),
         Ok("1"),

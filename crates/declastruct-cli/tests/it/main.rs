@@ -6,6 +6,7 @@ mod connect;
 mod docs;
 mod experience;
 mod faithful;
+mod first_hour;
 mod healing;
 mod lifecycle;
 mod manifest_errors;

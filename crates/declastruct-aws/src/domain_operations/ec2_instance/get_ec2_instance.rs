@@ -101,6 +101,20 @@ pub async fn get_ec2_instances(
     Ok(found)
 }
 
+/// .what = the `exid` tags of live instances closest to `exid`, best first
+/// .why = "bastion not found" says what the user probably meant, as "cluster not found" does; only called on that
+/// error path (one DescribeInstances call for every instance that has the tag)
+pub async fn closest_exids(exid: &str, context: &ContextAwsApi) -> Result<Vec<String>, AwsError> {
+    let tagged = describe_instances("tag-key", vec!["exid".to_string()], context).await?;
+    Ok(crate::domain_operations::closest_names::closest_names(
+        exid,
+        tagged
+            .into_iter()
+            .map(|instance| instance.exid)
+            .filter(|candidate| !candidate.is_empty()),
+    ))
+}
+
 /// how many values one DescribeInstances filter carries at most (EC2 refuses more: "The maximum number of filter
 /// values specified on a single call is 200"); more are asked for in several calls
 pub(crate) const INSTANCE_FILTER_LIMIT: usize = 200;

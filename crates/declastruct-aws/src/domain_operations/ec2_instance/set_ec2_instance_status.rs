@@ -44,6 +44,7 @@ pub async fn set_ec2_instance_status(
             .region
             .clone()
             .unwrap_or_else(|| "the configured region".into()),
+        closest: Vec::new(),
     };
     let found = lookup().await?.ok_or_else(not_found)?;
     let Some(instance_id) = found.instance_id.clone() else {

@@ -75,17 +75,10 @@ pub async fn closest_cluster_names(
     context: &ContextAwsApi,
 ) -> Result<Vec<String>, AwsError> {
     let clusters = describe_clusters(None, context).await?;
-    let mut scored: Vec<(usize, String)> = clusters
-        .into_iter()
-        .map(|cluster| (strsim::levenshtein(name, &cluster.name), cluster.name))
-        .filter(|(distance, candidate)| *distance <= (candidate.len().max(name.len()) / 2).max(2))
-        .collect();
-    scored.sort();
-    Ok(scored
-        .into_iter()
-        .take(3)
-        .map(|(_, candidate)| candidate)
-        .collect())
+    Ok(crate::domain_operations::closest_names::closest_names(
+        name,
+        clusters.into_iter().map(|cluster| cluster.name),
+    ))
 }
 
 /// how many values one `db-cluster-id` filter carries at most; more names are asked for in several calls

@@ -79,17 +79,10 @@ pub async fn closest_instance_names(
     context: &ContextAwsApi,
 ) -> Result<Vec<String>, AwsError> {
     let instances = describe_instances(None, context).await?;
-    let mut scored: Vec<(usize, String)> = instances
-        .into_iter()
-        .map(|instance| (strsim::levenshtein(name, &instance.name), instance.name))
-        .filter(|(distance, candidate)| *distance <= (candidate.len().max(name.len()) / 2).max(2))
-        .collect();
-    scored.sort();
-    Ok(scored
-        .into_iter()
-        .take(3)
-        .map(|(_, candidate)| candidate)
-        .collect())
+    Ok(crate::domain_operations::closest_names::closest_names(
+        name,
+        instances.into_iter().map(|instance| instance.name),
+    ))
 }
 
 /// .what = DescribeDBInstances through the SDK's paginator, filtered to `names` when given, in chunks of at most

@@ -78,9 +78,11 @@ pub(crate) async fn open_vpc_tunnel(
     }
 
     if is_port_in_use(local_port) {
+        let (holder, help) = describe_port_holder(local_port, &processes, &files.dir);
         return Err(AwsError::PortInUse {
             port: local_port,
-            holder: describe_port_holder(local_port, &processes, &files.dir),
+            holder,
+            help,
         });
     }
     if resolved.bastion.status != Some(Ec2InstanceStatus::Running) {
@@ -206,32 +208,56 @@ async fn abandon(started: &mut StartedTunnelProcess, files: &TunnelFiles) {
 
 /// .what = who holds a port, in words: another tunnel of ours, a tunnel of another state folder, or a program
 /// .why = the user must know what to stop; declastruct stops nothing it did not start
-fn describe_port_holder(port: u16, processes: &TunnelProcesses, tunnels_dir: &Path) -> String {
+fn describe_port_holder(
+    port: u16,
+    processes: &TunnelProcesses,
+    tunnels_dir: &Path,
+) -> (String, String) {
+    let another_port = "or give this tunnel another `from.port`";
+    let foreign = |holder: String| {
+        let help = format!(
+            "declastruct never stops a program it did not start: stop it yourself if it is yours, {another_port}"
+        );
+        (holder, help)
+    };
     let Some(holder) = find_port_holder(port) else {
-        return "another program (the system does not tell which)".into();
+        return foreign("another program (the system does not tell which)".into());
     };
     if let Some(hash) = processes.tunnel_of(holder.pid) {
         return match TunnelFiles::new(tunnels_dir, hash).read_meta() {
-            Ok(Some(meta)) => format!(
-                "another declastruct tunnel (pid {}) to {}:{} through {}{}, opened by {}",
-                holder.pid,
-                meta.remote_host,
-                meta.remote_port,
-                meta.instance_id,
-                meta.region
-                    .as_ref()
-                    .map(|region| format!(" in {region}"))
-                    .unwrap_or_default(),
+            Ok(Some(meta)) => {
+                let holder_text = format!(
+                    "another declastruct tunnel (pid {}) to {}:{} through {}{}",
+                    holder.pid,
+                    meta.remote_host,
+                    meta.remote_port,
+                    meta.instance_id,
+                    meta.region
+                        .as_ref()
+                        .map(|region| format!(" in {region}"))
+                        .unwrap_or_default(),
+                );
                 match &meta.manifest {
-                    Some(manifest) => format!(
-                        "the manifest {manifest}: close it there (declare it CLOSED, or remove it, and apply that manifest)"
+                    Some(manifest) => (
+                        format!("{holder_text}, opened by the manifest {manifest}"),
+                        format!(
+                            "close that tunnel from its manifest: declare it CLOSED (or remove it) in {manifest} and run `declastruct apply -f {manifest}`; {another_port}"
+                        ),
                     ),
-                    None => "a program using the SDK: close it there".to_string(),
-                },
-            ),
-            _ => format!(
-                "another declastruct tunnel (pid {}, {hash}) whose record is damaged or missing; `declastruct status --all` shows it",
-                holder.pid
+                    None => (
+                        format!("{holder_text}, opened by a program using the SDK"),
+                        format!("close it from the program that opened it; {another_port}"),
+                    ),
+                }
+            }
+            _ => (
+                format!(
+                    "another declastruct tunnel (pid {}, {hash}) whose record is damaged or missing",
+                    holder.pid
+                ),
+                format!(
+                    "`declastruct status --all` shows it; `declastruct apply` with the manifest that declares it heals or closes it; {another_port}"
+                ),
             ),
         };
     }
@@ -240,12 +266,17 @@ fn describe_port_holder(port: u16, processes: &TunnelProcesses, tunnels_dir: &Pa
             || marker.display().to_string(),
             |home| home.display().to_string(),
         );
-        return format!(
-            "a declastruct tunnel of another state folder (pid {}, DECLASTRUCT_HOME={home}); close it from there",
-            holder.pid
+        return (
+            format!(
+                "a declastruct tunnel of another state folder (pid {}, DECLASTRUCT_HOME={home})",
+                holder.pid
+            ),
+            format!(
+                "close it from there: `DECLASTRUCT_HOME={home} declastruct status --all` shows its manifest; {another_port}"
+            ),
         );
     }
-    holder.to_string()
+    foreign(holder.to_string())
 }
 
 /// why a tunnel did not become ready

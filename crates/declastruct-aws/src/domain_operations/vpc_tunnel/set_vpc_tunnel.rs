@@ -52,6 +52,7 @@ pub async fn set_vpc_tunnel(
             .region
             .clone()
             .unwrap_or_else(|| "the configured region".into()),
+        closest: Vec::new(),
     })?;
     let resolved = ResolvedVpcTunnel {
         tunnel: tunnel.clone(),

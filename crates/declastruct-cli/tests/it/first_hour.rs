@@ -1,0 +1,281 @@
+//! "A new user's first hour and second day": what a new user meets first, tested where they meet it (a pipe
+//! for CI, a shell for completions, a subfolder of the project).
+
+use std::os::fd::OwnedFd;
+use std::process::{Command, Stdio};
+
+use declastruct_test_support::Moto;
+
+use crate::apply::{World, assert_success};
+use crate::support::{REGION, Sandbox, manifest, stderr, stdout};
+
+/// runs declastruct with a stdout whose reader is already gone, as `declastruct plan | head -0` leaves it
+fn with_closed_stdout(mut command: Command) -> std::process::Output {
+    let (reader, writer): (OwnedFd, OwnedFd) = nix::unistd::pipe().expect("pipe");
+    drop(reader);
+    command
+        .stdout(Stdio::from(writer))
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run declastruct")
+}
+
+/// a closed stdout ends every command quietly with its own exit status: never "Broken pipe", a panic, or 1
+#[test]
+fn a_closed_stdout_ends_quietly_with_the_commands_own_status() {
+    let world = World::new(true);
+    world.declare("running", "OPEN");
+    for (args, expected) in [
+        (vec!["plan", "--detailed-exitcode"], 2),
+        (vec!["plan"], 0),
+        (vec!["plan", "--json"], 0),
+        (vec!["schema"], 0),
+        (vec!["completions", "bash"], 0),
+        (vec!["validate"], 0),
+        (vec!["status"], 0),
+    ] {
+        let output = with_closed_stdout(world.sandbox.command(&args));
+        assert_eq!(
+            output.status.code(),
+            Some(expected),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert_eq!(stderr(&output), "", "{args:?}: nothing on stderr");
+    }
+}
+
+/// without `-f`, the manifest is looked for in the current folder and then its parents, and the plan's header
+/// says which was used
+#[test]
+fn the_manifest_is_found_in_a_parent_folder_and_named() {
+    let world = World::new(true);
+    world.declare("running", "OPEN");
+    let deeper = world.sandbox.path("services/api");
+    std::fs::create_dir_all(&deeper).expect("subfolder");
+    let mut plan = world.sandbox.command(&["plan"]);
+    plan.current_dir(&deeper);
+    let output = plan.output().expect("plan");
+    assert_success(&output);
+    assert!(
+        stdout(&output).starts_with("Plan for ../../declastruct.yml\n"),
+        "{}",
+        stdout(&output)
+    );
+    let mut validate = world.sandbox.command(&["validate"]);
+    validate.current_dir(&deeper);
+    let output = validate.output().expect("validate");
+    assert_eq!(
+        stdout(&output),
+        "../../declastruct.yml is valid: 3 resources.\n"
+    );
+    // none anywhere up the tree: the usual message about ./declastruct.yml
+    let elsewhere = tempfile::tempdir().expect("tempdir");
+    let mut lost = world.sandbox.command(&["validate"]);
+    lost.current_dir(elsewhere.path());
+    let output = lost.output().expect("validate");
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("declastruct.yml"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+/// `-f` and `--var` are offered by the commands that read a manifest only; `--help` groups the global options
+/// apart and lists the environment variables the command honours
+#[test]
+fn help_offers_manifest_options_only_where_they_mean_something() {
+    let sandbox = Sandbox::new(None);
+    for command in ["validate", "plan", "apply", "status", "logs", "exec", "env"] {
+        let help = stdout(&sandbox.run(&[command, "--help"]));
+        assert!(
+            help.contains("Manifest options:\n  -f, --file <PATH>"),
+            "{command}:\n{help}"
+        );
+        assert!(help.contains("--var <NAME=VALUE>"), "{command}:\n{help}");
+        assert!(
+            help.contains("Global options:\n  -v, --verbose"),
+            "{command}:\n{help}"
+        );
+        assert!(help.contains("Environment:\n"), "{command}:\n{help}");
+        assert!(help.contains("NO_COLOR"), "{command}:\n{help}");
+        // validate reads no state folder; every other of these does
+        assert_eq!(
+            help.contains("DECLASTRUCT_HOME"),
+            command != "validate",
+            "{command}:\n{help}"
+        );
+    }
+    for command in ["plan", "apply", "status"] {
+        let help = stdout(&sandbox.run(&[command, "--help"]));
+        for variable in ["AWS_PROFILE", "AWS_REGION", "AWS_ENDPOINT_URL", "NO_COLOR"] {
+            assert!(
+                help.contains(variable),
+                "{command} names {variable}:\n{help}"
+            );
+        }
+    }
+    let apply = stdout(&sandbox.run(&["apply", "--help"]));
+    assert!(apply.contains("DECLASTRUCT_AWS_CLI"), "{apply}");
+    for command in ["schema", "show", "completions"] {
+        let help = stdout(&sandbox.run(&[command, "--help"]));
+        assert!(
+            !help.contains("--file"),
+            "{command} reads no manifest:\n{help}"
+        );
+        assert!(help.contains("Global options:"), "{command}:\n{help}");
+    }
+    // after the command, clap refuses it; before it, declastruct does, naming the command
+    let after = sandbox.run(&["schema", "-f", "x.yml"]);
+    assert_eq!(after.status.code(), Some(2));
+    let before = sandbox.run(&["-f", "x.yml", "schema"]);
+    assert_eq!(before.status.code(), Some(2));
+    assert!(
+        stderr(&before).contains(
+            "`-f` and `--var` are for commands that read a manifest; `schema` reads none"
+        ),
+        "{}",
+        stderr(&before)
+    );
+    let top = stdout(&sandbox.run(&["--help"]));
+    assert!(top.contains("Manifest options:"), "{top}");
+    assert!(top.contains("Global options:"), "{top}");
+}
+
+/// the bastion-not-found message suggests the closest `exid`s, as the cluster one does
+#[test]
+fn a_misspelt_bastion_suggests_the_closest_exid() {
+    let moto = Moto::start();
+    moto.seed_bastion(REGION, "vpc-main-bastion", true);
+    moto.seed_cluster(REGION, "ahbodedb");
+    let sandbox = Sandbox::new(Some(&moto));
+    sandbox.write(
+        "declastruct.yml",
+        &manifest("running", "OPEN", 7775).replace("vpc-main-bastion", "vpc-mian-bastion"),
+    );
+    let output = sandbox.run(&["plan"]);
+    assert_eq!(output.status.code(), Some(1));
+    let message = stderr(&output);
+    assert!(
+        message.contains("bastion { exid: vpc-mian-bastion } was not found"),
+        "{message}"
+    );
+    assert!(
+        message.contains("did you mean `vpc-main-bastion`?"),
+        "{message}"
+    );
+}
+
+/// completions offer the manifest's addresses: tunnels for `logs`, `env`, `exec` and `--replace`, every resource
+/// for `--target`, through the script `completions bash` prints, in a real bash
+#[test]
+fn completions_offer_the_manifests_addresses() {
+    let world = World::new(true);
+    world.declare("running", "OPEN");
+    let binary = std::path::Path::new(env!("CARGO_BIN_EXE_declastruct"));
+    let folder = binary.parent().expect("the binary's folder");
+    let complete = |words: &str| -> Vec<String> {
+        let script = format!(
+            "source <(declastruct completions bash)\n\
+             COMP_WORDS=({words}); COMP_CWORD=$(( ${{#COMP_WORDS[@]}} - 1 )); COMP_TYPE=9\n\
+             _clap_complete_declastruct declastruct \"${{COMP_WORDS[COMP_CWORD]}}\" \"${{COMP_WORDS[COMP_CWORD-1]}}\"\n\
+             printf '%s\\n' \"${{COMPREPLY[@]}}\""
+        );
+        let mut bash = Command::new("bash");
+        bash.arg("-c")
+            .arg(script)
+            .current_dir(world.sandbox.dir.path())
+            .env(
+                "PATH",
+                format!(
+                    "{}:{}",
+                    folder.display(),
+                    std::env::var("PATH").unwrap_or_default()
+                ),
+            )
+            .env(
+                "DECLASTRUCT_HOME",
+                world.sandbox.home().display().to_string(),
+            );
+        let output = bash.output().expect("bash");
+        assert!(output.status.success(), "{}", stderr(&output));
+        stdout(&output).lines().map(str::to_string).collect()
+    };
+    let tunnel = format!("vpc-main-bastion.ahbodedb.{}", world.port);
+    for words in [
+        "declastruct logs ''",
+        "declastruct env ''",
+        "declastruct exec ''",
+        "declastruct apply --replace ''",
+    ] {
+        let offered = complete(words);
+        assert!(offered.contains(&tunnel), "{words}: {offered:?}");
+        assert!(
+            !offered.contains(&"ahbodedb".to_string()),
+            "{words}: tunnels only: {offered:?}"
+        );
+    }
+    let targets = complete("declastruct plan --target ''");
+    for address in [tunnel.as_str(), "vpc-main-bastion", "ahbodedb"] {
+        assert!(targets.contains(&address.to_string()), "{targets:?}");
+    }
+    let prefixed = complete("declastruct logs vpc-");
+    assert_eq!(prefixed, std::slice::from_ref(&tunnel));
+}
+
+/// `-q` prints only the essential result on every command
+#[test]
+fn quiet_prints_only_the_essential_result() {
+    let world = World::new(true);
+    world.declare("running", "OPEN");
+    let validate = world.sandbox.run(&["validate", "-q"]);
+    assert_success(&validate);
+    assert_eq!(stdout(&validate), "");
+    let apply = world.sandbox.run(&["apply", "--auto-approve", "-q"]);
+    assert_success(&apply);
+    assert!(!stdout(&apply).contains("Connect:"), "{}", stdout(&apply));
+    let status = world.sandbox.run(&["status", "-q"]);
+    assert_success(&status);
+    assert!(
+        stdout(&status).contains("RESOURCE"),
+        "the table is the result"
+    );
+    assert!(!stdout(&status).contains("Connect:"), "{}", stdout(&status));
+    let loud = world.sandbox.run(&["status"]);
+    assert!(stdout(&loud).contains("Connect:"), "{}", stdout(&loud));
+}
+
+/// a CI log (stderr not a terminal) gets a plain progress line every few seconds of a long wait, with what is
+/// waited for and for how long, and no control codes; a short wait prints nothing
+#[test]
+fn a_long_wait_in_ci_prints_plain_progress_lines() {
+    let mut world = World::new(true);
+    world.declare("running", "OPEN");
+    // the bastion's agent refuses the first sessions: the open waits while the session restarts
+    world.refuse_first_sessions(4);
+    let output = world.apply();
+    assert_success(&output);
+    let log = stderr(&output);
+    assert!(
+        log.contains(&format!(
+            "… UPDATE DeclaredAwsVpcTunnel vpc-main-bastion.ahbodedb.{}: still waiting after 5 s",
+            world.port
+        )),
+        "{log}"
+    );
+    assert!(
+        log.contains("SSM agent"),
+        "the latest reason rides along:\n{log}"
+    );
+    assert!(!log.contains('\u{1b}'), "no control codes: {log:?}");
+    // a quick run prints none
+    world.declare("running", "CLOSED");
+    let quick = world.apply();
+    assert_success(&quick);
+    assert!(
+        !stderr(&quick).contains("still waiting"),
+        "{}",
+        stderr(&quick)
+    );
+}
