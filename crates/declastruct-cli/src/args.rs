@@ -44,8 +44,17 @@ pub struct Cli {
     #[arg(short, long, global = true, help_heading = "Global options")]
     pub quiet: bool,
 
-    /// Never colour the output (as does NO_COLOR)
-    #[arg(long, global = true, help_heading = "Global options")]
+    /// Never colour the output
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = EnvVars::NO_COLOR,
+        value_parser = present_and_not_empty,
+        // the default goes through the parser too: "" reads as colour on (clap's own default, "false", would not)
+        default_value = "",
+        hide_env_values = true
+    )]
     pub no_color: bool,
 
     /// What to do
@@ -74,6 +83,11 @@ pub struct ManifestArgs {
         help_heading = "Manifest options"
     )]
     pub vars: Vec<String>,
+}
+
+/// NO_COLOR's rule (no-color.org): set to anything but the empty string turns colour off, `0` included
+fn present_and_not_empty(value: &str) -> Result<bool, String> {
+    Ok(!value.is_empty())
 }
 
 /// the environment variables a command honours, for the end of its `--help`

@@ -29,9 +29,8 @@ pub fn run() -> ExitCode {
         Ok(cli) => cli,
         Err(error) => return usage_error(&error),
     };
-    let no_color = cli.no_color
-        || std::env::var_os(declastruct_aws::EnvVars::NO_COLOR)
-            .is_some_and(|value| !value.is_empty());
+    // `--no-color`, or NO_COLOR through clap (`env = EnvVars::NO_COLOR`)
+    let no_color = cli.no_color;
     if no_color {
         anstream::ColorChoice::Never.write_global();
     }

@@ -112,15 +112,22 @@ fn colour_only_on_a_terminal_without_no_color() {
     assert!(has_colour(&coloured), "colour on a terminal: {coloured:?}");
     let (_, plain) = on_terminal(&world.sandbox, &["plan", "--no-color"], "");
     assert!(!has_colour(&plain), "--no-color: {plain:?}");
-    let mut no_color = Sandbox::new(Some(&world.moto));
-    no_color.set_env("NO_COLOR", "1");
-    std::fs::copy(
-        world.sandbox.path("declastruct.yml"),
-        no_color.path("declastruct.yml"),
-    )
-    .expect("copy");
-    let (_, plain) = on_terminal(&no_color, &["plan"], "");
-    assert!(!has_colour(&plain), "NO_COLOR: {plain:?}");
+    // no-color.org: any value but the empty string turns colour off, "0" and "false" included
+    for (value, coloured) in [("1", false), ("0", false), ("false", false), ("", true)] {
+        let mut no_color = Sandbox::new(Some(&world.moto));
+        no_color.set_env("NO_COLOR", value);
+        std::fs::copy(
+            world.sandbox.path("declastruct.yml"),
+            no_color.path("declastruct.yml"),
+        )
+        .expect("copy");
+        let (_, output) = on_terminal(&no_color, &["plan"], "");
+        assert_eq!(
+            has_colour(&output),
+            coloured,
+            "NO_COLOR={value:?}: {output:?}"
+        );
+    }
     assert!(
         !stdout(&world.sandbox.run(&["plan"])).contains('\u{1b}'),
         "piped"

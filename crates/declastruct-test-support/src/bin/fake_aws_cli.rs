@@ -457,11 +457,13 @@ fn plugin(args: &[String]) -> ExitCode {
                 let destination = destination.clone();
                 let out = out.clone();
                 std::thread::spawn(move || {
-                    if !forward(client, destination.as_deref()) {
+                    // the agent sends the ConnectToPortError flag when its dial fails, and the plugin prints
+                    // on the flag's arrival (`muxportforwarding.go`, `WriteStream`); the stream closes after
+                    forward(client, destination.as_deref(), || {
                         out.print(
                             "\nConnection to destination port failed, check SSM Agent logs.\n",
                         );
-                    }
+                    });
                 });
             }
             Mode::Basic => {
@@ -469,7 +471,8 @@ fn plugin(args: &[String]) -> ExitCode {
                     out.print(&format!("Connection accepted for session {session_id}.\n"));
                 });
                 // one client at a time: the next waits in the listen queue until this one is done
-                let _ = forward(client, destination.as_deref());
+                // basic mode prints nothing when the destination refuses (`basicportforwarding.go`)
+                forward(client, destination.as_deref(), || {});
             }
         }
     }
@@ -493,16 +496,18 @@ fn resolve(remote: &str) -> Option<String> {
         .map(|(_, to)| to.to_string())
 }
 
-/// forwards one client to the destination until either side ends; false when the destination refused
-fn forward(client: TcpStream, destination: Option<&str>) -> bool {
+/// forwards one client to the destination until either side ends; `refused` runs before the client is closed
+/// when the destination refuses
+fn forward(client: TcpStream, destination: Option<&str>, refused: impl FnOnce()) {
     let Some(server) = destination.and_then(|destination| TcpStream::connect(destination).ok())
     else {
+        refused();
         let _ = client.shutdown(Shutdown::Both);
-        return false;
+        return;
     };
     let (Ok(mut client_reader), Ok(mut server_writer)) = (client.try_clone(), server.try_clone())
     else {
-        return true;
+        return;
     };
     let upstream = std::thread::spawn(move || {
         let _ = pump(&mut client_reader, &mut server_writer);
@@ -512,7 +517,6 @@ fn forward(client: TcpStream, destination: Option<&str>) -> bool {
     let _ = pump(&mut server_reader, &mut client_writer);
     let _ = client_writer.shutdown(Shutdown::Write);
     let _ = upstream.join();
-    true
 }
 
 fn pump(from: &mut TcpStream, to: &mut TcpStream) -> std::io::Result<()> {

@@ -174,8 +174,8 @@ pub(crate) async fn open_vpc_tunnel(
             })
         }
         Err(not_ready) => {
-            let log_tail = files.log_tail(8);
-            abandon(&mut started, files).await;
+            // read once the session and its supervisor are stopped: the plugin's last words are in the log by then
+            let log_tail = abandon(&mut started, files).await;
             Err(match not_ready {
                 NotReady::Interrupted => AwsError::Interrupted {
                     waiting_for: format!(
@@ -193,9 +193,10 @@ pub(crate) async fn open_vpc_tunnel(
     }
 }
 
-/// .what = stops everything a failed or interrupted open started and removes its files
-/// .why = no half-open tunnel is left behind, and nothing unrecorded either
-async fn abandon(started: &mut StartedTunnelProcess, files: &TunnelFiles) {
+/// .what = stops everything a failed or interrupted open started and removes its files; returns the log's tail
+/// .why = no half-open tunnel is left behind, and nothing unrecorded either; the tail is complete only once
+///   the supervisor, which copies the plugin's output into the log, has stopped
+async fn abandon(started: &mut StartedTunnelProcess, files: &TunnelFiles) -> String {
     let processes = TunnelProcesses::scan(&files.dir).of(&files.hash).to_vec();
     let _ = stop_tunnel_process(&processes, None, Duration::from_secs(1)).await;
     // reap the supervisor we started, now that it is gone
@@ -203,7 +204,9 @@ async fn abandon(started: &mut StartedTunnelProcess, files: &TunnelFiles) {
         let _ = started.child.kill();
         let _ = started.child.wait();
     }
+    let log_tail = files.log_tail(8);
     let _ = files.remove_all();
+    log_tail
 }
 
 /// .what = who holds a port, in words: another tunnel of ours, a tunnel of another state folder, or a program
