@@ -1,5 +1,6 @@
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpStream};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -38,7 +39,7 @@ impl Moto {
     pub fn start_with_env(env: &[(&str, &str)]) -> Self {
         let port = free_port();
         let folder = tempfile::tempdir().unwrap_or_else(|error| panic!("tempdir: {error}"));
-        let child = Command::new("moto_server")
+        let child = Command::new(moto_server_program())
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .env("MOTO_RECORDER_FILEPATH", folder.path().join("recording"))
             .current_dir(folder.path())
@@ -48,7 +49,7 @@ impl Moto {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|error| {
-                panic!("cannot start moto_server ({error}): run `scripts/test`, which installs it with pip install 'moto[server]'")
+                panic!("cannot start moto_server ({error}): run `scripts/setup`, which installs it into .venv, or `scripts/test`")
             });
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -351,6 +352,21 @@ impl Moto {
             body.to_string()
         }
     }
+}
+
+/// .what = the `moto_server` to start: the one on PATH, else the workspace's `.venv/bin/moto_server`
+/// .why = `scripts/setup` installs moto into the project's own virtual environment, so that `cargo test` finds it
+/// after setup even in a shell that did not source it
+fn moto_server_program() -> PathBuf {
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|folder| folder.join("moto_server"))
+            .find(|candidate| candidate.is_file())
+    });
+    let in_venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/moto_server");
+    on_path
+        .or_else(|| in_venv.is_file().then_some(in_venv))
+        .unwrap_or_else(|| PathBuf::from("moto_server"))
 }
 
 fn dechunk(body: &str) -> String {

@@ -3,6 +3,7 @@
 
 mod apply;
 mod connect;
+mod doc_commands;
 mod docs;
 mod experience;
 mod faithful;
@@ -13,6 +14,7 @@ mod manifest_errors;
 mod output;
 mod plan;
 mod schema;
+mod scripts;
 mod sdk;
 mod support;
 mod targets;
