@@ -224,7 +224,8 @@ fn completions_offer_the_manifests_addresses() {
     assert_eq!(prefixed, std::slice::from_ref(&tunnel));
 }
 
-/// `-q` prints only the essential result on every command
+/// `-q` prints only the essential result on every command; `-v` adds detail (the plan's unchanged resources, what
+/// apply does, on stderr) and `-vv` the AWS calls
 #[test]
 fn quiet_prints_only_the_essential_result() {
     let world = World::new(true);
@@ -232,6 +233,38 @@ fn quiet_prints_only_the_essential_result() {
     let validate = world.sandbox.run(&["validate", "-q"]);
     assert_success(&validate);
     assert_eq!(stdout(&validate), "");
+    let plan = world.sandbox.run(&["plan", "-q"]);
+    assert_success(&plan);
+    assert_eq!(
+        stdout(&plan).lines().count(),
+        1,
+        "one summary line: {}",
+        stdout(&plan)
+    );
+    assert!(stdout(&plan).contains("to update"), "{}", stdout(&plan));
+    let detailed = world.sandbox.run(&["plan", "-vv"]);
+    assert_success(&detailed);
+    assert!(
+        stderr(&detailed).contains("ec2:DescribeInstances")
+            || stderr(&detailed).contains("DescribeInstances"),
+        "-vv names the AWS calls: {}",
+        stderr(&detailed)
+    );
+    assert!(
+        !stderr(&world.sandbox.run(&["plan"])).contains("DescribeInstances"),
+        "not without -v"
+    );
+    let told = world.sandbox.run(&["apply", "--auto-approve", "-v"]);
+    assert_success(&told);
+    assert!(
+        stderr(&told).contains("starting the tunnel"),
+        "-v says what apply does: {}",
+        stderr(&told)
+    );
+    world.declare("running", "CLOSED");
+    let closed = world.sandbox.run(&["apply", "--auto-approve", "-q"]);
+    assert_success(&closed);
+    world.declare("running", "OPEN");
     let apply = world.sandbox.run(&["apply", "--auto-approve", "-q"]);
     assert_success(&apply);
     assert!(!stdout(&apply).contains("Connect:"), "{}", stdout(&apply));
