@@ -20,4 +20,4 @@ pub use diff::{project_onto, projection_equals, render_document, unified_differe
 pub use error::EngineError;
 pub use order::order_by_dependencies;
 pub use plan::{Change, ChangeState, Plan, Wish, canonical_json, compute_plan_hash};
-pub use resource::{Edge, Resource, ResourceAddress};
+pub use resource::{Edge, Resource, ResourceAddress, declared_action};

@@ -50,11 +50,7 @@ pub trait Resource {
     /// .what = the action that brings `remote` to `desired` (this resource's own documents, computed once)
     /// .why = the default compares only what was declared, so live metadata (ids, pids) never shows as drift
     fn action(&self, desired: &Value, remote: Option<&Value>) -> Action {
-        match remote {
-            None => Action::Create,
-            Some(remote) if projection_equals(remote, desired) => Action::Keep,
-            Some(_) => Action::Update,
-        }
+        declared_action(desired, remote)
     }
 
     /// .what = the difference a change shows: a unified diff from `remote` to `desired`, `None` for KEEP
@@ -71,5 +67,16 @@ pub trait Resource {
         } else {
             unified_difference(remote, desired)
         }
+    }
+}
+
+/// .what = the action that brings `remote` to `desired`, comparing only the declared fields: CREATE when there is
+/// nothing live, KEEP when what was declared holds, UPDATE otherwise
+/// .why = `Resource::action`'s default, and what an override falls back to once its own cases are decided
+pub fn declared_action(desired: &Value, remote: Option<&Value>) -> Action {
+    match remote {
+        None => Action::Create,
+        Some(remote) if projection_equals(remote, desired) => Action::Keep,
+        Some(_) => Action::Update,
     }
 }

@@ -8,7 +8,7 @@ use declastruct_aws::{
     Ec2InstanceRef, TunnelTarget, VpcTunnelStatus,
 };
 use declastruct_engine::{
-    Action, Edge, Resource, ResourceAddress, project_onto, projection_equals, render_document,
+    Action, Edge, Resource, ResourceAddress, declared_action, project_onto, render_document,
     unified_difference,
 };
 use serde_json::{Value, json};
@@ -212,11 +212,7 @@ impl Resource for Observed {
             Self::Tunnel(tunnel) if tunnel.unhealthy_reason().is_some() => return Action::Update,
             _ => {}
         }
-        match remote {
-            None => Action::Create,
-            Some(remote) if projection_equals(remote, desired) => Action::Keep,
-            Some(_) => Action::Update,
-        }
+        declared_action(desired, remote)
     }
 
     /// what the declared fields do not hold is shown too: an unhealthy tunnel's health, a replaced tunnel's old

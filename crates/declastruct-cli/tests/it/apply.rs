@@ -5,7 +5,7 @@ use declastruct_aws::internal::utils::{
 };
 use declastruct_test_support::{Moto, Postgres, free_port};
 
-use crate::support::{REGION, Sandbox, fake_aws_cli, manifest, stderr, stdout};
+use crate::support::{REGION, Sandbox, fake_aws_cli, hold_port, manifest, stderr, stdout};
 
 /// moto with a stopped bastion and a cluster, a PostgreSQL behind the cluster's endpoint, and a sandbox whose
 /// session stand-in forwards the endpoint to that PostgreSQL
@@ -271,22 +271,7 @@ fn a_stale_saved_plan_is_refused_and_a_fresh_one_applies() {
 fn a_port_held_by_another_program_is_reported_and_left_alone() {
     let world = World::new(true);
     world.declare("running", "OPEN");
-    let mut holder = std::process::Command::new("python3")
-        .args([
-            "-m",
-            "http.server",
-            &world.port.to_string(),
-            "--bind",
-            "127.0.0.1",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("python3");
-    assert!(declastruct_test_support::wait_for_port(
-        world.port,
-        Duration::from_secs(10)
-    ));
+    let mut holder = hold_port(world.port);
 
     let output = world.apply();
     let still_running = holder.try_wait().expect("try_wait").is_none();

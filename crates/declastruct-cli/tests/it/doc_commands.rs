@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use declastruct_test_support::{Moto, Postgres, free_port};
 
-use crate::support::{REGION, Sandbox, fake_aws_cli, workspace_root};
+use crate::support::{REGION, Sandbox, fake_aws_cli, terminal_lines, workspace_root};
 
 /// the port the docs' manifests use; a test's own free port is shown as this one before comparing
 const DOCUMENTED_PORT: u16 = 7775;
@@ -880,96 +880,6 @@ fn run_on_terminal(sandbox: &Sandbox, command: &str, answer: Option<&str>) -> Ra
         screen: terminal_lines(&bytes),
         folder: sandbox.dir.path().to_path_buf(),
     }
-}
-
-/// .what = the lines a terminal shows after receiving `bytes`: carriage returns, line feeds, backspaces, cursor
-/// moves and erasures applied, other escape sequences dropped
-/// .why = a progress spinner redraws its line; what the user is left looking at is what the doc shows
-fn terminal_lines(bytes: &[u8]) -> Vec<String> {
-    let text = String::from_utf8_lossy(bytes);
-    let mut screen: Vec<Vec<char>> = vec![Vec::new()];
-    let (mut row, mut column) = (0_usize, 0_usize);
-    let mut characters = text.chars().peekable();
-    while let Some(character) = characters.next() {
-        match character {
-            '\n' => {
-                row += 1;
-                if screen.len() <= row {
-                    screen.push(Vec::new());
-                }
-            }
-            '\r' => column = 0,
-            '\u{8}' => column = column.saturating_sub(1),
-            '\u{1b}' => match characters.next() {
-                Some('[') => {
-                    let mut parameters = String::new();
-                    let mut command = None;
-                    for next in characters.by_ref() {
-                        if ('@'..='~').contains(&next) {
-                            command = Some(next);
-                            break;
-                        }
-                        parameters.push(next);
-                    }
-                    let count = parameters
-                        .trim_start_matches('?')
-                        .split(';')
-                        .next()
-                        .and_then(|value| value.parse::<usize>().ok());
-                    match command {
-                        Some('A') => row = row.saturating_sub(count.unwrap_or(1).max(1)),
-                        Some('G') => column = count.unwrap_or(1).saturating_sub(1),
-                        Some('K') => match count.unwrap_or(0) {
-                            0 => screen[row].truncate(column),
-                            1 => screen[row]
-                                .iter_mut()
-                                .take(column)
-                                .for_each(|cell| *cell = ' '),
-                            _ => screen[row].clear(),
-                        },
-                        Some('J') if count.unwrap_or(0) == 0 => {
-                            screen[row].truncate(column);
-                            screen.truncate(row + 1);
-                        }
-                        _ => {}
-                    }
-                }
-                // an operating system command (a title, a link) ends with BEL or ESC \
-                Some(']') => {
-                    while let Some(next) = characters.next() {
-                        if next == '\u{7}'
-                            || (next == '\u{1b}' && characters.next_if_eq(&'\\').is_some())
-                        {
-                            break;
-                        }
-                    }
-                }
-                _ => {}
-            },
-            control if control.is_control() => {}
-            printable => {
-                let line = &mut screen[row];
-                while line.len() < column {
-                    line.push(' ');
-                }
-                if column < line.len() {
-                    line[column] = printable;
-                } else {
-                    line.push(printable);
-                }
-                column += 1;
-            }
-        }
-    }
-    let mut lines: Vec<String> = screen
-        .into_iter()
-        .map(|line| line.into_iter().collect::<String>().trim_end().to_string())
-        .collect();
-    // the `stty` before the command, and the empty lines after its end
-    while lines.last().is_some_and(String::is_empty) {
-        lines.pop();
-    }
-    lines
 }
 
 // ---------------------------------------------------------------------------------------------------------------

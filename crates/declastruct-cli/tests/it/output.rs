@@ -5,7 +5,7 @@ use declastruct_test_support::{Moto, free_port};
 
 use crate::apply::World;
 use crate::assert_shown;
-use crate::support::{REGION, Sandbox, manifest, without_padding};
+use crate::support::{REGION, Sandbox, hold_port, manifest, without_padding};
 
 #[test]
 fn apply_and_status_as_a_person_reads_them() {
@@ -48,22 +48,7 @@ fn errors_while_reading_live_state() {
 fn a_port_held_by_another_program() {
     let world = World::new(true);
     world.declare("running", "OPEN");
-    let mut holder = std::process::Command::new("python3")
-        .args([
-            "-m",
-            "http.server",
-            &world.port.to_string(),
-            "--bind",
-            "127.0.0.1",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("python3");
-    assert!(declastruct_test_support::wait_for_port(
-        world.port,
-        std::time::Duration::from_secs(10)
-    ));
+    let mut holder = hold_port(world.port);
     let output = world.apply();
     let _ = holder.kill();
     let _ = holder.wait();

@@ -17,7 +17,7 @@ use declastruct_aws::internal::utils::{all_pids, read_process};
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 
-use crate::support::{stderr, stdout, wait_for, workspace_root};
+use crate::support::{stderr, stdout, terminal_lines, wait_for, workspace_root};
 
 const NOTHING_TO_INSTALL: &str =
     "setup: moto (.venv), PostgreSQL and psql are present; nothing to install";
@@ -333,73 +333,6 @@ fn setup_without_root_or_sudo_names_the_packages_and_returns_the_failure() {
     assert_eq!(calls_made(&calls), "");
 }
 
-/// .what = the text a terminal shows after receiving `screen`: lines as a person reads them, without colours, with
-/// what a spinner drew and then erased (carriage returns, cursor up and down, erase line) gone
-/// .why = assertions read what a person reads; the pseudo-terminal is wide enough that nothing wraps
-fn as_read(screen: &[u8]) -> String {
-    let text = String::from_utf8_lossy(screen);
-    let mut rows: Vec<Vec<char>> = vec![Vec::new()];
-    let (mut row, mut column) = (0_usize, 0_usize);
-    let mut characters = text.chars().peekable();
-    while let Some(character) = characters.next() {
-        match character {
-            '\u{1b}' => match characters.next() {
-                // a control sequence: parameters, then a final character in @..~
-                Some('[') => {
-                    let mut parameters = String::new();
-                    for next in characters.by_ref() {
-                        if ('@'..='~').contains(&next) {
-                            let count = parameters.parse::<usize>().unwrap_or(1).max(1);
-                            match next {
-                                'A' => row = row.saturating_sub(count),
-                                'B' => row += count,
-                                'G' => column = count - 1,
-                                'K' if parameters == "2" => rows[row].clear(),
-                                'K' => rows[row].truncate(column),
-                                _ => {}
-                            }
-                            break;
-                        }
-                        parameters.push(next);
-                    }
-                }
-                // an operating system command (a title, a progress report) ends with BEL or ESC \\
-                Some(']') => {
-                    while let Some(next) = characters.next() {
-                        if next == '\u{7}'
-                            || (next == '\u{1b}' && characters.next_if_eq(&'\\').is_some())
-                        {
-                            break;
-                        }
-                    }
-                }
-                _ => {}
-            },
-            '\r' => column = 0,
-            '\n' => {
-                row += 1;
-                column = 0;
-            }
-            '\u{8}' => column = column.saturating_sub(1),
-            _ => {
-                let line = &mut rows[row];
-                if line.len() <= column {
-                    line.resize(column + 1, ' ');
-                }
-                line[column] = character;
-                column += 1;
-            }
-        }
-        if rows.len() <= row {
-            rows.resize(row + 1, Vec::new());
-        }
-    }
-    rows.iter()
-        .map(|line| line.iter().collect::<String>().trim_end().to_string())
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 /// the processes whose environment holds `marker` (`NAME=value`): everything a run started, however detached
 fn processes_marked(marker: &str) -> Vec<(u32, String)> {
     all_pids()
@@ -504,7 +437,7 @@ impl DemoOnTerminal {
     }
 
     fn screen(&self) -> String {
-        as_read(&self.bytes_shown())
+        terminal_lines(&self.bytes_shown()).join("\n")
     }
 
     fn bytes_shown(&self) -> Vec<u8> {
@@ -676,7 +609,8 @@ fn ctrl_c_on_the_demo_ends_it_quietly_and_leaves_nothing_behind() {
     assert_eq!(code, Some(130), "{screen}");
     assert!(!work.exists(), "{} is left", work.display());
 
-    let after = as_read(demo.bytes_shown().get(shown_before..).unwrap_or_default());
+    let after =
+        terminal_lines(demo.bytes_shown().get(shown_before..).unwrap_or_default()).join("\n");
     assert_eq!(
         after.trim_end().lines().last(),
         Some("demo interrupted; cleaning up"),

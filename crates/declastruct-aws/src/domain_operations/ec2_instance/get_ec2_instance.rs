@@ -3,6 +3,7 @@ use std::collections::BTreeMap;
 use aws_sdk_ec2::types::Filter;
 
 use super::cast_to_declared_aws_ec2_instance;
+use crate::domain_operations::filter_chunks::ask_in_chunks;
 use crate::error::AwsError;
 use crate::{ContextAwsApi, DeclaredAwsEc2Instance, Ec2InstanceRef, Ec2InstanceStatus};
 
@@ -135,7 +136,9 @@ async fn describe_instances(
         values = values.len(),
         "ec2:DescribeInstances"
     );
-    let pages = futures::future::try_join_all(values.chunks(INSTANCE_FILTER_LIMIT).map(
+    ask_in_chunks(
+        Some(values.as_slice()),
+        INSTANCE_FILTER_LIMIT,
         |chunk| async move {
             let mut pages = context
                 .ec2
@@ -143,7 +146,7 @@ async fn describe_instances(
                 .filters(
                     Filter::builder()
                         .name(filter_name)
-                        .set_values(Some(chunk.to_vec()))
+                        .set_values(chunk)
                         .build(),
                 )
                 .filters(
@@ -181,11 +184,10 @@ async fn describe_instances(
                         }),
                 );
             }
-            Ok::<_, AwsError>(instances)
+            Ok(instances)
         },
-    ))
-    .await?;
-    Ok(pages.into_iter().flatten().collect())
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@ use aws_sdk_rds::operation::describe_db_clusters::DescribeDBClustersError;
 use aws_sdk_rds::types::Filter;
 
 use super::cast_to_declared_aws_rds_cluster;
+use crate::domain_operations::filter_chunks::{ask_in_chunks, rds_identifiers};
 use crate::error::AwsError;
 use crate::{ContextAwsApi, DeclaredAwsRdsCluster, RdsClusterRef};
 
@@ -47,12 +48,7 @@ pub async fn get_rds_clusters(
     references: &[RdsClusterRef],
     context: &ContextAwsApi,
 ) -> Result<BTreeMap<RdsClusterRef, DeclaredAwsRdsCluster>, AwsError> {
-    let mut names: Vec<String> = references
-        .iter()
-        .map(|reference| reference.name.to_ascii_lowercase())
-        .collect();
-    names.sort();
-    names.dedup();
+    let names = rds_identifiers(references.iter().map(|reference| reference.name.as_str()));
     if names.is_empty() {
         return Ok(BTreeMap::new());
     }
@@ -96,14 +92,7 @@ async fn describe_clusters(
         filtered = names.as_ref().map(Vec::len),
         "rds:DescribeDBClusters"
     );
-    let chunks: Vec<Option<Vec<String>>> = match names {
-        None => vec![None],
-        Some(names) => names
-            .chunks(CLUSTER_FILTER_LIMIT)
-            .map(|chunk| Some(chunk.to_vec()))
-            .collect(),
-    };
-    let pages = futures::future::try_join_all(chunks.into_iter().map(|chunk| async move {
+    ask_in_chunks(names.as_deref(), CLUSTER_FILTER_LIMIT, |chunk| async move {
         let mut request = context.rds.describe_db_clusters();
         if let Some(names) = chunk {
             request = request.filters(
@@ -125,10 +114,9 @@ async fn describe_clusters(
                     .map(cast_to_declared_aws_rds_cluster),
             );
         }
-        Ok::<_, AwsError>(clusters)
-    }))
-    .await?;
-    Ok(pages.into_iter().flatten().collect())
+        Ok(clusters)
+    })
+    .await
 }
 
 /// .what = whether a cluster found is the one a reference names

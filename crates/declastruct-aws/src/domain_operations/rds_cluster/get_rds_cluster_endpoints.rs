@@ -2,6 +2,7 @@ use std::collections::BTreeMap;
 
 use aws_sdk_rds::types::Filter;
 
+use crate::domain_operations::filter_chunks::{ask_in_chunks, rds_identifiers};
 use crate::error::AwsError;
 use crate::{ContextAwsApi, RdsClusterRef};
 
@@ -29,17 +30,14 @@ pub async fn get_rds_cluster_endpoints(
     wanted: &[(RdsClusterRef, String)],
     context: &ContextAwsApi,
 ) -> Result<BTreeMap<(RdsClusterRef, String), RdsClusterEndpoint>, AwsError> {
-    let mut names: Vec<String> = wanted
-        .iter()
-        .map(|(_, endpoint)| endpoint.to_ascii_lowercase())
-        .collect();
-    names.sort();
-    names.dedup();
+    let names = rds_identifiers(wanted.iter().map(|(_, endpoint)| endpoint.as_str()));
     if names.is_empty() {
         return Ok(BTreeMap::new());
     }
     tracing::debug!(endpoints = names.len(), "rds:DescribeDBClusterEndpoints");
-    let pages = futures::future::try_join_all(names.chunks(ENDPOINT_FILTER_LIMIT).map(
+    let found = ask_in_chunks(
+        Some(names.as_slice()),
+        ENDPOINT_FILTER_LIMIT,
         |chunk| async move {
             let mut pages = context
                 .rds
@@ -47,7 +45,7 @@ pub async fn get_rds_cluster_endpoints(
                 .filters(
                     Filter::builder()
                         .name("db-cluster-endpoint-id")
-                        .set_values(Some(chunk.to_vec()))
+                        .set_values(chunk)
                         .build(),
                 )
                 .into_paginator()
@@ -70,11 +68,10 @@ pub async fn get_rds_cluster_endpoints(
                     })
                 }));
             }
-            Ok::<_, AwsError>(endpoints)
+            Ok(endpoints)
         },
-    ))
+    )
     .await?;
-    let found: Vec<RdsClusterEndpoint> = pages.into_iter().flatten().collect();
     Ok(wanted
         .iter()
         .filter_map(|(cluster, name)| {

@@ -4,6 +4,7 @@ use aws_sdk_rds::operation::describe_db_instances::DescribeDBInstancesError;
 use aws_sdk_rds::types::Filter;
 
 use super::cast_to_declared_aws_rds_instance;
+use crate::domain_operations::filter_chunks::{ask_in_chunks, rds_identifiers};
 use crate::error::AwsError;
 use crate::{ContextAwsApi, DeclaredAwsRdsInstance, RdsInstanceRef};
 
@@ -51,12 +52,7 @@ pub async fn get_rds_instances(
     references: &[RdsInstanceRef],
     context: &ContextAwsApi,
 ) -> Result<BTreeMap<RdsInstanceRef, DeclaredAwsRdsInstance>, AwsError> {
-    let mut names: Vec<String> = references
-        .iter()
-        .map(|reference| reference.name.to_ascii_lowercase())
-        .collect();
-    names.sort();
-    names.dedup();
+    let names = rds_identifiers(references.iter().map(|reference| reference.name.as_str()));
     if names.is_empty() {
         return Ok(BTreeMap::new());
     }
@@ -96,39 +92,35 @@ async fn describe_instances(
         filtered = names.as_ref().map(Vec::len),
         "rds:DescribeDBInstances"
     );
-    let chunks: Vec<Option<Vec<String>>> = match names {
-        None => vec![None],
-        Some(names) => names
-            .chunks(INSTANCE_FILTER_LIMIT)
-            .map(|chunk| Some(chunk.to_vec()))
-            .collect(),
-    };
-    let pages = futures::future::try_join_all(chunks.into_iter().map(|chunk| async move {
-        let mut request = context.rds.describe_db_instances();
-        if let Some(names) = chunk {
-            request = request.filters(
-                Filter::builder()
-                    .name("db-instance-id")
-                    .set_values(Some(names))
-                    .build(),
-            );
-        }
-        let mut pages = request.into_paginator().send();
-        let mut instances = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|error| {
-                AwsError::from_sdk("rds:DescribeDBInstances", &context.endpoint("rds"), &error)
-            })?;
-            instances.extend(
-                page.db_instances()
-                    .iter()
-                    .map(cast_to_declared_aws_rds_instance),
-            );
-        }
-        Ok::<_, AwsError>(instances)
-    }))
-    .await?;
-    Ok(pages.into_iter().flatten().collect())
+    ask_in_chunks(
+        names.as_deref(),
+        INSTANCE_FILTER_LIMIT,
+        |chunk| async move {
+            let mut request = context.rds.describe_db_instances();
+            if let Some(names) = chunk {
+                request = request.filters(
+                    Filter::builder()
+                        .name("db-instance-id")
+                        .set_values(Some(names))
+                        .build(),
+                );
+            }
+            let mut pages = request.into_paginator().send();
+            let mut instances = Vec::new();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|error| {
+                    AwsError::from_sdk("rds:DescribeDBInstances", &context.endpoint("rds"), &error)
+                })?;
+                instances.extend(
+                    page.db_instances()
+                        .iter()
+                        .map(cast_to_declared_aws_rds_instance),
+                );
+            }
+            Ok(instances)
+        },
+    )
+    .await
 }
 
 /// .what = whether an instance found is the one a reference names

@@ -110,7 +110,17 @@ mod tests {
         let folder = tempfile::tempdir().expect("tempdir");
         let marker = folder.path().join("abcd");
         let mut ours = sleeper_in_own_group(Some(&marker));
-        let process = proven_tunnel_process(ours.id(), folder.path(), "abcd").expect("ours");
+        // until it has exec'd `sleep`: before that, its environment is still this test's, without the marker
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let process = loop {
+            match proven_tunnel_process(ours.id(), folder.path(), "abcd") {
+                Some(process) => break process,
+                None if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                None => panic!("sleep never carried the marker within 5 s"),
+            }
+        };
         stop_tunnel_process(&[process], None, Duration::from_secs(2))
             .await
             .expect("stopped");
