@@ -232,6 +232,23 @@ pub enum AwsError {
         help: String,
     },
 
+    /// another command held the tunnel's lock for longer than any of its own waits
+    #[error(
+        "another declastruct command has held this tunnel's lock ({path}) for more than {seconds} s"
+    )]
+    #[diagnostic(
+        code(declastruct::tunnel::busy),
+        help(
+            "find that command (`ps -ef | grep declastruct`) and let it finish or stop it, then run this one again"
+        )
+    )]
+    TunnelBusy {
+        /// the lock file
+        path: String,
+        /// how long was waited
+        seconds: u64,
+    },
+
     /// the AWS CLI program cannot be found
     #[error("the AWS CLI `{program}` was not found")]
     #[diagnostic(

@@ -22,7 +22,7 @@ pub async fn close_tunnel_identity(
 ) -> Result<(), AwsError> {
     let files = TunnelFiles::new(context.checked_tunnels_dir()?, hash);
     files.ensure_dir()?;
-    let lock = crate::domain_operations::vpc_tunnel::utils::lock_tunnel(&files).await?;
+    let lock = crate::domain_operations::vpc_tunnel::utils::lock_tunnel(&files, context).await?;
     close_vpc_tunnel(&files, local_port).await?;
     lock.remove()
 }

@@ -84,7 +84,7 @@ pub async fn set_vpc_tunnel_resolved(
     );
     let files = TunnelFiles::new(context.checked_tunnels_dir()?, &hash);
     files.ensure_dir()?;
-    let lock = lock_tunnel(&files).await?;
+    let lock = lock_tunnel(&files, context).await?;
 
     match to {
         VpcTunnelStatus::Closed => {

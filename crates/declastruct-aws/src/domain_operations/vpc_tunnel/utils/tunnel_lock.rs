@@ -1,7 +1,9 @@
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
+use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 
 use super::TunnelFiles;
@@ -35,74 +37,104 @@ impl TunnelLock {
     }
 }
 
-/// .what = takes the tunnel's lock (flock on `{hash}.lock`), waiting for another holder to finish
-/// .why = open and close of one tunnel never interleave. After locking, the path must still name the locked
-/// file: a holder that removed it (closing the tunnel) makes us lock the new one instead
-pub async fn lock_tunnel(files: &TunnelFiles) -> Result<TunnelLock, AwsError> {
+/// how long a command waits for another one working on the same tunnel: longer than any holder's own waits
+/// (a bastion's start, then the SSM agent's connection), so a live holder is waited for and a stuck one is named
+pub const LOCK_WAIT: Duration = Duration::from_secs(600);
+
+/// how often a waiter looks whether the lock is free
+const LOCK_POLL: Duration = Duration::from_millis(50);
+
+/// .what = takes the tunnel's lock (flock on `{hash}.lock`), waiting for another holder to finish, at most
+/// `LOCK_WAIT`, and giving up when the context is cancelled (Ctrl-C, SIGTERM)
+/// .why = open and close of one tunnel never interleave, and no wait is without a deadline. After locking, the
+/// path must still name the locked file: a holder that removed it (closing the tunnel) makes us lock the new one
+pub async fn lock_tunnel(
+    files: &TunnelFiles,
+    context: &crate::ContextAwsApi,
+) -> Result<TunnelLock, AwsError> {
     let path = files.lock_path();
-    tokio::task::spawn_blocking(move || {
-        let io_error = |action: &'static str, source: std::io::Error| AwsError::StateIo {
-            action,
-            path: path.display().to_string(),
-            source,
-        };
-        loop {
-            let file = OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .mode(0o600)
-                .open(&path)
-                .map_err(|source| io_error("open", source))?;
-            let lock = Flock::lock(file, FlockArg::LockExclusive)
-                .map_err(|(_, errno)| io_error("lock", std::io::Error::from(errno)))?;
-            let locked = lock
-                .metadata()
-                .map_err(|source| io_error("inspect", source))?;
-            match std::fs::metadata(&path) {
-                Ok(current) if current.ino() == locked.ino() && current.dev() == locked.dev() => {
-                    return Ok(TunnelLock { lock, path });
-                }
-                // the previous holder removed or replaced the file: lock the one that is there now
-                _ => continue,
-            }
+    let deadline = tokio::time::Instant::now() + LOCK_WAIT;
+    loop {
+        if let Some(lock) = attempt(&path)? {
+            return Ok(lock);
         }
-    })
-    .await
-    .map_err(|error| AwsError::Unexpected(format!("the lock task failed: {error}")))?
+        if tokio::time::Instant::now() >= deadline {
+            return Err(AwsError::TunnelBusy {
+                path: path.display().to_string(),
+                seconds: LOCK_WAIT.as_secs(),
+            });
+        }
+        tokio::select! {
+            () = context.cancel.cancelled() => {
+                return Err(AwsError::Interrupted {
+                    waiting_for: format!(
+                        "waiting for another declastruct command to finish with the tunnel locked by {}",
+                        path.display()
+                    ),
+                });
+            }
+            () = tokio::time::sleep(LOCK_POLL) => {}
+        }
+    }
 }
 
 /// .what = takes the tunnel's lock only when nobody holds it; never waits
 /// .why = a supervisor whose `apply` died cleans up its own record only when no other command is at work on it
 pub fn try_lock_tunnel(files: &TunnelFiles) -> Option<TunnelLock> {
-    let path = files.lock_path();
+    attempt(&files.lock_path()).ok().flatten()
+}
+
+/// .what = one try at the lock: `Some` when taken on the file the path names now, `None` when another holds it
+/// (or removed the file meanwhile, so that the next try locks the new one)
+/// .why = the one place that opens, locks and checks the lock file, for the waiting and the non-waiting taker
+fn attempt(path: &Path) -> Result<Option<TunnelLock>, AwsError> {
+    let io_error = |action: &'static str, source: std::io::Error| AwsError::StateIo {
+        action,
+        path: path.display().to_string(),
+        source,
+    };
     let file = OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .mode(0o600)
-        .open(&path)
-        .ok()?;
-    let lock = Flock::lock(file, FlockArg::LockExclusiveNonblock).ok()?;
-    let locked = lock.metadata().ok()?;
-    let current = std::fs::metadata(&path).ok()?;
-    (current.ino() == locked.ino() && current.dev() == locked.dev())
-        .then_some(TunnelLock { lock, path })
+        .open(path)
+        .map_err(|source| io_error("open", source))?;
+    let lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => lock,
+        Err((_, Errno::EWOULDBLOCK)) => return Ok(None),
+        Err((_, errno)) => return Err(io_error("lock", std::io::Error::from(errno))),
+    };
+    let locked = lock
+        .metadata()
+        .map_err(|source| io_error("inspect", source))?;
+    Ok(match std::fs::metadata(path) {
+        Ok(current) if current.ino() == locked.ino() && current.dev() == locked.dev() => {
+            Some(TunnelLock {
+                lock,
+                path: path.to_path_buf(),
+            })
+        }
+        // the previous holder removed or replaced the file: the next try locks the one that is there now
+        _ => None,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[tokio::test]
     async fn a_second_holder_waits_for_the_first() {
         let folder = tempfile::tempdir().expect("tempdir");
         let files = TunnelFiles::new(folder.path(), "abcd");
-        let first = lock_tunnel(&files).await.expect("first lock");
+        let (context, _, _state) =
+            crate::test_support::recording_context(|_, _| (500, String::new()));
+        let first = lock_tunnel(&files, &context).await.expect("first lock");
         let second = {
             let files = files.clone();
-            tokio::spawn(async move { lock_tunnel(&files).await })
+            let context = context.clone();
+            tokio::spawn(async move { lock_tunnel(&files, &context).await })
         };
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert!(
@@ -117,5 +149,30 @@ mod tests {
             .expect("lock");
         assert!(files.lock_path().exists(), "the second locked a fresh file");
         drop(second);
+    }
+
+    /// a waiter gives up when its command is interrupted, saying what it waited for
+    #[tokio::test]
+    async fn a_waiter_gives_up_when_cancelled() {
+        let folder = tempfile::tempdir().expect("tempdir");
+        let files = TunnelFiles::new(folder.path(), "abcd");
+        let (context, _, _state) =
+            crate::test_support::recording_context(|_, _| (500, String::new()));
+        let _first = lock_tunnel(&files, &context).await.expect("first lock");
+        let waiter = {
+            let files = files.clone();
+            let context = context.clone();
+            tokio::spawn(async move { lock_tunnel(&files, &context).await })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        context.cancel.cancel();
+        let outcome = tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("the waiter ends")
+            .expect("task");
+        assert!(
+            matches!(&outcome, Err(AwsError::Interrupted { waiting_for }) if waiting_for.contains("abcd.lock")),
+            "{outcome:?}"
+        );
     }
 }
