@@ -89,12 +89,16 @@ pub async fn run(cli: &Cli, args: &ExecArgs) -> ExitCode {
                 (outcome, was_closed, resolved.tunnel.from.port)
             }
         });
+    let opening = futures::future::join_all(opening);
+    tokio::pin!(opening);
     let opened = tokio::select! {
-        opened = futures::future::join_all(opening) => opened,
+        opened = &mut opening => opened,
         () = signals.first() => {
             context.cancel.cancel();
             eprintln!("Interrupted while opening the tunnels: the command was not run.");
-            Vec::new()
+            // each open sees the cancellation, stops what it started and says so; those already open are
+            // closed below, as after any failed open
+            opening.await
         }
     };
     if context.cancel.is_cancelled() {
@@ -167,7 +171,7 @@ async fn run_command(
         tokio::select! {
             status = child.wait() => break status,
             signal = signals.next() => {
-                if let Some(pid) = pid {
+                if let (Some(pid), false) = (pid, sent_by_the_terminal(signal)) {
                     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal);
                 }
             }
@@ -187,6 +191,16 @@ async fn run_command(
             ExitCode::from(EXIT_FAILURE)
         }
     }
+}
+
+/// .what = whether the terminal itself sent `signal` to the command: Ctrl-C and Ctrl-\ reach every process of the
+/// terminal's foreground group, which the command shares with `exec`
+/// .why = forwarded again, the command would see a second Ctrl-C, which many programs read as "force quit"
+fn sent_by_the_terminal(signal: nix::sys::signal::Signal) -> bool {
+    use nix::sys::signal::Signal;
+    matches!(signal, Signal::SIGINT | Signal::SIGQUIT)
+        && nix::unistd::tcgetpgrp(std::io::stdin())
+            .is_ok_and(|group| group == nix::unistd::getpgrp())
 }
 
 /// the signals `exec` forwards, received as they come

@@ -109,6 +109,42 @@ fn exec_passes_the_status_and_never_runs_without_its_tunnel() {
     assert!(world.metas().is_empty());
 }
 
+/// a signal to `exec` (a cancelled CI job's SIGTERM) reaches the command, whose own exit status `exec` returns; the
+/// tunnel opened for it is closed afterwards
+#[test]
+fn exec_forwards_a_signal_to_the_command_and_returns_its_status() {
+    let world = World::new(true);
+    world.declare("running", "CLOSED");
+    let started = world.sandbox.path("started");
+    let script = format!(
+        // at most 30 s: a signal that never arrives ends it with 0, which fails the test instead of hanging it
+        "trap 'echo got TERM; exit 5' TERM; touch {}; i=0; while [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done",
+        started.display()
+    );
+    let child = world
+        .sandbox
+        .command(&["exec", "--", "sh", "-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("declastruct exec");
+    assert!(
+        crate::support::wait_for(std::time::Duration::from_secs(60), || started.exists()),
+        "the command started within 60 s"
+    );
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM to exec");
+    let output = child.wait_with_output().expect("exec ends");
+    assert_eq!(output.status.code(), Some(5), "{}", stderr(&output));
+    assert!(stdout(&output).contains("got TERM"), "{}", stdout(&output));
+    assert!(
+        !is_port_in_use(world.port),
+        "the tunnel opened for it is closed"
+    );
+    assert!(world.metas().is_empty());
+}
+
 /// must-show 3: `env --format json` gives DATABASE_URL with the password percent-encoded; the shell format
 /// evaluates back to the same values
 #[test]

@@ -331,8 +331,12 @@ fn watch_readiness(fd: i32) {
         if !confirmed {
             ABANDONED.store(true, Ordering::SeqCst);
             // this thread blocks the stop signals, so the kernel hands this one to the main thread, whose wait
-            // it interrupts; the stop then ends the whole group, gently first
-            let _ = kill(nix::unistd::getpid(), Signal::SIGTERM);
+            // it interrupts; the stop then ends the whole group, gently first. Sent again each second until the
+            // process ends: one that lands between the main loop's look at STOP and its wait interrupts nothing
+            loop {
+                let _ = kill(nix::unistd::getpid(), Signal::SIGTERM);
+                std::thread::sleep(Duration::from_secs(1));
+            }
         }
     });
 }
@@ -367,7 +371,6 @@ fn supervise(request: &SupervisorRequest) -> i32 {
     let command = &request.command;
     let mut delay = FIRST_DELAY;
     let mut restarts: u64 = 0;
-    nix::unistd::alarm::set(LOG_CHECK_SECONDS);
     let code = loop {
         if STOP.load(Ordering::SeqCst) {
             break 0;
@@ -393,12 +396,14 @@ fn supervise(request: &SupervisorRequest) -> i32 {
             if STOP.load(Ordering::SeqCst) {
                 break None;
             }
+            // armed before every wait: an alarm that went off outside it (between restarts) is not lost, and a
+            // stop signal that lands between the check above and the wait is seen at the latest when it rings
+            nix::unistd::alarm::set(LOG_CHECK_SECONDS);
             match wait_for_exit(child.id()) {
                 Waited::Exited(status) => break Some(status),
                 Waited::Interrupted => {
                     if !STOP.load(Ordering::SeqCst) {
                         let _ = cap_log(log, LOG_LIMIT, LOG_KEEP);
-                        nix::unistd::alarm::set(LOG_CHECK_SECONDS);
                     }
                 }
                 Waited::Gone => break Some(std::process::ExitStatus::default()),
