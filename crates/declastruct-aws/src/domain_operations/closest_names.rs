@@ -21,6 +21,15 @@ pub(crate) fn closest_names(
         .collect()
 }
 
+/// .what = for each of `names`, its closest `candidates` (as `closest_names`), in the order of `names`
+/// .why = every misspelt name of a kind is answered from one listing of what exists
+pub(crate) fn closest_names_of_each(names: &[&str], candidates: &[String]) -> Vec<Vec<String>> {
+    names
+        .iter()
+        .map(|name| closest_names(name, candidates.iter().cloned()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

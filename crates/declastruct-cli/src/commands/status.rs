@@ -208,60 +208,68 @@ async fn all_rows() -> Result<Vec<Value>, declastruct_aws::AwsError> {
         .collect();
     hashes.sort();
     hashes.dedup();
-    let mut rows = Vec::new();
-    for hash in hashes {
-        let files = TunnelFiles::new(&tunnels_dir, &hash);
-        let row = match files.read_meta() {
-            Ok(Some(meta)) => {
-                let observation =
-                    inspect_local_tunnel(&meta.tunnel, &files, &processes, meta.engine.as_deref())
-                        .await;
-                let mut row = tunnel_fields(&observation);
-                let extra = json!({
-                    "slug": tunnel_address(&meta.tunnel.via, &meta.tunnel.into, &meta.tunnel.from).slug,
-                    "manifest": meta.manifest,
-                    "environment": meta.environment,
-                    "farEnd": format!("{}:{} via {}", meta.remote_host, meta.remote_port, meta.instance_id),
-                    "region": meta.region,
-                });
-                if let (Value::Object(row), Value::Object(extra)) = (&mut row, extra) {
-                    row.extend(extra);
-                }
-                row
-            }
-            damaged => {
-                let live = processes.of(&hash);
-                let pid = live
-                    .iter()
-                    .find(|process| process.is_supervisor())
-                    .or(live.first())
-                    .map(|process| process.pid);
-                let reason = match damaged {
-                    Err(damage) => format!("its record is damaged: {damage}"),
-                    _ => "its record is missing".to_string(),
-                };
-                // the session's own command line still names the local port
-                let port = live.iter().find_map(|process| {
-                    process.command.iter().find_map(|word| {
-                        let rest = word.split_once("\"localPortNumber\":[\"")?.1;
-                        rest.split('"').next()?.parse::<u16>().ok()
-                    })
-                });
-                json!({
-                    "slug": hash,
-                    "hash": hash,
-                    "manifest": null,
-                    "status": if live.is_empty() { "CLOSED" } else { "OPEN (unhealthy)" },
-                    "pid": pid,
-                    "port": port,
-                    "healthy": if live.is_empty() { Value::Null } else { Value::Bool(false) },
-                    "healthReason": reason,
-                })
-            }
-        };
-        rows.push(row);
-    }
+    // concurrently: each live tunnel's health probe may take its whole deadline
+    // concurrently: each live tunnel's health probe may take its whole deadline
+    let rows = futures::future::join_all(
+        hashes
+            .iter()
+            .map(|hash| tunnel_row(hash, &tunnels_dir, &processes)),
+    )
+    .await;
     Ok(rows)
+}
+
+/// .what = one tunnel of the state folder as a `status --all` row: from its record, or from its processes alone
+/// when the record is missing or damaged
+/// .why = every tunnel is listed, whatever is left of its record
+async fn tunnel_row(
+    hash: &str,
+    tunnels_dir: &std::path::Path,
+    processes: &TunnelProcesses,
+) -> Value {
+    let files = TunnelFiles::new(tunnels_dir, hash);
+    match files.read_meta() {
+        Ok(Some(meta)) => {
+            let observation =
+                inspect_local_tunnel(&meta.tunnel, &files, processes, meta.engine.as_deref()).await;
+            let mut row = tunnel_fields(&observation);
+            let extra = json!({
+                "slug": tunnel_address(&meta.tunnel.via, &meta.tunnel.into, &meta.tunnel.from).slug,
+                "manifest": meta.manifest,
+                "environment": meta.environment,
+                "farEnd": format!("{}:{} via {}", meta.remote_host, meta.remote_port, meta.instance_id),
+                "region": meta.region,
+            });
+            if let (Value::Object(row), Value::Object(extra)) = (&mut row, extra) {
+                row.extend(extra);
+            }
+            row
+        }
+        damaged => {
+            let live = processes.of(hash);
+            let pid = live
+                .iter()
+                .find(|process| process.is_supervisor())
+                .or(live.first())
+                .map(|process| process.pid);
+            let reason = match damaged {
+                Err(damage) => format!("its record is damaged: {damage}"),
+                _ => "its record is missing".to_string(),
+            };
+            // the session's own command line still names the local port
+            let port = live.iter().find_map(local_port_of);
+            json!({
+                "slug": hash,
+                "hash": hash,
+                "manifest": null,
+                "status": if live.is_empty() { "CLOSED" } else { "OPEN (unhealthy)" },
+                "pid": pid,
+                "port": port,
+                "healthy": if live.is_empty() { Value::Null } else { Value::Bool(false) },
+                "healthReason": reason,
+            })
+        }
+    }
 }
 
 fn format_uptime(seconds: i64) -> String {
@@ -368,33 +376,32 @@ async fn local_rows(manifest: &Manifest) -> Result<Vec<Value>, declastruct_aws::
     let tunnels_dir = ContextAwsApi::default_state_dir()?.join("tunnels");
     let recorded = TunnelFiles::recorded_in(&tunnels_dir)?;
     let processes = TunnelProcesses::scan(&tunnels_dir);
-    let mut rows = Vec::new();
-    for declared in &manifest.resources {
-        let address = declared.declaration.address();
-        let base = json!({"class": address.class, "slug": address.slug});
-        let ResourceDeclaration::DeclaredAwsVpcTunnel(tunnel) = &declared.declaration else {
-            rows.push(with_address(
-                base,
-                json!({"status": "unknown: AWS could not be read"}),
-            ));
-            continue;
-        };
-        let hash = local_hash_of(tunnel, &recorded, &processes);
-        let observation = match &hash {
-            Some(hash) => {
-                let files = TunnelFiles::new(&tunnels_dir, hash);
-                let engine = files
-                    .read_meta()
-                    .ok()
-                    .flatten()
-                    .and_then(|meta| meta.engine);
-                inspect_local_tunnel(&tunnel.to_domain(), &files, &processes, engine.as_deref())
-                    .await
-            }
-            None => VpcTunnelObservation::closed(&tunnel.to_domain(), None),
-        };
-        rows.push(with_address(base, tunnel_fields(&observation)));
-    }
+    // concurrently: each live tunnel's health probe may take its whole deadline
+    let rows = futures::future::join_all(manifest.resources.iter().map(|declared| {
+        let (tunnels_dir, recorded, processes) = (&tunnels_dir, &recorded, &processes);
+        async move {
+            let address = declared.declaration.address();
+            let base = json!({"class": address.class, "slug": address.slug});
+            let ResourceDeclaration::DeclaredAwsVpcTunnel(tunnel) = &declared.declaration else {
+                return with_address(base, json!({"status": "unknown: AWS could not be read"}));
+            };
+            let observation = match local_hash_of(tunnel, recorded, processes) {
+                Some(hash) => {
+                    let files = TunnelFiles::new(tunnels_dir, &hash);
+                    let engine = files
+                        .read_meta()
+                        .ok()
+                        .flatten()
+                        .and_then(|meta| meta.engine);
+                    inspect_local_tunnel(&tunnel.to_domain(), &files, processes, engine.as_deref())
+                        .await
+                }
+                None => VpcTunnelObservation::closed(&tunnel.to_domain(), None),
+            };
+            with_address(base, tunnel_fields(&observation))
+        }
+    }))
+    .await;
     Ok(rows)
 }
 
@@ -413,18 +420,22 @@ fn local_hash_of(
             .then(|| files.hash.clone())
     });
     by_record.or_else(|| {
-        let port_argument = format!("\"localPortNumber\":[\"{}\"]", tunnel.from.port);
         processes.hashes().find_map(|hash| {
             processes
                 .of(hash)
                 .iter()
-                .any(|process| {
-                    process
-                        .command
-                        .iter()
-                        .any(|word| word.contains(&port_argument))
-                })
+                .any(|process| local_port_of(process) == Some(tunnel.from.port))
                 .then(|| hash.to_string())
         })
+    })
+}
+
+/// .what = the local port a session process forwards, read from its command line (`"localPortNumber":["N"]` in
+/// `--parameters`), `None` for a process whose command names none (the supervisor)
+/// .why = a tunnel whose record is missing or damaged is still known by the port its session serves
+fn local_port_of(process: &declastruct_aws::internal::utils::ProcessInfo) -> Option<u16> {
+    process.command.iter().find_map(|word| {
+        let rest = word.split_once("\"localPortNumber\":[\"")?.1;
+        rest.split('"').next()?.parse::<u16>().ok()
     })
 }

@@ -256,45 +256,73 @@ pub async fn read_live_state(
         .region
         .clone()
         .unwrap_or_else(|| "the configured region".into());
-    for (reference, at) in &references.bastions {
-        if !bastions.contains_key(reference) {
-            let closest = match reference {
-                Ec2InstanceRef::ByUnique { exid } => {
-                    closest_exids(exid, context).await.unwrap_or_default()
-                }
-                Ec2InstanceRef::ByPrimary { .. } => Vec::new(),
-            };
-            let error = AwsError::BastionNotFound {
-                reference: reference.to_string(),
-                region: region.clone(),
-                closest,
-            };
-            errors.push(at.locate(manifest, error, "no such instance"));
-        }
+    // what the user probably meant, from one listing a kind however many of it are missing
+    let missing_bastions: Vec<_> = references
+        .bastions
+        .iter()
+        .filter(|(reference, _)| !bastions.contains_key(reference))
+        .collect();
+    let missing_exids: Vec<&str> = missing_bastions
+        .iter()
+        .filter_map(|(reference, _)| match reference {
+            Ec2InstanceRef::ByUnique { exid } => Some(exid.as_str()),
+            Ec2InstanceRef::ByPrimary { .. } => None,
+        })
+        .collect();
+    let mut closest_of_exids = closest_exids(&missing_exids, context)
+        .await
+        .unwrap_or_default()
+        .into_iter();
+    for (reference, at) in missing_bastions {
+        let closest = match reference {
+            Ec2InstanceRef::ByUnique { .. } => closest_of_exids.next().unwrap_or_default(),
+            Ec2InstanceRef::ByPrimary { .. } => Vec::new(),
+        };
+        let error = AwsError::BastionNotFound {
+            reference: reference.to_string(),
+            region: region.clone(),
+            closest,
+        };
+        errors.push(at.locate(manifest, error, "no such instance"));
     }
-    for (reference, at) in &references.clusters {
-        if !clusters.contains_key(reference) {
-            let closest = closest_cluster_names(&reference.name, context)
-                .await
-                .unwrap_or_default();
-            let error = AwsError::ClusterNotFound {
-                name: reference.name.clone(),
-                region: region.clone(),
-                closest,
-            };
-            errors.push(at.locate(manifest, error, "no such cluster"));
-        }
+    let missing_clusters: Vec<_> = references
+        .clusters
+        .iter()
+        .filter(|(reference, _)| !clusters.contains_key(reference))
+        .collect();
+    let cluster_names: Vec<&str> = missing_clusters
+        .iter()
+        .map(|(reference, _)| reference.name.as_str())
+        .collect();
+    let mut closest_of_clusters = closest_cluster_names(&cluster_names, context)
+        .await
+        .unwrap_or_default()
+        .into_iter();
+    for (reference, at) in missing_clusters {
+        let error = AwsError::ClusterNotFound {
+            name: reference.name.clone(),
+            region: region.clone(),
+            closest: closest_of_clusters.next().unwrap_or_default(),
+        };
+        errors.push(at.locate(manifest, error, "no such cluster"));
     }
+    let instance_names: Vec<&str> = references
+        .instances
+        .iter()
+        .filter(|(reference, _)| !instances.contains_key(reference))
+        .map(|(reference, _)| reference.name.as_str())
+        .collect();
+    let mut closest_of_instances = closest_instance_names(&instance_names, context)
+        .await
+        .unwrap_or_default()
+        .into_iter();
     for (reference, at) in &references.instances {
         match instances.get(reference) {
             None => {
-                let closest = closest_instance_names(&reference.name, context)
-                    .await
-                    .unwrap_or_default();
                 let error = AwsError::InstanceNotFound {
                     name: reference.name.clone(),
                     region: region.clone(),
-                    closest,
+                    closest: closest_of_instances.next().unwrap_or_default(),
                 };
                 errors.push(at.locate(manifest, error, "no such DB instance"));
             }

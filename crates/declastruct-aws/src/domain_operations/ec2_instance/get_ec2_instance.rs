@@ -3,6 +3,7 @@ use std::collections::BTreeMap;
 use aws_sdk_ec2::types::Filter;
 
 use super::cast_to_declared_aws_ec2_instance;
+use crate::domain_operations::closest_names::closest_names_of_each;
 use crate::domain_operations::filter_chunks::ask_in_chunks;
 use crate::error::AwsError;
 use crate::{ContextAwsApi, DeclaredAwsEc2Instance, Ec2InstanceRef, Ec2InstanceStatus};
@@ -102,18 +103,24 @@ pub async fn get_ec2_instances(
     Ok(found)
 }
 
-/// .what = the `exid` tags of live instances closest to `exid`, best first
+/// .what = for each of `exids`, the `exid` tags of live instances closest to it, best first (in the order of
+/// `exids`)
 /// .why = "bastion not found" says what the user probably meant, as "cluster not found" does; only called on that
-/// error path (one DescribeInstances call for every instance that has the tag)
-pub async fn closest_exids(exid: &str, context: &ContextAwsApi) -> Result<Vec<String>, AwsError> {
+/// error path, with one DescribeInstances call for every instance that has the tag, however many are missing
+pub async fn closest_exids(
+    exids: &[&str],
+    context: &ContextAwsApi,
+) -> Result<Vec<Vec<String>>, AwsError> {
+    if exids.is_empty() {
+        return Ok(Vec::new());
+    }
     let tagged = describe_instances("tag-key", vec!["exid".to_string()], context).await?;
-    Ok(crate::domain_operations::closest_names::closest_names(
-        exid,
-        tagged
-            .into_iter()
-            .map(|instance| instance.exid)
-            .filter(|candidate| !candidate.is_empty()),
-    ))
+    let candidates: Vec<String> = tagged
+        .into_iter()
+        .map(|instance| instance.exid)
+        .filter(|candidate| !candidate.is_empty())
+        .collect();
+    Ok(closest_names_of_each(exids, &candidates))
 }
 
 /// how many values one DescribeInstances filter carries at most (EC2 refuses more: "The maximum number of filter

@@ -4,6 +4,7 @@ use aws_sdk_rds::operation::describe_db_clusters::DescribeDBClustersError;
 use aws_sdk_rds::types::Filter;
 
 use super::cast_to_declared_aws_rds_cluster;
+use crate::domain_operations::closest_names::closest_names_of_each;
 use crate::domain_operations::filter_chunks::{ask_in_chunks, rds_identifiers};
 use crate::error::AwsError;
 use crate::{ContextAwsApi, DeclaredAwsRdsCluster, RdsClusterRef};
@@ -64,17 +65,22 @@ pub async fn get_rds_clusters(
         .collect())
 }
 
-/// .what = the existing cluster identifiers closest to `name`, best first
-/// .why = "cluster not found" says what the user probably meant; only called on that error path
+/// .what = for each of `names`, the existing cluster identifiers closest to it, best first (in the order of `names`)
+/// .why = "cluster not found" says what the user probably meant; only called on that error path, with one listing
+/// however many are missing
 pub async fn closest_cluster_names(
-    name: &str,
+    names: &[&str],
     context: &ContextAwsApi,
-) -> Result<Vec<String>, AwsError> {
-    let clusters = describe_clusters(None, context).await?;
-    Ok(crate::domain_operations::closest_names::closest_names(
-        name,
-        clusters.into_iter().map(|cluster| cluster.name),
-    ))
+) -> Result<Vec<Vec<String>>, AwsError> {
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    let candidates: Vec<String> = describe_clusters(None, context)
+        .await?
+        .into_iter()
+        .map(|cluster| cluster.name)
+        .collect();
+    Ok(closest_names_of_each(names, &candidates))
 }
 
 /// how many values one `db-cluster-id` filter carries at most; more names are asked for in several calls

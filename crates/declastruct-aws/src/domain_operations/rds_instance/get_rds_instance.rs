@@ -4,6 +4,7 @@ use aws_sdk_rds::operation::describe_db_instances::DescribeDBInstancesError;
 use aws_sdk_rds::types::Filter;
 
 use super::cast_to_declared_aws_rds_instance;
+use crate::domain_operations::closest_names::closest_names_of_each;
 use crate::domain_operations::filter_chunks::{ask_in_chunks, rds_identifiers};
 use crate::error::AwsError;
 use crate::{ContextAwsApi, DeclaredAwsRdsInstance, RdsInstanceRef};
@@ -68,17 +69,22 @@ pub async fn get_rds_instances(
         .collect())
 }
 
-/// .what = the existing DB instance identifiers closest to `name`, best first
-/// .why = "instance not found" says what the user probably meant; only called on that error path
+/// .what = for each of `names`, the existing DB instance identifiers closest to it, best first (in the order of `names`)
+/// .why = "instance not found" says what the user probably meant; only called on that error path, with one listing
+/// however many are missing
 pub async fn closest_instance_names(
-    name: &str,
+    names: &[&str],
     context: &ContextAwsApi,
-) -> Result<Vec<String>, AwsError> {
-    let instances = describe_instances(None, context).await?;
-    Ok(crate::domain_operations::closest_names::closest_names(
-        name,
-        instances.into_iter().map(|instance| instance.name),
-    ))
+) -> Result<Vec<Vec<String>>, AwsError> {
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    let candidates: Vec<String> = describe_instances(None, context)
+        .await?
+        .into_iter()
+        .map(|instance| instance.name)
+        .collect();
+    Ok(closest_names_of_each(names, &candidates))
 }
 
 /// .what = DescribeDBInstances through the SDK's paginator, filtered to `names` when given, in chunks of at most
