@@ -99,6 +99,11 @@ mod tests {
         };
         assert_eq!(holder.pid, std::process::id());
         drop(listener);
+        // the same: a forked sibling's copy keeps the socket listening until that child execs
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while is_port_in_use(port) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
         assert!(!is_port_in_use(port));
         assert_eq!(find_port_holder(port), None);
     }
