@@ -192,6 +192,50 @@ fn env_prints_the_variables_of_an_open_tunnel() {
     );
 }
 
+/// a password read from the environment reaches `env` (here as a dotenv file) but not the tunnel's long-lived
+/// processes, which never need it: their environment is left without that variable
+#[test]
+fn an_environment_password_stays_out_of_the_tunnels_processes() {
+    let mut world = world_with_passwords();
+    world.sandbox.set_env("APP_DB_PASSWORD", APP_PASSWORD);
+    declare(
+        &world,
+        "OPEN",
+        "      database: postgres\n      user: app\n      password: { env: APP_DB_PASSWORD }\n",
+    );
+    assert_success(&world.apply());
+    let dotenv = world
+        .sandbox
+        .run(&["env", &address(&world), "--format", "dotenv"]);
+    assert_success(&dotenv);
+    assert!(
+        stdout(&dotenv).contains(&format!("PGPASSWORD=\"{APP_PASSWORD}\"\n")),
+        "{}",
+        stdout(&dotenv)
+    );
+    assert!(
+        stdout(&dotenv).contains(&format!("PGPORT=\"{}\"\n", world.port)),
+        "{}",
+        stdout(&dotenv)
+    );
+    let supervisor = world.only_meta().pid;
+    let environ =
+        std::fs::read(format!("/proc/{supervisor}/environ")).expect("the supervisor's environment");
+    let environ = String::from_utf8_lossy(&environ);
+    assert!(
+        environ.contains("DECLASTRUCT_TUNNEL="),
+        "it is the supervisor's"
+    );
+    assert!(
+        !environ.contains("APP_DB_PASSWORD="),
+        "withheld from the supervisor"
+    );
+    assert!(
+        !environ.contains(APP_PASSWORD),
+        "the password is nowhere in it"
+    );
+}
+
 /// the python that moto runs under, which has botocore: read from moto_server's own first line
 fn python_with_botocore() -> String {
     let path = std::env::var_os("PATH")

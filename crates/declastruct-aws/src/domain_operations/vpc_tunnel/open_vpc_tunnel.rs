@@ -106,7 +106,16 @@ pub(crate) async fn open_vpc_tunnel(
         None => session,
     };
     tracing::info!(hash = %files.hash, command = ?command, "starting the tunnel");
-    let mut started = start_tunnel_process(&command, files, context.supervisor.is_some())?;
+    let withheld: Vec<&str> = match tunnel
+        .connect
+        .as_ref()
+        .and_then(|connect| connect.password.as_ref())
+    {
+        Some(crate::PasswordSource::Env { env }) => vec![env.as_str()],
+        _ => Vec::new(),
+    };
+    let mut started =
+        start_tunnel_process(&command, files, context.supervisor.is_some(), &withheld)?;
     let pid = started.child.id();
     let mut meta = TunnelMeta {
         tunnel: tunnel.with_status(VpcTunnelStatus::Open, None),

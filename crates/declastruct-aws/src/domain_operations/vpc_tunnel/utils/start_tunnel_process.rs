@@ -104,11 +104,14 @@ impl StartedTunnelProcess {
 /// end of a readiness pipe as descriptor 3
 /// .why = it must outlive declastruct, never write into a pipe that declastruct closes (the plugin dies of
 /// SIGPIPE on the first client connection otherwise: the blueprint's bug), and be recognisable as ours from
-/// `/proc` alone, together with every process it starts
+/// `/proc` alone, together with every process it starts. The variables named in `withheld` (a password the
+/// manifest reads from the environment) are left out of its environment: the session never needs them, and a
+/// long-lived process should not carry a secret it does not use
 pub fn start_tunnel_process(
     command: &[OsString],
     files: &TunnelFiles,
     with_ready_pipe: bool,
+    withheld: &[&str],
 ) -> Result<StartedTunnelProcess, AwsError> {
     let log = files.open_log()?;
     let log_for_stderr = log.try_clone().map_err(|source| AwsError::StateIo {
@@ -123,6 +126,9 @@ pub fn start_tunnel_process(
         .stdin(Stdio::null())
         .stdout(Stdio::from(log))
         .stderr(Stdio::from(log_for_stderr));
+    for name in withheld {
+        process.env_remove(name);
+    }
     let pipe = if with_ready_pipe {
         // both ends close on exec: only the descriptor that `detach` copies to 3 reaches the child, so the
         // supervisors of other tunnels started at the same time never hold this pipe open
@@ -236,7 +242,7 @@ mod tests {
             "-c".into(),
             "echo \"$DECLASTRUCT_TUNNEL\"; read -r answer <&3; echo \"got $answer\"".into(),
         ];
-        let mut started = start_tunnel_process(&command, &files, true).expect("started");
+        let mut started = start_tunnel_process(&command, &files, true, &[]).expect("started");
         let pid = nix::unistd::Pid::from_raw(i32::try_from(started.child.id()).expect("pid"));
         assert_eq!(nix::unistd::getsid(Some(pid)).expect("session"), pid);
         started.confirm_ready();
