@@ -27,8 +27,9 @@
 //!     (`startLocalListener`, `fmt.Println`), no waiting line; one client at a time, later ones wait in the
 //!     listen queue; `Connection accepted for session ID.` for the first client only (`startLocalConn`; the
 //!     next ones are accepted silently by `reconnect`).
-//! - A local port the plugin cannot listen on: `Cannot perform start session: listen tcp ...` and exit 0
-//!   (`session/session.go`).
+//! - A local port the plugin cannot listen on: in basic mode `Cannot perform start session: listen tcp ...` and
+//!   exit 0 (`session/session.go`); in mux mode nothing at all, until a control signal ends it
+//!   (`muxportforwarding.go`: the listen error waits in `ReadStream`'s errgroup behind a blocked read).
 //! - SIGINT, SIGQUIT, SIGTSTP (the plugin's control signals, `sessionutil/control_signals_unix.go`):
 //!   `Terminate signal received, exiting.` then `\n\nExiting session with sessionId: ID.\n\n`, exit 0. SIGTERM is
 //!   not among them: it kills the plugin at once, silently.
@@ -42,8 +43,10 @@
 //! Failure simulation, for tests of healing and readiness:
 //! - `DECLASTRUCT_FAKE_SSM_NOT_CONNECTED_TIMES=N` with `DECLASTRUCT_FAKE_SSM_COUNTER=FILE`: the first N sessions
 //!   fail with TargetNotConnected even when the instance runs.
-//! - `DECLASTRUCT_FAKE_SSM_TIMEOUT_SECONDS=S`: the session ends after S seconds with
-//!   `Session: ID timed out.` and exit 0, as an idle session does (`session/sessionhandler.go`).
+//! - `DECLASTRUCT_FAKE_SSM_TIMEOUT_SECONDS=S`: the session ends after S seconds with `Session: ID timed out.` and
+//!   exit 0, as a session does whose connection dropped and could not be resumed (`session/sessionhandler.go`,
+//!   `ResumeSession`). A session the service ends for idleness prints `Exiting session with sessionId: ID.`
+//!   instead (the agent's channel_closed); both end the session, which is what the healing tests need.
 //! - `DECLASTRUCT_FAKE_SSM_RECORD=FILE`: each session appends its arguments (one JSON line) to FILE, so tests
 //!   can check what the CLI was asked.
 
@@ -128,7 +131,9 @@ fn parse(args: &[String]) -> Result<Session, String> {
                 .map_err(|error| format!("{key}: {error}"))
         })
     };
-    // the CLI validates the document's parameters before it starts anything
+    // these parameters are what every caller of this stand-in must send; the real CLI passes them to StartSession
+    // unchecked (`sessionmanager.py`) and the service refuses a bad one: a test-only check, kept strict so that a
+    // malformed request from declastruct fails loudly here
     first("host")?;
     number("portNumber")?;
     number("localPortNumber")?;
@@ -158,9 +163,15 @@ fn look_up_target(session: &Session) -> Lookup {
         if let Some(region) = &session.region {
             loader = loader.region(aws_config::Region::new(region.clone()));
         }
-        // `--profile` selects the credentials, as the CLI's `set_config_variable('profile', ...)` does
+        // `--profile` selects the credentials, as the CLI's `set_config_variable('profile', ...)` does, and then
+        // only that profile's: botocore drops the environment's keys for an explicit profile ("An explicitly
+        // provided profile will negate an EnvProvider.", `botocore/credentials.py`, `create_credential_resolver`)
         if let Some(profile) = &session.profile {
-            loader = loader.profile_name(profile);
+            loader = loader.profile_name(profile).credentials_provider(
+                aws_config::profile::ProfileFileCredentialsProvider::builder()
+                    .profile_name(profile)
+                    .build(),
+            );
         }
         let config = loader.load().await;
         let credentials = match config.credentials_provider() {
@@ -394,6 +405,22 @@ fn plugin(args: &[String]) -> ExitCode {
 
     let listener = match TcpListener::bind(format!("127.0.0.1:{local_port}")) {
         Ok(listener) => listener,
+        // mux mode: `handleClientConnections` returns the listen error into `ReadStream`'s errgroup, whose
+        // `g.Wait()` then waits for `transferDataToServer`, blocked reading the idle mux connection (smux keep-alive
+        // is disabled for current agents): the plugin prints nothing and stays until a control signal ends it
+        // (`muxportforwarding.go`)
+        Err(_) if mode == Mode::Mux => {
+            while !stop.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            out.print("Terminate signal received, exiting.\n");
+            out.print(&format!(
+                "\n\nExiting session with sessionId: {session_id}.\n\n"
+            ));
+            return ExitCode::SUCCESS;
+        }
+        // basic mode: the listen error ends the session (`basicportforwarding.go` `startLocalListener`, then
+        // `session/session.go`)
         Err(error) => {
             out.print(&format!(
                 "Cannot perform start session: listen tcp 127.0.0.1:{local_port}: bind: {}\n",

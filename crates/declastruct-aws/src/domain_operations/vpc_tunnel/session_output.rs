@@ -37,7 +37,8 @@ pub enum SessionLine<'a> {
     TerminateReceived,
     /// `\n\nExiting session with sessionId: {id}.\n\n`: after a control signal, or when the agent closes
     ExitingSession,
-    /// `Cannot perform start session: {error}`: the plugin could not start (e.g. the local port is taken), exit 0
+    /// `Cannot perform start session: {error}`: the plugin could not start (e.g. basic mode's local port is taken;
+    /// mux mode says nothing then and waits, which the readiness deadline ends), exit 0
     CannotStart {
         /// the plugin's error
         reason: &'a str,
