@@ -279,4 +279,44 @@ mod tests {
             }
         );
     }
+
+    /// `--parallelism N`: never more than N changes at once, and N at once when there are enough
+    #[test]
+    fn no_more_than_parallelism_changes_run_at_once() {
+        for parallelism in [1, 3] {
+            let plan = plan(&[Action::Update; 7], vec![vec![]; 7]);
+            let (running, most) = (std::cell::Cell::new(0), std::cell::Cell::new(0));
+            let report = block_on(run_changes(
+                &plan,
+                parallelism,
+                || true,
+                |_| {
+                    let (running, most) = (&running, &most);
+                    async move {
+                        running.set(running.get() + 1);
+                        most.set(most.get().max(running.get()));
+                        // a change that is not done at once: the others are launched meanwhile, up to the limit
+                        let mut pending = 3;
+                        futures::future::poll_fn(|context| {
+                            if pending == 0 {
+                                return std::task::Poll::Ready(());
+                            }
+                            pending -= 1;
+                            context.waker().wake_by_ref();
+                            std::task::Poll::Pending
+                        })
+                        .await;
+                        running.set(running.get() - 1);
+                        Ok::<(), ()>(())
+                    }
+                },
+            ));
+            assert!(report.succeeded());
+            assert_eq!(
+                most.get(),
+                parallelism,
+                "at most and at best {parallelism} at once"
+            );
+        }
+    }
 }

@@ -272,6 +272,47 @@ fn a_saved_plan_remembers_its_manifest() {
     assert_eq!(unreadable.status.code(), Some(1));
 }
 
+/// `show` needs no AWS (the endpoint is a closed port), and `apply --plan` takes the manifest `-f` names over the
+/// one the plan recorded (here deleted since)
+#[test]
+fn show_needs_no_aws_and_apply_takes_f_over_the_recorded_manifest() {
+    let world = World::new(true);
+    let text = manifest("running", "OPEN", world.port);
+    write(&world, "sub/declastruct.yml", &text);
+    write(&world, "other/declastruct.yml", &text);
+    let saved = world
+        .sandbox
+        .run(&["plan", "-f", "sub/declastruct.yml", "--out", "p.json"]);
+    assert_success(&saved);
+    let mut offline = world.sandbox.command(&["show", "p.json"]);
+    offline.env(
+        "AWS_ENDPOINT_URL",
+        format!("http://127.0.0.1:{}", free_port()),
+    );
+    let shown = offline.output().expect("show");
+    assert_success(&shown);
+    assert!(
+        stdout(&saved).starts_with(&stdout(&shown)),
+        "the same plan, without AWS:\n{}",
+        stdout(&shown)
+    );
+
+    std::fs::remove_file(world.sandbox.path("sub/declastruct.yml")).expect("delete sub");
+    let without_f = world.sandbox.run(&["apply", "--plan", "p.json"]);
+    assert_eq!(without_f.status.code(), Some(1), "{}", stderr(&without_f));
+    assert!(
+        stderr(&without_f).contains("sub/declastruct.yml"),
+        "it looked for the recorded manifest: {}",
+        stderr(&without_f)
+    );
+    assert!(!is_port_in_use(world.port));
+    let with_f = world
+        .sandbox
+        .run(&["apply", "-f", "other/declastruct.yml", "--plan", "p.json"]);
+    assert_success(&with_f);
+    assert_eq!(Postgres::psql(world.port, "select 1").as_deref(), Ok("1"));
+}
+
 /// must-show 5: CI contracts: under --detailed-exitcode every error exits 1; apply --json never prompts
 #[test]
 fn ci_contracts_hold() {

@@ -66,6 +66,10 @@ fn one_manifest_plans_dev_by_default_and_prod_on_request() {
     sandbox.set_env("ENV", "prod");
     let from_environment = plan_json(&sandbox, &[]);
     assert_eq!(cluster_of(&from_environment), "appdb-prod");
+    // `--var` wins over the environment
+    let overridden = plan_json(&sandbox, &["--var", "ENV=dev"]);
+    assert_eq!(cluster_of(&overridden), "appdb-dev");
+    assert_eq!(overridden["wish"]["vars"]["ENV"], "dev");
     let header = sandbox.run(&["plan", "--var", "port=7776"]);
     assert!(
         stdout(&header).contains("vars: ENV=prod, PORT=7776, REGION=us-east-1"),
