@@ -109,6 +109,32 @@ fn exec_passes_the_status_and_never_runs_without_its_tunnel() {
     assert!(world.metas().is_empty());
 }
 
+/// with several tunnels, the command gets each one's URL as `DECLASTRUCT_<SLUG>_URL`, and every tunnel opened for
+/// it is closed afterwards
+#[test]
+fn exec_with_several_tunnels_names_each_ones_url() {
+    let world = World::new(true);
+    let second = declastruct_test_support::free_port();
+    world.sandbox.write(
+        "declastruct.yml",
+        &crate::support::manifest_with_ports("running", "CLOSED", &[world.port, second]),
+    );
+    let output = world.sandbox.run(&["exec", "--", "env"]);
+    assert_success(&output);
+    for port in [world.port, second] {
+        let line = format!(
+            "DECLASTRUCT_VPC_MAIN_BASTION_AHBODEDB_{port}_URL=postgresql://127.0.0.1:{port}"
+        );
+        assert!(
+            stdout(&output).lines().any(|seen| seen.starts_with(&line)),
+            "{line} in:\n{}",
+            stdout(&output)
+        );
+        assert!(!is_port_in_use(port), "{port} closed again");
+    }
+    assert!(world.metas().is_empty());
+}
+
 /// a signal to `exec` (a cancelled CI job's SIGTERM) reaches the command, whose own exit status `exec` returns; the
 /// tunnel opened for it is closed afterwards
 #[test]

@@ -342,4 +342,74 @@ mod tests {
         assert_eq!(variables.get("PGHOSTADDR"), Some("127.0.0.1"));
         assert_eq!(variables.get("PGSSLMODE"), Some("verify-full"));
     }
+
+    /// a MySQL target gets MySQL's client variables and a `mysql://` URL
+    #[tokio::test]
+    async fn a_mysql_target_gets_the_mysql_variables() {
+        let (context, _recorded, _folder) = recording_context(|_, _| (500, String::new()));
+        let name = format!("DECLASTRUCT_TEST_MYSQL_PASSWORD_{}", std::process::id());
+        #[allow(unsafe_code)]
+        // SAFETY: tests in this process read no other variable of this name
+        unsafe {
+            std::env::set_var(&name, "s3cret");
+        }
+        let variables = get_connection_variables(
+            &tunnel(VpcTunnelConnect {
+                database: Some("shop".into()),
+                user: Some("app".into()),
+                password: Some(PasswordSource::Env { env: name }),
+                ca_bundle: None,
+            }),
+            &target("aurora-mysql"),
+            &context,
+        )
+        .await
+        .expect("variables");
+        assert_eq!(variables.get("MYSQL_HOST"), Some("127.0.0.1"));
+        assert_eq!(variables.get("MYSQL_TCP_PORT"), Some("7775"));
+        assert_eq!(variables.get("MYSQL_PWD"), Some("s3cret"));
+        assert_eq!(
+            variables.get("DATABASE_URL"),
+            Some("mysql://app:s3cret@127.0.0.1:7775/shop")
+        );
+        assert_eq!(variables.get("PGHOST"), None, "no PostgreSQL variables");
+    }
+
+    /// `managed: true` reads the RDS-managed master user secret that the describe call named: its user and
+    /// password; without one, an error naming the target
+    #[tokio::test]
+    async fn a_managed_password_comes_from_the_master_user_secret() {
+        let (context, recorded, _folder) = recording_context(|_, _| {
+            (
+                200,
+                r#"{"ARN":"arn:aws:secretsmanager:us-east-1:123456789012:secret:rds!cluster-abc","Name":"rds!cluster-abc","SecretString":"{\"username\":\"admin\",\"password\":\"m@naged\"}","VersionId":"v1","VersionStages":["AWSCURRENT"],"CreatedDate":1.7e9}"#.to_string(),
+            )
+        });
+        let connect = VpcTunnelConnect {
+            database: Some("postgres".into()),
+            user: None,
+            password: Some(PasswordSource::Managed { managed: true }),
+            ca_bundle: None,
+        };
+        let mut managed = target("aurora-postgresql");
+        managed.master_user_secret_arn =
+            Some("arn:aws:secretsmanager:us-east-1:123456789012:secret:rds!cluster-abc".into());
+        let variables = get_connection_variables(&tunnel(connect.clone()), &managed, &context)
+            .await
+            .expect("variables");
+        assert_eq!(variables.get("PGUSER"), Some("admin"));
+        assert_eq!(variables.get("PGPASSWORD"), Some("m@naged"));
+        let asked = crate::test_support::bodies(&recorded);
+        assert_eq!(asked.len(), 1, "one GetSecretValue: {asked:?}");
+        assert!(asked[0].contains("rds!cluster-abc"), "{asked:?}");
+
+        let missing =
+            get_connection_variables(&tunnel(connect), &target("aurora-postgresql"), &context)
+                .await
+                .expect_err("no managed secret");
+        assert!(
+            matches!(&missing, AwsError::NoManagedSecret { target } if target == "ahbodedb (writer)"),
+            "{missing:?}"
+        );
+    }
 }
