@@ -289,6 +289,60 @@ pub enum AwsError {
         pid: u32,
     },
 
+    /// a tunnel was closed, and still something serves its local port
+    #[error(
+        "the tunnel on local port {port} was closed, but the port still serves: it is held by {holder}"
+    )]
+    #[diagnostic(
+        code(declastruct::tunnel::still_served),
+        help(
+            "a process that left the tunnel's process group (or dropped its marker) keeps the port; declastruct signals only processes it can prove its own: stop that one yourself (`ps -o pid,pgid,cmd -p PID`), then run the command again"
+        )
+    )]
+    PortStillServed {
+        /// the local port
+        port: u16,
+        /// who holds it, as far as the system tells
+        holder: String,
+    },
+
+    /// a tunnel's open failed after this apply closed the tunnel that held its local port
+    #[error(
+        "{address}: the tunnel that held local port {port} ({closed}) was closed to free the port, and then the new tunnel did not open"
+    )]
+    #[diagnostic(
+        code(declastruct::tunnel::moved_open_failed),
+        help(
+            "the old tunnel is closed; to get it back, undo the manifest change that moved it and run `declastruct apply`, or fix the cause below and apply again"
+        )
+    )]
+    OpenAfterCloseFailed {
+        /// the tunnel that failed to open
+        address: String,
+        /// the local port both use
+        port: u16,
+        /// the address of the tunnel that was closed
+        closed: String,
+        /// why the open failed
+        #[source]
+        source: Box<AwsError>,
+    },
+
+    /// `exec` was told not to start a stopped bastion, and a tunnel needs it
+    #[error("the bastion {bastion} is {status}, and --no-start forbids starting it")]
+    #[diagnostic(
+        code(declastruct::exec::bastion_not_running),
+        help(
+            "start it with `declastruct apply` (a tunnel declared OPEN starts its bastion), or run exec without --no-start"
+        )
+    )]
+    BastionNotRunning {
+        /// the bastion, as the manifest names it
+        bastion: String,
+        /// its live status
+        status: String,
+    },
+
     /// reading or writing the tunnel files failed
     #[error("cannot {action} {path}: {source}")]
     #[diagnostic(

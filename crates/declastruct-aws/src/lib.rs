@@ -53,8 +53,8 @@ pub use domain_objects::{
     AwsSettings, ClusterEndpoint, ContextAwsApi, DeclaredAwsEc2Instance, DeclaredAwsRdsCluster,
     DeclaredAwsRdsInstance, DeclaredAwsVpcTunnel, Ec2InstanceRef, Ec2InstanceStatus, EndpointRole,
     HostEngine, LoopbackHost, PasswordSource, ProgressReporter, RdsClusterHost, RdsClusterRef,
-    RdsInstanceRef, TunnelHealth, TunnelMechanism, TunnelOwner, VpcTunnelConnect, VpcTunnelFrom,
-    VpcTunnelInto, VpcTunnelStatus, VpcTunnelVia,
+    RdsInstanceRef, TunnelHealth, TunnelMechanism, VpcTunnelConnect, VpcTunnelFrom, VpcTunnelInto,
+    VpcTunnelStatus, VpcTunnelVia,
 };
 pub use domain_operations::ec2_instance::{
     DesiredInstanceStatus, Ec2InstanceLookup, get_ec2_instance, set_ec2_instance_status,
@@ -62,6 +62,7 @@ pub use domain_operations::ec2_instance::{
 pub use domain_operations::rds_cluster::get_rds_cluster;
 pub use domain_operations::rds_instance::get_rds_instance;
 pub use domain_operations::vpc_tunnel::supervisor::run_supervisor_if_requested;
+pub use domain_operations::vpc_tunnel::utils::{HoldingProcess, ManifestEnvironment, TunnelHolder};
 pub use domain_operations::vpc_tunnel::{
     ConnectionVariables, TargetKind, TunnelTarget, get_connection_variables, get_tunnel_target,
     get_vpc_tunnel, iam_auth_token, set_vpc_tunnel,
@@ -86,7 +87,8 @@ pub mod internal {
     };
     pub use crate::domain_operations::vpc_tunnel::utils;
     pub use crate::domain_operations::vpc_tunnel::{
-        ResolvedVpcTunnel, TargetLookups, VpcTunnelObservation, close_tunnel_identity,
-        inspect_local_tunnel, inspect_vpc_tunnel, resolve_tunnel_target, set_vpc_tunnel_resolved,
+        Released, ResolvedVpcTunnel, TargetLookups, VpcTunnelObservation, inspect_local_tunnel,
+        inspect_vpc_tunnel, release_tunnel_identity, resolve_tunnel_target,
+        set_vpc_tunnel_resolved,
     };
 }

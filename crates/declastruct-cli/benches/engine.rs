@@ -7,14 +7,13 @@ use std::collections::BTreeMap;
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use declastruct_aws::TunnelTarget;
 use declastruct_aws::internal::{VpcTunnelObservation, resolve_tunnel_target};
 use declastruct_aws::{
     DeclaredAwsEc2Instance, DeclaredAwsRdsCluster, Ec2InstanceRef, Ec2InstanceStatus,
     RdsClusterHost, RdsClusterRef, VpcTunnelStatus,
 };
 use declastruct_cli::manifest::{Manifest, ResourceDeclaration, parse_manifest};
-use declastruct_cli::resources::{LiveState, assemble};
+use declastruct_cli::resources::{Inspected, LiveState, assemble};
 use declastruct_engine::{Plan, Wish};
 use declastruct_test_support::large_manifest;
 
@@ -75,15 +74,13 @@ fn world_for(manifest: &Manifest) -> LiveState {
         endpoints: BTreeMap::new(),
         processes: Default::default(),
         records: Vec::new(),
-        owner: None,
+        holder: None,
+        warnings: Vec::new(),
     }
 }
 
-fn observations(
-    manifest: &Manifest,
-    world: &LiveState,
-) -> BTreeMap<usize, (VpcTunnelObservation, TunnelTarget)> {
-    manifest
+fn observations(manifest: &Manifest, world: &LiveState) -> Inspected {
+    let tunnels = manifest
         .resources
         .iter()
         .enumerate()
@@ -97,6 +94,7 @@ fn observations(
                             .with_status(VpcTunnelStatus::Closed, None),
                         hash: Some("0123456789abcdef".into()),
                         meta: None,
+                        holders: Vec::new(),
                         damage: None,
                         processes: Vec::new(),
                         restarts: 0,
@@ -108,7 +106,11 @@ fn observations(
             )),
             _ => None,
         })
-        .collect()
+        .collect();
+    Inspected {
+        tunnels,
+        stranded: BTreeMap::new(),
+    }
 }
 
 /// load, validate, observe in memory, diff, order and hash
@@ -122,7 +124,7 @@ fn plan_from_text(text: &str) -> Plan {
         &resources,
         Wish {
             uri: "bench.yml".into(),
-            vars: BTreeMap::new(),
+            ..Wish::default()
         },
     )
     .unwrap_or_else(|error| panic!("{error}"))

@@ -36,6 +36,15 @@ pub struct Cli {
     )]
     vars: Vec<String>,
 
+    /// Read manifest variables from a file of NAME=VALUE lines (Compose's env-file); below --var, above the
+    /// environment; repeatable, the later file wins
+    #[arg(
+        long = "var-file",
+        value_name = "FILE",
+        help_heading = "Manifest options"
+    )]
+    var_files: Vec<PathBuf>,
+
     /// Print more (repeat for more detail)
     #[arg(short, long, global = true, action = ArgAction::Count, conflicts_with = "quiet", help_heading = "Global options")]
     pub verbose: u8,
@@ -83,6 +92,15 @@ pub struct ManifestArgs {
         help_heading = "Manifest options"
     )]
     pub vars: Vec<String>,
+
+    /// Read manifest variables from a file of NAME=VALUE lines (Compose's env-file); below --var, above the
+    /// environment; repeatable, the later file wins
+    #[arg(
+        long = "var-file",
+        value_name = "FILE",
+        help_heading = "Manifest options"
+    )]
+    pub var_files: Vec<PathBuf>,
 }
 
 /// NO_COLOR's rule (no-color.org): set to anything but the empty string turns colour off, `0` included
@@ -213,6 +231,11 @@ pub struct PlanArgs {
     /// Plan only this resource (its address, as `plan` prints it) and what it depends on; repeatable
     #[arg(long, value_name = "ADDRESS", add = ArgValueCandidates::new(resource_addresses))]
     pub target: Vec<String>,
+
+    /// Close the targeted tunnels (declared CLOSED or no longer declared) for every holder, not only this
+    /// manifest's hold
+    #[arg(long, requires = "target")]
+    pub force_close: bool,
 }
 
 /// .what = the flags of `apply`
@@ -245,6 +268,11 @@ pub struct ApplyArgs {
     /// Close and open this tunnel again even if it looks healthy; repeatable
     #[arg(long, value_name = "ADDRESS", add = ArgValueCandidates::new(tunnel_addresses))]
     pub replace: Vec<String>,
+
+    /// Close the targeted tunnels (declared CLOSED or no longer declared) for every holder (exec, connect,
+    /// other manifests), not only this manifest's hold
+    #[arg(long, requires = "target")]
+    pub force_close: bool,
 }
 
 /// .what = the flags of `status`
@@ -273,6 +301,10 @@ pub struct ExecArgs {
     /// The tunnels' addresses, as `plan` prints them; none means every tunnel of the manifest
     #[arg(value_name = "ADDRESS", add = ArgValueCandidates::new(tunnel_addresses))]
     pub addresses: Vec<String>,
+
+    /// Refuse (exit 1) instead of starting a stopped bastion
+    #[arg(long)]
+    pub no_start: bool,
 
     /// The command and its arguments, after `--`
     #[arg(last = true, required = true, value_name = "COMMAND")]
@@ -417,13 +449,23 @@ impl Cli {
         vars
     }
 
+    /// .what = every `--var-file`, those given before the command first
+    /// .why = a later file wins
+    pub fn var_files(&self) -> Vec<PathBuf> {
+        let mut files = self.var_files.clone();
+        if let Some(args) = self.command.manifest_args() {
+            files.extend(args.var_files.iter().cloned());
+        }
+        files
+    }
+
     /// .what = a usage problem clap cannot see: `-f` or `--var` before a command that reads no manifest
     /// .why = `declastruct -f x.yml schema` would silently ignore the file
     pub fn misplaced_manifest_option(&self) -> Option<String> {
-        let given = self.file.is_some() || !self.vars.is_empty();
+        let given = self.file.is_some() || !self.vars.is_empty() || !self.var_files.is_empty();
         (given && self.command.manifest_args().is_none()).then(|| {
             format!(
-                "`-f` and `--var` are for commands that read a manifest; `{}` reads none",
+                "`-f`, `--var` and `--var-file` are for commands that read a manifest; `{}` reads none",
                 self.command.name()
             )
         })

@@ -15,6 +15,8 @@ pub struct Located<E> {
     pub span: SourceSpan,
     /// a short label
     pub label: String,
+    /// a warning, not an error: the command goes on
+    pub warning: bool,
 }
 
 impl<E: fmt::Display> fmt::Display for Located<E> {
@@ -32,6 +34,10 @@ impl<E: Diagnostic> Diagnostic for Located<E> {
 
     fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
         self.error.help()
+    }
+
+    fn severity(&self) -> Option<miette::Severity> {
+        self.warning.then_some(miette::Severity::Warning)
     }
 
     fn source_code(&self) -> Option<&dyn SourceCode> {

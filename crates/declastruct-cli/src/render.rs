@@ -52,12 +52,11 @@ pub fn render_plan(plan: &Plan, show_unchanged: bool, out: &mut dyn Write) -> st
         writeln!(out, "vars: {}", variables_line(&plan.wish.vars))?;
     }
     writeln!(out)?;
-    // like Terraform, what does not change is counted, not listed, unless asked for (`-v`)
-    for change in plan
-        .changes
-        .iter()
-        .filter(|change| show_unchanged || change.action.is_change())
-    {
+    // like Terraform, what does not change is counted, not listed, unless asked for (`-v`) or it carries a note
+    let shown = |change: &&declastruct_engine::Change| {
+        show_unchanged || change.action.is_change() || change.note.is_some()
+    };
+    for change in plan.changes.iter().filter(shown) {
         let action_style = style(change.action);
         writeln!(
             out,
@@ -67,6 +66,12 @@ pub fn render_plan(plan: &Plan, show_unchanged: bool, out: &mut dyn Write) -> st
             change.for_resource.class,
             change.for_resource.slug,
         )?;
+        if let Some(note) = &change.note {
+            writeln!(out, "      ({note})")?;
+            if change.state.difference.is_none() {
+                writeln!(out)?;
+            }
+        }
         if let Some(difference) = &change.state.difference {
             for line in difference.lines() {
                 let line_style = diff_line_style(line);
@@ -78,8 +83,8 @@ pub fn render_plan(plan: &Plan, show_unchanged: bool, out: &mut dyn Write) -> st
     if plan
         .changes
         .iter()
-        .rfind(|change| show_unchanged || change.action.is_change())
-        .is_none_or(|change| change.state.difference.is_none())
+        .rfind(shown)
+        .is_none_or(|change| change.state.difference.is_none() && change.note.is_none())
     {
         writeln!(out)?;
     }

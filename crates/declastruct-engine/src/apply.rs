@@ -180,10 +180,7 @@ mod tests {
         Plan {
             hash: String::new(),
             created_at: String::new(),
-            wish: Wish {
-                uri: String::new(),
-                vars: std::collections::BTreeMap::new(),
-            },
+            wish: Wish::default(),
             changes: actions
                 .iter()
                 .enumerate()
@@ -198,6 +195,7 @@ mod tests {
                         remote: None,
                         difference: None,
                     },
+                    note: None,
                 })
                 .collect(),
             dependencies,

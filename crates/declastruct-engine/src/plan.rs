@@ -10,13 +10,16 @@ use crate::{Action, EngineError, Resource, ResourceAddress, order_by_dependencie
 
 /// .what = where the wish came from
 /// .why = the plan document names its manifest, as the TypeScript declastruct does
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Wish {
     /// the manifest's path
     pub uri: String,
     /// the values of the manifest's variables the plan was made with, by name
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub vars: std::collections::BTreeMap<String, String>,
+    /// the `--var-file` files read, in the order given
+    #[serde(default, rename = "varFiles", skip_serializing_if = "Vec::is_empty")]
+    pub var_files: Vec<String>,
 }
 
 /// .what = the declared, live and differing state of one resource
@@ -42,6 +45,9 @@ pub struct Change {
     pub action: Action,
     /// desired, remote and their difference
     pub state: ChangeState,
+    /// what the action alone does not say, e.g. `released; stays open for …`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// .what = the whole plan: changes in the order apply will run them, and a hash of what they mean
@@ -90,6 +96,7 @@ impl Plan {
                         remote,
                         difference,
                     },
+                    note: resource.note(action),
                 }
             })
             .collect();
@@ -178,7 +185,14 @@ fn write_canonical_change(change: &Change, out: &mut impl Write) -> std::io::Res
     serde_json::to_writer(&mut *out, &change.for_resource.class)?;
     out.write_all(b",\"slug\":")?;
     serde_json::to_writer(&mut *out, &change.for_resource.slug)?;
-    out.write_all(b"},\"remote\":")?;
+    out.write_all(b"},")?;
+    // only where there is one: plans without notes hash as they always did
+    if let Some(note) = &change.note {
+        out.write_all(b"\"note\":")?;
+        serde_json::to_writer(&mut *out, note)?;
+        out.write_all(b",")?;
+    }
+    out.write_all(b"\"remote\":")?;
     match &change.state.remote {
         None => out.write_all(b"null")?,
         Some(remote) => write_canonical_projection(remote, desired, out)?,
@@ -332,7 +346,7 @@ mod tests {
     fn wish() -> Wish {
         Wish {
             uri: "declastruct.yml".into(),
-            vars: std::collections::BTreeMap::new(),
+            ..Wish::default()
         }
     }
 

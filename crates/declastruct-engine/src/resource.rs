@@ -53,6 +53,13 @@ pub trait Resource {
         declared_action(desired, remote)
     }
 
+    /// .what = a note the change carries beside its action, e.g. why a tunnel declared CLOSED stays open
+    /// .why = a KEEP that is not the declared state (another holder keeps a tunnel open) says so in the plan and in
+    /// its document, never silently
+    fn note(&self, _action: Action) -> Option<String> {
+        None
+    }
+
     /// .what = the difference a change shows: a unified diff from `remote` to `desired`, `None` for KEEP
     /// .why = the default diffs the declared fields; a resource whose change lies outside them (a tunnel that
     /// is open but does not serve) overrides it to say what will change

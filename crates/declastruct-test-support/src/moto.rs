@@ -158,6 +158,33 @@ impl Moto {
         })
     }
 
+    /// .what = terminates an instance
+    /// .why = a bastion that is gone: a tunnel through it declared CLOSED must still close
+    pub fn terminate_instance(&self, region: &str, instance_id: &str) {
+        let ec2 = self.ec2(region);
+        self.block_on(async {
+            ec2.terminate_instances()
+                .instance_ids(instance_id)
+                .send()
+                .await
+                .unwrap_or_else(|error| panic!("terminate_instances: {error:?}"));
+        });
+    }
+
+    /// .what = deletes a cluster
+    /// .why = a far end that is gone: a tunnel into it declared CLOSED must still close
+    pub fn delete_cluster(&self, region: &str, name: &str) {
+        let rds = self.rds(region);
+        self.block_on(async {
+            rds.delete_db_cluster()
+                .db_cluster_identifier(name)
+                .skip_final_snapshot(true)
+                .send()
+                .await
+                .unwrap_or_else(|error| panic!("delete_db_cluster: {error:?}"));
+        });
+    }
+
     /// .what = the state name of an instance, e.g. `running`
     /// .why = tests check that apply started or stopped the bastion
     pub fn instance_state(&self, region: &str, instance_id: &str) -> String {

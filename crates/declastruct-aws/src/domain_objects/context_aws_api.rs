@@ -60,19 +60,10 @@ pub struct ContextAwsApi {
     pub progress: Option<ProgressReporter>,
     /// cancelled when the user interrupts: every wait ends at once, and what it had started is stopped
     pub cancel: tokio_util::sync::CancellationToken,
-    /// the manifest (and the environment it is applied in) on whose behalf tunnels are opened; recorded in each
-    /// tunnel's record, so that manifest alone, in that environment, plans their removal
-    pub owner: Option<TunnelOwner>,
-}
-
-/// .what = who opened a tunnel: a manifest's absolute path, and the environment it was applied in
-/// .why = a tunnel is destroyed or replaced only by the manifest that opened it, in the same environment
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TunnelOwner {
-    /// the manifest's absolute path
-    pub manifest: PathBuf,
-    /// the environment, e.g. `region=us-east-1 profile=dev`
-    pub environment: String,
+    /// who holds the tunnels this context opens: a manifest environment (`apply`), a running command (`exec`,
+    /// `connect`); `None` holds them for this program (the SDK)
+    /// .why = a tunnel closes only when its last holder lets go, so each opener records its hold
+    pub holder: Option<crate::TunnelHolder>,
 }
 
 impl ContextAwsApi {
@@ -151,7 +142,7 @@ impl ContextAwsApi {
             supervisor: std::env::current_exe().ok(),
             progress: None,
             cancel: tokio_util::sync::CancellationToken::new(),
-            owner: None,
+            holder: None,
         }
     }
 
@@ -161,6 +152,14 @@ impl ContextAwsApi {
         if let Some(progress) = &self.progress {
             progress(message);
         }
+    }
+
+    /// .what = who holds what this context opens: its holder, or this program
+    /// .why = every open records a hold and every close releases one
+    pub fn holder(&self) -> crate::TunnelHolder {
+        self.holder
+            .clone()
+            .unwrap_or_else(crate::TunnelHolder::this_program)
     }
 
     /// .what = the folder that holds the tunnel files

@@ -5,7 +5,7 @@ mod declared_aws_rds_instance;
 mod declared_aws_vpc_tunnel;
 mod vpc_tunnel_connect;
 
-pub use context_aws_api::{AwsSettings, ContextAwsApi, ProgressReporter, TunnelOwner};
+pub use context_aws_api::{AwsSettings, ContextAwsApi, ProgressReporter};
 pub use declared_aws_ec2_instance::{DeclaredAwsEc2Instance, Ec2InstanceRef, Ec2InstanceStatus};
 pub use declared_aws_rds_cluster::{DeclaredAwsRdsCluster, RdsClusterHost, RdsClusterRef};
 pub use declared_aws_rds_instance::{DeclaredAwsRdsInstance, RdsInstanceRef};

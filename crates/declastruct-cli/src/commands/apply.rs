@@ -7,7 +7,7 @@ use std::time::Instant;
 
 // tunnels go through the code behind `set_vpc_tunnel`, with the bastion and cluster the plan already resolved
 use declastruct_aws::internal::{
-    ResolvedVpcTunnel, close_tunnel_identity, set_vpc_tunnel_resolved,
+    Released, ResolvedVpcTunnel, release_tunnel_identity, set_vpc_tunnel_resolved,
 };
 use declastruct_aws::{AwsError, ContextAwsApi, VpcTunnelStatus, set_ec2_instance_status};
 use declastruct_engine::{ApplyReport, ChangeOutcome, Plan, run_changes};
@@ -19,7 +19,7 @@ use crate::commands::{EXIT_FAILURE, compute_plan, observe_or_report, report};
 use crate::connect::{client_command, connection_line};
 use crate::progress::Progress;
 use crate::render::{render_plan, variables_line};
-use crate::resources::{Observed, force_replace, select_targets};
+use crate::resources::{Observed, describe_holders, force_close, force_replace, select_targets};
 
 /// .what = `declastruct apply`: plans, confirms, and applies the changes in dependency order
 /// .why = makes the live world match the manifest: bastions started or stopped, tunnels opened or closed
@@ -52,6 +52,13 @@ pub async fn run(cli: &Cli, args: &ApplyArgs) -> ExitCode {
             Err(code) => return code,
         };
     let selected = force_replace(&mut resources, &args.replace)
+        .and_then(|()| {
+            if args.force_close {
+                force_close(&mut resources, &args.target)
+            } else {
+                Ok(())
+            }
+        })
         .and_then(|()| select_targets(resources, &args.target));
     let resources = match selected {
         Ok(resources) => resources,
@@ -79,12 +86,24 @@ pub async fn run(cli: &Cli, args: &ApplyArgs) -> ExitCode {
     }
 
     if !plan.has_changes() {
+        // no change to the world, but a hold this manifest lets go of is released now
+        let released = release_kept(
+            &plan,
+            &by_slug(&resources),
+            &context,
+            args.json || cli.quiet,
+        )
+        .await;
         if args.json {
             print_json(&plan, None);
         } else if !cli.quiet {
             let _ = writeln!(stdout, "Nothing to apply.");
         }
-        return ExitCode::SUCCESS;
+        return if released {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(EXIT_FAILURE)
+        };
     }
     if args.plan.is_none() && !args.auto_approve {
         match confirm() {
@@ -105,15 +124,9 @@ pub async fn run(cli: &Cli, args: &ApplyArgs) -> ExitCode {
     let interrupted = Arc::new(AtomicBool::new(false));
     watch_for_interruption(interrupted.clone(), context.cancel.clone());
 
-    let by_slug: HashMap<String, &Observed> = resources
-        .iter()
-        .map(|resource| {
-            (
-                declastruct_engine::Resource::address(resource).slug,
-                resource,
-            )
-        })
-        .collect();
+    let by_slug = by_slug(&resources);
+    let notes: Arc<std::sync::Mutex<HashMap<String, String>>> = Arc::default();
+    let notes = &notes;
     let report_card = run_changes(
         &plan,
         usize::from(args.parallelism),
@@ -132,11 +145,17 @@ pub async fn run(cli: &Cli, args: &ApplyArgs) -> ExitCode {
             // starts, file and /proc reads and health probes do not wait for one another on a single thread
             let context = context.clone();
             let slug = change.for_resource.slug.clone();
+            let notes_of_work = notes.clone();
             let work = tokio::spawn(async move {
-                match resource {
+                let applied = match resource {
                     Some(resource) => apply_change(&resource, &context).await,
                     None => Err(AwsError::Unexpected(format!("no resource for {slug}"))),
-                }
+                };
+                applied.map(|note| {
+                    if let (Some(note), Ok(mut notes)) = (note, notes_of_work.lock()) {
+                        notes.insert(slug, note);
+                    }
+                })
             });
             async move {
                 let started = Instant::now();
@@ -149,8 +168,14 @@ pub async fn run(cli: &Cli, args: &ApplyArgs) -> ExitCode {
                 drop(task);
                 if !quiet {
                     let outcome = if result.is_ok() { "done" } else { "failed" };
+                    let note = notes
+                        .lock()
+                        .ok()
+                        .and_then(|notes| notes.get(&change.for_resource.slug).cloned())
+                        .map(|note| format!(" ({note})"))
+                        .unwrap_or_default();
                     eprintln!(
-                        "{} {} {}: {outcome} after {:.1} s",
+                        "{} {} {}: {outcome} after {:.1} s{note}",
                         change.action,
                         change.for_resource.class,
                         change.for_resource.slug,
@@ -163,7 +188,8 @@ pub async fn run(cli: &Cli, args: &ApplyArgs) -> ExitCode {
     )
     .await;
 
-    let succeeded = report_card.succeeded();
+    let released = release_kept(&plan, &by_slug, &context, args.json || cli.quiet).await;
+    let succeeded = report_card.succeeded() && released;
     let counts = report_card.counts();
     if args.json {
         print_json(&plan, Some(&report_card));
@@ -212,39 +238,152 @@ pub async fn run(cli: &Cli, args: &ApplyArgs) -> ExitCode {
     }
 }
 
-/// .what = applies one change through the AWS crate's public operations
+/// the plan's resources by address
+fn by_slug(resources: &[Observed]) -> HashMap<String, &Observed> {
+    resources
+        .iter()
+        .map(|resource| {
+            (
+                declastruct_engine::Resource::address(resource).slug,
+                resource,
+            )
+        })
+        .collect()
+}
+
+/// .what = releases this manifest's hold on every tunnel the plan KEEPs open for others (declared CLOSED or no
+/// longer declared while an `exec` or another manifest holds it); false when one failed
+/// .why = the world does not change, but the hold must go: when the others let go, the tunnel closes
+async fn release_kept(
+    plan: &Plan,
+    by_slug: &HashMap<String, &Observed>,
+    context: &ContextAwsApi,
+    quiet: bool,
+) -> bool {
+    let mut released = true;
+    for change in plan
+        .changes
+        .iter()
+        .filter(|change| change.action == declastruct_engine::Action::Keep)
+    {
+        let Some(resource) = by_slug.get(&change.for_resource.slug) else {
+            continue;
+        };
+        if !resource.releases_when_kept() {
+            continue;
+        }
+        match apply_change(resource, context).await {
+            Ok(note) => {
+                if !quiet {
+                    eprintln!(
+                        "KEEP {} {}: {}",
+                        change.for_resource.class,
+                        change.for_resource.slug,
+                        note.unwrap_or_else(|| "released".into())
+                    );
+                }
+            }
+            Err(error) => {
+                released = false;
+                eprintln!(
+                    "KEEP {} {} failed:",
+                    change.for_resource.class, change.for_resource.slug
+                );
+                report(error);
+            }
+        }
+    }
+    released
+}
+
+/// what a release left: nothing to say when it closed, the holders that keep it open otherwise
+fn release_note(released: Released) -> Option<String> {
+    match released {
+        Released::Closed => None,
+        Released::StillHeld(others) => Some(format!(
+            "released; stays open for {}",
+            describe_holders(&others)
+        )),
+    }
+}
+
+/// .what = applies one change through the AWS crate's public operations; returns what a person should know
+/// beside "done" (a tunnel released that stays open for others)
 /// .why = the CLI and SDK users run the same code
-async fn apply_change(resource: &Observed, context: &ContextAwsApi) -> Result<(), AwsError> {
+async fn apply_change(
+    resource: &Observed,
+    context: &ContextAwsApi,
+) -> Result<Option<String>, AwsError> {
     match resource {
         Observed::Bastion(bastion) => match bastion.desired_status {
             Some(status) => set_ec2_instance_status(&bastion.reference, status, context)
                 .await
-                .map(|_| ()),
-            None => Ok(()),
+                .map(|_| None),
+            None => Ok(None),
         },
         // clusters and instances are read-only references: their plan is always KEEP
-        Observed::Cluster(_) | Observed::Instance(_) => Ok(()),
-        Observed::Removed(removed) => {
-            close_tunnel_identity(&removed.hash, removed.meta.local_port, context).await
-        }
+        Observed::Cluster(_) | Observed::Instance(_) => Ok(None),
+        Observed::Removed(removed) => release_tunnel_identity(
+            &removed.hash,
+            removed.meta.local_port,
+            removed.force_close,
+            context,
+        )
+        .await
+        .map(release_note),
         Observed::Tunnel(tunnel) => {
+            let mut note = None;
             // the old identity goes first: it may hold the very port the new one needs
             if let Some(previous) = &tunnel.previous {
-                close_tunnel_identity(&previous.hash, previous.meta.local_port, context).await?;
+                note = release_note(
+                    release_tunnel_identity(
+                        &previous.hash,
+                        previous.meta.local_port,
+                        tunnel.force_close,
+                        context,
+                    )
+                    .await?,
+                );
             }
-            if tunnel.forced_replace
-                && let Some(hash) = &tunnel.observation.hash
-            {
-                close_tunnel_identity(hash, tunnel.declaration.from.port, context).await?;
+            if tunnel.declaration.status == VpcTunnelStatus::Closed {
+                if let (Some(hash), Some(VpcTunnelStatus::Open)) =
+                    (&tunnel.observation.hash, tunnel.observation.tunnel.status)
+                {
+                    note = release_note(
+                        release_tunnel_identity(
+                            hash,
+                            tunnel.declaration.from.port,
+                            tunnel.force_close,
+                            context,
+                        )
+                        .await?,
+                    )
+                    .or(note);
+                }
+                return Ok(note);
             }
             let resolved = ResolvedVpcTunnel {
                 tunnel: tunnel.declaration.to_domain(),
                 bastion: tunnel.bastion.clone(),
                 target: tunnel.target.clone(),
+                restart: tunnel.forced_replace,
             };
-            set_vpc_tunnel_resolved(&resolved, context)
-                .await
-                .map(|_| ())
+            match set_vpc_tunnel_resolved(&resolved, context).await {
+                Ok(_) => Ok(note),
+                // a moved tunnel's old session was closed to free the port: say so, and how to get it back
+                Err(error @ (AwsError::PortInUse { .. } | AwsError::Interrupted { .. })) => {
+                    Err(error)
+                }
+                Err(error) => Err(match &tunnel.displaces {
+                    Some(closed) => AwsError::OpenAfterCloseFailed {
+                        address: tunnel.declaration.address().slug,
+                        port: tunnel.declaration.from.port,
+                        closed: closed.clone(),
+                        source: Box::new(error),
+                    },
+                    None => error,
+                }),
+            }
         }
     }
 }
@@ -283,8 +422,14 @@ fn check_saved_plan(path: &std::path::Path, saved: &Plan, fresh: &Plan) -> Resul
     // what a reviewer read must be what runs: the saved changes must still hash to the saved hash
     let content_hash = declastruct_engine::compute_plan_hash(&saved.changes);
     let again = format!(
-        "declastruct plan -f {} {}--out {}",
+        "declastruct plan -f {} {}{}--out {}",
         crate::commands::display_path(&saved.wish.uri),
+        saved
+            .wish
+            .var_files
+            .iter()
+            .map(|file| format!("--var-file {file} "))
+            .collect::<String>(),
         saved
             .wish
             .vars

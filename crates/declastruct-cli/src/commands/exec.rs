@@ -1,9 +1,9 @@
 use std::process::ExitCode;
 
-use declastruct_aws::VpcTunnelStatus;
 use declastruct_aws::internal::{
-    ResolvedVpcTunnel, close_tunnel_identity, set_vpc_tunnel_resolved,
+    ResolvedVpcTunnel, release_tunnel_identity, set_vpc_tunnel_resolved,
 };
+use declastruct_aws::{AwsError, Ec2InstanceStatus, TunnelHolder, VpcTunnelStatus};
 
 use crate::args::{Cli, ExecArgs};
 use crate::commands::{EXIT_FAILURE, observe_or_report, report};
@@ -17,7 +17,7 @@ use crate::resources::{Observed, ObservedTunnel};
 /// .why = the one-shot CI use (`declastruct exec db -- ./migrate`): no foreground tunnel that never returns, no
 /// password pasted by hand
 pub async fn run(cli: &Cli, args: &ExecArgs) -> ExitCode {
-    let (_manifest, mut context, resources) =
+    let (manifest, mut context, resources) =
         match observe_or_report(cli, &cli.manifest_path(), true).await {
             Ok(observed) => observed,
             Err(code) => return code,
@@ -58,37 +58,63 @@ pub async fn run(cli: &Cli, args: &ExecArgs) -> ExitCode {
         eprintln!("error: the manifest declares no tunnel for the command");
         return ExitCode::from(EXIT_FAILURE);
     }
+    // this exec holds every tunnel it uses, for as long as it runs: it never closes one another holder uses, and
+    // if it is killed, the tunnel's supervisor drops its hold within seconds. Only the program's name is recorded:
+    // its arguments may carry a secret
+    let program = std::path::Path::new(&args.command[0])
+        .file_name()
+        .map_or_else(
+            || args.command[0].to_string_lossy(),
+            |name| name.to_string_lossy(),
+        )
+        .into_owned();
+    context.holder = TunnelHolder::process(
+        std::process::id(),
+        format!("exec {program}"),
+        manifest
+            .path
+            .as_ref()
+            .map(|path| path.display().to_string()),
+    );
+    if context.holder.is_none() {
+        eprintln!(
+            "error: exec cannot read its own process record (/proc/self/stat), which its hold needs"
+        );
+        return ExitCode::from(EXIT_FAILURE);
+    }
+    if let Err(code) = announce_bastion_starts(&selected, args.no_start, cli.quiet) {
+        return code;
+    }
     let progress = Progress::for_terminal(!cli.quiet);
     context.progress = progress.reporter();
     let signals = Signals::listen();
 
-    // open what is not open and serving; remember what was closed before, to close it again afterwards
-    let mut opened_here: Vec<(String, u16)> = Vec::new();
+    // open what is not open and serving, hold every one
+    let mut held: Vec<(String, u16)> = Vec::new();
     let mut failed = false;
-    let opening = selected
-        .iter()
-        .filter(|tunnel| !tunnel.observation.is_healthy())
-        .map(|tunnel| {
-            let resolved = ResolvedVpcTunnel {
-                tunnel: tunnel
-                    .declaration
-                    .to_domain()
-                    .with_status(VpcTunnelStatus::Open, None),
-                bastion: tunnel.bastion.clone(),
-                target: tunnel.target.clone(),
-            };
-            let was_closed = tunnel.observation.processes.is_empty();
-            let context = &context;
-            let task = progress.start(format!(
+    let opening = selected.iter().map(|tunnel| {
+        let resolved = ResolvedVpcTunnel {
+            tunnel: tunnel
+                .declaration
+                .to_domain()
+                .with_status(VpcTunnelStatus::Open, None),
+            bastion: tunnel.bastion.clone(),
+            target: tunnel.target.clone(),
+            restart: false,
+        };
+        let context = &context;
+        let task = (!tunnel.observation.is_healthy()).then(|| {
+            progress.start(format!(
                 "opening {} for the command",
                 tunnel.declaration.address().slug
-            ));
-            async move {
-                let outcome = set_vpc_tunnel_resolved(&resolved, context).await;
-                drop(task);
-                (outcome, was_closed, resolved.tunnel.from.port)
-            }
+            ))
         });
+        async move {
+            let outcome = set_vpc_tunnel_resolved(&resolved, context).await;
+            drop(task);
+            (outcome, resolved.tunnel.from.port)
+        }
+    });
     let opening = futures::future::join_all(opening);
     tokio::pin!(opening);
     let opened = tokio::select! {
@@ -96,19 +122,19 @@ pub async fn run(cli: &Cli, args: &ExecArgs) -> ExitCode {
         () = signals.first() => {
             context.cancel.cancel();
             eprintln!("Interrupted while opening the tunnels: the command was not run.");
-            // each open sees the cancellation, stops what it started and says so; those already open are
-            // closed below, as after any failed open
+            // each open sees the cancellation, stops what it started and says so; the holds taken already are
+            // released below, as after any failed open
             opening.await
         }
     };
     if context.cancel.is_cancelled() {
         failed = true;
     }
-    for (outcome, was_closed, port) in opened {
+    for (outcome, port) in opened {
         match outcome {
             Ok(observation) => {
-                if let (true, Some(hash)) = (was_closed, observation.hash) {
-                    opened_here.push((hash, port));
+                if let Some(hash) = observation.hash {
+                    held.push((hash, port));
                 }
             }
             Err(error) => {
@@ -118,7 +144,7 @@ pub async fn run(cli: &Cli, args: &ExecArgs) -> ExitCode {
         }
     }
     if failed {
-        close_all(&opened_here, &context).await;
+        release_all(&held, &context).await;
         eprintln!("error: a tunnel could not be opened: the command was not run");
         return ExitCode::from(EXIT_FAILURE);
     }
@@ -130,14 +156,64 @@ pub async fn run(cli: &Cli, args: &ExecArgs) -> ExitCode {
             ExitCode::from(EXIT_FAILURE)
         }
     };
-    close_all(&opened_here, &context).await;
+    release_all(&held, &context).await;
     code
 }
 
-/// closes the tunnels `exec` opened, reporting (not hiding) a close that fails
-async fn close_all(opened_here: &[(String, u16)], context: &declastruct_aws::ContextAwsApi) {
-    for (hash, port) in opened_here {
-        if let Err(error) = close_tunnel_identity(hash, *port, context).await {
+/// .what = says on stderr, one line a bastion, which stopped bastion exec starts for which tunnels; with
+/// `--no-start`, refuses instead (exit 1)
+/// .why = starting an instance costs money and a minute or two: never a silent side effect
+fn announce_bastion_starts(
+    selected: &[&ObservedTunnel],
+    no_start: bool,
+    quiet: bool,
+) -> Result<(), ExitCode> {
+    let mut bastions: Vec<(String, String, Vec<String>)> = Vec::new();
+    for tunnel in selected {
+        let status = tunnel.bastion.status;
+        if status == Some(Ec2InstanceStatus::Running) {
+            continue;
+        }
+        let name = format!(
+            "{} ({})",
+            tunnel.declaration.via.bastion,
+            tunnel
+                .bastion
+                .instance_id
+                .as_deref()
+                .unwrap_or("no instance id")
+        );
+        let status = status
+            .map_or("not running", Ec2InstanceStatus::as_str)
+            .to_string();
+        let address = tunnel.declaration.address().slug;
+        match bastions.iter_mut().find(|(known, _, _)| *known == name) {
+            Some((_, _, addresses)) => addresses.push(address),
+            None => bastions.push((name, status, vec![address])),
+        }
+    }
+    if no_start && !bastions.is_empty() {
+        for (bastion, status, _) in bastions {
+            report(AwsError::BastionNotRunning { bastion, status });
+        }
+        return Err(ExitCode::from(EXIT_FAILURE));
+    }
+    if !quiet {
+        for (bastion, status, addresses) in bastions {
+            eprintln!(
+                "exec: starting the bastion {bastion}, which is {status}, for {}",
+                addresses.join(", ")
+            );
+        }
+    }
+    Ok(())
+}
+
+/// lets go of the tunnels `exec` held: each closes when no other holder remains; a failure is reported, not
+/// hidden
+async fn release_all(held: &[(String, u16)], context: &declastruct_aws::ContextAwsApi) {
+    for (hash, port) in held {
+        if let Err(error) = release_tunnel_identity(hash, *port, false, context).await {
             report(error);
         }
     }

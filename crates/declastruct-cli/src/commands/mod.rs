@@ -67,7 +67,7 @@ pub fn load_or_report(cli: &Cli) -> Option<Manifest> {
 /// invalid
 /// .why = `apply --plan` reads the manifest its plan was made from
 pub fn load_path_or_report(cli: &Cli, path: &Path) -> Option<Manifest> {
-    let variables = match Variables::from_arguments(&cli.vars()) {
+    let variables = match Variables::from_arguments_and_files(&cli.vars(), &cli.var_files()) {
         Ok(variables) => variables,
         Err(error) => {
             report(error);
@@ -105,8 +105,8 @@ pub async fn observe_or_report(
             return Err(ExitCode::from(EXIT_FAILURE));
         }
     };
-    // the tunnels this manifest opens record it, so it alone (in this environment) plans their removal
-    context.owner = tunnel_owner(&manifest, &context);
+    // the tunnels this manifest opens are held by it, in this environment: it alone plans their removal
+    context.holder = manifest_holder(&manifest, &context);
     let progress = Progress::for_terminal(show_progress && !cli.quiet);
     let reading = progress.start(format!(
         "reading live state: ec2:DescribeInstances, rds:DescribeDBClusters at {}",
@@ -137,6 +137,7 @@ pub fn compute_plan(manifest: &Manifest, resources: &[Observed]) -> Result<Plan,
                 .as_ref()
                 .map_or_else(|| manifest.uri.clone(), |path| path.display().to_string()),
             vars: manifest.variables.clone(),
+            var_files: manifest.var_files.clone(),
         },
     )
     .map_err(|error| {
@@ -173,24 +174,25 @@ pub fn display_path(path: &str) -> String {
         )
 }
 
-/// .what = who the tunnels opened now belong to: this manifest, in this environment
-/// .why = one manifest applied to dev and to prod opens two sets of tunnels; neither plans the other's away
-pub fn tunnel_owner(
+/// .what = the manifest environment that holds the tunnels this manifest declares OPEN: its absolute path, its
+/// region and profile, and the values of the variables it used
+/// .why = one manifest applied to dev and to prod is two holders; neither plans the other's tunnels away
+pub fn manifest_holder(
     manifest: &Manifest,
     context: &ContextAwsApi,
-) -> Option<declastruct_aws::TunnelOwner> {
+) -> Option<declastruct_aws::TunnelHolder> {
     let path = manifest.path.clone()?;
-    let mut environment = format!("region={}", context.region.as_deref().unwrap_or("-"));
     let profile = manifest.aws.profile.clone().or_else(|| {
         std::env::var(declastruct_aws::EnvVars::AWS_PROFILE)
             .ok()
             .filter(|profile| !profile.is_empty())
     });
-    if let Some(profile) = profile {
-        environment.push_str(&format!(" profile={profile}"));
-    }
-    Some(declastruct_aws::TunnelOwner {
-        manifest: path,
-        environment,
-    })
+    Some(declastruct_aws::TunnelHolder::Manifest(
+        declastruct_aws::ManifestEnvironment {
+            manifest: path.display().to_string(),
+            region: context.region.clone(),
+            profile,
+            vars: manifest.variables.clone(),
+        },
+    ))
 }

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use crate::args::{Cli, PlanArgs};
 use crate::commands::{EXIT_CHANGES, EXIT_FAILURE, after_output, compute_plan, observe_or_report};
 use crate::render::{render_plan, summary_line};
-use crate::resources::select_targets;
+use crate::resources::{force_close, select_targets};
 
 /// .what = `declastruct plan`: reads live state and prints the changes apply would make
 /// .why = the reviewable preview, for people (a diff) and for CI (JSON, a saved plan, exit codes)
@@ -14,7 +14,14 @@ pub async fn run(cli: &Cli, args: &PlanArgs) -> ExitCode {
             Ok(observed) => observed,
             Err(code) => return code,
         };
-    let resources = match select_targets(resources, &args.target) {
+    let mut resources = resources;
+    let selected = if args.force_close {
+        force_close(&mut resources, &args.target)
+    } else {
+        Ok(())
+    }
+    .and_then(|()| select_targets(resources, &args.target));
+    let resources = match selected {
         Ok(resources) => resources,
         Err(problem) => {
             eprintln!("error: {problem}");

@@ -7,7 +7,7 @@ use declastruct_aws::{ContextAwsApi, VpcTunnelStatus};
 use serde_json::{Value, json};
 
 use crate::args::{Cli, StatusArgs};
-use crate::commands::{EXIT_FAILURE, load_or_report, report, tunnel_owner};
+use crate::commands::{EXIT_FAILURE, load_or_report, manifest_holder, report};
 use crate::connect::{client_command, connection_line};
 use crate::manifest::{Manifest, ResourceDeclaration, VpcTunnelDeclaration, tunnel_address};
 use crate::progress::Progress;
@@ -32,7 +32,7 @@ pub async fn run(cli: &Cli, args: &StatusArgs) -> ExitCode {
     let progress = Progress::for_terminal(!args.json && !cli.quiet);
     let observed = match ContextAwsApi::load(&manifest.aws).await {
         Ok(mut context) => {
-            context.owner = tunnel_owner(&manifest, &context);
+            context.holder = manifest_holder(&manifest, &context);
             let reading = progress.start(format!(
                 "reading live state: ec2:DescribeInstances, rds:DescribeDBClusters at {}",
                 context.endpoint("ec2")
@@ -112,7 +112,7 @@ fn uptime_cell(row: &Value) -> String {
         .map_or("-".into(), format_uptime)
 }
 
-const COLUMNS: [Column; 7] = [
+const COLUMNS: [Column; 8] = [
     ("RESOURCE", |row| {
         format!("{} {}", text(&row["class"]), text(&row["slug"]))
     }),
@@ -121,10 +121,11 @@ const COLUMNS: [Column; 7] = [
     ("PORT", |row| text(&row["port"])),
     ("UPTIME", uptime_cell),
     ("RESTARTS", restarts_cell),
+    ("HELD BY", holders_cell),
     ("HEALTH", health_cell),
 ];
 
-const ALL_COLUMNS: [Column; 9] = [
+const ALL_COLUMNS: [Column; 10] = [
     ("TUNNEL", |row| text(&row["slug"])),
     ("MANIFEST", |row| text(&row["manifest"])),
     ("STATUS", |row| text(&row["status"])),
@@ -133,6 +134,7 @@ const ALL_COLUMNS: [Column; 9] = [
     ("PID", |row| text(&row["pid"])),
     ("UPTIME", uptime_cell),
     ("RESTARTS", restarts_cell),
+    ("HELD BY", holders_cell),
     ("HEALTH", health_cell),
 ];
 
@@ -236,7 +238,6 @@ async fn tunnel_row(
             let extra = json!({
                 "slug": tunnel_address(&meta.tunnel.via, &meta.tunnel.into, &meta.tunnel.from).slug,
                 "manifest": meta.manifest,
-                "environment": meta.environment,
                 "farEnd": format!("{}:{} via {}", meta.remote_host, meta.remote_port, meta.instance_id),
                 "region": meta.region,
             });
@@ -317,15 +318,29 @@ fn row(resource: &Observed) -> Value {
             }
             fields
         }
-        Observed::Removed(removed) => json!({
-            "status": "OPEN (no longer declared)",
-            "pid": removed.meta.pid,
-            "port": removed.meta.local_port,
-            "host": removed.meta.tunnel.from.host.as_str(),
-            "hash": removed.hash,
-            "openedAt": removed.meta.opened_at,
-            "healthReason": "this manifest opened it and no longer declares it: apply closes it",
-        }),
+        Observed::Removed(removed) => {
+            let (status, reason) = match &removed.stranded {
+                Some(stranded) => (
+                    "OPEN (declared CLOSED)".to_string(),
+                    format!("{}: apply closes it by its record", stranded.reason),
+                ),
+                None => (
+                    "OPEN (no longer declared)".to_string(),
+                    "this manifest holds it and no longer declares it: apply lets go of it"
+                        .to_string(),
+                ),
+            };
+            json!({
+                "status": status,
+                "pid": removed.meta.pid,
+                "port": removed.meta.local_port,
+                "host": removed.meta.tunnel.from.host.as_str(),
+                "hash": removed.hash,
+                "openedAt": removed.meta.opened_at,
+                "healthReason": reason,
+                "holders": removed.meta.holders().iter().filter(|holder| holder.is_alive()).map(declastruct_aws::TunnelHolder::describe).collect::<Vec<_>>(),
+            })
+        }
     };
     with_address(base, row)
 }
@@ -366,7 +381,18 @@ fn tunnel_fields(observation: &VpcTunnelObservation) -> Value {
         "lastRestart": observation.last_restart,
         "healthy": health.map(|health| health.healthy),
         "healthReason": health.and_then(|health| health.reason.clone()),
+        "holders": observation.holders.iter().map(declastruct_aws::TunnelHolder::describe).collect::<Vec<_>>(),
     })
+}
+
+/// the holders, or `-`
+fn holders_cell(row: &Value) -> String {
+    match row["holders"].as_array() {
+        Some(holders) if !holders.is_empty() => {
+            holders.iter().map(text).collect::<Vec<_>>().join(", ")
+        }
+        _ => "-".into(),
+    }
 }
 
 /// .what = the rows `status` can give without AWS: each declared tunnel from its record or its processes on this

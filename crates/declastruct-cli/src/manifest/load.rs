@@ -43,6 +43,8 @@ pub struct Manifest {
     pub resources: Vec<DeclaredResource>,
     /// the variables the manifest used, with their values
     pub variables: std::collections::BTreeMap<String, String>,
+    /// the `--var-file` files read, in the order given
+    pub var_files: Vec<String>,
 }
 
 /// .what = one declared resource and its YAML node
@@ -169,6 +171,7 @@ pub fn parse_manifest_with(
         aws: top.aws.unwrap_or_default(),
         resources,
         variables: used,
+        var_files: variables.files(),
     })
 }
 

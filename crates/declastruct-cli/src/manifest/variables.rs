@@ -12,15 +12,42 @@ use serde_json::Value;
 use super::error::ManifestError;
 use super::yaml_tree::{Node, NodeValue};
 
-/// .what = where variables' values come from: `--var NAME=VALUE` first, then the environment
-/// .why = a command line wins over what the shell happens to export
+/// .what = where variables' values come from: `--var NAME=VALUE` first, then `--var-file` files (the later
+/// file first), then the environment
+/// .why = a command line wins over a file, and a file over what the shell happens to export
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Variables {
     /// the `--var` values, as given
     given: Vec<(String, String)>,
+    /// the `--var-file` files, in the order given, each with its values
+    files: Vec<(String, Vec<(String, String)>)>,
 }
 
+/// the largest variables file read: far more than any list of variables needs
+const VAR_FILE_LIMIT: u64 = 1024 * 1024;
+
 impl Variables {
+    /// .what = the `--var NAME=VALUE` arguments and the `--var-file FILE` files, checked and read
+    /// .why = a malformed one is an error, located in its file, before anything else is read
+    pub fn from_arguments_and_files(
+        arguments: &[String],
+        files: &[std::path::PathBuf],
+    ) -> Result<Self, ManifestError> {
+        let mut variables = Self::from_arguments(arguments)?;
+        for path in files {
+            variables
+                .files
+                .push((path.display().to_string(), read_var_file(path)?));
+        }
+        Ok(variables)
+    }
+
+    /// .what = the `--var-file` files read, in the order given
+    /// .why = a plan records which files its variables came from
+    pub fn files(&self) -> Vec<String> {
+        self.files.iter().map(|(path, _)| path.clone()).collect()
+    }
+
     /// .what = the `--var NAME=VALUE` arguments, checked
     /// .why = a malformed one is an error before anything is read
     pub fn from_arguments(arguments: &[String]) -> Result<Self, ManifestError> {
@@ -41,7 +68,10 @@ impl Variables {
                 }
             }
         }
-        Ok(Self { given })
+        Ok(Self {
+            given,
+            files: Vec::new(),
+        })
     }
 
     /// .what = the value of `name`: the last `--var` of that name (its case ignored when no exact match), else the
@@ -55,11 +85,106 @@ impl Variables {
                 .rev()
                 .find(|(known, _)| known.eq_ignore_ascii_case(name))
         };
-        match exact.or_else(loose) {
+        if let Some((_, value)) = exact.or_else(loose) {
+            return Some(value.clone());
+        }
+        // the later file wins, and within a file the later line
+        let from_files = self
+            .files
+            .iter()
+            .rev()
+            .find_map(|(_, values)| values.iter().rev().find(|(known, _)| known == name));
+        match from_files {
             Some((_, value)) => Some(value.clone()),
             None => std::env::var(name).ok(),
         }
     }
+}
+
+/// .what = reads a variables file in Compose's `--env-file` format: `NAME=VALUE` lines, `#` comments and blank
+/// lines ignored, a value optionally in single or double quotes, an inline ` #` comment after an unquoted value
+/// .why = prod needs four `--var` flags on every command without it; a file says them once
+fn read_var_file(path: &std::path::Path) -> Result<Vec<(String, String)>, ManifestError> {
+    use std::io::Read;
+    let shown = path.display().to_string();
+    let unreadable = |problem: String, help: &str| ManifestError {
+        code: "declastruct::manifest::bad_var_file",
+        message: format!("cannot read the variables file {shown}: {problem}"),
+        help: help.to_string(),
+        source: None,
+        labels: Vec::new(),
+    };
+    let file = std::fs::File::open(path).map_err(|error| {
+        unreadable(
+            error.to_string(),
+            "check the path given to --var-file (relative to the folder the command runs in)",
+        )
+    })?;
+    let mut bytes = Vec::new();
+    file.take(VAR_FILE_LIMIT + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|error| unreadable(error.to_string(), "check that the file is readable"))?;
+    if bytes.len() as u64 > VAR_FILE_LIMIT {
+        return Err(unreadable(
+            format!("it is larger than {} KiB", VAR_FILE_LIMIT / 1024),
+            "a variables file holds NAME=VALUE lines; check that --var-file names the right file",
+        ));
+    }
+    let text = String::from_utf8(bytes).map_err(|error| {
+        unreadable(
+            format!("it is not UTF-8 text ({error})"),
+            "save it as UTF-8 text of NAME=VALUE lines",
+        )
+    })?;
+    let source = Arc::new(NamedSource::new(shown.clone(), text.clone()));
+    let mut values = Vec::new();
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let start = offset;
+        offset += line.len();
+        let content = line.trim_end_matches(['\n', '\r']);
+        let trimmed = content.trim();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        let span = SourceSpan::from((start, content.len()));
+        let bad = |message: String| {
+            ManifestError::at(
+                "declastruct::manifest::bad_var_file",
+                &source,
+                span,
+                "not NAME=VALUE",
+                message,
+                "write one `NAME=VALUE` a line (a value may be quoted); `#` starts a comment line",
+            )
+        };
+        let Some((name, value)) = trimmed.split_once('=') else {
+            return Err(bad(format!("{shown}: a line without `=`")));
+        };
+        let name = name.trim_end();
+        if !is_name(name) {
+            return Err(bad(format!("{shown}: `{name}` is not a variable name")));
+        }
+        values.push((name.to_string(), unquote(value.trim_start())));
+    }
+    Ok(values)
+}
+
+/// a value as Compose reads it: the text inside matching quotes, or up to an inline ` #` comment
+fn unquote(value: &str) -> String {
+    for quote in ['"', '\''] {
+        if let Some(inner) = value
+            .strip_prefix(quote)
+            .and_then(|rest| rest.rfind(quote).map(|end| &rest[..end]))
+        {
+            return inner.to_string();
+        }
+    }
+    value
+        .split_once(" #")
+        .map_or(value, |(kept, _)| kept)
+        .trim_end()
+        .to_string()
 }
 
 fn is_name(name: &str) -> bool {

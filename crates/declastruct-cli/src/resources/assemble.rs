@@ -5,16 +5,17 @@
 use std::collections::BTreeMap;
 
 use declastruct_aws::internal::VpcTunnelObservation;
+use declastruct_aws::internal::utils::other_live_holders;
 use declastruct_aws::{
-    DesiredInstanceStatus, Ec2InstanceRef, Ec2InstanceStatus, RdsInstanceRef, TunnelTarget,
-    VpcTunnelInto, VpcTunnelStatus,
+    DesiredInstanceStatus, Ec2InstanceRef, Ec2InstanceStatus, RdsInstanceRef, TunnelHolder,
+    TunnelTarget, VpcTunnelInto, VpcTunnelStatus,
 };
 use declastruct_engine::{Edge, ResourceAddress};
 
 use super::live::LiveState;
 use super::observed::{
     Observed, ObservedBastion, ObservedCluster, ObservedInstance, ObservedTunnel, PreviousIdentity,
-    RemovedTunnel,
+    RemovedTunnel, Stranded,
 };
 use crate::manifest::{
     DeclaredResource, Ec2InstanceDeclaration, Manifest, ManifestError, ResourceDeclaration,
@@ -36,8 +37,12 @@ struct PlanBastion<'a> {
 pub fn assemble(
     manifest: &Manifest,
     live: &LiveState,
-    mut tunnels: BTreeMap<usize, (VpcTunnelObservation, TunnelTarget)>,
+    inspected: Inspected,
 ) -> Result<Vec<Observed>, Vec<miette::Report>> {
+    let Inspected {
+        mut tunnels,
+        stranded,
+    } = inspected;
     // every bastion of the plan, by live instance id: declared ones first, then those only tunnels name
     let mut bastions: BTreeMap<String, PlanBastion> = BTreeMap::new();
     for (index, declared) in manifest.resources.iter().enumerate() {
@@ -198,6 +203,7 @@ pub fn assemble(
                         after: address,
                     });
                 }
+                let (held, others) = split_holders(&observation.holders, live.holder.as_ref());
                 observed.push(Observed::Tunnel(Box::new(ObservedTunnel {
                     declaration: tunnel.clone(),
                     observation,
@@ -206,11 +212,16 @@ pub fn assemble(
                     edges,
                     previous: None,
                     forced_replace: false,
+                    held,
+                    others,
+                    force_close: false,
+                    displaces: None,
                 })));
             }
         }
     }
-    if let Some(owner) = &live.owner {
+    attach_stranded_tunnels(&mut observed, manifest, live, &stranded);
+    if let Some(holder) = &live.holder {
         let stopping: BTreeMap<&str, ResourceAddress> = bastions
             .iter()
             .filter(|(_, bastion)| bastion.desired_status == Some(DesiredInstanceStatus::Stopped))
@@ -218,9 +229,125 @@ pub fn assemble(
                 (instance_id.as_str(), bastion_address(&bastion.reference))
             })
             .collect();
-        attach_owned_tunnels(&mut observed, owner, live, &stopping);
+        attach_owned_tunnels(&mut observed, holder, live, &stopping);
     }
+    order_port_moves(&mut observed);
     Ok(observed)
+}
+
+/// .what = every declared tunnel inspected against the live state, by its position in the manifest, and the
+/// tunnels declared CLOSED whose bastion or far end is gone, with what is gone
+/// .why = what `assemble` needs from the tunnel inspection
+#[derive(Debug, Default)]
+pub struct Inspected {
+    /// each inspected tunnel's observation and far end
+    pub tunnels: BTreeMap<usize, (VpcTunnelObservation, TunnelTarget)>,
+    /// each CLOSED tunnel whose ends do not resolve, with the reason
+    pub stranded: BTreeMap<usize, String>,
+}
+
+/// .what = whether `ours` is among a tunnel's live holders, and the others
+/// .why = a tunnel this environment does not hold is held by apply; one others hold is only released
+fn split_holders(
+    holders: &[TunnelHolder],
+    ours: Option<&TunnelHolder>,
+) -> (bool, Vec<TunnelHolder>) {
+    let held = ours.is_some_and(|ours| holders.iter().any(|holder| holder.is(ours)));
+    let others = other_live_holders(holders, ours)
+        .into_iter()
+        .cloned()
+        .collect();
+    (held, others)
+}
+
+/// .what = the running tunnels recorded for a CLOSED declaration whose bastion or far end is gone, as changes that
+/// close them by their records (UPDATE to CLOSED, with the reason)
+/// .why = a terminated bastion or a deleted cluster must not leave a session serving that the manifest says is
+/// CLOSED
+fn attach_stranded_tunnels(
+    observed: &mut Vec<Observed>,
+    manifest: &Manifest,
+    live: &LiveState,
+    stranded: &BTreeMap<usize, String>,
+) {
+    for (index, reason) in stranded {
+        let ResourceDeclaration::DeclaredAwsVpcTunnel(tunnel) =
+            &manifest.resources[*index].declaration
+        else {
+            continue;
+        };
+        let mut found = 0;
+        for (files, meta) in &live.records {
+            let Ok(meta) = meta else {
+                continue;
+            };
+            let same = meta.tunnel.via == tunnel.via
+                && meta.tunnel.into == tunnel.into
+                && meta.tunnel.from == tunnel.from;
+            if !same || live.processes.of(&files.hash).is_empty() {
+                continue;
+            }
+            let holders: Vec<TunnelHolder> = meta.holders();
+            let (_, others) = split_holders(&holders, live.holder.as_ref());
+            let mut address = tunnel.address();
+            // two old sessions of one declaration are two changes, told apart by their identity
+            if found > 0 {
+                address.slug = format!("{}#{}", address.slug, files.hash);
+            }
+            found += 1;
+            observed.push(Observed::Removed(Box::new(RemovedTunnel {
+                address,
+                hash: files.hash.clone(),
+                meta: meta.clone(),
+                edges: Vec::new(),
+                others,
+                force_close: false,
+                stranded: Some(Stranded {
+                    declaration: tunnel.clone(),
+                    reason: reason.clone(),
+                }),
+            })));
+        }
+    }
+}
+
+/// .what = orders every change that closes a tunnel on a local port before every change that opens one on it, and
+/// tells the opener which change frees its port
+/// .why = a tunnel moved to another bastion or target on the same port: the old one must let go of the port
+/// before the new one listens, or the open fails and the user is left with no tunnel
+fn order_port_moves(observed: &mut [Observed]) {
+    let closers: Vec<(ResourceAddress, u16)> = observed
+        .iter()
+        .filter_map(|resource| match resource {
+            Observed::Removed(removed) if removed.closes() => {
+                Some((removed.address.clone(), removed.meta.local_port))
+            }
+            Observed::Tunnel(tunnel) if tunnel.closes() => {
+                Some((tunnel.declaration.address(), tunnel.declaration.from.port))
+            }
+            _ => None,
+        })
+        .collect();
+    for resource in observed.iter_mut() {
+        let Observed::Tunnel(tunnel) = resource else {
+            continue;
+        };
+        let opens = tunnel.declaration.status == VpcTunnelStatus::Open
+            && (tunnel.is_replaced() || !tunnel.observation.is_healthy());
+        if !opens {
+            continue;
+        }
+        let address = tunnel.declaration.address();
+        for (closer, port) in &closers {
+            if *port == tunnel.declaration.from.port && *closer != address {
+                tunnel.edges.push(Edge {
+                    before: closer.clone(),
+                    after: address.clone(),
+                });
+                tunnel.displaces = Some(closer.slug.clone());
+            }
+        }
+    }
 }
 
 /// .what = the tunnels this manifest opened that no longer match a declaration: an old identity of a declared
@@ -228,7 +355,7 @@ pub fn assemble(
 /// .why = nothing this manifest opened is left running unseen; nothing another manifest opened is touched
 fn attach_owned_tunnels(
     observed: &mut Vec<Observed>,
-    owner: &declastruct_aws::TunnelOwner,
+    ours: &TunnelHolder,
     live: &LiveState,
     stopping: &BTreeMap<&str, ResourceAddress>,
 ) {
@@ -245,11 +372,15 @@ fn attach_owned_tunnels(
             continue;
         };
         let running = !live.processes.of(&files.hash).is_empty();
-        let owned = meta.manifest.as_deref() == Some(&owner.manifest.display().to_string())
-            && meta.environment.as_deref() == Some(owner.environment.as_str());
-        if !owned || !running || current.contains(&files.hash) {
+        let holders = meta.holders();
+        let held = holders.iter().any(|holder| holder.is(ours));
+        let already = observed.iter().any(
+            |resource| matches!(resource, Observed::Removed(removed) if removed.hash == files.hash),
+        );
+        if !held || !running || current.contains(&files.hash) || already {
             continue;
         }
+        let (_, others) = split_holders(&holders, Some(ours));
         let address = tunnel_address(&meta.tunnel.via, &meta.tunnel.into, &meta.tunnel.from);
         let declared = observed.iter_mut().find_map(|resource| match resource {
             Observed::Tunnel(tunnel)
@@ -262,6 +393,7 @@ fn attach_owned_tunnels(
         let previous = PreviousIdentity {
             hash: files.hash.clone(),
             meta: meta.clone(),
+            others: others.clone(),
         };
         match declared {
             Some(tunnel) => tunnel.previous = Some(previous),
@@ -279,6 +411,9 @@ fn attach_owned_tunnels(
                     hash: previous.hash,
                     meta: previous.meta,
                     edges,
+                    others,
+                    force_close: false,
+                    stranded: None,
                 })));
             }
         }

@@ -38,6 +38,19 @@ impl FieldAt {
             source: manifest.source.clone(),
             span: manifest.span_of(self.resource, self.path),
             label: label.to_string(),
+            warning: false,
+        })
+    }
+
+    /// .what = `error` as a warning pointed at this field: the command goes on
+    /// .why = a bastion or cluster that is gone, while only CLOSED tunnels name it, stops nothing
+    pub fn warn(&self, manifest: &Manifest, error: AwsError, label: &str) -> miette::Report {
+        miette::Report::new(Located {
+            error,
+            source: manifest.source.clone(),
+            span: manifest.span_of(self.resource, self.path),
+            label: label.to_string(),
+            warning: true,
         })
     }
 }
@@ -55,6 +68,32 @@ pub struct References {
     pub instances: Vec<(RdsInstanceRef, FieldAt)>,
     /// the custom cluster endpoints, by cluster and endpoint name
     pub endpoints: Vec<((RdsClusterRef, String), FieldAt)>,
+    /// what needs each reference to exist, by its key (`need_key`)
+    needs: std::collections::HashMap<String, Need>,
+}
+
+/// .what = what needs a referenced bastion, cluster or instance to exist
+/// .why = a tunnel declared CLOSED whose bastion was terminated or whose cluster was deleted can still be closed
+/// (by its record); only what must act on a reference (an OPEN tunnel, a bastion declared running, a declaration
+/// no CLOSED tunnel explains) makes its absence an error
+#[derive(Debug, Default, Clone, Copy)]
+struct Need {
+    /// an OPEN tunnel names it
+    open: bool,
+    /// a CLOSED tunnel names it
+    closed: bool,
+    /// a declaration acts on it (a bastion declared `running`), or is only that declaration
+    declared: bool,
+}
+
+impl Need {
+    fn required(self) -> bool {
+        self.open || (self.declared && !self.closed)
+    }
+}
+
+fn need_key(reference: &impl std::fmt::Debug) -> String {
+    format!("{reference:?}")
 }
 
 impl References {
@@ -66,18 +105,47 @@ impl References {
             let at = |path| FieldAt { resource, path };
             match &declared.declaration {
                 ResourceDeclaration::DeclaredAwsEc2Instance(instance) => {
-                    references.add_bastion(Ec2InstanceRef::by_exid(&instance.exid), at(&["exid"]));
+                    let reference = Ec2InstanceRef::by_exid(&instance.exid);
+                    // a bastion declared running must exist; one declared stopped, or without a status, and
+                    // named only by CLOSED tunnels, may be gone
+                    let need = references.need(&reference);
+                    need.declared = true;
+                    if instance.status == Some(declastruct_aws::DesiredInstanceStatus::Running) {
+                        need.open = true;
+                    }
+                    references.add_bastion(reference, at(&["exid"]));
                 }
                 ResourceDeclaration::DeclaredAwsRdsCluster(cluster) => {
-                    references.add_cluster(RdsClusterRef::by_name(&cluster.name), at(&["name"]));
+                    let reference = RdsClusterRef::by_name(&cluster.name);
+                    references.need(&reference).declared = true;
+                    references.add_cluster(reference, at(&["name"]));
                 }
                 ResourceDeclaration::DeclaredAwsRdsInstance(instance) => {
-                    references.add(
-                        Kind::Instance(RdsInstanceRef::by_name(&instance.name)),
-                        at(&["name"]),
-                    );
+                    let reference = RdsInstanceRef::by_name(&instance.name);
+                    references.need(&reference).declared = true;
+                    references.add(Kind::Instance(reference), at(&["name"]));
                 }
                 ResourceDeclaration::DeclaredAwsVpcTunnel(tunnel) => {
+                    let open = tunnel.status == declastruct_aws::VpcTunnelStatus::Open;
+                    let mut uses = |key: String| {
+                        let need = references.needs.entry(key).or_default();
+                        if open {
+                            need.open = true;
+                        } else {
+                            need.closed = true;
+                        }
+                    };
+                    uses(need_key(&tunnel.via.bastion));
+                    match &tunnel.into {
+                        VpcTunnelInto::Cluster { cluster, endpoint } => {
+                            uses(need_key(cluster));
+                            if let Some(ClusterEndpoint::Custom(name)) = endpoint {
+                                uses(need_key(&(cluster.clone(), name.clone())));
+                            }
+                        }
+                        VpcTunnelInto::Instance { instance } => uses(need_key(instance)),
+                        VpcTunnelInto::Host { .. } => {}
+                    }
                     references.add_bastion(tunnel.via.bastion.clone(), at(&["via", "bastion"]));
                     match &tunnel.into {
                         VpcTunnelInto::Cluster { cluster, endpoint } => {
@@ -100,6 +168,18 @@ impl References {
             }
         }
         references
+    }
+
+    fn need(&mut self, reference: &impl std::fmt::Debug) -> &mut Need {
+        self.needs.entry(need_key(reference)).or_default()
+    }
+
+    /// .what = whether a missing `reference` is an error: something must act on it
+    /// .why = otherwise its absence is a warning, and the tunnels naming it are closed by their records
+    pub fn is_required(&self, reference: &impl std::fmt::Debug) -> bool {
+        self.needs
+            .get(&need_key(reference))
+            .is_none_or(|need| need.required())
     }
 
     fn add_bastion(&mut self, reference: Ec2InstanceRef, at: FieldAt) {
@@ -161,8 +241,10 @@ pub struct LiveState {
     pub processes: TunnelProcesses,
     /// every tunnel recorded in the state folder, with its record or what is wrong with it
     pub records: Vec<RecordedTunnel>,
-    /// the manifest and environment now planning: the tunnels it opened are its own to destroy or replace
-    pub owner: Option<declastruct_aws::TunnelOwner>,
+    /// the manifest environment now planning: the tunnels it holds are its own to release, destroy or replace
+    pub holder: Option<declastruct_aws::TunnelHolder>,
+    /// what is missing but needed by nothing (a bastion only CLOSED tunnels name), located in the manifest
+    pub warnings: Vec<miette::Report>,
 }
 
 /// .what = the processes of every tunnel of the state folder, from one pass over /proc, and every record
@@ -256,6 +338,25 @@ pub async fn read_live_state(
         .region
         .clone()
         .unwrap_or_else(|| "the configured region".into());
+    let mut warnings = Vec::new();
+    // missing: an error when something must act on it; a warning when only CLOSED tunnels name it
+    let mut missing: Vec<(bool, miette::Report)> = Vec::new();
+    let classify = |reference: &dyn std::fmt::Debug, at: &FieldAt, error: AwsError, label: &str| {
+        if references.is_required(&reference) {
+            (true, at.locate(manifest, error, label))
+        } else {
+            (
+                false,
+                at.warn(
+                    manifest,
+                    error,
+                    &format!(
+                        "{label}: only CLOSED tunnels name it, and they are closed by their records"
+                    ),
+                ),
+            )
+        }
+    };
     // what the user probably meant, from one listing a kind however many of it are missing
     let missing_bastions: Vec<_> = references
         .bastions
@@ -283,7 +384,7 @@ pub async fn read_live_state(
             region: region.clone(),
             closest,
         };
-        errors.push(at.locate(manifest, error, "no such instance"));
+        missing.push(classify(reference, at, error, "no such instance"));
     }
     let missing_clusters: Vec<_> = references
         .clusters
@@ -304,7 +405,7 @@ pub async fn read_live_state(
             region: region.clone(),
             closest: closest_of_clusters.next().unwrap_or_default(),
         };
-        errors.push(at.locate(manifest, error, "no such cluster"));
+        missing.push(classify(reference, at, error, "no such cluster"));
     }
     let instance_names: Vec<&str> = references
         .instances
@@ -324,7 +425,7 @@ pub async fn read_live_state(
                     region: region.clone(),
                     closest: closest_of_instances.next().unwrap_or_default(),
                 };
-                errors.push(at.locate(manifest, error, "no such DB instance"));
+                missing.push(classify(reference, at, error, "no such DB instance"));
             }
             Some(found) => {
                 if let Some(cluster) = &found.cluster {
@@ -332,7 +433,7 @@ pub async fn read_live_state(
                         name: found.name.clone(),
                         cluster: cluster.clone(),
                     };
-                    errors.push(at.locate(manifest, error, "a member of a cluster"));
+                    missing.push((true, at.locate(manifest, error, "a member of a cluster")));
                 }
             }
         }
@@ -345,7 +446,19 @@ pub async fn read_live_state(
                 cluster: cluster.name.clone(),
                 endpoint: endpoint.clone(),
             };
-            errors.push(at.locate(manifest, error, "no such endpoint"));
+            missing.push(classify(
+                &(cluster.clone(), endpoint.clone()),
+                at,
+                error,
+                "no such endpoint",
+            ));
+        }
+    }
+    for (is_error, report) in missing {
+        if is_error {
+            errors.push(report);
+        } else {
+            warnings.push(report);
         }
     }
     if !errors.is_empty() {
@@ -360,7 +473,8 @@ pub async fn read_live_state(
         endpoints,
         processes,
         records,
-        owner: context.owner.clone(),
+        holder: context.holder.clone(),
+        warnings,
     })
 }
 

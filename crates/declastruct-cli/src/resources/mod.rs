@@ -9,17 +9,17 @@ mod assemble;
 mod live;
 mod observed;
 
-pub use assemble::assemble;
+pub use assemble::{Inspected, assemble};
 pub use live::{FieldAt, LiveState, References, read_live_state, read_local_tunnels};
 pub use observed::{
     Observed, ObservedBastion, ObservedCluster, ObservedInstance, ObservedTunnel, PreviousIdentity,
-    RemovedTunnel,
+    RemovedTunnel, Stranded, describe_holders,
 };
 
 use std::collections::BTreeMap;
 
-use declastruct_aws::internal::{VpcTunnelObservation, inspect_vpc_tunnel, resolve_tunnel_target};
-use declastruct_aws::{ContextAwsApi, TunnelTarget};
+use declastruct_aws::ContextAwsApi;
+use declastruct_aws::internal::{inspect_vpc_tunnel, resolve_tunnel_target};
 
 use crate::manifest::{Manifest, ResourceDeclaration};
 
@@ -31,6 +31,10 @@ pub async fn observe(
 ) -> Result<Vec<Observed>, Vec<miette::Report>> {
     let references = References::of(manifest);
     let live = read_live_state(manifest, &references, context).await?;
+    // what is gone but needed by nothing is said, and stops nothing
+    for warning in &live.warnings {
+        eprintln!("{warning:?}");
+    }
     let tunnels = inspect_tunnels(manifest, &live, context).await?;
     assemble(manifest, &live, tunnels)
 }
@@ -42,19 +46,32 @@ pub async fn inspect_tunnels(
     manifest: &Manifest,
     live: &LiveState,
     context: &ContextAwsApi,
-) -> Result<BTreeMap<usize, (VpcTunnelObservation, TunnelTarget)>, Vec<miette::Report>> {
+) -> Result<Inspected, Vec<miette::Report>> {
     let region = context.region.clone().unwrap_or_default();
     let mut errors = Vec::new();
     let mut inspections = Vec::new();
+    let mut stranded = BTreeMap::new();
     for (index, declared) in manifest.resources.iter().enumerate() {
         let ResourceDeclaration::DeclaredAwsVpcTunnel(tunnel) = &declared.declaration else {
             continue;
         };
+        let closed = tunnel.status == declastruct_aws::VpcTunnelStatus::Closed;
         let Some(bastion) = live.bastions.get(&tunnel.via.bastion) else {
+            // an OPEN tunnel's missing bastion was an error already; a CLOSED one is closed by its record
+            if closed {
+                stranded.insert(
+                    index,
+                    format!("its bastion {} no longer exists", tunnel.via.bastion),
+                );
+            }
             continue;
         };
         let target = match resolve_tunnel_target(&tunnel.into, live.target_lookups(&region)) {
             Ok(target) => target,
+            Err(error) if closed => {
+                stranded.insert(index, format!("its far end is gone: {error}"));
+                continue;
+            }
             Err(error) => {
                 let at = FieldAt {
                     resource: index,
@@ -75,11 +92,12 @@ pub async fn inspect_tunnels(
     if !errors.is_empty() {
         return Err(errors);
     }
-    futures::future::join_all(inspections)
+    let tunnels = futures::future::join_all(inspections)
         .await
         .into_iter()
         .collect::<Result<_, _>>()
-        .map_err(|error| vec![miette::Report::new(error)])
+        .map_err(|error| vec![miette::Report::new(error)])?;
+    Ok(Inspected { tunnels, stranded })
 }
 
 /// .what = only the resources named by `targets` (their addresses, as `plan` prints them) and what they depend on
@@ -153,6 +171,41 @@ pub fn force_replace(resources: &mut [Observed], addresses: &[String]) -> Result
                 return Err(format!(
                     "--replace {address} names no tunnel of this manifest; its tunnels are: {}",
                     tunnels.join(", ")
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// .what = marks the tunnels named by `addresses` (declared CLOSED, or no longer declared) to be closed for every
+/// holder
+/// .why = `--force-close`: the named, explicit way to close a tunnel an `exec`, a `connect` or another manifest
+/// still holds; its plan names them
+pub fn force_close(resources: &mut [Observed], addresses: &[String]) -> Result<(), String> {
+    use declastruct_engine::Resource;
+    for address in addresses {
+        let Some(resource) = resources
+            .iter_mut()
+            .find(|resource| resource.address().slug == *address)
+        else {
+            // `--target` names it: select_targets says what is wrong with it
+            continue;
+        };
+        match resource {
+            Observed::Tunnel(tunnel)
+                if tunnel.declaration.status == declastruct_aws::VpcTunnelStatus::Open =>
+            {
+                return Err(format!(
+                    "--force-close {address}: the tunnel is declared OPEN; declare it CLOSED (or remove it), then force its close"
+                ));
+            }
+            Observed::Tunnel(tunnel) => tunnel.force_close = true,
+            Observed::Removed(removed) => removed.force_close = true,
+            _ => {
+                return Err(format!(
+                    "--force-close {address}: only a tunnel can be closed; that is a {}",
+                    resource.address().class
                 ));
             }
         }

@@ -5,7 +5,7 @@ use declastruct_aws::internal::VpcTunnelObservation;
 use declastruct_aws::internal::utils::TunnelMeta;
 use declastruct_aws::{
     DeclaredAwsEc2Instance, DeclaredAwsRdsCluster, DeclaredAwsRdsInstance, DesiredInstanceStatus,
-    Ec2InstanceRef, TunnelTarget, VpcTunnelStatus,
+    Ec2InstanceRef, TunnelHolder, TunnelTarget, VpcTunnelStatus,
 };
 use declastruct_engine::{
     Action, Edge, Resource, ResourceAddress, declared_action, project_onto, render_document,
@@ -77,6 +77,14 @@ pub struct ObservedTunnel {
     pub previous: Option<PreviousIdentity>,
     /// `apply --replace` asked to close and open it again even if it looks healthy
     pub forced_replace: bool,
+    /// whether this manifest environment holds the tunnel now
+    pub held: bool,
+    /// the other live holders of the tunnel: exec and connect commands, other manifests and environments
+    pub others: Vec<TunnelHolder>,
+    /// `--force-close` asked to close it for every holder
+    pub force_close: bool,
+    /// the address of a change of this apply that frees this tunnel's local port before it opens (a moved tunnel)
+    pub displaces: Option<String>,
 }
 
 /// .what = a tunnel identity this manifest opened that no longer matches what its declaration resolves to
@@ -88,6 +96,8 @@ pub struct PreviousIdentity {
     pub hash: String,
     /// its record
     pub meta: TunnelMeta,
+    /// its other live holders: while there are any, it is only released
+    pub others: Vec<TunnelHolder>,
 }
 
 /// .what = a tunnel this manifest opened and no longer declares, still running
@@ -102,6 +112,23 @@ pub struct RemovedTunnel {
     pub meta: TunnelMeta,
     /// ordering: closed before a bastion the manifest stops
     pub edges: Vec<Edge>,
+    /// its other live holders: while there are any, this manifest only releases its hold
+    pub others: Vec<TunnelHolder>,
+    /// `--force-close` asked to close it for every holder
+    pub force_close: bool,
+    /// declared CLOSED, but its bastion or far end no longer exists: found by its record, closed by it
+    pub stranded: Option<Stranded>,
+}
+
+/// .what = a tunnel declared CLOSED whose bastion, cluster or instance is gone, and why
+/// .why = a terminated bastion must not keep its session serving: the plan is an UPDATE to CLOSED, with the
+/// reason
+#[derive(Debug, Clone)]
+pub struct Stranded {
+    /// the declaration
+    pub declaration: VpcTunnelDeclaration,
+    /// what is gone, e.g. "its bastion { exid: b } no longer exists"
+    pub reason: String,
 }
 
 /// .what = one resource of the plan with what was observed of it live
@@ -116,11 +143,80 @@ pub enum Observed {
     Instance(ObservedInstance),
     /// a tunnel
     Tunnel(Box<ObservedTunnel>),
-    /// a tunnel the manifest opened and no longer declares
+    /// a tunnel the manifest holds and no longer declares, or declares CLOSED while its ends are gone
     Removed(Box<RemovedTunnel>),
 }
 
+/// .what = holders in words, `pid 4242 (exec psql), manifest other.yml (region=us-east-1)`
+/// .why = plans and `status` say who keeps a tunnel open
+pub fn describe_holders(holders: &[TunnelHolder]) -> String {
+    holders
+        .iter()
+        .map(declastruct_aws::TunnelHolder::describe)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// the note of a tunnel let go of: who keeps it open, or whom a forced close closes it for
+fn release_note(others: &[TunnelHolder], force_close: bool) -> Option<String> {
+    match (others.is_empty(), force_close) {
+        (true, _) => None,
+        (false, false) => Some(format!(
+            "released; stays open for {}",
+            describe_holders(others)
+        )),
+        (false, true) => Some(format!(
+            "--force-close: closes it for every holder: {}",
+            describe_holders(others)
+        )),
+    }
+}
+
+impl RemovedTunnel {
+    /// .what = whether applying it closes the tunnel: no other holder, or a forced close
+    /// .why = otherwise it is a KEEP that only releases this manifest's hold
+    pub fn closes(&self) -> bool {
+        self.others.is_empty() || self.force_close
+    }
+}
+
 impl ObservedTunnel {
+    /// .what = whether the tunnel is open and serves, as observed
+    /// .why = an open healthy tunnel this manifest does not hold yet is held by apply, not opened again
+    fn is_open(&self) -> bool {
+        self.observation.tunnel.status == Some(VpcTunnelStatus::Open)
+    }
+
+    /// .what = whether apply only has to record this manifest's hold on a healthy tunnel someone else opened
+    /// .why = an `exec` or another manifest opened it; this manifest holds it too from now on, and it stays open
+    /// when they let go
+    pub fn takes_hold(&self) -> bool {
+        self.declaration.status == VpcTunnelStatus::Open
+            && !self.is_replaced()
+            && self.observation.is_healthy()
+            && !self.held
+    }
+
+    /// .what = whether applying the CLOSED declaration closes a session: the tunnel's or its old identity's,
+    /// when no other holder keeps it (or the close is forced)
+    /// .why = a tunnel another holder uses is only released: a KEEP with a note
+    pub fn closes(&self) -> bool {
+        self.declaration.status == VpcTunnelStatus::Closed
+            && ((self.is_open() && (self.others.is_empty() || self.force_close))
+                || self
+                    .previous
+                    .as_ref()
+                    .is_some_and(|previous| previous.others.is_empty() || self.force_close))
+    }
+
+    /// .what = whether applying the CLOSED declaration only lets go of a tunnel others keep open
+    /// .why = the plan shows it as a KEEP with `released; stays open for …`, and apply releases the hold
+    pub fn only_releases(&self) -> bool {
+        self.declaration.status == VpcTunnelStatus::Closed
+            && !self.closes()
+            && (self.is_open() || self.previous.is_some())
+    }
+
     /// .what = whether apply closes this tunnel's session and opens a new one
     /// .why = an old identity still running, or `--replace`, while the tunnel is declared OPEN
     pub fn is_replaced(&self) -> bool {
@@ -141,6 +237,21 @@ impl ObservedTunnel {
                     .clone()
                     .unwrap_or_else(|| "no reason given".into())
             })
+    }
+}
+
+impl Observed {
+    /// .what = whether a KEEP of this resource still lets go of this manifest's hold: a tunnel declared CLOSED, or
+    /// no longer declared, that others keep open
+    /// .why = apply releases the hold, so that the tunnel closes when the others let go
+    pub fn releases_when_kept(&self) -> bool {
+        match self {
+            Self::Removed(removed) => !removed.closes(),
+            Self::Tunnel(tunnel) => {
+                tunnel.only_releases() && (tunnel.held || tunnel.previous.is_some())
+            }
+            _ => false,
+        }
     }
 }
 
@@ -172,8 +283,11 @@ impl Resource for Observed {
             Self::Cluster(cluster) => to_value(&cluster.declaration),
             Self::Instance(instance) => to_value(&instance.declaration),
             Self::Tunnel(tunnel) => to_value(&tunnel.declaration),
-            // nothing is declared: it goes
-            Self::Removed(_) => Value::Null,
+            Self::Removed(removed) => match &removed.stranded {
+                Some(stranded) => to_value(&stranded.declaration),
+                // nothing is declared: it goes
+                None => Value::Null,
+            },
         }
     }
 
@@ -205,14 +319,38 @@ impl Resource for Observed {
 
     fn action(&self, desired: &Value, remote: Option<&Value>) -> Action {
         match self {
+            Self::Removed(removed) if !removed.closes() => return Action::Keep,
+            Self::Removed(removed) if removed.stranded.is_some() => return Action::Update,
             Self::Removed(_) => return Action::Destroy,
             Self::Tunnel(tunnel) if tunnel.is_replaced() => return Action::Replace,
-            // declared CLOSED while an old identity runs: closing it is an update
-            Self::Tunnel(tunnel) if tunnel.previous.is_some() => return Action::Update,
+            Self::Tunnel(tunnel) if tunnel.only_releases() => return Action::Keep,
+            // declared CLOSED while a session of it runs that nobody else holds: closing it is an update
+            Self::Tunnel(tunnel) if tunnel.closes() => return Action::Update,
             Self::Tunnel(tunnel) if tunnel.unhealthy_reason().is_some() => return Action::Update,
+            Self::Tunnel(tunnel) if tunnel.takes_hold() => return Action::Update,
             _ => {}
         }
         declared_action(desired, remote)
+    }
+
+    fn note(&self, action: Action) -> Option<String> {
+        match self {
+            Self::Removed(removed) => release_note(&removed.others, removed.force_close),
+            Self::Tunnel(tunnel) if tunnel.declaration.status == VpcTunnelStatus::Closed => {
+                let mut others = tunnel.others.clone();
+                if let Some(previous) = &tunnel.previous {
+                    others.extend(previous.others.iter().cloned());
+                }
+                release_note(&others, tunnel.force_close)
+            }
+            Self::Tunnel(tunnel) if action == Action::Update && tunnel.takes_hold() => {
+                Some(format!(
+                    "open already, for {}: this manifest holds it too from now on",
+                    describe_holders(&tunnel.others)
+                ))
+            }
+            _ => None,
+        }
     }
 
     /// what the declared fields do not hold is shown too: an unhealthy tunnel's health, a replaced tunnel's old
@@ -227,7 +365,33 @@ impl Resource for Observed {
             return None;
         }
         if let Self::Removed(removed) = self {
-            return Some(removal_difference(&to_value(&removed.meta.tunnel)));
+            return Some(match &removed.stranded {
+                Some(stranded) => {
+                    let mut remote = project_onto(&to_value(&removed.meta.tunnel), desired);
+                    let mut desired = desired.clone();
+                    if let (Value::Object(remote), Value::Object(desired)) =
+                        (&mut remote, &mut desired)
+                    {
+                        remote.insert("gone".into(), json!(stranded.reason));
+                        desired.insert("gone".into(), json!(stranded.reason));
+                    }
+                    unified_difference(Some(&remote), &desired).unwrap_or_default()
+                }
+                None => removal_difference(&to_value(&removed.meta.tunnel)),
+            });
+        }
+        if let Self::Tunnel(tunnel) = self
+            && tunnel.takes_hold()
+            && let Some(remote) = remote
+        {
+            let mut remote = project_onto(remote, desired);
+            let mut desired = desired.clone();
+            let before = describe_holders(&tunnel.others);
+            if let (Value::Object(remote), Value::Object(desired)) = (&mut remote, &mut desired) {
+                remote.insert("heldBy".into(), json!(before));
+                desired.insert("heldBy".into(), json!(format!("{before}, this manifest")));
+            }
+            return unified_difference(Some(&remote), &desired);
         }
         if let Self::Tunnel(tunnel) = self
             && (tunnel.previous.is_some() || tunnel.forced_replace)

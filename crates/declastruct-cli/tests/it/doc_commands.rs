@@ -235,6 +235,21 @@ const HANDLED: &[Handled] = &[
     },
     Handled {
         doc: "docs/manifest.md",
+        command: "declastruct plan --var-file prod.env",
+        how: run_and_check(Scenario::Environments, 0, |ran| {
+            expect_contains(&ran.stdout, "ENV=prod")?;
+            expect_contains(&ran.stdout, "appdb-prod")
+        }),
+    },
+    Handled {
+        doc: "docs/manifest.md",
+        command: "declastruct plan --var-file prod.env --var env=dev",
+        how: run_and_check(Scenario::Environments, 0, |ran| {
+            expect_contains(&ran.stdout, "vars: ENV=dev,")
+        }),
+    },
+    Handled {
+        doc: "docs/manifest.md",
         command: "ENV=prod declastruct plan",
         how: run_and_check(Scenario::Environments, 0, |ran| {
             expect_contains(&ran.stdout, "ENV=prod")?;
@@ -749,6 +764,7 @@ fn prepare(scenario: Scenario, world: &DocWorld) -> Prepared {
             )
             .expect("credentials");
             sandbox.write("declastruct.yml", &example("environments.yml"));
+            sandbox.write("prod.env", &example("prod.env"));
             // the manifest's own knob for its local port: never the documented one, which may be taken here
             sandbox.set_env("PORT", &port.to_string());
             Prepared {

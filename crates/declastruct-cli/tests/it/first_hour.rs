@@ -133,7 +133,7 @@ fn help_offers_manifest_options_only_where_they_mean_something() {
     assert_eq!(before.status.code(), Some(2));
     assert!(
         stderr(&before).contains(
-            "`-f` and `--var` are for commands that read a manifest; `schema` reads none"
+            "`-f`, `--var` and `--var-file` are for commands that read a manifest; `schema` reads none"
         ),
         "{}",
         stderr(&before)

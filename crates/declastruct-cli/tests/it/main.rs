@@ -9,6 +9,7 @@ mod experience;
 mod faithful;
 mod first_hour;
 mod healing;
+mod holders;
 mod lifecycle;
 mod manifest_errors;
 mod output;

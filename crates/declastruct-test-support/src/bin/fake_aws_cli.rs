@@ -49,6 +49,10 @@
 //!   instead (the agent's channel_closed); both end the session, which is what the healing tests need.
 //! - `DECLASTRUCT_FAKE_SSM_RECORD=FILE`: each session appends its arguments (one JSON line) to FILE, so tests
 //!   can check what the CLI was asked.
+//! - `DECLASTRUCT_FAKE_SSM_ESCAPE=1`: the plugin is started in a process group of its own and without the
+//!   tunnel's marker in its environment, as a wrapper that daemonizes it would; no real program does this on its
+//!   own. It is the fault behind "a close that leaves the port served": declastruct cannot prove that process
+//!   its own, so it must never signal it, and must fail the close naming it.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -311,7 +315,16 @@ fn start_session(session: &Session) -> ExitCode {
         "DocumentName": DOCUMENT,
         "Parameters": session.parameters,
     });
-    let status = Command::new(std::env::current_exe().unwrap_or_else(|_| "fake-aws-cli".into()))
+    let mut plugin =
+        Command::new(std::env::current_exe().unwrap_or_else(|_| "fake-aws-cli".into()));
+    if std::env::var_os("DECLASTRUCT_FAKE_SSM_ESCAPE").is_some() {
+        use std::os::unix::process::CommandExt;
+        plugin
+            .process_group(0)
+            .env_remove("DECLASTRUCT_TUNNEL")
+            .env_remove("DECLASTRUCT_FAKE_SSM_ESCAPE");
+    }
+    let status = plugin
         .arg("__plugin")
         .args([
             RESPONSE_VARIABLE,

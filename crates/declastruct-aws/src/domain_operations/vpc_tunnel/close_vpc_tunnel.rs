@@ -1,35 +1,85 @@
-//! .what = closing a tunnel: every process of ours that serves it, found from /proc, then its files
+//! .what = letting go of a tunnel: its holder's hold is released, and the tunnel is closed only when no other
+//! holder remains (or when the close is forced): every process of ours that serves it, found from /proc, then
+//! its files
 //! .why = a pid file can be garbage, a record deleted, a supervisor killed while its session lives on: the
-//! tunnel's processes carry its marker, so none of them survives a close, and nothing else is touched
+//! tunnel's processes carry its marker, so none of them survives a close, and nothing else is touched; and a
+//! tunnel someone still uses is never closed under them
 
 use std::time::Duration;
 
 use crate::domain_operations::vpc_tunnel::utils::{
-    TunnelFiles, TunnelProcesses, stop_tunnel_process,
+    TunnelFiles, TunnelHolder, TunnelProcesses, find_port_holder, lock_tunnel, stop_tunnel_process,
+    wait_for_port_release,
 };
 use crate::error::AwsError;
 
 /// how long each signal of a close may take before the next, stronger one
 pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(3);
 
-/// .what = closes the tunnel `hash` of the context's tunnels folder under its lock, whatever declares it
-/// .why = a tunnel its manifest no longer declares (DESTROY), or the old identity of a replaced one, is closed
-/// by its identity alone: nothing about it needs to resolve in AWS any more
-pub async fn close_tunnel_identity(
+/// .what = what letting go of a tunnel did
+/// .why = a plan said "released; stays open for …" or "closes"; apply reports which happened
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Released {
+    /// no holder remained (or the close was forced): the tunnel is closed
+    Closed,
+    /// the tunnel stays open for these holders
+    StillHeld(Vec<TunnelHolder>),
+}
+
+/// .what = releases the context's hold on the tunnel `hash` of the context's tunnels folder, under its lock, and
+/// closes it when no other live holder remains; with `force`, closes it for every holder
+/// .why = a tunnel its manifest no longer declares (DESTROY), the old identity of a moved one, one whose bastion
+/// is gone, or one an `exec` opened, is let go of by its identity alone: nothing about it needs to resolve in AWS
+pub async fn release_tunnel_identity(
     hash: &str,
     local_port: u16,
+    force: bool,
     context: &crate::ContextAwsApi,
-) -> Result<(), AwsError> {
+) -> Result<Released, AwsError> {
     let files = TunnelFiles::new(context.checked_tunnels_dir()?, hash);
     files.ensure_dir()?;
-    let lock = crate::domain_operations::vpc_tunnel::utils::lock_tunnel(&files, context).await?;
-    close_vpc_tunnel(&files, local_port).await?;
-    lock.remove()
+    let lock = lock_tunnel(&files, context).await?;
+    let holder = context.holder();
+    let released = release_hold(&files, local_port, (!force).then_some(&holder)).await?;
+    if released == Released::Closed {
+        lock.remove()?;
+    }
+    Ok(released)
+}
+
+/// .what = under the tunnel's lock (the caller's): drops `holder`'s hold and every dead one; closes the tunnel
+/// when no live holder remains. `None` closes it for every holder
+/// .why = the one place that decides whether letting go closes, for apply, exec, the SDK and `--force-close`
+pub(crate) async fn release_hold(
+    files: &TunnelFiles,
+    local_port: u16,
+    holder: Option<&TunnelHolder>,
+) -> Result<Released, AwsError> {
+    TunnelFiles::check_dir_readable(&files.dir)?;
+    let serving = !TunnelProcesses::scan(&files.dir).of(&files.hash).is_empty();
+    // a damaged or missing record names no other holder: nobody is known to need the tunnel
+    if let (true, Some(holder), Ok(Some(mut meta))) = (serving, holder, files.read_meta()) {
+        let others: Vec<TunnelHolder> = meta
+            .holders()
+            .into_iter()
+            .filter(|other| other.is_alive() && !other.is(holder))
+            .collect();
+        if !others.is_empty() {
+            if meta.holders.as_ref() != Some(&others) {
+                meta.holders = Some(others.clone());
+                files.write_meta(&meta)?;
+            }
+            return Ok(Released::StillHeld(others));
+        }
+    }
+    close_vpc_tunnel(files, local_port).await?;
+    Ok(Released::Closed)
 }
 
 /// .what = stops every live process of the tunnel (SIGINT, SIGTERM, SIGKILL to their groups, each proven ours)
-/// and removes its files; fails, naming the port and the pid, when one survives
-/// .why = after a CLOSED apply exits 0, no process of ours serves the port, now or later
+/// and removes its files; fails, naming the port and the pid, when one survives, and naming the holder when the
+/// port still serves after they are gone
+/// .why = after a CLOSED apply exits 0, nothing serves the port we closed, now or later
 pub async fn close_vpc_tunnel(files: &TunnelFiles, local_port: u16) -> Result<(), AwsError> {
     TunnelFiles::check_dir_readable(&files.dir)?;
     let processes = TunnelProcesses::scan(&files.dir).of(&files.hash).to_vec();
@@ -40,6 +90,19 @@ pub async fn close_vpc_tunnel(files: &TunnelFiles, local_port: u16) -> Result<()
             "closing the tunnel"
         );
         stop_tunnel_process(&processes, Some(local_port), CLOSE_GRACE).await?;
+        // what we stopped served the port: if it still serves, something escaped our processes
+        let released = wait_for_port_release(local_port, CLOSE_GRACE).await;
+        files.remove_all()?;
+        if !released {
+            return Err(AwsError::PortStillServed {
+                port: local_port,
+                holder: find_port_holder(local_port).map_or_else(
+                    || "a process the system does not name".to_string(),
+                    |holder| holder.to_string(),
+                ),
+            });
+        }
+        return Ok(());
     }
     files.remove_all()
 }

@@ -4,8 +4,8 @@ use crate::domain_operations::vpc_tunnel::get_tunnel_target::{TunnelTarget, get_
 use crate::domain_operations::vpc_tunnel::session_output::{PluginMode, plugin_mode};
 use crate::domain_operations::vpc_tunnel::supervisor::read_restarts;
 use crate::domain_operations::vpc_tunnel::utils::{
-    ProcessInfo, RecordDamage, TunnelFiles, TunnelHealth, TunnelMeta, TunnelProcesses,
-    get_tunnel_hash, probe_tunnel,
+    ProcessInfo, RecordDamage, TunnelFiles, TunnelHealth, TunnelHolder, TunnelMeta,
+    TunnelProcesses, get_tunnel_hash, probe_tunnel,
 };
 use crate::error::AwsError;
 use crate::{
@@ -15,6 +15,8 @@ use crate::{
 
 /// how long the health probe may take
 pub(crate) const HEALTH_LIMIT: Duration = Duration::from_secs(5);
+/// how old a supervisor's heartbeat may be (it renews it every second) before the supervisor counts as hung
+pub(crate) const HEARTBEAT_LIMIT: Duration = Duration::from_secs(10);
 
 /// .what = everything observed of one tunnel: the tunnel with its live status, pid and health, its identity,
 /// its record, its processes and its restarts
@@ -27,6 +29,8 @@ pub struct VpcTunnelObservation {
     pub hash: Option<String>,
     /// the tunnel's record, when it is readable
     pub meta: Option<TunnelMeta>,
+    /// who holds the tunnel open, live ones only: empty when it is closed or its record unreadable
+    pub holders: Vec<TunnelHolder>,
     /// what is wrong with the tunnel's record, when it is damaged
     pub damage: Option<RecordDamage>,
     /// the tunnel's live processes (supervisor, session, plugin), each proven ours by its marker
@@ -111,6 +115,7 @@ impl VpcTunnelObservation {
             tunnel: tunnel.with_status(VpcTunnelStatus::Closed, None),
             hash,
             meta: None,
+            holders: Vec::new(),
             damage: None,
             processes: Vec::new(),
             restarts: 0,
@@ -196,19 +201,33 @@ impl VpcTunnelObservation {
             }
             _ => {}
         }
-        if supervisor.is_none() {
-            problems.push(format!(
+        match supervisor {
+            None => problems.push(format!(
                 "its supervisor is gone: nothing restarts the session (pid {pid}) when it ends"
-            ));
+            )),
+            Some(supervisor) if meta.as_ref().is_some_and(|meta| meta.ready) => {
+                problems.extend(stale_heartbeat(files, supervisor.pid));
+            }
+            Some(_) => {}
         }
         let health = if problems.is_empty() {
             probe
         } else {
             TunnelHealth::failed(problems.join("; "))
         };
+        let holders = meta
+            .as_ref()
+            .map(|meta| {
+                meta.holders()
+                    .into_iter()
+                    .filter(TunnelHolder::is_alive)
+                    .collect()
+            })
+            .unwrap_or_default();
         Self {
             tunnel: tunnel.observed_open(pid, health),
             hash: Some(files.hash.clone()),
+            holders,
             meta,
             damage,
             processes: processes.to_vec(),
@@ -227,6 +246,31 @@ impl VpcTunnelObservation {
                 .as_ref()
                 .is_some_and(|health| health.healthy)
     }
+}
+
+/// .what = why the supervisor `pid` does not prove it works, if it does not: a heartbeat missing, or older than
+/// `HEARTBEAT_LIMIT`
+/// .why = a supervisor that is alive but stopped (SIGSTOP) or hung would restart nothing: it is unhealthy, and an
+/// OPEN apply replaces it
+fn stale_heartbeat(files: &TunnelFiles, pid: u32) -> Option<String> {
+    let renewed = match std::fs::symlink_metadata(files.beat_path()) {
+        Ok(metadata) => metadata.modified().ok()?,
+        Err(_) => {
+            return Some(format!(
+                "its supervisor (pid {pid}) keeps no heartbeat ({} is missing): it cannot prove it works",
+                files.beat_path().display()
+            ));
+        }
+    };
+    let age = std::time::SystemTime::now()
+        .duration_since(renewed)
+        .unwrap_or_default();
+    (age > HEARTBEAT_LIMIT).then(|| {
+        format!(
+            "its supervisor (pid {pid}) has not renewed its heartbeat for {} s: it is stopped or hung, and would restart nothing",
+            age.as_secs()
+        )
+    })
 }
 
 /// .what = the tunnel's bastion (`None` when it does not exist) and far end (or why it does not resolve), looked

@@ -10,7 +10,7 @@ pub mod supervisor;
 /// .why = each is small and testable on its own, and SDK users may check a port or a process the same way
 pub mod utils;
 
-pub use close_vpc_tunnel::close_tunnel_identity;
+pub use close_vpc_tunnel::{Released, release_tunnel_identity};
 pub use get_connection_variables::{ConnectionVariables, get_connection_variables, iam_auth_token};
 pub use get_tunnel_target::{
     TargetKind, TargetLookups, TunnelTarget, get_tunnel_target, resolve_tunnel_target,

@@ -14,9 +14,9 @@ use super::session_output::{SessionFailure, explain_failure, is_listening};
 use super::set_vpc_tunnel::ResolvedVpcTunnel;
 use super::supervisor::{SupervisorRequest, read_restarts, supervisor_command};
 use crate::domain_operations::vpc_tunnel::utils::{
-    READY_FD, SessionTarget, StartedTunnelProcess, TunnelFiles, TunnelMeta, TunnelProcesses,
-    find_port_holder, find_program, is_port_in_use, is_tunnel_healthy, process_start_time,
-    read_process, session_command, start_tunnel_process, stop_tunnel_process,
+    READY_FD, SessionTarget, StartedTunnelProcess, TunnelFiles, TunnelHolder, TunnelMeta,
+    TunnelProcesses, find_port_holder, find_program, is_port_in_use, is_tunnel_healthy,
+    process_start_time, read_process, session_command, start_tunnel_process, stop_tunnel_process,
 };
 use crate::error::AwsError;
 use crate::{
@@ -40,9 +40,22 @@ pub(crate) async fn open_vpc_tunnel(
     let processes = TunnelProcesses::scan(&files.dir);
     let current =
         VpcTunnelObservation::observe(tunnel, files, processes.of(&files.hash), engine).await;
-    if current.is_healthy() {
-        return Ok(current);
+    let holder = context.holder();
+    if current.is_healthy() && !resolved.restart {
+        return hold_open_tunnel(current, files, holder);
     }
+    // whoever held the broken tunnel still holds the new one
+    let mut holders: Vec<TunnelHolder> = current
+        .meta
+        .as_ref()
+        .map(|meta| {
+            meta.holders()
+                .into_iter()
+                .filter(|other| other.is_alive() && !other.is(&holder))
+                .collect()
+        })
+        .unwrap_or_default();
+    holders.push(holder.clone());
     if !current.processes.is_empty() {
         // ours, but not serving or not whole (damaged record, lost supervisor): start over
         tracing::info!(
@@ -134,14 +147,12 @@ pub(crate) async fn open_vpc_tunnel(
         region: context.region.clone(),
         engine: resolved.target.engine.clone(),
         ready: false,
-        manifest: context
-            .owner
-            .as_ref()
-            .map(|owner| owner.manifest.display().to_string()),
-        environment: context
-            .owner
-            .as_ref()
-            .map(|owner| owner.environment.clone()),
+        manifest: match &holder {
+            TunnelHolder::Manifest(environment) => Some(environment.manifest.clone()),
+            TunnelHolder::Process(process) => process.manifest.clone(),
+            _ => None,
+        },
+        holders: Some(holders),
     };
     // recorded as soon as the process exists: a killed apply leaves nothing unrecorded
     if let Err(error) = files.write_state(&meta) {
@@ -175,6 +186,7 @@ pub(crate) async fn open_vpc_tunnel(
             Ok(VpcTunnelObservation {
                 tunnel: tunnel.observed_open(pid, health),
                 hash: Some(files.hash.clone()),
+                holders: meta.holders(),
                 meta: Some(meta),
                 damage: None,
                 processes: read_process(pid).into_iter().collect(),
@@ -200,6 +212,37 @@ pub(crate) async fn open_vpc_tunnel(
             })
         }
     }
+}
+
+/// .what = adds `holder` to a healthy open tunnel's holders (dropping dead ones) and reports it
+/// .why = an `exec` that finds the tunnel open, or a manifest that finds it opened by someone else, holds it too:
+/// the tunnel stays open until the last of them lets go
+fn hold_open_tunnel(
+    mut current: VpcTunnelObservation,
+    files: &TunnelFiles,
+    holder: TunnelHolder,
+) -> Result<VpcTunnelObservation, AwsError> {
+    let Some(meta) = current.meta.as_mut() else {
+        // a healthy tunnel has a whole record
+        return Err(AwsError::Unexpected(format!(
+            "the tunnel {} is healthy without a record",
+            files.hash
+        )));
+    };
+    let mut holders: Vec<TunnelHolder> = meta
+        .holders()
+        .into_iter()
+        .filter(TunnelHolder::is_alive)
+        .collect();
+    if !holders.iter().any(|other| other.is(&holder)) {
+        holders.push(holder);
+    }
+    if meta.holders.as_ref() != Some(&holders) {
+        meta.holders = Some(holders);
+        files.write_meta(meta)?;
+    }
+    current.holders = meta.holders();
+    Ok(current)
 }
 
 /// .what = stops everything a failed or interrupted open started and removes its files; returns the log's tail

@@ -1,10 +1,10 @@
 use super::VpcTunnelObservation;
-use super::close_vpc_tunnel::close_vpc_tunnel;
+use super::close_vpc_tunnel::{Released, release_hold};
 use super::get_tunnel_target::TunnelTarget;
 use super::get_vpc_tunnel::resolve_tunnel_ends;
 use super::open_vpc_tunnel::open_vpc_tunnel;
 use crate::domain_operations::vpc_tunnel::utils::{
-    SessionTarget, TunnelFiles, get_tunnel_hash, lock_tunnel,
+    SessionTarget, TunnelFiles, TunnelProcesses, get_tunnel_hash, lock_tunnel,
 };
 use crate::error::AwsError;
 use crate::{ContextAwsApi, DeclaredAwsEc2Instance, DeclaredAwsVpcTunnel, VpcTunnelStatus};
@@ -19,6 +19,8 @@ pub struct ResolvedVpcTunnel {
     pub bastion: DeclaredAwsEc2Instance,
     /// its far end as resolved
     pub target: TunnelTarget,
+    /// close and open it again even if it is healthy (`apply --replace`); its holders keep holding it
+    pub restart: bool,
 }
 
 impl ResolvedVpcTunnel {
@@ -58,13 +60,16 @@ pub async fn set_vpc_tunnel(
         tunnel: tunnel.clone(),
         bastion,
         target: target?,
+        restart: false,
     };
     Ok(set_vpc_tunnel_resolved(&resolved, context).await?.tunnel)
 }
 
-/// .what = opens or closes a tunnel whose bastion and cluster are resolved, under the tunnel's lock
+/// .what = opens a tunnel (adding the context's hold) or lets go of it (releasing that hold, and closing it when
+/// no other holder remains), whose bastion and cluster are resolved, under the tunnel's lock
 /// .why = idempotent: an open healthy tunnel is kept, an unhealthy or damaged one reopened, a closed one left
-/// closed; whatever of ours serves the tunnel is found from its processes, not only from its files
+/// closed; whatever of ours serves the tunnel is found from its processes, not only from its files; a tunnel
+/// another holder uses is never closed under them
 pub async fn set_vpc_tunnel_resolved(
     resolved: &ResolvedVpcTunnel,
     context: &ContextAwsApi,
@@ -88,9 +93,22 @@ pub async fn set_vpc_tunnel_resolved(
 
     match to {
         VpcTunnelStatus::Closed => {
-            close_vpc_tunnel(&files, target.local_port).await?;
-            lock.remove()?;
-            Ok(VpcTunnelObservation::closed(tunnel, Some(hash)))
+            match release_hold(&files, target.local_port, Some(&context.holder())).await? {
+                Released::Closed => {
+                    lock.remove()?;
+                    Ok(VpcTunnelObservation::closed(tunnel, Some(hash)))
+                }
+                Released::StillHeld(_) => {
+                    let processes = TunnelProcesses::scan(&files.dir);
+                    Ok(VpcTunnelObservation::observe(
+                        tunnel,
+                        &files,
+                        processes.of(&files.hash),
+                        resolved.target.engine.as_deref(),
+                    )
+                    .await)
+                }
+            }
         }
         VpcTunnelStatus::Open => match open_vpc_tunnel(resolved, &target, &files, context).await {
             Ok(observation) => Ok(observation),

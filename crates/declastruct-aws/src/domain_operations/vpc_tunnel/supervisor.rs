@@ -7,6 +7,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -14,7 +15,7 @@ use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, pthread_sigmask};
 use nix::unistd::Pid;
 
 use crate::domain_operations::vpc_tunnel::utils::{
-    TunnelFiles, process_group_members, try_lock_tunnel,
+    TunnelFiles, TunnelHolder, TunnelLock, process_group_members, try_lock_tunnel,
 };
 
 /// the first argument that turns a program into a tunnel supervisor
@@ -34,7 +35,13 @@ pub const LOG_LIMIT: u64 = 1024 * 1024;
 /// how much of the log's tail is kept when it is cut back
 pub const LOG_KEEP: u64 = 256 * 1024;
 
+/// how often the supervisor renews its heartbeat and looks whether its holders still hold
+const BEAT_INTERVAL: Duration = Duration::from_secs(1);
+
 static STOP: AtomicBool = AtomicBool::new(false);
+/// the tunnel's lock, taken when the last holder was found gone and kept until the files are removed, so that no
+/// command adds a hold to a tunnel that is closing
+static RELEASE_LOCK: Mutex<Option<TunnelLock>> = Mutex::new(None);
 /// the `apply` that started this supervisor went away before the tunnel was ready
 static ABANDONED: AtomicBool = AtomicBool::new(false);
 /// the session now running, 0 between sessions
@@ -341,13 +348,91 @@ fn watch_readiness(fd: i32) {
     });
 }
 
-/// removes this supervisor's record when nobody else is at work on the tunnel and the record is still ours
-fn forget_own_record(log: &Path) {
-    let (Some(dir), Some(hash)) = (log.parent(), log.file_stem().and_then(|stem| stem.to_str()))
-    else {
+/// the tunnel's files, named by its log `{tunnels folder}/{hash}.log`
+fn files_of(log: &Path) -> Option<TunnelFiles> {
+    let dir = log.parent()?;
+    let hash = log.file_stem()?.to_str()?;
+    Some(TunnelFiles::new(dir, hash))
+}
+
+/// .what = a thread that renews the heartbeat `{hash}.beat` every second and drops the holds of commands that
+/// ended; when no holder is left, it stops the supervisor, which closes the tunnel
+/// .why = "alive" is not "working": a stopped or hung supervisor stops beating and is replaced; and a killed
+/// `exec` must not leave its tunnel open forever
+fn watch_heartbeat_and_holders(log: &Path) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let Some(files) = files_of(log) else {
         return;
     };
-    let files = TunnelFiles::new(dir, hash);
+    // opened once, never following a symlink; renewed through the descriptor
+    let beat = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(files.beat_path());
+    std::thread::spawn(move || {
+        loop {
+            if let Ok(beat) = &beat {
+                let _ = beat.set_modified(std::time::SystemTime::now());
+            }
+            if let Some(last) = release_dead_holds(&files) {
+                say(&format!(
+                    "every holder let go (the last, {last}, has ended): closing the tunnel"
+                ));
+                // handed to the main thread, whose wait it interrupts; sent again each second, as for an
+                // abandoned tunnel, until the process ends
+                loop {
+                    let _ = kill(nix::unistd::getpid(), Signal::SIGTERM);
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            }
+            std::thread::sleep(BEAT_INTERVAL);
+        }
+    });
+}
+
+/// .what = drops the holds of commands that ended from this supervisor's ready record; when no holder is left,
+/// keeps the tunnel's lock (for the main thread, which removes the files) and returns the last holder
+/// .why = a dead `exec`'s hold is dropped within seconds, not only by the next command
+fn release_dead_holds(files: &TunnelFiles) -> Option<String> {
+    let ours = |files: &TunnelFiles| match files.read_meta() {
+        Ok(Some(meta))
+            if meta.pid == std::process::id() && meta.ready && meta.holders.is_some() =>
+        {
+            Some(meta)
+        }
+        _ => None,
+    };
+    let meta = ours(files)?;
+    if meta.holders().iter().all(TunnelHolder::is_alive) {
+        return None;
+    }
+    // another command at work on the tunnel settles its holders itself; we look again in a second
+    let lock = try_lock_tunnel(files)?;
+    let mut meta = ours(files)?;
+    let (alive, dead): (Vec<TunnelHolder>, Vec<TunnelHolder>) =
+        meta.holders().into_iter().partition(TunnelHolder::is_alive);
+    if !alive.is_empty() {
+        meta.holders = Some(alive);
+        let _ = files.write_meta(&meta);
+        return None;
+    }
+    if let Ok(mut kept) = RELEASE_LOCK.lock() {
+        *kept = Some(lock);
+    }
+    Some(
+        dead.last()
+            .map_or_else(|| "a holder".to_string(), TunnelHolder::describe),
+    )
+}
+
+/// removes this supervisor's record when nobody else is at work on the tunnel and the record is still ours
+fn forget_own_record(log: &Path) {
+    let Some(files) = files_of(log) else {
+        return;
+    };
     let Some(lock) = try_lock_tunnel(&files) else {
         return;
     };
@@ -360,13 +445,15 @@ fn forget_own_record(log: &Path) {
 /// the supervisor's loop; returns its exit code
 fn supervise(request: &SupervisorRequest) -> i32 {
     install_handlers();
+    // the watcher threads inherit a mask that blocks the handled signals, so the kernel hands every one of them
+    // to this thread, whose waits they interrupt; this thread unblocks them after
+    let set = handled_signals();
+    let _ = pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None);
     if let Some(fd) = request.ready_fd {
-        // the watcher thread inherits a mask that blocks the handled signals; this thread unblocks them after
-        let set = handled_signals();
-        let _ = pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None);
         watch_readiness(fd);
-        let _ = pthread_sigmask(SigmaskHow::SIG_UNBLOCK, Some(&set), None);
     }
+    watch_heartbeat_and_holders(&request.log);
+    let _ = pthread_sigmask(SigmaskHow::SIG_UNBLOCK, Some(&set), None);
     let log = &request.log;
     let command = &request.command;
     let mut delay = FIRST_DELAY;
@@ -439,7 +526,12 @@ fn supervise(request: &SupervisorRequest) -> i32 {
         pause(delay);
         delay = (delay * 2).min(MAX_DELAY);
     };
-    if ABANDONED.load(Ordering::SeqCst) {
+    let release_lock = RELEASE_LOCK.lock().ok().and_then(|mut kept| kept.take());
+    if let (Some(lock), Some(files)) = (release_lock, files_of(log)) {
+        // closed because every holder let go: its files go, then its lock
+        let _ = files.remove_all();
+        let _ = lock.remove();
+    } else if ABANDONED.load(Ordering::SeqCst) {
         forget_own_record(log);
     }
     code

@@ -5,6 +5,7 @@ mod is_tunnel_healthy;
 mod start_tunnel_process;
 mod stop_tunnel_process;
 mod tunnel_files;
+mod tunnel_holders;
 mod tunnel_lock;
 mod tunnel_processes;
 
@@ -18,6 +19,7 @@ pub use start_tunnel_process::{
 };
 pub use stop_tunnel_process::{stop_tunnel_process, wait_for_port_release};
 pub use tunnel_files::{RecordDamage, RecordedTunnel, TunnelFiles, TunnelMeta};
+pub use tunnel_holders::{HoldingProcess, ManifestEnvironment, TunnelHolder, other_live_holders};
 pub use tunnel_lock::{TunnelLock, lock_tunnel, try_lock_tunnel};
 pub use tunnel_processes::{
     ProcessInfo, ProcessStat, TUNNEL_MARKER, TunnelProcesses, all_pids, process_group_members,

@@ -45,12 +45,15 @@ pub async fn stop_tunnel_process(
             match i32::try_from(group) {
                 Ok(raw) if group != own_group && group > 1 => {
                     let _ = killpg(Pid::from_raw(raw), signal);
+                    // a stopped (SIGSTOP) supervisor handles the signal only once it runs again
+                    let _ = killpg(Pid::from_raw(raw), Signal::SIGCONT);
                 }
                 // never our own group: such a process is signalled alone
                 _ => {
                     for process in alive.iter().filter(|process| process.stat.group == group) {
                         if let Ok(raw) = i32::try_from(process.pid) {
                             let _ = kill(Pid::from_raw(raw), signal);
+                            let _ = kill(Pid::from_raw(raw), Signal::SIGCONT);
                         }
                     }
                 }

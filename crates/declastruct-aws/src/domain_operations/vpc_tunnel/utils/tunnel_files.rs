@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::TunnelHolder;
 use crate::DeclaredAwsVpcTunnel;
 use crate::error::AwsError;
 
@@ -47,10 +48,25 @@ pub struct TunnelMeta {
     /// .why = a tunnel its manifest no longer declares is planned as a DESTROY by that manifest, and by no other
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub manifest: Option<String>,
-    /// the environment the manifest was applied in (region, profile, variables), e.g. `region=us-east-1`
-    /// .why = one manifest applied to dev and to prod opens two sets of tunnels; neither plans the other's away
+    /// who holds the tunnel open: manifest environments, running commands, SDK programs; `None` in a record
+    /// written before holders were kept
+    /// .why = the tunnel closes when its last holder lets go, never under another holder's feet
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub environment: Option<String>,
+    pub holders: Option<Vec<TunnelHolder>>,
+}
+
+impl TunnelMeta {
+    /// .what = the tunnel's holders, dead ones included; a record from before holders were kept is held by its
+    /// opener
+    /// .why = one reading of the record for plans, `status`, the supervisor and closing
+    pub fn holders(&self) -> Vec<TunnelHolder> {
+        match &self.holders {
+            Some(holders) => holders.clone(),
+            None => vec![TunnelHolder::Legacy {
+                manifest: self.manifest.clone(),
+            }],
+        }
+    }
 }
 
 fn ready_by_default() -> bool {
@@ -167,6 +183,11 @@ impl TunnelFiles {
         self.path("lock")
     }
 
+    /// `{hash}.beat`: the supervisor's heartbeat, whose modification time it renews every second
+    pub fn beat_path(&self) -> PathBuf {
+        self.path("beat")
+    }
+
     /// .what = creates the tunnels folder, private to its owner
     /// .why = the log may hold session ids and endpoints; nobody else needs to read them
     pub fn ensure_dir(&self) -> Result<(), AwsError> {
@@ -214,6 +235,14 @@ impl TunnelFiles {
         write_private(&self.pid_path(), format!("{}\n", meta.pid).as_bytes())
     }
 
+    /// .what = rewrites `{hash}.meta` atomically, leaving `{hash}.pid` as it is
+    /// .why = holds are added and released while the tunnel runs; its pid does not change
+    pub fn write_meta(&self, meta: &TunnelMeta) -> Result<(), AwsError> {
+        let record = serde_json::to_vec_pretty(meta)
+            .map_err(|error| AwsError::Unexpected(error.to_string()))?;
+        write_private(&self.meta_path(), &record)
+    }
+
     /// .what = opens `{hash}.log` for appending, creating it 0600
     /// .why = the session's output goes there, never into a pipe to declastruct
     pub fn open_log(&self) -> Result<fs::File, AwsError> {
@@ -225,11 +254,16 @@ impl TunnelFiles {
             .map_err(|source| io_error("open", &self.log_path(), source))
     }
 
-    /// .what = removes the pid, meta and log files; missing ones are fine
+    /// .what = removes the pid, meta, log and heartbeat files; missing ones are fine
     /// .why = a closed tunnel leaves nothing behind; its lock file goes with `TunnelLock::remove`, by its
     /// holder, since removing a lock file that someone holds lets a second opener in
     pub fn remove_all(&self) -> Result<(), AwsError> {
-        for path in [self.pid_path(), self.meta_path(), self.log_path()] {
+        for path in [
+            self.pid_path(),
+            self.meta_path(),
+            self.log_path(),
+            self.beat_path(),
+        ] {
             match fs::remove_file(&path) {
                 Ok(()) => {}
                 Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
@@ -343,7 +377,7 @@ mod tests {
             engine: None,
             ready: true,
             manifest: None,
-            environment: None,
+            holders: Some(Vec::new()),
         }
     }
 
