@@ -343,6 +343,34 @@ pub enum AwsError {
         status: String,
     },
 
+    /// the disk that holds the state folder is full
+    #[error("cannot write {path}: the disk is full (ENOSPC)")]
+    #[diagnostic(
+        code(declastruct::state::disk_full),
+        help(
+            "free some space on the disk that holds it (`df -h {path}`), or point DECLASTRUCT_HOME at a folder on another disk; nothing was left half-written"
+        )
+    )]
+    DiskFull {
+        /// the file that could not be written
+        path: String,
+    },
+
+    /// a state folder another user owns or can write to
+    #[error("the state folder {path} {problem}")]
+    #[diagnostic(
+        code(declastruct::state::not_private),
+        help(
+            "declastruct keeps tunnel records there and starts processes from them: it must be a folder of yours that nobody else can write, as ssh requires of ~/.ssh. Fix it with `chmod go-w {path}` (or `chown` it), or point DECLASTRUCT_HOME at a private folder"
+        )
+    )]
+    StateNotPrivate {
+        /// the folder
+        path: String,
+        /// what is wrong with it
+        problem: String,
+    },
+
     /// reading or writing the tunnel files failed
     #[error("cannot {action} {path}: {source}")]
     #[diagnostic(

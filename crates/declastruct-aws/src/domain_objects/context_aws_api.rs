@@ -172,10 +172,27 @@ impl ContextAwsApi {
     /// .why = every operation on tunnel files starts here, so a missing home is one clear error
     pub fn checked_tunnels_dir(&self) -> Result<PathBuf, AwsError> {
         if self.state_dir.is_absolute() {
-            Ok(self.tunnels_dir())
+            Self::private_tunnels_dir(&self.state_dir)
         } else {
-            Self::default_state_dir().map(|dir| dir.join("tunnels"))
+            Self::default_tunnels_dir()
         }
+    }
+
+    /// .what = the default state folder's `tunnels/`, once both are known to be private (when they exist)
+    /// .why = `status --all` and `logs` read the state folder with no AWS context; the same rule holds
+    pub fn default_tunnels_dir() -> Result<PathBuf, AwsError> {
+        Self::private_tunnels_dir(&Self::default_state_dir()?)
+    }
+
+    /// .what = `{state_dir}/tunnels`, failing unless the state folder and `tunnels/` (when they exist) belong to
+    /// this user and nobody else can write them
+    /// .why = as ssh does with `~/.ssh`: another local user must not be able to plant records or links there
+    fn private_tunnels_dir(state_dir: &std::path::Path) -> Result<PathBuf, AwsError> {
+        use crate::domain_operations::vpc_tunnel::utils::check_private_folder;
+        check_private_folder(state_dir)?;
+        let tunnels = state_dir.join("tunnels");
+        check_private_folder(&tunnels)?;
+        Ok(tunnels)
     }
 }
 

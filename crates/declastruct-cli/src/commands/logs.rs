@@ -3,7 +3,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use declastruct_aws::ContextAwsApi;
-use declastruct_aws::internal::utils::TunnelFiles;
+use declastruct_aws::internal::utils::{LOG_READ_LIMIT, TunnelFiles, open_for_reading, read_tail};
 
 use crate::args::{Cli, LogsArgs};
 use crate::commands::{EXIT_FAILURE, after_output, report};
@@ -12,8 +12,7 @@ use crate::manifest::tunnel_address;
 /// .what = `declastruct logs ADDRESS [--follow]`: prints an open tunnel's log
 /// .why = what the session said: connections, restarts, and why it failed
 pub fn run(_cli: &Cli, args: &LogsArgs) -> ExitCode {
-    let recorded = ContextAwsApi::default_state_dir()
-        .map(|state| state.join("tunnels"))
+    let recorded = ContextAwsApi::default_tunnels_dir()
         .and_then(|tunnels_dir| Ok((TunnelFiles::recorded_in(&tunnels_dir)?, tunnels_dir)));
     let (recorded, tunnels_dir) = match recorded {
         Ok(recorded) => recorded,
@@ -46,15 +45,28 @@ pub fn run(_cli: &Cli, args: &LogsArgs) -> ExitCode {
         }
         return ExitCode::from(EXIT_FAILURE);
     };
-    let Ok(mut file) = std::fs::File::open(&log_path) else {
-        eprintln!("error: cannot read {}", log_path.display());
+    // never through a link, never a device, and from the tail: a log is bounded, but what lies at its name may
+    // not be
+    let opened = open_for_reading(&log_path)
+        .ok()
+        .filter(|file| file.metadata().is_ok_and(|metadata| metadata.is_file()));
+    let Some(mut file) = opened else {
+        eprintln!(
+            "error: cannot read {} (missing, a symbolic link, or not a regular file)",
+            log_path.display()
+        );
         return ExitCode::from(EXIT_FAILURE);
     };
     let mut stdout = std::io::stdout();
-    let mut buffer = Vec::new();
-    if file.read_to_end(&mut buffer).is_err() {
-        eprintln!("error: cannot read {}", log_path.display());
-        return ExitCode::from(EXIT_FAILURE);
+    let mut buffer = read_tail(&log_path, LOG_READ_LIMIT);
+    if let Ok(length) = file.metadata().map(|metadata| metadata.len()) {
+        // the next read follows on from what the tail read
+        buffer.truncate(
+            usize::try_from(length)
+                .unwrap_or(usize::MAX)
+                .min(buffer.len()),
+        );
+        let _ = file.seek(SeekFrom::Start(length));
     }
     if let Err(error) = stdout.write_all(&buffer) {
         return after_output(Err(error), ExitCode::SUCCESS);
@@ -63,7 +75,7 @@ pub fn run(_cli: &Cli, args: &LogsArgs) -> ExitCode {
     if !args.follow {
         return ExitCode::SUCCESS;
     }
-    let mut position = buffer.len() as u64;
+    let mut position = file.stream_position().unwrap_or(0);
     loop {
         std::thread::sleep(Duration::from_millis(200));
         let Ok(length) = std::fs::metadata(&log_path).map(|metadata| metadata.len()) else {
@@ -75,7 +87,11 @@ pub fn run(_cli: &Cli, args: &LogsArgs) -> ExitCode {
         }
         if length > position && file.seek(SeekFrom::Start(position)).is_ok() {
             let mut more = Vec::new();
-            if file.read_to_end(&mut more).is_ok() {
+            if (&mut file)
+                .take(LOG_READ_LIMIT)
+                .read_to_end(&mut more)
+                .is_ok()
+            {
                 position += more.len() as u64;
                 if stdout
                     .write_all(&more)

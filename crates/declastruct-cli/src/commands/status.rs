@@ -200,7 +200,7 @@ fn print(rows: &[Value], json: bool, quiet: bool, columns: &[Column]) -> ExitCod
 /// .what = every tunnel of this machine's state folder: recorded ones, and those only their processes show
 /// .why = `status --all`: a tunnel whose manifest was deleted or moved is found here, with no manifest and no AWS
 async fn all_rows() -> Result<Vec<Value>, declastruct_aws::AwsError> {
-    let tunnels_dir = ContextAwsApi::default_state_dir()?.join("tunnels");
+    let tunnels_dir = ContextAwsApi::default_tunnels_dir()?;
     let recorded = TunnelFiles::recorded_in(&tunnels_dir)?;
     let processes = TunnelProcesses::scan(&tunnels_dir);
     let mut hashes: Vec<String> = recorded
@@ -399,7 +399,7 @@ fn holders_cell(row: &Value) -> String {
 /// machine, bastions and clusters as unknown
 /// .why = AWS down, expired credentials or a wrong endpoint never hide a tunnel that serves a port here
 async fn local_rows(manifest: &Manifest) -> Result<Vec<Value>, declastruct_aws::AwsError> {
-    let tunnels_dir = ContextAwsApi::default_state_dir()?.join("tunnels");
+    let tunnels_dir = ContextAwsApi::default_tunnels_dir()?;
     let recorded = TunnelFiles::recorded_in(&tunnels_dir)?;
     let processes = TunnelProcesses::scan(&tunnels_dir);
     // concurrently: each live tunnel's health probe may take its whole deadline

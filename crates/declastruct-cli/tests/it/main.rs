@@ -17,6 +17,7 @@ mod plan;
 mod schema;
 mod scripts;
 mod sdk;
+mod state_safety;
 mod support;
 mod targets;
 mod trust;

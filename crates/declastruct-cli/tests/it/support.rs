@@ -71,6 +71,20 @@ impl Sandbox {
         command
     }
 
+    /// .what = `sh -c script` in the sandbox, with its environment and `$DECLASTRUCT` naming the binary
+    /// .why = a command under a shell's limits (`ulimit -v`) or redirections (`> /dev/full`)
+    pub fn shell(&self, script: &str) -> Command {
+        let mut command = Command::new("sh");
+        command
+            .args(["-c", script])
+            .current_dir(self.dir.path())
+            .env_clear()
+            .envs(self.env.iter().map(|(key, value)| (key, value)))
+            .env("DECLASTRUCT", env!("CARGO_BIN_EXE_declastruct"))
+            .stdin(Stdio::null());
+        command
+    }
+
     pub fn run(&self, args: &[&str]) -> Output {
         self.command(args).output().expect("run declastruct")
     }

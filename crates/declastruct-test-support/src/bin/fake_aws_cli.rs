@@ -33,8 +33,8 @@
 //! - SIGINT, SIGQUIT, SIGTSTP (the plugin's control signals, `sessionutil/control_signals_unix.go`):
 //!   `Terminate signal received, exiting.` then `\n\nExiting session with sessionId: ID.\n\n`, exit 0. SIGTERM is
 //!   not among them: it kills the plugin at once, silently.
-//! - The plugin writes everything to stdout; it dies when a write fails (the real one dies of SIGPIPE once its
-//!   reader is gone).
+//! - The plugin writes everything to stdout; it dies when a write finds its pipe closed (the real one dies of
+//!   SIGPIPE: Go's `epipecheck`), and ignores any other failed write (`fmt.Println`'s error is not checked).
 //! - `DECLASTRUCT_FAKE_SSM_HOSTS=host:port=127.0.0.1:port,...` maps remote hosts to local servers; an unmapped
 //!   or unreachable remote refuses, as when the bastion cannot reach the database.
 //!
@@ -359,13 +359,17 @@ fn ignore_user_entered_signals() {
 struct Out(Mutex<std::io::Stdout>);
 
 impl Out {
+    /// a write to a closed pipe kills the plugin as SIGPIPE would (Go's `os/file_unix.go` `epipecheck` raises
+    /// SIGPIPE for EPIPE on stdout); any other failed write (a full disk, EFBIG past a file size limit) is ignored,
+    /// as the plugin ignores `fmt.Println`'s error
     fn print(&self, text: &str) {
-        let written = self.0.lock().is_ok_and(|mut out| {
-            out.write_all(text.as_bytes())
-                .and_then(|()| out.flush())
-                .is_ok()
-        });
-        if !written {
+        let written = self
+            .0
+            .lock()
+            .map(|mut out| out.write_all(text.as_bytes()).and_then(|()| out.flush()));
+        if let Ok(Err(error)) = written
+            && error.kind() == std::io::ErrorKind::BrokenPipe
+        {
             std::process::exit(141);
         }
     }

@@ -150,7 +150,7 @@ impl VpcTunnelObservation {
         let probe = match probe_tunnel(tunnel.from.port, engine, HEALTH_LIMIT).await {
             Ok(health) => health,
             Err(silent) => {
-                let log = std::fs::read_to_string(files.log_path()).unwrap_or_default();
+                let log = files.read_log();
                 if plugin_mode(&log) == Some(PluginMode::Basic) {
                     // the plugin's basic mode serves one client at a time: the probe waits behind the user's
                     TunnelHealth {

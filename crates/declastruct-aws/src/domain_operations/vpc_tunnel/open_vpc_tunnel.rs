@@ -56,8 +56,9 @@ pub(crate) async fn open_vpc_tunnel(
         })
         .unwrap_or_default();
     holders.push(holder.clone());
-    if !current.processes.is_empty() {
-        // ours, but not serving or not whole (damaged record, lost supervisor): start over
+    let closed_before = !current.processes.is_empty();
+    if closed_before {
+        // ours, but not serving or not whole (damaged record, lost supervisor), or to be restarted: start over
         tracing::info!(
             hash = %files.hash,
             health = ?current.tunnel.health,
@@ -203,12 +204,15 @@ pub(crate) async fn open_vpc_tunnel(
                         "waiting for the tunnel on local port {local_port} to open"
                     ),
                 },
-                NotReady::Failed(failure) => AwsError::TunnelOpenFailed {
-                    port: local_port,
-                    reason: failure.reason,
-                    log_tail: indent(&log_tail),
-                    help: failure.help,
-                },
+                NotReady::Failed(failure) => {
+                    let failure = name_a_port_taker(failure, local_port, closed_before);
+                    AwsError::TunnelOpenFailed {
+                        port: local_port,
+                        reason: failure.reason,
+                        log_tail: indent(&log_tail),
+                        help: failure.help,
+                    }
+                }
             })
         }
     }
@@ -354,7 +358,7 @@ async fn wait_until_ready(
     let mut deadline = started + context.tunnel_ready_timeout;
     let mut reported_restarts = 0;
     loop {
-        let log = std::fs::read_to_string(files.log_path()).unwrap_or_default();
+        let log = files.read_log();
         if is_listening(&log, local_port) {
             return Ok(());
         }
@@ -391,14 +395,14 @@ async fn wait_until_ready(
                     agent_not_connected: true,
                 }
             } else {
-                SessionFailure {
+                disk_full_failure(files).unwrap_or_else(|| SessionFailure {
                     reason: format!(
                         "the session did not open local port {local_port} within {} s",
                         context.tunnel_ready_timeout.as_secs()
                     ),
                     help: "look at the session's output above; check the bastion's SSM agent and your network, then apply again".into(),
                     agent_not_connected: false,
-                }
+                })
             }));
         }
         tokio::select! {
@@ -406,6 +410,53 @@ async fn wait_until_ready(
             () = tokio::time::sleep(Duration::from_millis(5)) => {}
         }
     }
+}
+
+/// .what = the failure, naming the program that took the local port while the session was starting (once our
+/// own processes are gone), and saying when this open had closed the tunnel's earlier session first
+/// .why = "bind: address already in use" alone, after `--replace` closed the old session, leaves the user with no
+/// tunnel and no idea whom to ask
+fn name_a_port_taker(failure: SessionFailure, port: u16, closed_before: bool) -> SessionFailure {
+    if !is_port_in_use(port) {
+        return failure;
+    }
+    let holder = find_port_holder(port).map_or_else(
+        || "another program (the system does not tell which)".to_string(),
+        |holder| holder.to_string(),
+    );
+    let earlier = if closed_before {
+        "; the tunnel's earlier session had been closed first, so nothing of it serves now"
+    } else {
+        ""
+    };
+    SessionFailure {
+        reason: format!(
+            "{}; local port {port} was taken meanwhile by {holder}{earlier}",
+            failure.reason
+        ),
+        help: format!(
+            "declastruct never stops a program it did not start: stop {holder} yourself if it is yours, or give this tunnel another `from.port`; then apply again"
+        ),
+        ..failure
+    }
+}
+
+/// .what = the failure to report when the disk that holds the tunnel's log is full, if it is
+/// .why = a session whose output cannot be written never shows its port line: "did not open within 30 s" would
+/// blame the network for a full disk
+fn disk_full_failure(files: &TunnelFiles) -> Option<SessionFailure> {
+    let stats = nix::sys::statvfs::statvfs(&files.dir).ok()?;
+    (stats.blocks_available() == 0).then(|| SessionFailure {
+        reason: format!(
+            "the disk that holds {} is full (ENOSPC): the session's output cannot be written, so its readiness cannot be read",
+            files.dir.display()
+        ),
+        help: format!(
+            "free some space on it (`df -h {}`), or point DECLASTRUCT_HOME at a folder on another disk, then apply again",
+            files.dir.display()
+        ),
+        agent_not_connected: false,
+    })
 }
 
 fn indent(text: &str) -> String {

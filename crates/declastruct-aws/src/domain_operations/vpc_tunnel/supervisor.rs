@@ -15,7 +15,8 @@ use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, pthread_sigmask};
 use nix::unistd::Pid;
 
 use crate::domain_operations::vpc_tunnel::utils::{
-    TunnelFiles, TunnelHolder, TunnelLock, process_group_members, try_lock_tunnel,
+    LOG_READ_LIMIT, TunnelFiles, TunnelHolder, TunnelLock, process_group_members, read_tail,
+    try_lock_tunnel,
 };
 
 /// the first argument that turns a program into a tunnel supervisor
@@ -28,12 +29,17 @@ const MAX_DELAY: Duration = Duration::from_secs(30);
 /// a session that ran this long was healthy: the next failure starts the backoff over
 const HEALTHY_RUN: Duration = Duration::from_secs(60);
 const STOP_GRACE: Duration = Duration::from_secs(3);
-/// how often an idle supervisor wakes to keep its log within bounds
-const LOG_CHECK_SECONDS: u32 = 60;
-/// the log is cut back to its tail once it grows beyond this
+/// how often an idle supervisor's main loop wakes, in case a stop signal landed between its look and its wait
+const WAKE_SECONDS: u32 = 60;
+/// the most the session may write into its log: beyond it, its writes fail (RLIMIT_FSIZE, with SIGXFSZ
+/// ignored), so the log is bounded by bytes written, however fast the session prints
 pub const LOG_LIMIT: u64 = 1024 * 1024;
+/// the log is cut back to its tail once it grows beyond this (looked at every second)
+pub const LOG_CUT_AT: u64 = 512 * 1024;
 /// how much of the log's tail is kept when it is cut back
 pub const LOG_KEEP: u64 = 256 * 1024;
+/// one cut at a time: the heartbeat thread cuts every second, the main loop after each session
+static CUTTING: Mutex<()> = Mutex::new(());
 
 /// how often the supervisor renews its heartbeat and looks whether its holders still hold
 const BEAT_INTERVAL: Duration = Duration::from_secs(1);
@@ -236,6 +242,31 @@ fn end_others(signals: &[Signal]) {
     }
 }
 
+/// .what = the session's command: stdin from /dev/null, and its writes bounded at `LOG_LIMIT` bytes of file
+/// (RLIMIT_FSIZE) with SIGXFSZ ignored, so a write past the bound fails (EFBIG) instead of killing it
+/// .why = the log is bounded by bytes written, not by the clock: a session that prints 4 MB a second cannot grow
+/// it past its bound between two cuts. The plugin (Go) and the AWS CLI (Python) ignore SIGXFSZ and a failed
+/// write to their output; the supervisor's own lines are not limited
+fn session_command(command: &[OsString]) -> Command {
+    use std::os::unix::process::CommandExt;
+    let mut session = Command::new(&command[0]);
+    session.args(&command[1..]).stdin(Stdio::null());
+    #[allow(unsafe_code)]
+    // SAFETY: between fork and exec only async-signal-safe calls are made: setrlimit(2) and signal(2)
+    unsafe {
+        session.pre_exec(|| {
+            let _ = nix::sys::resource::setrlimit(
+                nix::sys::resource::Resource::RLIMIT_FSIZE,
+                LOG_LIMIT,
+                LOG_LIMIT,
+            );
+            let _ = nix::sys::signal::signal(Signal::SIGXFSZ, nix::sys::signal::SigHandler::SigIgn);
+            Ok(())
+        });
+    }
+    session
+}
+
 enum Waited {
     /// the session ended with this status (it is reaped)
     Exited(std::process::ExitStatus),
@@ -268,10 +299,15 @@ fn wait_for_exit(pid: u32) -> Waited {
 }
 
 fn last_line_since(log: &Path, offset: u64) -> String {
-    let text = std::fs::read(log).unwrap_or_default();
-    let start = usize::try_from(offset).unwrap_or(0);
-    let start = if start > text.len() { 0 } else { start };
-    String::from_utf8_lossy(&text[start..])
+    let length = std::fs::symlink_metadata(log).map_or(0, |metadata| metadata.len());
+    // what this session printed: from `offset`, unless the log was cut meanwhile
+    let since = if offset <= length {
+        length - offset
+    } else {
+        length
+    };
+    let text = read_tail(log, since.min(LOG_READ_LIMIT));
+    String::from_utf8_lossy(&text)
         .lines()
         .map(str::trim)
         .rfind(|line| !line.is_empty())
@@ -279,37 +315,48 @@ fn last_line_since(log: &Path, offset: u64) -> String {
         .to_string()
 }
 
-/// .what = cuts the log back to its last `keep` bytes (from a line start) once it is longer than `limit`
-/// .why = a session that restarts forever must not fill the disk; the count of restarts so far is carried
-/// into the line that marks the cut
-pub fn cap_log(log: &Path, limit: u64, keep: u64) -> std::io::Result<bool> {
-    let length = std::fs::metadata(log)?.len();
-    if length <= limit {
+/// .what = cuts the log back to its last `keep` bytes (from a line start) once it is longer than `limit`, through
+/// `log`, the descriptor the supervisor writes it with (never by its path, so never through a link planted there)
+/// .why = a session that prints fast or restarts forever must not fill the disk; the count of restarts so far is
+/// carried into the line that marks the cut
+pub fn cap_log(log: &std::fs::File, path: &Path, limit: u64, keep: u64) -> std::io::Result<bool> {
+    let _cutting = CUTTING.lock();
+    let metadata = log.metadata()?;
+    if !metadata.is_file() || metadata.len() <= limit {
         return Ok(false);
     }
-    let (restarts, _) = read_restarts(log);
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(log)?;
-    file.seek(SeekFrom::Start(length.saturating_sub(keep)))?;
+    let (restarts, _) = read_restarts(path);
+    let mut reader = log;
+    reader.seek(SeekFrom::Start(metadata.len().saturating_sub(keep)))?;
     let mut tail = Vec::new();
-    file.read_to_end(&mut tail)?;
+    reader.take(keep).read_to_end(&mut tail)?;
     let from_line = tail
         .iter()
         .position(|byte| *byte == b'\n')
         .map_or(0, |newline| newline + 1);
     let kept = &tail[from_line..];
-    file.set_len(0)?;
-    file.seek(SeekFrom::Start(0))?;
+    log.set_len(0)?;
     let marker = stamped(&format!(
         "the log grew beyond {} KiB: earlier lines were dropped, the last {} KiB kept (restarts so far: {restarts})",
         limit / 1024,
         keep / 1024
     ));
-    file.write_all(format!("{marker}\n").as_bytes())?;
-    file.write_all(kept)?;
+    // appended: the descriptor was opened O_APPEND, as the session's is
+    let mut writer = log;
+    writer.write_all(format!("{marker}\n").as_bytes())?;
+    writer.write_all(kept)?;
     Ok(true)
+}
+
+/// the log as the supervisor writes it: its own standard output, which `start_tunnel_process` opened on the log
+fn own_log() -> Option<std::fs::File> {
+    use std::os::fd::AsFd;
+    let owned = std::io::stdout().as_fd().try_clone_to_owned().ok()?;
+    let file = std::fs::File::from(owned);
+    file.metadata()
+        .ok()
+        .filter(std::fs::Metadata::is_file)
+        .map(|_| file)
 }
 
 /// .what = waits on the readiness pipe: a byte means `apply` saw the tunnel ready; its end without one means
@@ -359,9 +406,9 @@ fn files_of(log: &Path) -> Option<TunnelFiles> {
 /// ended; when no holder is left, it stops the supervisor, which closes the tunnel
 /// .why = "alive" is not "working": a stopped or hung supervisor stops beating and is replaced; and a killed
 /// `exec` must not leave its tunnel open forever
-fn watch_heartbeat_and_holders(log: &Path) {
+fn watch_heartbeat_and_holders(log_path: &Path) {
     use std::os::unix::fs::OpenOptionsExt;
-    let Some(files) = files_of(log) else {
+    let Some(files) = files_of(log_path) else {
         return;
     };
     // opened once, never following a symlink; renewed through the descriptor
@@ -372,10 +419,15 @@ fn watch_heartbeat_and_holders(log: &Path) {
         .mode(0o600)
         .custom_flags(nix::libc::O_NOFOLLOW)
         .open(files.beat_path());
+    let log = own_log();
+    let log_path = log_path.to_path_buf();
     std::thread::spawn(move || {
         loop {
             if let Ok(beat) = &beat {
                 let _ = beat.set_modified(std::time::SystemTime::now());
+            }
+            if let Some(log) = &log {
+                let _ = cap_log(log, &log_path, LOG_CUT_AT, LOG_KEEP);
             }
             if let Some(last) = release_dead_holds(&files) {
                 say(&format!(
@@ -455,6 +507,7 @@ fn supervise(request: &SupervisorRequest) -> i32 {
     watch_heartbeat_and_holders(&request.log);
     let _ = pthread_sigmask(SigmaskHow::SIG_UNBLOCK, Some(&set), None);
     let log = &request.log;
+    let own = own_log();
     let command = &request.command;
     let mut delay = FIRST_DELAY;
     let mut restarts: u64 = 0;
@@ -464,11 +517,7 @@ fn supervise(request: &SupervisorRequest) -> i32 {
         }
         let offset = std::fs::metadata(log).map_or(0, |metadata| metadata.len());
         let started = Instant::now();
-        let child = match Command::new(&command[0])
-            .args(&command[1..])
-            .stdin(Stdio::null())
-            .spawn()
-        {
+        let child = match session_command(command).spawn() {
             Ok(child) => child,
             Err(error) => {
                 say(&format!(
@@ -485,14 +534,10 @@ fn supervise(request: &SupervisorRequest) -> i32 {
             }
             // armed before every wait: an alarm that went off outside it (between restarts) is not lost, and a
             // stop signal that lands between the check above and the wait is seen at the latest when it rings
-            nix::unistd::alarm::set(LOG_CHECK_SECONDS);
+            nix::unistd::alarm::set(WAKE_SECONDS);
             match wait_for_exit(child.id()) {
                 Waited::Exited(status) => break Some(status),
-                Waited::Interrupted => {
-                    if !STOP.load(Ordering::SeqCst) {
-                        let _ = cap_log(log, LOG_LIMIT, LOG_KEEP);
-                    }
-                }
+                Waited::Interrupted => {}
                 Waited::Gone => break Some(std::process::ExitStatus::default()),
             }
         };
@@ -522,7 +567,9 @@ fn supervise(request: &SupervisorRequest) -> i32 {
             "restart {restarts} in {:.1} s: the session ended ({status}): {cause}",
             delay.as_secs_f64()
         ));
-        let _ = cap_log(log, LOG_LIMIT, LOG_KEEP);
+        if let Some(own) = &own {
+            let _ = cap_log(own, log, LOG_CUT_AT, LOG_KEEP);
+        }
         pause(delay);
         delay = (delay * 2).min(MAX_DELAY);
     };
@@ -540,7 +587,7 @@ fn supervise(request: &SupervisorRequest) -> i32 {
 /// .what = how often a tunnel's session was restarted and the last restart's cause, read from its log
 /// .why = `status` shows restarts and their cause; a log cut back to its tail still carries the count
 pub fn read_restarts(log: &Path) -> (u64, Option<String>) {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let text = String::from_utf8_lossy(&read_tail(log, LOG_READ_LIMIT)).into_owned();
     let mut count = 0;
     let mut last = None;
     for text in text.lines().filter_map(unstamped) {
@@ -630,7 +677,14 @@ mod tests {
             text.push('\n');
         }
         std::fs::write(&log, &text).expect("write");
-        assert!(cap_log(&log, 64 * 1024, 16 * 1024).expect("capped"));
+        let file = || {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .append(true)
+                .open(&log)
+                .expect("open")
+        };
+        assert!(cap_log(&file(), &log, 64 * 1024, 16 * 1024).expect("capped"));
         let length = std::fs::metadata(&log).expect("metadata").len();
         assert!(length <= 17 * 1024, "{length}");
         let capped = std::fs::read_to_string(&log).expect("read");
@@ -640,7 +694,7 @@ mod tests {
         );
         assert_eq!(read_restarts(&log).0, 3000);
         assert!(
-            !cap_log(&log, 64 * 1024, 16 * 1024).expect("checked"),
+            !cap_log(&file(), &log, 64 * 1024, 16 * 1024).expect("checked"),
             "small logs stay"
         );
     }

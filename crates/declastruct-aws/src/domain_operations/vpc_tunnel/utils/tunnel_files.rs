@@ -1,11 +1,14 @@
-use std::fs::{self, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::fs;
+#[cfg(test)]
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::TunnelHolder;
+use super::{
+    META_LIMIT, PID_LIMIT, TunnelHolder, ensure_private_folder, open_for_appending, read_bounded,
+    read_tail, state_io, write_replacing,
+};
 use crate::DeclaredAwsVpcTunnel;
 use crate::error::AwsError;
 
@@ -188,18 +191,17 @@ impl TunnelFiles {
         self.path("beat")
     }
 
-    /// .what = creates the tunnels folder, private to its owner
-    /// .why = the log may hold session ids and endpoints; nobody else needs to read them
+    /// .what = creates the tunnels folder, private to its owner, or checks the one there is
+    /// .why = the log may hold session ids and endpoints, and records name processes: nobody else may read or
+    /// plant them
     pub fn ensure_dir(&self) -> Result<(), AwsError> {
-        fs::create_dir_all(&self.dir).map_err(|source| io_error("create", &self.dir, source))?;
-        fs::set_permissions(&self.dir, fs::Permissions::from_mode(0o700))
-            .map_err(|source| io_error("restrict", &self.dir, source))
+        ensure_private_folder(&self.dir)
     }
 
     /// .what = the pid recorded in `{hash}.pid`: none when the file is missing, damage when it holds no pid
     /// .why = the pid file is a clue among others; a garbage one is reported, never trusted
     pub fn read_pid(&self) -> Result<Option<u32>, RecordDamage> {
-        let Some(text) = read_if_present(&self.pid_path())? else {
+        let Some(text) = read_if_present(&self.pid_path(), PID_LIMIT)? else {
             return Ok(None);
         };
         let text = String::from_utf8_lossy(&text);
@@ -215,7 +217,7 @@ impl TunnelFiles {
     /// .what = the record in `{hash}.meta`: none when the file is missing, damage when it cannot be read as one
     /// .why = the record feeds `status`; a damaged one is reported, never taken for "no tunnel"
     pub fn read_meta(&self) -> Result<Option<TunnelMeta>, RecordDamage> {
-        let Some(bytes) = read_if_present(&self.meta_path())? else {
+        let Some(bytes) = read_if_present(&self.meta_path(), META_LIMIT)? else {
             return Ok(None);
         };
         serde_json::from_slice(&bytes)
@@ -231,8 +233,8 @@ impl TunnelFiles {
     pub fn write_state(&self, meta: &TunnelMeta) -> Result<(), AwsError> {
         let record = serde_json::to_vec_pretty(meta)
             .map_err(|error| AwsError::Unexpected(error.to_string()))?;
-        write_private(&self.meta_path(), &record)?;
-        write_private(&self.pid_path(), format!("{}\n", meta.pid).as_bytes())
+        write_replacing(&self.meta_path(), &record)?;
+        write_replacing(&self.pid_path(), format!("{}\n", meta.pid).as_bytes())
     }
 
     /// .what = rewrites `{hash}.meta` atomically, leaving `{hash}.pid` as it is
@@ -240,18 +242,21 @@ impl TunnelFiles {
     pub fn write_meta(&self, meta: &TunnelMeta) -> Result<(), AwsError> {
         let record = serde_json::to_vec_pretty(meta)
             .map_err(|error| AwsError::Unexpected(error.to_string()))?;
-        write_private(&self.meta_path(), &record)
+        write_replacing(&self.meta_path(), &record)
     }
 
     /// .what = opens `{hash}.log` for appending, creating it 0600
     /// .why = the session's output goes there, never into a pipe to declastruct
     pub fn open_log(&self) -> Result<fs::File, AwsError> {
-        OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(self.log_path())
-            .map_err(|source| io_error("open", &self.log_path(), source))
+        open_for_appending(&self.log_path())
+            .map_err(|source| state_io("open", &self.log_path(), source))
+    }
+
+    /// .what = the log's last bytes (at most `LOG_READ_LIMIT`), as text with any invalid UTF-8 replaced
+    /// .why = the session's output is read as bytes: a byte that is not UTF-8 must not hide the plugin's lines, and
+    /// a huge or replaced log must not be read whole
+    pub fn read_log(&self) -> String {
+        String::from_utf8_lossy(&read_tail(&self.log_path(), LOG_READ_LIMIT)).into_owned()
     }
 
     /// .what = removes the pid, meta, log and heartbeat files; missing ones are fine
@@ -267,7 +272,7 @@ impl TunnelFiles {
             match fs::remove_file(&path) {
                 Ok(()) => {}
                 Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-                Err(source) => return Err(io_error("remove", &path, source)),
+                Err(source) => return Err(state_io("remove", &path, source)),
             }
         }
         Ok(())
@@ -276,24 +281,35 @@ impl TunnelFiles {
     /// .what = the last `lines` lines of the log
     /// .why = a failed open reports what the session said
     pub fn log_tail(&self, lines: usize) -> String {
-        let text = fs::read_to_string(self.log_path()).unwrap_or_default();
-        let kept: Vec<&str> = text
+        let text = self.read_log();
+        let kept: Vec<String> = text
             .lines()
             .filter(|line| !line.trim().is_empty())
+            .map(|line| shorten_to(line, LOG_LINE_SHOWN))
             .collect();
         kept[kept.len().saturating_sub(lines)..].join("\n")
     }
 }
 
-fn read_if_present(path: &Path) -> Result<Option<Vec<u8>>, RecordDamage> {
-    match fs::read(path) {
-        Ok(bytes) => Ok(Some(bytes)),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(error) => Err(RecordDamage {
-            path: path.to_path_buf(),
-            problem: format!("cannot be read ({error})"),
-        }),
+fn read_if_present(path: &Path, limit: u64) -> Result<Option<Vec<u8>>, RecordDamage> {
+    read_bounded(path, limit).map_err(|error| RecordDamage {
+        path: path.to_path_buf(),
+        problem: error.to_string(),
+    })
+}
+
+/// how much of a log's tail is read: a little more than the log may hold
+pub const LOG_READ_LIMIT: u64 = 1024 * 1024 + 64 * 1024;
+/// how much of one log line a message shows
+const LOG_LINE_SHOWN: usize = 300;
+
+fn shorten_to(line: &str, most: usize) -> String {
+    if line.chars().count() <= most {
+        return line.to_string();
     }
+    let mut short: String = line.chars().take(most).collect();
+    short.push('…');
+    short
 }
 
 fn shorten(text: &str) -> String {
@@ -307,34 +323,6 @@ fn shorten(text: &str) -> String {
 fn unreadable_folder(dir: &Path, source: std::io::Error) -> AwsError {
     AwsError::StateUnreadable {
         path: dir.display().to_string(),
-        source,
-    }
-}
-
-fn write_private(path: &Path, contents: &[u8]) -> Result<(), AwsError> {
-    let temporary = path.with_extension(format!(
-        "{}.tmp{}",
-        path.extension()
-            .and_then(|extension| extension.to_str())
-            .unwrap_or_default(),
-        std::process::id()
-    ));
-    let mut file = OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&temporary)
-        .map_err(|source| io_error("write", &temporary, source))?;
-    file.write_all(contents)
-        .map_err(|source| io_error("write", &temporary, source))?;
-    fs::rename(&temporary, path).map_err(|source| io_error("write", path, source))
-}
-
-fn io_error(action: &'static str, path: &Path, source: std::io::Error) -> AwsError {
-    AwsError::StateIo {
-        action,
-        path: path.display().to_string(),
         source,
     }
 }

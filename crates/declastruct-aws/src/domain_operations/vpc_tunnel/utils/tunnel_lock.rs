@@ -88,16 +88,14 @@ pub fn try_lock_tunnel(files: &TunnelFiles) -> Option<TunnelLock> {
 /// (or removed the file meanwhile, so that the next try locks the new one)
 /// .why = the one place that opens, locks and checks the lock file, for the waiting and the non-waiting taker
 fn attempt(path: &Path) -> Result<Option<TunnelLock>, AwsError> {
-    let io_error = |action: &'static str, source: std::io::Error| AwsError::StateIo {
-        action,
-        path: path.display().to_string(),
-        source,
-    };
+    let io_error =
+        |action: &'static str, source: std::io::Error| super::state_io(action, path, source);
     let file = OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
         .open(path)
         .map_err(|source| io_error("open", source))?;
     let lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
