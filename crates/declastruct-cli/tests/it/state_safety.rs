@@ -198,6 +198,11 @@ fn a_chatty_session_never_grows_its_log_past_its_bound() {
         "the log reached {largest} bytes"
     );
     assert!(largest > 256 * 1024, "the session did print: {largest}");
+    let tail = String::from_utf8_lossy(&std::fs::read(&log).expect("log")).into_owned();
+    assert!(
+        tail.contains("earlier lines were dropped"),
+        "the supervisor cut it back"
+    );
     assert_eq!(Postgres::psql(world.port, "select 1").as_deref(), Ok("1"));
     let status = world.sandbox.run(&["status"]);
     assert_success(&status);

@@ -15,8 +15,8 @@ use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, pthread_sigmask};
 use nix::unistd::Pid;
 
 use crate::domain_operations::vpc_tunnel::utils::{
-    LOG_READ_LIMIT, TunnelFiles, TunnelHolder, TunnelLock, process_group_members, read_tail,
-    try_lock_tunnel,
+    LOG_READ_LIMIT, TunnelFiles, TunnelHolder, TunnelLock, open_for_reading, process_group_members,
+    read_tail, try_lock_tunnel,
 };
 
 /// the first argument that turns a program into a tunnel supervisor
@@ -320,13 +320,19 @@ fn last_line_since(log: &Path, offset: u64) -> String {
 /// .why = a session that prints fast or restarts forever must not fill the disk; the count of restarts so far is
 /// carried into the line that marks the cut
 pub fn cap_log(log: &std::fs::File, path: &Path, limit: u64, keep: u64) -> std::io::Result<bool> {
+    use std::os::unix::fs::MetadataExt;
     let _cutting = CUTTING.lock();
     let metadata = log.metadata()?;
     if !metadata.is_file() || metadata.len() <= limit {
         return Ok(false);
     }
+    // the descriptor writes only: the tail is read through the path, once it is proven the same file
+    let mut reader = open_for_reading(path)?;
+    let opened = reader.metadata()?;
+    if (opened.dev(), opened.ino()) != (metadata.dev(), metadata.ino()) {
+        return Ok(false);
+    }
     let (restarts, _) = read_restarts(path);
-    let mut reader = log;
     reader.seek(SeekFrom::Start(metadata.len().saturating_sub(keep)))?;
     let mut tail = Vec::new();
     reader.take(keep).read_to_end(&mut tail)?;
@@ -678,8 +684,8 @@ mod tests {
         }
         std::fs::write(&log, &text).expect("write");
         let file = || {
+            // write-only, as the supervisor's standard output is
             std::fs::OpenOptions::new()
-                .read(true)
                 .append(true)
                 .open(&log)
                 .expect("open")
