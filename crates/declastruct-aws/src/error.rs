@@ -232,23 +232,6 @@ pub enum AwsError {
         help: String,
     },
 
-    /// another command held the tunnel's lock for longer than any of its own waits
-    #[error(
-        "another declastruct command has held this tunnel's lock ({path}) for more than {seconds} s"
-    )]
-    #[diagnostic(
-        code(declastruct::tunnel::busy),
-        help(
-            "find that command (`ps -ef | grep declastruct`) and let it finish or stop it, then run this one again"
-        )
-    )]
-    TunnelBusy {
-        /// the lock file
-        path: String,
-        /// how long was waited
-        seconds: u64,
-    },
-
     /// the AWS CLI program cannot be found
     #[error("the AWS CLI `{program}` was not found")]
     #[diagnostic(
@@ -274,19 +257,6 @@ pub enum AwsError {
         log_tail: String,
         /// what to do
         help: String,
-    },
-
-    /// the tunnel's process did not go away
-    #[error("the tunnel on local port {port} (pid {pid}) did not stop")]
-    #[diagnostic(
-        code(declastruct::tunnel::close_failed),
-        help("look at the process with `ps -o pid,pgid,cmd -g {pid}`; run the command again")
-    )]
-    TunnelCloseFailed {
-        /// the local port
-        port: u16,
-        /// the tunnel's process
-        pid: u32,
     },
 
     /// a tunnel was closed, and still something serves its local port
@@ -341,68 +311,6 @@ pub enum AwsError {
         bastion: String,
         /// its live status
         status: String,
-    },
-
-    /// the disk that holds the state folder is full
-    #[error("cannot write {path}: the disk is full (ENOSPC)")]
-    #[diagnostic(
-        code(declastruct::state::disk_full),
-        help(
-            "free some space on the disk that holds it (`df -h {path}`), or point DECLASTRUCT_HOME at a folder on another disk; nothing was left half-written"
-        )
-    )]
-    DiskFull {
-        /// the file that could not be written
-        path: String,
-    },
-
-    /// a state folder another user owns or can write to
-    #[error("the state folder {path} {problem}")]
-    #[diagnostic(
-        code(declastruct::state::not_private),
-        help(
-            "declastruct keeps tunnel records there and starts processes from them: it must be a folder of yours that nobody else can write, as ssh requires of ~/.ssh. Fix it with `chmod go-w {path}` (or `chown` it), or point DECLASTRUCT_HOME at a private folder"
-        )
-    )]
-    StateNotPrivate {
-        /// the folder
-        path: String,
-        /// what is wrong with it
-        problem: String,
-    },
-
-    /// reading or writing the tunnel files failed
-    #[error("cannot {action} {path}: {source}")]
-    #[diagnostic(
-        code(declastruct::tunnel::state_io),
-        help(
-            "check that DECLASTRUCT_HOME points at a folder you own and that the disk is not full"
-        )
-    )]
-    StateIo {
-        /// what was being done
-        action: &'static str,
-        /// the file or folder
-        path: String,
-        /// the system's error
-        #[source]
-        source: std::io::Error,
-    },
-
-    /// the tunnels folder exists but cannot be read
-    #[error("cannot read the tunnels folder {path}: {source}")]
-    #[diagnostic(
-        code(declastruct::tunnel::state_unreadable),
-        help(
-            "declastruct cannot tell which tunnels are open without it: give your user read and search access to it (`ls -ld {path}`), or point DECLASTRUCT_HOME at the state folder you use"
-        )
-    )]
-    StateUnreadable {
-        /// the folder
-        path: String,
-        /// the system's error
-        #[source]
-        source: std::io::Error,
     },
 
     /// no folder to keep tunnel state in
@@ -465,6 +373,11 @@ pub enum AwsError {
         help("this is a bug in declastruct; please report it with the command and manifest")
     )]
     Unexpected(String),
+
+    /// a tunnel's files, lock or processes failed: the tunnel machinery's own errors
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Tunnel(#[from] declastruct_tunnel::TunnelError),
 }
 
 fn instance_help(closest: &[String]) -> String {

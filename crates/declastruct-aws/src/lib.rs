@@ -49,6 +49,8 @@ mod error;
 #[cfg(test)]
 mod test_support;
 
+pub use declastruct_tunnel::run_supervisor_if_requested;
+pub use declastruct_tunnel::{HoldingProcess, ManifestEnvironment, TunnelHolder, TunnelId};
 pub use domain_objects::{
     AwsSettings, ClusterEndpoint, ContextAwsApi, DeclaredAwsEc2Instance, DeclaredAwsRdsCluster,
     DeclaredAwsRdsInstance, DeclaredAwsVpcTunnel, Ec2InstanceRef, Ec2InstanceStatus, EndpointRole,
@@ -61,8 +63,7 @@ pub use domain_operations::ec2_instance::{
 };
 pub use domain_operations::rds_cluster::get_rds_cluster;
 pub use domain_operations::rds_instance::get_rds_instance;
-pub use domain_operations::vpc_tunnel::supervisor::run_supervisor_if_requested;
-pub use domain_operations::vpc_tunnel::utils::{HoldingProcess, ManifestEnvironment, TunnelHolder};
+pub use domain_operations::vpc_tunnel::TunnelMeta;
 pub use domain_operations::vpc_tunnel::{
     ConnectionVariables, TargetKind, TunnelTarget, get_connection_variables, get_tunnel_target,
     get_vpc_tunnel, iam_auth_token, set_vpc_tunnel,
@@ -85,7 +86,6 @@ pub mod internal {
     pub use crate::domain_operations::rds_instance::{
         cast_to_declared_aws_rds_instance, closest_instance_names, get_rds_instances,
     };
-    pub use crate::domain_operations::vpc_tunnel::utils;
     pub use crate::domain_operations::vpc_tunnel::{
         Released, ResolvedVpcTunnel, TargetLookups, VpcTunnelObservation, inspect_local_tunnel,
         inspect_vpc_tunnel, release_tunnel_identity, resolve_tunnel_target,

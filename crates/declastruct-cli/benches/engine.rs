@@ -92,7 +92,7 @@ fn observations(manifest: &Manifest, world: &LiveState) -> Inspected {
                         tunnel: tunnel
                             .to_domain()
                             .with_status(VpcTunnelStatus::Closed, None),
-                        hash: Some("0123456789abcdef".into()),
+                        hash: declastruct_aws::TunnelId::parse("0123456789abcdef"),
                         meta: None,
                         holders: Vec::new(),
                         damage: None,

@@ -83,7 +83,9 @@ impl Progress {
             Shown::Spinners(multi) => {
                 let multi = multi.clone();
                 Some(Arc::new(move |message: &str| {
-                    let _ = multi.println(format!("  … {message}"));
+                    // the bars step aside, the line is printed, they are drawn again below it (indicatif 0.18's
+                    // `println` drops a line while no bar has been drawn yet)
+                    multi.suspend(|| eprintln!("  … {message}"));
                 }))
             }
             Shown::Lines(detail) => {

@@ -188,10 +188,11 @@ impl ContextAwsApi {
     /// this user and nobody else can write them
     /// .why = as ssh does with `~/.ssh`: another local user must not be able to plant records or links there
     fn private_tunnels_dir(state_dir: &std::path::Path) -> Result<PathBuf, AwsError> {
-        use crate::domain_operations::vpc_tunnel::utils::check_private_folder;
-        check_private_folder(state_dir)?;
+        // the platform boundary: every tunnel operation comes through here first
+        declastruct_tunnel::platform::ensure_supported()?;
+        declastruct_tunnel::check_private_folder(state_dir)?;
         let tunnels = state_dir.join("tunnels");
-        check_private_folder(&tunnels)?;
+        declastruct_tunnel::check_private_folder(&tunnels)?;
         Ok(tunnels)
     }
 }

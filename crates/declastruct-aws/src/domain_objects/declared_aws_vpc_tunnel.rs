@@ -2,6 +2,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::{Ec2InstanceRef, RdsClusterRef, RdsInstanceRef, VpcTunnelConnect};
+pub use declastruct_tunnel::TunnelHealth;
 
 /// .what = a declarative structure representing a VPC tunnel
 /// .why = enables declarative control of SSM port-forwarding tunnels to private resources
@@ -26,51 +27,6 @@ pub struct DeclaredAwsVpcTunnel {
     /// how `exec` and `env` log in through the tunnel
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub connect: Option<VpcTunnelConnect>,
-}
-
-/// .what = whether the database answers through a tunnel whose process is alive, and if not, why
-/// .why = a live process that does not serve is reported as OPEN and unhealthy, with its cause: a CLOSED
-/// manifest closes it, an OPEN one heals it; it is never taken for CLOSED
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TunnelHealth {
-    /// the database answered (or, without a protocol probe, the listener did)
-    pub healthy: bool,
-    /// why not, when not; what was not verified, when healthy without a protocol probe
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub reason: Option<String>,
-}
-
-impl TunnelHealth {
-    /// .what = healthy, with nothing to add
-    /// .why = the database answered its protocol's probe
-    pub fn ok() -> Self {
-        Self {
-            healthy: true,
-            reason: None,
-        }
-    }
-
-    /// .what = unhealthy, with the cause
-    /// .why = every failed check says why
-    pub fn failed(reason: impl Into<String>) -> Self {
-        Self {
-            healthy: false,
-            reason: Some(reason.into()),
-        }
-    }
-
-    /// .what = the health in a few words: `healthy`, or `unhealthy: cause`
-    /// .why = tables and plan differences show it the same way
-    pub fn describe(&self) -> String {
-        match (self.healthy, &self.reason) {
-            (true, None) => "healthy".into(),
-            (true, Some(note)) => format!("healthy ({note})"),
-            (false, reason) => format!(
-                "unhealthy: {}",
-                reason.as_deref().unwrap_or("no reason given")
-            ),
-        }
-    }
 }
 
 impl DeclaredAwsVpcTunnel {

@@ -90,7 +90,7 @@ pub async fn run(cli: &Cli, args: &ExecArgs) -> ExitCode {
     let signals = Signals::listen();
 
     // open what is not open and serving, hold every one
-    let mut held: Vec<(String, u16)> = Vec::new();
+    let mut held: Vec<(declastruct_aws::TunnelId, u16)> = Vec::new();
     let mut failed = false;
     let opening = selected.iter().map(|tunnel| {
         let resolved = ResolvedVpcTunnel {
@@ -211,7 +211,10 @@ fn announce_bastion_starts(
 
 /// lets go of the tunnels `exec` held: each closes when no other holder remains; a failure is reported, not
 /// hidden
-async fn release_all(held: &[(String, u16)], context: &declastruct_aws::ContextAwsApi) {
+async fn release_all(
+    held: &[(declastruct_aws::TunnelId, u16)],
+    context: &declastruct_aws::ContextAwsApi,
+) {
     for (hash, port) in held {
         if let Err(error) = release_tunnel_identity(hash, *port, false, context).await {
             report(error);

@@ -3,7 +3,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use declastruct_aws::ContextAwsApi;
-use declastruct_aws::internal::utils::{LOG_READ_LIMIT, TunnelFiles, open_for_reading, read_tail};
+use declastruct_tunnel::{LOG_READ_LIMIT, TunnelFiles, open_for_reading, read_tail};
 
 use crate::args::{Cli, LogsArgs};
 use crate::commands::{EXIT_FAILURE, after_output, report};
@@ -12,8 +12,12 @@ use crate::manifest::tunnel_address;
 /// .what = `declastruct logs ADDRESS [--follow]`: prints an open tunnel's log
 /// .why = what the session said: connections, restarts, and why it failed
 pub fn run(_cli: &Cli, args: &LogsArgs) -> ExitCode {
-    let recorded = ContextAwsApi::default_tunnels_dir()
-        .and_then(|tunnels_dir| Ok((TunnelFiles::recorded_in(&tunnels_dir)?, tunnels_dir)));
+    let recorded = ContextAwsApi::default_tunnels_dir().and_then(|tunnels_dir| {
+        Ok((
+            TunnelFiles::recorded_in::<declastruct_aws::DeclaredAwsVpcTunnel>(&tunnels_dir)?,
+            tunnels_dir,
+        ))
+    });
     let (recorded, tunnels_dir) = match recorded {
         Ok(recorded) => recorded,
         Err(error) => {

@@ -1,9 +1,9 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use declastruct_aws::internal::utils::{TunnelFiles, TunnelProcesses};
 use declastruct_aws::internal::{VpcTunnelObservation, inspect_local_tunnel};
 use declastruct_aws::{ContextAwsApi, VpcTunnelStatus};
+use declastruct_tunnel::{TunnelFiles, TunnelId, TunnelProcesses};
 use serde_json::{Value, json};
 
 use crate::args::{Cli, StatusArgs};
@@ -201,16 +201,15 @@ fn print(rows: &[Value], json: bool, quiet: bool, columns: &[Column]) -> ExitCod
 /// .why = `status --all`: a tunnel whose manifest was deleted or moved is found here, with no manifest and no AWS
 async fn all_rows() -> Result<Vec<Value>, declastruct_aws::AwsError> {
     let tunnels_dir = ContextAwsApi::default_tunnels_dir()?;
-    let recorded = TunnelFiles::recorded_in(&tunnels_dir)?;
+    let recorded = TunnelFiles::recorded_in::<declastruct_aws::DeclaredAwsVpcTunnel>(&tunnels_dir)?;
     let processes = TunnelProcesses::scan(&tunnels_dir);
-    let mut hashes: Vec<String> = recorded
+    let mut hashes: Vec<TunnelId> = recorded
         .iter()
-        .map(|(files, _)| files.hash.clone())
-        .chain(processes.hashes().map(str::to_string))
+        .map(|(files, _)| files.id.clone())
+        .chain(processes.ids().cloned())
         .collect();
     hashes.sort();
     hashes.dedup();
-    // concurrently: each live tunnel's health probe may take its whole deadline
     // concurrently: each live tunnel's health probe may take its whole deadline
     let rows = futures::future::join_all(
         hashes
@@ -225,12 +224,12 @@ async fn all_rows() -> Result<Vec<Value>, declastruct_aws::AwsError> {
 /// when the record is missing or damaged
 /// .why = every tunnel is listed, whatever is left of its record
 async fn tunnel_row(
-    hash: &str,
+    hash: &TunnelId,
     tunnels_dir: &std::path::Path,
     processes: &TunnelProcesses,
 ) -> Value {
-    let files = TunnelFiles::new(tunnels_dir, hash);
-    match files.read_meta() {
+    let files = TunnelFiles::new(tunnels_dir, hash.clone());
+    match files.read_meta::<declastruct_aws::DeclaredAwsVpcTunnel>() {
         Ok(Some(meta)) => {
             let observation =
                 inspect_local_tunnel(&meta.tunnel, &files, processes, meta.engine.as_deref()).await;
@@ -400,7 +399,7 @@ fn holders_cell(row: &Value) -> String {
 /// .why = AWS down, expired credentials or a wrong endpoint never hide a tunnel that serves a port here
 async fn local_rows(manifest: &Manifest) -> Result<Vec<Value>, declastruct_aws::AwsError> {
     let tunnels_dir = ContextAwsApi::default_tunnels_dir()?;
-    let recorded = TunnelFiles::recorded_in(&tunnels_dir)?;
+    let recorded = TunnelFiles::recorded_in::<declastruct_aws::DeclaredAwsVpcTunnel>(&tunnels_dir)?;
     let processes = TunnelProcesses::scan(&tunnels_dir);
     // concurrently: each live tunnel's health probe may take its whole deadline
     let rows = futures::future::join_all(manifest.resources.iter().map(|declared| {
@@ -413,9 +412,9 @@ async fn local_rows(manifest: &Manifest) -> Result<Vec<Value>, declastruct_aws::
             };
             let observation = match local_hash_of(tunnel, recorded, processes) {
                 Some(hash) => {
-                    let files = TunnelFiles::new(tunnels_dir, &hash);
+                    let files = TunnelFiles::new(tunnels_dir, hash);
                     let engine = files
-                        .read_meta()
+                        .read_meta::<declastruct_aws::DeclaredAwsVpcTunnel>()
                         .ok()
                         .flatten()
                         .and_then(|meta| meta.engine);
@@ -435,23 +434,23 @@ async fn local_rows(manifest: &Manifest) -> Result<Vec<Value>, declastruct_aws::
 /// names the tunnel's local port
 fn local_hash_of(
     tunnel: &VpcTunnelDeclaration,
-    recorded: &[declastruct_aws::internal::utils::RecordedTunnel],
+    recorded: &[declastruct_tunnel::RecordedTunnel<declastruct_aws::DeclaredAwsVpcTunnel>],
     processes: &TunnelProcesses,
-) -> Option<String> {
+) -> Option<TunnelId> {
     let by_record = recorded.iter().find_map(|(files, meta)| {
         let meta = meta.as_ref().ok()?;
         (meta.tunnel.via == tunnel.via
             && meta.tunnel.into == tunnel.into
             && meta.tunnel.from == tunnel.from)
-            .then(|| files.hash.clone())
+            .then(|| files.id.clone())
     });
     by_record.or_else(|| {
-        processes.hashes().find_map(|hash| {
+        processes.ids().find_map(|id| {
             processes
-                .of(hash)
+                .of(id)
                 .iter()
                 .any(|process| local_port_of(process) == Some(tunnel.from.port))
-                .then(|| hash.to_string())
+                .then(|| id.clone())
         })
     })
 }
@@ -459,7 +458,7 @@ fn local_hash_of(
 /// .what = the local port a session process forwards, read from its command line (`"localPortNumber":["N"]` in
 /// `--parameters`), `None` for a process whose command names none (the supervisor)
 /// .why = a tunnel whose record is missing or damaged is still known by the port its session serves
-fn local_port_of(process: &declastruct_aws::internal::utils::ProcessInfo) -> Option<u16> {
+fn local_port_of(process: &declastruct_tunnel::ProcessInfo) -> Option<u16> {
     process.command.iter().find_map(|word| {
         let rest = word.split_once("\"localPortNumber\":[\"")?.1;
         rest.split('"').next()?.parse::<u16>().ok()

@@ -5,12 +5,12 @@
 use std::collections::BTreeMap;
 
 use declastruct_aws::internal::VpcTunnelObservation;
-use declastruct_aws::internal::utils::other_live_holders;
 use declastruct_aws::{
     DesiredInstanceStatus, Ec2InstanceRef, Ec2InstanceStatus, RdsInstanceRef, TunnelHolder,
     TunnelTarget, VpcTunnelInto, VpcTunnelStatus,
 };
 use declastruct_engine::{Edge, ResourceAddress};
+use declastruct_tunnel::other_live_holders;
 
 use super::live::LiveState;
 use super::observed::{
@@ -284,7 +284,7 @@ fn attach_stranded_tunnels(
             let same = meta.tunnel.via == tunnel.via
                 && meta.tunnel.into == tunnel.into
                 && meta.tunnel.from == tunnel.from;
-            if !same || live.processes.of(&files.hash).is_empty() {
+            if !same || live.processes.of(&files.id).is_empty() {
                 continue;
             }
             let holders: Vec<TunnelHolder> = meta.holders();
@@ -292,12 +292,12 @@ fn attach_stranded_tunnels(
             let mut address = tunnel.address();
             // two old sessions of one declaration are two changes, told apart by their identity
             if found > 0 {
-                address.slug = format!("{}#{}", address.slug, files.hash);
+                address.slug = format!("{}#{}", address.slug, files.id);
             }
             found += 1;
             observed.push(Observed::Removed(Box::new(RemovedTunnel {
                 address,
-                hash: files.hash.clone(),
+                hash: files.id.clone(),
                 meta: meta.clone(),
                 edges: Vec::new(),
                 others,
@@ -359,7 +359,7 @@ fn attach_owned_tunnels(
     live: &LiveState,
     stopping: &BTreeMap<&str, ResourceAddress>,
 ) {
-    let current: Vec<String> = observed
+    let current: Vec<declastruct_aws::TunnelId> = observed
         .iter()
         .filter_map(|resource| match resource {
             Observed::Tunnel(tunnel) => tunnel.observation.hash.clone(),
@@ -371,13 +371,13 @@ fn attach_owned_tunnels(
         let Ok(meta) = meta else {
             continue;
         };
-        let running = !live.processes.of(&files.hash).is_empty();
+        let running = !live.processes.of(&files.id).is_empty();
         let holders = meta.holders();
         let held = holders.iter().any(|holder| holder.is(ours));
         let already = observed.iter().any(
-            |resource| matches!(resource, Observed::Removed(removed) if removed.hash == files.hash),
+            |resource| matches!(resource, Observed::Removed(removed) if removed.hash == files.id),
         );
-        if !held || !running || current.contains(&files.hash) || already {
+        if !held || !running || current.contains(&files.id) || already {
             continue;
         }
         let (_, others) = split_holders(&holders, Some(ours));
@@ -391,7 +391,7 @@ fn attach_owned_tunnels(
             _ => None,
         });
         let previous = PreviousIdentity {
-            hash: files.hash.clone(),
+            hash: files.id.clone(),
             meta: meta.clone(),
             others: others.clone(),
         };

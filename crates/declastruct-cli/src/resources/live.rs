@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 
-use declastruct_aws::internal::utils::{RecordedTunnel, TunnelFiles, TunnelProcesses};
 use declastruct_aws::internal::{
     RdsClusterEndpoint, TargetLookups, closest_cluster_names, closest_exids,
     closest_instance_names, get_ec2_instances, get_rds_cluster_endpoints, get_rds_clusters,
@@ -15,6 +14,7 @@ use declastruct_aws::{
     AwsError, ClusterEndpoint, ContextAwsApi, DeclaredAwsEc2Instance, DeclaredAwsRdsCluster,
     DeclaredAwsRdsInstance, Ec2InstanceRef, RdsClusterRef, RdsInstanceRef, VpcTunnelInto,
 };
+use declastruct_tunnel::{RecordedTunnel, TunnelFiles, TunnelProcesses};
 
 use crate::located::Located;
 use crate::manifest::{Manifest, ResourceDeclaration};
@@ -240,7 +240,7 @@ pub struct LiveState {
     /// every live process of every tunnel of the state folder
     pub processes: TunnelProcesses,
     /// every tunnel recorded in the state folder, with its record or what is wrong with it
-    pub records: Vec<RecordedTunnel>,
+    pub records: Vec<RecordedTunnel<declastruct_aws::DeclaredAwsVpcTunnel>>,
     /// the manifest environment now planning: the tunnels it holds are its own to release, destroy or replace
     pub holder: Option<declastruct_aws::TunnelHolder>,
     /// what is missing but needed by nothing (a bastion only CLOSED tunnels name), located in the manifest
@@ -252,9 +252,15 @@ pub struct LiveState {
 /// manifest opened
 pub fn read_local_tunnels(
     context: &ContextAwsApi,
-) -> Result<(TunnelProcesses, Vec<RecordedTunnel>), AwsError> {
+) -> Result<
+    (
+        TunnelProcesses,
+        Vec<RecordedTunnel<declastruct_aws::DeclaredAwsVpcTunnel>>,
+    ),
+    AwsError,
+> {
     let dir = context.checked_tunnels_dir()?;
-    let records = TunnelFiles::recorded_in(&dir)?;
+    let records = TunnelFiles::recorded_in::<declastruct_aws::DeclaredAwsVpcTunnel>(&dir)?;
     Ok((TunnelProcesses::scan(&dir), records))
 }
 

@@ -1,8 +1,8 @@
 //! .what = each kind of observed resource: what is declared, what is live, and how the plan shows the difference
 //! .why = the engine plans anything that implements `Resource`; each kind says here what "desired" means for it
 
+use declastruct_aws::TunnelMeta;
 use declastruct_aws::internal::VpcTunnelObservation;
-use declastruct_aws::internal::utils::TunnelMeta;
 use declastruct_aws::{
     DeclaredAwsEc2Instance, DeclaredAwsRdsCluster, DeclaredAwsRdsInstance, DesiredInstanceStatus,
     Ec2InstanceRef, TunnelHolder, TunnelTarget, VpcTunnelStatus,
@@ -93,7 +93,7 @@ pub struct ObservedTunnel {
 #[derive(Debug, Clone)]
 pub struct PreviousIdentity {
     /// its identity
-    pub hash: String,
+    pub hash: declastruct_aws::TunnelId,
     /// its record
     pub meta: TunnelMeta,
     /// its other live holders: while there are any, it is only released
@@ -107,7 +107,7 @@ pub struct RemovedTunnel {
     /// its address, as it was declared
     pub address: ResourceAddress,
     /// its identity
-    pub hash: String,
+    pub hash: declastruct_aws::TunnelId,
     /// its record
     pub meta: TunnelMeta,
     /// ordering: closed before a bastion the manifest stops

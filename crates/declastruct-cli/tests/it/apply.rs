@@ -1,9 +1,8 @@
 use std::time::Duration;
 
-use declastruct_aws::internal::utils::{
-    TunnelMeta, is_port_in_use, is_process_alive, process_group_members,
-};
+use declastruct_aws::TunnelMeta;
 use declastruct_test_support::{Moto, Postgres, free_port};
+use declastruct_tunnel::{is_port_in_use, is_process_alive, process_group_members};
 
 use crate::support::{REGION, Sandbox, fake_aws_cli, hold_port, manifest, stderr, stdout};
 

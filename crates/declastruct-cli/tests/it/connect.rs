@@ -4,8 +4,8 @@
 use std::io::Write;
 use std::process::Stdio;
 
-use declastruct_aws::internal::utils::is_port_in_use;
 use declastruct_test_support::Postgres;
+use declastruct_tunnel::is_port_in_use;
 
 use crate::apply::{World, assert_success};
 use crate::support::{REGION, stderr, stdout};

@@ -6,8 +6,8 @@ use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use declastruct_aws::internal::utils::is_port_in_use;
 use declastruct_test_support::{Moto, Postgres, free_port};
+use declastruct_tunnel::is_port_in_use;
 
 use crate::apply::{World, assert_success};
 use crate::support::{REGION, Sandbox, manifest, stderr, stdout};

@@ -1,7 +1,7 @@
 use std::time::Duration;
 
-use declastruct_aws::internal::utils::is_port_in_use;
 use declastruct_test_support::{Moto, Postgres, free_port};
+use declastruct_tunnel::is_port_in_use;
 
 use crate::apply::{World, assert_success};
 use crate::support::{

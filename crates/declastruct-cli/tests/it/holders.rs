@@ -5,8 +5,8 @@
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use declastruct_aws::internal::utils::{find_port_holder, is_port_in_use, is_process_alive};
 use declastruct_test_support::{Postgres, free_port};
+use declastruct_tunnel::{find_port_holder, is_port_in_use, is_process_alive};
 
 use crate::apply::{World, assert_success};
 use crate::assert_shown;

@@ -4,8 +4,8 @@
 
 use std::path::Path;
 
-use declastruct_aws::internal::utils::{is_port_in_use, is_process_alive};
 use declastruct_test_support::{Postgres, free_port};
+use declastruct_tunnel::{is_port_in_use, is_process_alive};
 
 use crate::apply::{World, assert_success};
 use crate::assert_shown;

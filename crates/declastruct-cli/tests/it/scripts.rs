@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use declastruct_aws::internal::utils::{all_pids, read_process};
+use declastruct_tunnel::{all_pids, read_process};
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 

@@ -1,6 +1,6 @@
 use std::path::PathBuf;
 
-use declastruct_aws::internal::utils::is_port_in_use;
+use declastruct_tunnel::is_port_in_use;
 
 use crate::apply::World;
 use crate::support::{stderr, stdout};

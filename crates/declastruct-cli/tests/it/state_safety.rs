@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use declastruct_aws::internal::utils::{find_port_holder, is_port_in_use};
 use declastruct_test_support::Postgres;
+use declastruct_tunnel::{find_port_holder, is_port_in_use};
 
 use crate::apply::{World, assert_success};
 use crate::assert_shown;

@@ -2,7 +2,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use declastruct_aws::internal::utils::{all_pids, read_process};
+use declastruct_tunnel::{all_pids, read_process};
 
 use declastruct_test_support::Moto;
 

@@ -9,10 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use declastruct_aws::internal::utils::{
-    TunnelMeta, all_pids, is_port_in_use, is_process_alive, read_process,
-};
+use declastruct_aws::TunnelMeta;
 use declastruct_test_support::{Postgres, free_port};
+use declastruct_tunnel::{all_pids, is_port_in_use, is_process_alive, read_process};
 
 use crate::apply::{World, assert_success};
 use crate::support::{REGION, children_of, manifest_with_ports, stderr, stdout, wait_for};

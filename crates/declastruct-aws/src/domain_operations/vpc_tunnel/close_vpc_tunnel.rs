@@ -7,11 +7,12 @@
 
 use std::time::Duration;
 
-use crate::domain_operations::vpc_tunnel::utils::{
+use crate::error::AwsError;
+use declastruct_tunnel::TunnelId;
+use declastruct_tunnel::{
     TunnelFiles, TunnelHolder, TunnelProcesses, find_port_holder, lock_tunnel, stop_tunnel_process,
     wait_for_port_release,
 };
-use crate::error::AwsError;
 
 /// how long each signal of a close may take before the next, stronger one
 pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(3);
@@ -31,14 +32,14 @@ pub enum Released {
 /// .why = a tunnel its manifest no longer declares (DESTROY), the old identity of a moved one, one whose bastion
 /// is gone, or one an `exec` opened, is let go of by its identity alone: nothing about it needs to resolve in AWS
 pub async fn release_tunnel_identity(
-    hash: &str,
+    hash: &TunnelId,
     local_port: u16,
     force: bool,
     context: &crate::ContextAwsApi,
 ) -> Result<Released, AwsError> {
-    let files = TunnelFiles::new(context.checked_tunnels_dir()?, hash);
+    let files = TunnelFiles::new(context.checked_tunnels_dir()?, hash.clone());
     files.ensure_dir()?;
-    let lock = lock_tunnel(&files, context).await?;
+    let lock = lock_tunnel(&files, &context.cancel).await?;
     let holder = context.holder();
     let released = release_hold(&files, local_port, (!force).then_some(&holder)).await?;
     if released == Released::Closed {
@@ -56,9 +57,13 @@ pub(crate) async fn release_hold(
     holder: Option<&TunnelHolder>,
 ) -> Result<Released, AwsError> {
     TunnelFiles::check_dir_readable(&files.dir)?;
-    let serving = !TunnelProcesses::scan(&files.dir).of(&files.hash).is_empty();
+    let serving = !TunnelProcesses::scan(&files.dir).of(&files.id).is_empty();
     // a damaged or missing record names no other holder: nobody is known to need the tunnel
-    if let (true, Some(holder), Ok(Some(mut meta))) = (serving, holder, files.read_meta()) {
+    if let (true, Some(holder), Ok(Some(mut meta))) = (
+        serving,
+        holder,
+        files.read_meta::<crate::DeclaredAwsVpcTunnel>(),
+    ) {
         let others: Vec<TunnelHolder> = meta
             .holders()
             .into_iter()
@@ -82,10 +87,10 @@ pub(crate) async fn release_hold(
 /// .why = after a CLOSED apply exits 0, nothing serves the port we closed, now or later
 pub async fn close_vpc_tunnel(files: &TunnelFiles, local_port: u16) -> Result<(), AwsError> {
     TunnelFiles::check_dir_readable(&files.dir)?;
-    let processes = TunnelProcesses::scan(&files.dir).of(&files.hash).to_vec();
+    let processes = TunnelProcesses::scan(&files.dir).of(&files.id).to_vec();
     if !processes.is_empty() {
         tracing::info!(
-            hash = %files.hash,
+            hash = %files.id,
             pids = ?processes.iter().map(|process| process.pid).collect::<Vec<_>>(),
             "closing the tunnel"
         );
@@ -104,5 +109,5 @@ pub async fn close_vpc_tunnel(files: &TunnelFiles, local_port: u16) -> Result<()
         }
         return Ok(());
     }
-    files.remove_all()
+    Ok(files.remove_all()?)
 }

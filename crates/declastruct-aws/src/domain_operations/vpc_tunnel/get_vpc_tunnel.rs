@@ -1,16 +1,18 @@
 use std::time::Duration;
 
+use crate::domain_operations::vpc_tunnel::TunnelMeta;
 use crate::domain_operations::vpc_tunnel::get_tunnel_target::{TunnelTarget, get_tunnel_target};
-use crate::domain_operations::vpc_tunnel::session_output::{PluginMode, plugin_mode};
-use crate::domain_operations::vpc_tunnel::supervisor::read_restarts;
-use crate::domain_operations::vpc_tunnel::utils::{
-    ProcessInfo, RecordDamage, TunnelFiles, TunnelHealth, TunnelHolder, TunnelMeta,
-    TunnelProcesses, get_tunnel_hash, probe_tunnel,
-};
 use crate::error::AwsError;
 use crate::{
     ContextAwsApi, DeclaredAwsEc2Instance, DeclaredAwsVpcTunnel, Ec2InstanceLookup,
     VpcTunnelStatus, get_ec2_instance,
+};
+use declastruct_tunnel::TunnelId;
+use declastruct_tunnel::session_output::{PluginMode, plugin_mode};
+use declastruct_tunnel::supervisor::read_restarts;
+use declastruct_tunnel::{
+    ProcessInfo, RecordDamage, TunnelFiles, TunnelHealth, TunnelHolder, TunnelProcesses,
+    probe_tunnel,
 };
 
 /// how long the health probe may take
@@ -26,7 +28,7 @@ pub struct VpcTunnelObservation {
     /// the tunnel with its live status (and pid and health when OPEN)
     pub tunnel: DeclaredAwsVpcTunnel,
     /// the tunnel's identity, `None` when the bastion or cluster could not be resolved
-    pub hash: Option<String>,
+    pub hash: Option<TunnelId>,
     /// the tunnel's record, when it is readable
     pub meta: Option<TunnelMeta>,
     /// who holds the tunnel open, live ones only: empty when it is closed or its record unreadable
@@ -85,8 +87,8 @@ pub async fn inspect_vpc_tunnel(
     let Some(instance_id) = &bastion.instance_id else {
         return Ok(VpcTunnelObservation::closed(tunnel, None));
     };
-    let hash = get_tunnel_hash(instance_id, &target.host, target.port, tunnel.from.port);
-    let files = TunnelFiles::new(context.checked_tunnels_dir()?, &hash);
+    let hash = TunnelId::compute(instance_id, &target.host, target.port, tunnel.from.port);
+    let files = TunnelFiles::new(context.checked_tunnels_dir()?, hash.clone());
     Ok(VpcTunnelObservation::observe(
         tunnel,
         &files,
@@ -104,13 +106,13 @@ pub async fn inspect_local_tunnel(
     processes: &TunnelProcesses,
     engine: Option<&str>,
 ) -> VpcTunnelObservation {
-    VpcTunnelObservation::observe(tunnel, files, processes.of(&files.hash), engine).await
+    VpcTunnelObservation::observe(tunnel, files, processes.of(&files.id), engine).await
 }
 
 impl VpcTunnelObservation {
     /// .what = a closed tunnel, with its identity when known
     /// .why = a tunnel without a live process of ours, or one just closed
-    pub fn closed(tunnel: &DeclaredAwsVpcTunnel, hash: Option<String>) -> Self {
+    pub fn closed(tunnel: &DeclaredAwsVpcTunnel, hash: Option<TunnelId>) -> Self {
         Self {
             tunnel: tunnel.with_status(VpcTunnelStatus::Closed, None),
             hash,
@@ -134,7 +136,7 @@ impl VpcTunnelObservation {
         processes: &[ProcessInfo],
         engine: Option<&str>,
     ) -> Self {
-        let (meta, damage) = match files.read_meta() {
+        let (meta, damage) = match files.read_meta::<crate::DeclaredAwsVpcTunnel>() {
             Ok(meta) => (meta, None),
             Err(damage) => (None, Some(damage)),
         };
@@ -142,7 +144,7 @@ impl VpcTunnelObservation {
             return Self {
                 meta,
                 damage,
-                ..Self::closed(tunnel, Some(files.hash.clone()))
+                ..Self::closed(tunnel, Some(files.id.clone()))
             };
         }
         let supervisor = processes.iter().find(|process| process.is_supervisor());
@@ -226,7 +228,7 @@ impl VpcTunnelObservation {
             .unwrap_or_default();
         Self {
             tunnel: tunnel.observed_open(pid, health),
-            hash: Some(files.hash.clone()),
+            hash: Some(files.id.clone()),
             holders,
             meta,
             damage,

@@ -10,18 +10,19 @@ use super::VpcTunnelObservation;
 use super::close_vpc_tunnel::CLOSE_GRACE;
 use super::get_tunnel_target::TargetKind;
 use super::get_vpc_tunnel::HEALTH_LIMIT;
-use super::session_output::{SessionFailure, explain_failure, is_listening};
 use super::set_vpc_tunnel::ResolvedVpcTunnel;
-use super::supervisor::{SupervisorRequest, read_restarts, supervisor_command};
-use crate::domain_operations::vpc_tunnel::utils::{
-    READY_FD, SessionTarget, StartedTunnelProcess, TunnelFiles, TunnelHolder, TunnelMeta,
-    TunnelProcesses, find_port_holder, find_program, is_port_in_use, is_tunnel_healthy,
-    process_start_time, read_process, session_command, start_tunnel_process, stop_tunnel_process,
-};
+use crate::domain_operations::vpc_tunnel::TunnelMeta;
 use crate::error::AwsError;
 use crate::{
     ContextAwsApi, DesiredInstanceStatus, Ec2InstanceStatus, VpcTunnelStatus,
     set_ec2_instance_status,
+};
+use declastruct_tunnel::session_output::{SessionFailure, explain_failure, is_listening};
+use declastruct_tunnel::supervisor::{SupervisorRequest, read_restarts, supervisor_command};
+use declastruct_tunnel::{
+    READY_FD, SessionTarget, StartedTunnelProcess, TunnelFiles, TunnelHolder, TunnelProcesses,
+    find_port_holder, find_program, is_port_in_use, is_tunnel_healthy, process_start_time,
+    read_process, session_command, start_tunnel_process, stop_tunnel_process,
 };
 
 /// .what = opens the tunnel (under its lock, taken by the caller) and reports it as observed
@@ -39,7 +40,7 @@ pub(crate) async fn open_vpc_tunnel(
     TunnelFiles::check_dir_readable(&files.dir)?;
     let processes = TunnelProcesses::scan(&files.dir);
     let current =
-        VpcTunnelObservation::observe(tunnel, files, processes.of(&files.hash), engine).await;
+        VpcTunnelObservation::observe(tunnel, files, processes.of(&files.id), engine).await;
     let holder = context.holder();
     if current.is_healthy() && !resolved.restart {
         return hold_open_tunnel(current, files, holder);
@@ -60,7 +61,7 @@ pub(crate) async fn open_vpc_tunnel(
     if closed_before {
         // ours, but not serving or not whole (damaged record, lost supervisor), or to be restarted: start over
         tracing::info!(
-            hash = %files.hash,
+            hash = %files.id,
             health = ?current.tunnel.health,
             "stopping the tunnel's processes before opening it again"
         );
@@ -119,7 +120,7 @@ pub(crate) async fn open_vpc_tunnel(
         ),
         None => session,
     };
-    tracing::info!(hash = %files.hash, command = ?command, "starting the tunnel");
+    tracing::info!(hash = %files.id, command = ?command, "starting the tunnel");
     let withheld: Vec<&str> = match tunnel
         .connect
         .as_ref()
@@ -158,7 +159,7 @@ pub(crate) async fn open_vpc_tunnel(
     // recorded as soon as the process exists: a killed apply leaves nothing unrecorded
     if let Err(error) = files.write_state(&meta) {
         abandon(&mut started, files).await;
-        return Err(error);
+        return Err(error.into());
     }
 
     let outcome = match wait_until_ready(&mut started.child, files, local_port, context).await {
@@ -186,7 +187,7 @@ pub(crate) async fn open_vpc_tunnel(
             let (restarts, last_restart) = read_restarts(&files.log_path());
             Ok(VpcTunnelObservation {
                 tunnel: tunnel.observed_open(pid, health),
-                hash: Some(files.hash.clone()),
+                hash: Some(files.id.clone()),
                 holders: meta.holders(),
                 meta: Some(meta),
                 damage: None,
@@ -230,7 +231,7 @@ fn hold_open_tunnel(
         // a healthy tunnel has a whole record
         return Err(AwsError::Unexpected(format!(
             "the tunnel {} is healthy without a record",
-            files.hash
+            files.id
         )));
     };
     let mut holders: Vec<TunnelHolder> = meta
@@ -253,7 +254,7 @@ fn hold_open_tunnel(
 /// .why = no half-open tunnel is left behind, and nothing unrecorded either; the tail is complete only once
 ///   the supervisor, which copies the plugin's output into the log, has stopped
 async fn abandon(started: &mut StartedTunnelProcess, files: &TunnelFiles) -> String {
-    let processes = TunnelProcesses::scan(&files.dir).of(&files.hash).to_vec();
+    let processes = TunnelProcesses::scan(&files.dir).of(&files.id).to_vec();
     let _ = stop_tunnel_process(&processes, None, Duration::from_secs(1)).await;
     // reap the supervisor we started, now that it is gone
     if matches!(started.child.try_wait(), Ok(None)) {
@@ -283,7 +284,9 @@ fn describe_port_holder(
         return foreign("another program (the system does not tell which)".into());
     };
     if let Some(hash) = processes.tunnel_of(holder.pid) {
-        return match TunnelFiles::new(tunnels_dir, hash).read_meta() {
+        return match TunnelFiles::new(tunnels_dir, hash.clone())
+            .read_meta::<crate::DeclaredAwsVpcTunnel>()
+        {
             Ok(Some(meta)) => {
                 let holder_text = format!(
                     "another declastruct tunnel (pid {}) to {}:{} through {}{}",

@@ -3,11 +3,10 @@ use super::close_vpc_tunnel::{Released, release_hold};
 use super::get_tunnel_target::TunnelTarget;
 use super::get_vpc_tunnel::resolve_tunnel_ends;
 use super::open_vpc_tunnel::open_vpc_tunnel;
-use crate::domain_operations::vpc_tunnel::utils::{
-    SessionTarget, TunnelFiles, TunnelProcesses, get_tunnel_hash, lock_tunnel,
-};
 use crate::error::AwsError;
 use crate::{ContextAwsApi, DeclaredAwsEc2Instance, DeclaredAwsVpcTunnel, VpcTunnelStatus};
+use declastruct_tunnel::TunnelId;
+use declastruct_tunnel::{SessionTarget, TunnelFiles, TunnelProcesses, lock_tunnel};
 
 /// .what = a tunnel together with its bastion and far end, already resolved
 /// .why = `apply` has resolved them while planning; opening needs no second lookup
@@ -81,15 +80,15 @@ pub async fn set_vpc_tunnel_resolved(
         ));
     };
     let target = resolved.session_target(context)?;
-    let hash = get_tunnel_hash(
+    let hash = TunnelId::compute(
         &target.instance_id,
         &target.host,
         target.port,
         target.local_port,
     );
-    let files = TunnelFiles::new(context.checked_tunnels_dir()?, &hash);
+    let files = TunnelFiles::new(context.checked_tunnels_dir()?, hash.clone());
     files.ensure_dir()?;
-    let lock = lock_tunnel(&files, context).await?;
+    let lock = lock_tunnel(&files, &context.cancel).await?;
 
     match to {
         VpcTunnelStatus::Closed => {
@@ -103,7 +102,7 @@ pub async fn set_vpc_tunnel_resolved(
                     Ok(VpcTunnelObservation::observe(
                         tunnel,
                         &files,
-                        processes.of(&files.hash),
+                        processes.of(&files.id),
                         resolved.target.engine.as_deref(),
                     )
                     .await)

@@ -6,8 +6,10 @@ use std::time::Duration;
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 
-use super::TunnelFiles;
-use crate::error::AwsError;
+use tokio_util::sync::CancellationToken;
+
+use crate::TunnelFiles;
+use crate::error::TunnelError;
 
 /// .what = an exclusive advisory lock on one tunnel, released when dropped
 /// .why = concurrent `apply` runs of one manifest must leave exactly one tunnel process
@@ -20,12 +22,12 @@ pub struct TunnelLock {
 impl TunnelLock {
     /// .what = removes the lock file, then releases the lock
     /// .why = a closed tunnel leaves no file behind; waiters notice the file is gone and lock a fresh one
-    pub fn remove(self) -> Result<(), AwsError> {
+    pub fn remove(self) -> Result<(), TunnelError> {
         match std::fs::remove_file(&self.path) {
             Ok(()) => {}
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
             Err(source) => {
-                return Err(AwsError::StateIo {
+                return Err(TunnelError::StateIo {
                     action: "remove",
                     path: self.path.display().to_string(),
                     source,
@@ -50,8 +52,8 @@ const LOCK_POLL: Duration = Duration::from_millis(50);
 /// path must still name the locked file: a holder that removed it (closing the tunnel) makes us lock the new one
 pub async fn lock_tunnel(
     files: &TunnelFiles,
-    context: &crate::ContextAwsApi,
-) -> Result<TunnelLock, AwsError> {
+    cancel: &CancellationToken,
+) -> Result<TunnelLock, TunnelError> {
     let path = files.lock_path();
     let deadline = tokio::time::Instant::now() + LOCK_WAIT;
     loop {
@@ -59,14 +61,14 @@ pub async fn lock_tunnel(
             return Ok(lock);
         }
         if tokio::time::Instant::now() >= deadline {
-            return Err(AwsError::TunnelBusy {
+            return Err(TunnelError::TunnelBusy {
                 path: path.display().to_string(),
                 seconds: LOCK_WAIT.as_secs(),
             });
         }
         tokio::select! {
-            () = context.cancel.cancelled() => {
-                return Err(AwsError::Interrupted {
+            () = cancel.cancelled() => {
+                return Err(TunnelError::Interrupted {
                     waiting_for: format!(
                         "waiting for another declastruct command to finish with the tunnel locked by {}",
                         path.display()
@@ -87,9 +89,9 @@ pub fn try_lock_tunnel(files: &TunnelFiles) -> Option<TunnelLock> {
 /// .what = one try at the lock: `Some` when taken on the file the path names now, `None` when another holds it
 /// (or removed the file meanwhile, so that the next try locks the new one)
 /// .why = the one place that opens, locks and checks the lock file, for the waiting and the non-waiting taker
-fn attempt(path: &Path) -> Result<Option<TunnelLock>, AwsError> {
+fn attempt(path: &Path) -> Result<Option<TunnelLock>, TunnelError> {
     let io_error =
-        |action: &'static str, source: std::io::Error| super::state_io(action, path, source);
+        |action: &'static str, source: std::io::Error| crate::state_io(action, path, source);
     let file = OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -125,14 +127,13 @@ mod tests {
     #[tokio::test]
     async fn a_second_holder_waits_for_the_first() {
         let folder = tempfile::tempdir().expect("tempdir");
-        let files = TunnelFiles::new(folder.path(), "abcd");
-        let (context, _, _state) =
-            crate::test_support::recording_context(|_, _| (500, String::new()));
-        let first = lock_tunnel(&files, &context).await.expect("first lock");
+        let files = TunnelFiles::new(folder.path(), crate::TunnelId::compute("i-1", "h", 1, 2));
+        let cancel = CancellationToken::new();
+        let first = lock_tunnel(&files, &cancel).await.expect("first lock");
         let second = {
             let files = files.clone();
-            let context = context.clone();
-            tokio::spawn(async move { lock_tunnel(&files, &context).await })
+            let cancel = cancel.clone();
+            tokio::spawn(async move { lock_tunnel(&files, &cancel).await })
         };
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert!(
@@ -153,23 +154,22 @@ mod tests {
     #[tokio::test]
     async fn a_waiter_gives_up_when_cancelled() {
         let folder = tempfile::tempdir().expect("tempdir");
-        let files = TunnelFiles::new(folder.path(), "abcd");
-        let (context, _, _state) =
-            crate::test_support::recording_context(|_, _| (500, String::new()));
-        let _first = lock_tunnel(&files, &context).await.expect("first lock");
+        let files = TunnelFiles::new(folder.path(), crate::TunnelId::compute("i-1", "h", 1, 2));
+        let cancel = CancellationToken::new();
+        let _first = lock_tunnel(&files, &cancel).await.expect("first lock");
         let waiter = {
             let files = files.clone();
-            let context = context.clone();
-            tokio::spawn(async move { lock_tunnel(&files, &context).await })
+            let cancel = cancel.clone();
+            tokio::spawn(async move { lock_tunnel(&files, &cancel).await })
         };
         tokio::time::sleep(Duration::from_millis(100)).await;
-        context.cancel.cancel();
+        cancel.cancel();
         let outcome = tokio::time::timeout(Duration::from_secs(5), waiter)
             .await
             .expect("the waiter ends")
             .expect("task");
         assert!(
-            matches!(&outcome, Err(AwsError::Interrupted { waiting_for }) if waiting_for.contains("abcd.lock")),
+            matches!(&outcome, Err(TunnelError::Interrupted { waiting_for }) if waiting_for.contains(".lock")),
             "{outcome:?}"
         );
     }

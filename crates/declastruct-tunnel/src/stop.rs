@@ -4,9 +4,9 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 
-use super::is_port_in_use;
-use super::tunnel_processes::{ProcessInfo, read_process};
-use crate::error::AwsError;
+use crate::error::TunnelError;
+use crate::is_port_in_use;
+use crate::platform::{ProcessInfo, read_process};
 
 /// .what = whether `process` is still the very process that was proven ours: same pid, same start time, same
 /// tunnel marker
@@ -27,7 +27,7 @@ pub async fn stop_tunnel_process(
     processes: &[ProcessInfo],
     local_port: Option<u16>,
     grace: Duration,
-) -> Result<(), AwsError> {
+) -> Result<(), TunnelError> {
     let own_group = u32::try_from(nix::unistd::getpgrp().as_raw()).unwrap_or(0);
     let remaining = || -> Vec<&ProcessInfo> {
         processes
@@ -65,7 +65,7 @@ pub async fn stop_tunnel_process(
         }
     }
     if let Some(process) = remaining().first() {
-        return Err(AwsError::TunnelCloseFailed {
+        return Err(TunnelError::TunnelCloseFailed {
             port: local_port.unwrap_or_default(),
             pid: process.pid,
         });
@@ -94,9 +94,8 @@ pub async fn wait_for_port_release(port: u16, limit: Duration) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain_operations::vpc_tunnel::utils::tunnel_processes::{
-        TUNNEL_MARKER, proven_tunnel_process,
-    };
+    use crate::TunnelId;
+    use crate::platform::{TUNNEL_MARKER, proven_tunnel_process};
     use std::os::unix::process::CommandExt;
 
     fn sleeper_in_own_group(marker: Option<&std::path::Path>) -> std::process::Child {
@@ -111,12 +110,13 @@ mod tests {
     #[tokio::test]
     async fn stops_a_proven_process_and_its_group() {
         let folder = tempfile::tempdir().expect("tempdir");
-        let marker = folder.path().join("abcd");
+        let id = TunnelId::compute("i-1", "h", 1, 2);
+        let marker = folder.path().join(id.as_str());
         let mut ours = sleeper_in_own_group(Some(&marker));
         // until it has exec'd `sleep`: before that, its environment is still this test's, without the marker
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         let process = loop {
-            match proven_tunnel_process(ours.id(), folder.path(), "abcd") {
+            match proven_tunnel_process(ours.id(), folder.path(), &id) {
                 Some(process) => break process,
                 None if std::time::Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(5)).await;

@@ -1,6 +1,6 @@
 use std::net::{Ipv4Addr, TcpListener};
 
-use super::tunnel_processes::{all_pids, read_process};
+use crate::platform::{listening_pids, read_process};
 
 /// .what = checks if a local loopback port is currently in use
 /// .why = enables detection of existing tunnels or port conflicts before opening one
@@ -27,55 +27,19 @@ impl std::fmt::Display for PortHolder {
     }
 }
 
-/// .what = finds the process listening on `port` through /proc (Linux), or `None` when the system does not tell
+/// .what = finds the process listening on `port` (the platform boundary reads it), or `None` when the system does
+/// not tell
 /// .why = lets errors name who holds a port instead of guessing or killing it
 pub fn find_port_holder(port: u16) -> Option<PortHolder> {
-    let inodes: Vec<String> = ["/proc/net/tcp", "/proc/net/tcp6"]
-        .iter()
-        .filter_map(|table| std::fs::read_to_string(table).ok())
-        .flat_map(|table| listening_inodes(&table, port))
-        .collect();
-    if inodes.is_empty() {
-        return None;
-    }
-    let targets: Vec<String> = inodes
-        .iter()
-        .map(|inode| format!("socket:[{inode}]"))
-        .collect();
-    all_pids().into_iter().find_map(|pid| {
-        let descriptors = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
-        let holds = descriptors.flatten().any(|descriptor| {
-            std::fs::read_link(descriptor.path())
-                .ok()
-                .and_then(|target| {
-                    target
-                        .to_str()
-                        .map(|target| targets.iter().any(|wanted| wanted == target))
-                })
-                .unwrap_or(false)
-        });
-        holds.then(|| PortHolder {
+    listening_pids(port)
+        .into_iter()
+        .next()
+        .map(|pid| PortHolder {
             pid,
             command: read_process(pid)
                 .map(|process| process.command_line())
                 .unwrap_or_default(),
         })
-    })
-}
-
-/// inodes of sockets in LISTEN state (0A) on `port` in a /proc/net/tcp table
-fn listening_inodes(table: &str, port: u16) -> Vec<String> {
-    let wanted = format!("{port:04X}");
-    table
-        .lines()
-        .skip(1)
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            let local_port = fields.get(1)?.rsplit(':').next()?;
-            (local_port == wanted && *fields.get(3)? == "0A")
-                .then(|| fields.get(9).map(std::string::ToString::to_string))?
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -106,11 +70,5 @@ mod tests {
         }
         assert!(!is_port_in_use(port));
         assert_eq!(find_port_holder(port), None);
-    }
-
-    #[test]
-    fn parses_listening_sockets_only() {
-        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   0: 0100007F:1E5F 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4242 1\n   1: 0100007F:1E5F 0100007F:9C40 01 00000000:00000000 00:00000000 00000000     0        0 4343 1\n";
-        assert_eq!(listening_inodes(table, 0x1E5F), vec!["4242".to_string()]);
     }
 }

@@ -5,9 +5,9 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use super::TunnelFiles;
-use super::tunnel_processes::{TUNNEL_MARKER, tunnel_marker};
-use crate::error::AwsError;
+use crate::TunnelFiles;
+use crate::error::TunnelError;
+use crate::platform::{TUNNEL_MARKER, tunnel_marker};
 
 /// the descriptor number the supervisor reads readiness from
 pub const READY_FD: i32 = 3;
@@ -112,17 +112,15 @@ pub fn start_tunnel_process(
     files: &TunnelFiles,
     with_ready_pipe: bool,
     withheld: &[&str],
-) -> Result<StartedTunnelProcess, AwsError> {
+) -> Result<StartedTunnelProcess, TunnelError> {
     let log = files.open_log()?;
-    let log_for_stderr = log.try_clone().map_err(|source| AwsError::StateIo {
-        action: "open",
-        path: files.log_path().display().to_string(),
-        source,
-    })?;
+    let log_for_stderr = log
+        .try_clone()
+        .map_err(|source| crate::state_io("open", &files.log_path(), source))?;
     let mut process = Command::new(&command[0]);
     process
         .args(&command[1..])
-        .env(TUNNEL_MARKER, tunnel_marker(&files.dir, &files.hash))
+        .env(TUNNEL_MARKER, tunnel_marker(&files.dir, &files.id))
         .stdin(Stdio::null())
         .stdout(Stdio::from(log))
         .stderr(Stdio::from(log_for_stderr));
@@ -133,22 +131,20 @@ pub fn start_tunnel_process(
         // both ends close on exec: only the descriptor that `detach` copies to 3 reaches the child, so the
         // supervisors of other tunnels started at the same time never hold this pipe open
         let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|errno| {
-            AwsError::StateIo {
-                action: "create a pipe for",
-                path: files.log_path().display().to_string(),
-                source: std::io::Error::from(errno),
-            }
+            crate::state_io(
+                "create a pipe for",
+                &files.log_path(),
+                std::io::Error::from(errno),
+            )
         })?;
         Some((read, write))
     } else {
         None
     };
     detach(&mut process, pipe.as_ref().map(|(read, _)| read));
-    let child = process.spawn().map_err(|source| AwsError::StateIo {
-        action: "start",
-        path: command[0].to_string_lossy().into_owned(),
-        source,
-    })?;
+    let child = process
+        .spawn()
+        .map_err(|source| crate::state_io("start", std::path::Path::new(&command[0]), source))?;
     Ok(StartedTunnelProcess {
         child,
         ready: pipe.map(|(_, write)| File::from(write)),
@@ -236,7 +232,8 @@ mod tests {
     #[test]
     fn the_process_is_marked_detached_and_gets_the_pipe_as_descriptor_3() {
         let folder = tempfile::tempdir().expect("tempdir");
-        let files = TunnelFiles::new(folder.path(), "abcd");
+        let id = crate::TunnelId::compute("i-1", "h", 1, 2);
+        let files = TunnelFiles::new(folder.path(), id.clone());
         let command: Vec<OsString> = vec![
             "sh".into(),
             "-c".into(),
@@ -251,7 +248,7 @@ mod tests {
         let log = std::fs::read_to_string(files.log_path()).expect("log");
         assert_eq!(
             log,
-            format!("{}\ngot R\n", folder.path().join("abcd").display())
+            format!("{}\ngot R\n", folder.path().join(id.as_str()).display())
         );
     }
 }

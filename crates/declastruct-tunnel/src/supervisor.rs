@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, pthread_sigmask};
 use nix::unistd::Pid;
 
-use crate::domain_operations::vpc_tunnel::utils::{
+use crate::{
     LOG_READ_LIMIT, TunnelFiles, TunnelHolder, TunnelLock, open_for_reading, process_group_members,
     read_tail, try_lock_tunnel,
 };
@@ -405,7 +405,7 @@ fn watch_readiness(fd: i32) {
 fn files_of(log: &Path) -> Option<TunnelFiles> {
     let dir = log.parent()?;
     let hash = log.file_stem()?.to_str()?;
-    Some(TunnelFiles::new(dir, hash))
+    Some(TunnelFiles::new(dir, crate::TunnelId::parse(hash)?))
 }
 
 /// .what = a thread that renews the heartbeat `{hash}.beat` every second and drops the holds of commands that
@@ -455,7 +455,7 @@ fn watch_heartbeat_and_holders(log_path: &Path) {
 /// keeps the tunnel's lock (for the main thread, which removes the files) and returns the last holder
 /// .why = a dead `exec`'s hold is dropped within seconds, not only by the next command
 fn release_dead_holds(files: &TunnelFiles) -> Option<String> {
-    let ours = |files: &TunnelFiles| match files.read_meta() {
+    let ours = |files: &TunnelFiles| match files.read_meta::<serde_json::Value>() {
         Ok(Some(meta))
             if meta.pid == std::process::id() && meta.ready && meta.holders.is_some() =>
         {
@@ -494,7 +494,8 @@ fn forget_own_record(log: &Path) {
     let Some(lock) = try_lock_tunnel(&files) else {
         return;
     };
-    if matches!(files.read_meta(), Ok(Some(meta)) if meta.pid == std::process::id()) {
+    if matches!(files.read_meta::<serde_json::Value>(), Ok(Some(meta)) if meta.pid == std::process::id())
+    {
         let _ = files.remove_all();
         let _ = lock.remove();
     }

@@ -3,7 +3,7 @@
 //! .why = readiness and every failure message are read from what the real programs print; each line below
 //! cites where the real program prints it (aws/session-manager-plugin at 61cf1288, aws/aws-cli v2 2.36.7)
 
-use super::supervisor::unstamped;
+use crate::supervisor::unstamped;
 
 /// .what = one line of a session's output, understood
 /// .why = readiness, health and failure reasons are decided on these, never on ad-hoc substring checks

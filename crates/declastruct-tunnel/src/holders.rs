@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::tunnel_processes::read_stat;
+use crate::platform::read_stat;
 
 /// .what = a manifest applied in one environment: its absolute path, its resolved region and profile, and the
 /// values of the variables it used

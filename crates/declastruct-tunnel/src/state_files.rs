@@ -9,7 +9,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
-use crate::error::AwsError;
+use crate::error::TunnelError;
 
 /// the most a `.meta` may hold
 pub const META_LIMIT: u64 = 64 * 1024;
@@ -126,7 +126,7 @@ pub fn read_tail(path: &Path, most: u64) -> Vec<u8> {
 /// reusing one), then a rename over `path`; the temporary file is removed on every failure
 /// .why = a reader never sees half a record, a full disk leaves no `.tmp` behind, and a link planted at `path` is
 /// replaced, never written through
-pub fn write_replacing(path: &Path, contents: &[u8]) -> Result<(), AwsError> {
+pub fn write_replacing(path: &Path, contents: &[u8]) -> Result<(), TunnelError> {
     let temporary = path.with_extension(format!(
         "{}.tmp{}",
         path.extension()
@@ -156,13 +156,13 @@ pub fn write_replacing(path: &Path, contents: &[u8]) -> Result<(), AwsError> {
 
 /// .what = the error of a failed read or write of the state folder, naming a full disk as such
 /// .why = "No space left on device" buried in a long message is missed; the disk is named first
-pub fn state_io(action: &'static str, path: &Path, source: std::io::Error) -> AwsError {
+pub fn state_io(action: &'static str, path: &Path, source: std::io::Error) -> TunnelError {
     if source.raw_os_error() == Some(nix::libc::ENOSPC) {
-        return AwsError::DiskFull {
+        return TunnelError::DiskFull {
             path: path.display().to_string(),
         };
     }
-    AwsError::StateIo {
+    TunnelError::StateIo {
         action,
         path: path.display().to_string(),
         source,
@@ -171,7 +171,7 @@ pub fn state_io(action: &'static str, path: &Path, source: std::io::Error) -> Aw
 
 /// .what = fails unless `folder` (when it exists) is a folder owned by this user and writable by nobody else
 /// .why = as ssh does with `~/.ssh`: another local user who can write there could plant a link or a record
-pub fn check_private_folder(folder: &Path) -> Result<(), AwsError> {
+pub fn check_private_folder(folder: &Path) -> Result<(), TunnelError> {
     let metadata = match std::fs::metadata(folder) {
         Ok(metadata) => metadata,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -195,7 +195,7 @@ pub fn check_private_folder(folder: &Path) -> Result<(), AwsError> {
     };
     match problem {
         None => Ok(()),
-        Some(problem) => Err(AwsError::StateNotPrivate {
+        Some(problem) => Err(TunnelError::StateNotPrivate {
             path: folder.display().to_string(),
             problem,
         }),
@@ -205,7 +205,7 @@ pub fn check_private_folder(folder: &Path) -> Result<(), AwsError> {
 /// .what = creates `folder` (and its parents) when missing, 0700, then checks it is private
 /// .why = a folder declastruct makes is private from its first moment; one it finds is checked, never chmod'ed
 /// (that would change a folder a link points at)
-pub fn ensure_private_folder(folder: &Path) -> Result<(), AwsError> {
+pub fn ensure_private_folder(folder: &Path) -> Result<(), TunnelError> {
     if std::fs::symlink_metadata(folder).is_err() {
         let mut builder = std::fs::DirBuilder::new();
         builder.recursive(true);

@@ -1,17 +1,44 @@
-//! .what = the one reader of `/proc`: a process's state, group, session, start time, command line and the
-//! tunnel it belongs to
-//! .why = every question about processes (is it alive, is it ours, who is in its group, which tunnel runs)
-//! is answered from the same few files, read the same way
+//! .what = the platform boundary: what the tunnel machinery needs to know about processes and ports, with one
+//! implementation an operating system (Linux reads `/proc`); on any other system the boundary is an error
+//! (`ensure_supported`), never silence
+//! .why = process identity (the marker in a process's environment), process groups, start times and the holder of
+//! a port are the only operating-system questions; a port to macOS answers these in one more module
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+
+use crate::TunnelId;
+
+#[cfg(target_os = "linux")]
+mod linux;
+#[cfg(target_os = "linux")]
+use linux as os;
+#[cfg(not(target_os = "linux"))]
+mod unsupported;
+#[cfg(not(target_os = "linux"))]
+use unsupported as os;
+
+pub use os::{all_pids, read_stat};
+pub(crate) use os::{listening_pids, read_command, read_tunnel_marker};
+
+/// .what = fails on an operating system whose processes this crate cannot read
+/// .why = on such a system a scan would find no process and say nothing, and a tunnel would look closed while it
+/// serves: the boundary says so instead. Every tunnel operation passes through it (the state folder's check)
+pub fn ensure_supported() -> Result<(), crate::TunnelError> {
+    if os::SUPPORTED {
+        Ok(())
+    } else {
+        Err(crate::TunnelError::UnsupportedPlatform {
+            os: std::env::consts::OS,
+        })
+    }
+}
 
 /// .what = the environment variable that marks every process of a tunnel: `{tunnels folder}/{hash}`
 /// .why = the supervisor, the AWS CLI and the plugin all inherit it, so each one can be proven ours and
 /// attributed to its tunnel from `/proc` alone, whatever happened to the tunnel's files
-pub const TUNNEL_MARKER: &str = crate::EnvVars::DECLASTRUCT_TUNNEL;
+pub const TUNNEL_MARKER: &str = "DECLASTRUCT_TUNNEL";
 
 /// .what = the fields of `/proc/PID/stat` that declastruct reads
 /// .why = liveness, process group and session, and the start time that tells a reused pid apart
@@ -49,7 +76,7 @@ impl ProcessInfo {
     pub fn is_supervisor(&self) -> bool {
         self.command
             .iter()
-            .any(|word| word == super::super::supervisor::SUPERVISE_ARGUMENT)
+            .any(|word| word == crate::supervisor::SUPERVISE_ARGUMENT)
     }
 
     /// .what = the command line as one line
@@ -59,72 +86,17 @@ impl ProcessInfo {
     }
 }
 
-/// .what = `/proc/PID/stat` of a process, or `None` when there is no such process
-/// .why = the fields after the parenthesised command name, which may itself hold spaces or parentheses
-pub fn read_stat(pid: u32) -> Option<ProcessStat> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    parse_stat(&stat)
-}
-
-fn parse_stat(stat: &str) -> Option<ProcessStat> {
-    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
-    // after the command: state (field 3), ppid (4), pgrp (5), session (6), ..., starttime (22)
-    Some(ProcessStat {
-        state: fields.first()?.chars().next()?,
-        parent: fields.get(1)?.parse().ok()?,
-        group: fields.get(2)?.parse().ok()?,
-        session: fields.get(3)?.parse().ok()?,
-        start_time: fields.get(22 - 3)?.parse().ok()?,
-    })
-}
-
-/// the NUL-separated words of `/proc/PID/{file}`
-fn read_words(pid: u32, file: &str) -> Option<Vec<Vec<u8>>> {
-    let raw = std::fs::read(format!("/proc/{pid}/{file}")).ok()?;
-    Some(
-        raw.split(|byte| *byte == 0)
-            .filter(|word| !word.is_empty())
-            .map(<[u8]>::to_vec)
-            .collect(),
-    )
-}
-
-/// .what = the tunnel named by a process's environment, if any
-/// .why = the marker that proves a process is one of ours
-pub fn read_tunnel_marker(pid: u32) -> Option<PathBuf> {
-    let prefix = format!("{TUNNEL_MARKER}=");
-    read_words(pid, "environ")?.into_iter().find_map(|word| {
-        word.strip_prefix(prefix.as_bytes())
-            .map(|value| PathBuf::from(OsStr::from_bytes(value)))
-    })
-}
-
 /// .what = a live (non-zombie) process, with its command line and tunnel marker, or `None`
 /// .why = one read of everything declastruct needs to know about one process
 pub fn read_process(pid: u32) -> Option<ProcessInfo> {
     let stat = read_stat(pid).filter(|stat| stat.state != 'Z')?;
-    let command = read_words(pid, "cmdline")
-        .unwrap_or_default()
-        .into_iter()
-        .map(|word| String::from_utf8_lossy(&word).into_owned())
-        .collect();
+    let command = read_command(pid);
     Some(ProcessInfo {
         pid,
         stat,
         command,
         tunnel: read_tunnel_marker(pid),
     })
-}
-
-/// .what = every pid in `/proc`
-/// .why = scans of groups, markers and port holders walk the same list
-pub fn all_pids() -> Vec<u32> {
-    std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
-        .collect()
 }
 
 /// .what = the live (non-zombie) processes whose process group is `group`
@@ -136,35 +108,47 @@ pub fn process_group_members(group: u32) -> Vec<u32> {
         .collect()
 }
 
-/// .what = the marker value of tunnel `hash` in `tunnels_dir`
-/// .why = the supervisor is started with it; scans compare against it
-pub fn tunnel_marker(tunnels_dir: &Path, hash: &str) -> PathBuf {
-    tunnels_dir.join(hash)
+/// .what = checks if a process with the given pid is still running (a zombie counts as dead)
+/// .why = enables detection of crashed tunnel processes
+pub fn is_process_alive(pid: u32) -> bool {
+    read_stat(pid).is_some_and(|stat| stat.state != 'Z')
 }
 
-/// .what = the process `pid` when it is alive and its environment names tunnel `hash` of `tunnels_dir`
+/// .what = when the process started, in clock ticks since boot, or `None` when unknown
+/// .why = a pid reused by another program must never pass for our tunnel: the start time tells them apart
+pub fn process_start_time(pid: u32) -> Option<u64> {
+    read_stat(pid).map(|stat| stat.start_time)
+}
+
+/// .what = the marker value of tunnel `id` in `tunnels_dir`
+/// .why = the supervisor is started with it; scans compare against it
+pub fn tunnel_marker(tunnels_dir: &Path, id: &TunnelId) -> PathBuf {
+    tunnels_dir.join(id.as_str())
+}
+
+/// .what = the process `pid` when it is alive and its environment names tunnel `id` of `tunnels_dir`
 /// .why = the guard before any signal: declastruct never signals a process it did not start, and a pid file
 /// or a record can be edited, reused after a reboot, or point anywhere; the marker cannot be put on a process
 /// after it started
-pub fn proven_tunnel_process(pid: u32, tunnels_dir: &Path, hash: &str) -> Option<ProcessInfo> {
+pub fn proven_tunnel_process(pid: u32, tunnels_dir: &Path, id: &TunnelId) -> Option<ProcessInfo> {
     let process = read_process(pid)?;
-    (process.tunnel.as_deref() == Some(tunnel_marker(tunnels_dir, hash).as_path()))
-        .then_some(process)
+    (process.tunnel.as_deref() == Some(tunnel_marker(tunnels_dir, id).as_path())).then_some(process)
 }
 
-/// .what = every live process of every tunnel of one tunnels folder, by tunnel hash, from one pass over /proc
+/// .what = every live process of every tunnel of one tunnels folder, by tunnel identity, from one pass over the
+/// system's processes
 /// .why = a tunnel is found from its processes, not only from its files: a damaged or deleted record, a killed
 /// supervisor or a replaced folder never hides a process of ours that still serves a port
 #[derive(Debug, Clone, Default)]
 pub struct TunnelProcesses {
-    by_hash: BTreeMap<String, Vec<ProcessInfo>>,
+    by_id: BTreeMap<TunnelId, Vec<ProcessInfo>>,
 }
 
 impl TunnelProcesses {
     /// .what = reads every process's marker once and keeps those of `tunnels_dir`
     /// .why = plan, status and apply ask about many tunnels; one pass answers them all
     pub fn scan(tunnels_dir: &Path) -> Self {
-        let mut by_hash: BTreeMap<String, Vec<ProcessInfo>> = BTreeMap::new();
+        let mut by_id: BTreeMap<TunnelId, Vec<ProcessInfo>> = BTreeMap::new();
         for pid in all_pids() {
             // the environment first: most processes are not ours, and for them nothing else is read
             let Some(marker) = read_tunnel_marker(pid) else {
@@ -173,58 +157,45 @@ impl TunnelProcesses {
             if marker.parent() != Some(tunnels_dir) {
                 continue;
             }
-            let Some(hash) = marker.file_name().and_then(OsStr::to_str) else {
+            let Some(id) = marker
+                .file_name()
+                .and_then(OsStr::to_str)
+                .and_then(TunnelId::parse)
+            else {
                 continue;
             };
             if let Some(process) = read_process(pid) {
-                by_hash.entry(hash.to_string()).or_default().push(process);
+                by_id.entry(id).or_default().push(process);
             }
         }
-        Self { by_hash }
+        Self { by_id }
     }
 
-    /// .what = the live processes of tunnel `hash`
+    /// .what = the live processes of tunnel `id`
     /// .why = a tunnel is open while any of them lives
-    pub fn of(&self, hash: &str) -> &[ProcessInfo] {
-        self.by_hash.get(hash).map_or(&[], Vec::as_slice)
+    pub fn of(&self, id: &TunnelId) -> &[ProcessInfo] {
+        self.by_id.get(id).map_or(&[], Vec::as_slice)
     }
 
-    /// .what = the hashes of every tunnel with a live process
+    /// .what = the identities of every tunnel with a live process
     /// .why = `status --all` and "who holds this port" look beyond the declared tunnels
-    pub fn hashes(&self) -> impl Iterator<Item = &str> {
-        self.by_hash.keys().map(String::as_str)
+    pub fn ids(&self) -> impl Iterator<Item = &TunnelId> {
+        self.by_id.keys()
     }
 
     /// .what = the tunnel that process `pid` belongs to, if it is one of ours
     /// .why = a port held by one of our processes names that tunnel, not "another program"
-    pub fn tunnel_of(&self, pid: u32) -> Option<&str> {
-        self.by_hash
+    pub fn tunnel_of(&self, pid: u32) -> Option<&TunnelId> {
+        self.by_id
             .iter()
             .find(|(_, processes)| processes.iter().any(|process| process.pid == pid))
-            .map(|(hash, _)| hash.as_str())
+            .map(|(id, _)| id)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stat_fields_survive_a_command_name_with_spaces_and_parentheses() {
-        let stat = "4242 (a (b) c) S 1 4242 4242 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 987654 0 0";
-        let parsed = parse_stat(stat).expect("parses");
-        assert_eq!(
-            parsed,
-            ProcessStat {
-                state: 'S',
-                parent: 1,
-                group: 4242,
-                session: 4242,
-                start_time: 987654,
-            }
-        );
-    }
-
     #[test]
     fn this_process_is_read_and_carries_no_marker() {
         let me = read_process(std::process::id()).expect("this process");
@@ -247,21 +218,25 @@ mod tests {
     fn only_a_process_marked_with_this_tunnel_is_proven_ours() {
         let folder = tempfile::tempdir().expect("tempdir");
         let dir = folder.path().join("tunnels");
-        let mut ours = sleeper(Some(&tunnel_marker(&dir, "aaaa")));
-        let mut other_tunnel = sleeper(Some(&tunnel_marker(&dir, "bbbb")));
-        let mut other_home = sleeper(Some(&tunnel_marker(folder.path(), "aaaa")));
+        let (aaaa, bbbb) = (
+            TunnelId::compute("i-a", "h", 1, 1),
+            TunnelId::compute("i-b", "h", 1, 1),
+        );
+        let mut ours = sleeper(Some(&tunnel_marker(&dir, &aaaa)));
+        let mut other_tunnel = sleeper(Some(&tunnel_marker(&dir, &bbbb)));
+        let mut other_home = sleeper(Some(&tunnel_marker(folder.path(), &aaaa)));
         let mut unmarked = sleeper(None);
-        assert!(proven_tunnel_process(ours.id(), &dir, "aaaa").is_some());
-        assert!(proven_tunnel_process(other_tunnel.id(), &dir, "aaaa").is_none());
-        assert!(proven_tunnel_process(other_home.id(), &dir, "aaaa").is_none());
-        assert!(proven_tunnel_process(unmarked.id(), &dir, "aaaa").is_none());
+        assert!(proven_tunnel_process(ours.id(), &dir, &aaaa).is_some());
+        assert!(proven_tunnel_process(other_tunnel.id(), &dir, &aaaa).is_none());
+        assert!(proven_tunnel_process(other_home.id(), &dir, &aaaa).is_none());
+        assert!(proven_tunnel_process(unmarked.id(), &dir, &aaaa).is_none());
 
         let scan = TunnelProcesses::scan(&dir);
         assert_eq!(
-            scan.of("aaaa").iter().map(|p| p.pid).collect::<Vec<_>>(),
+            scan.of(&aaaa).iter().map(|p| p.pid).collect::<Vec<_>>(),
             vec![ours.id()]
         );
-        assert_eq!(scan.tunnel_of(other_tunnel.id()), Some("bbbb"));
+        assert_eq!(scan.tunnel_of(other_tunnel.id()), Some(&bbbb));
         assert_eq!(scan.tunnel_of(unmarked.id()), None);
 
         let pid = ours.id();
@@ -270,7 +245,7 @@ mod tests {
             let _ = child.wait();
         }
         assert!(
-            proven_tunnel_process(pid, &dir, "aaaa").is_none(),
+            proven_tunnel_process(pid, &dir, &aaaa).is_none(),
             "a dead process is never proven ours"
         );
     }

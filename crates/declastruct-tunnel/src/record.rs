@@ -3,22 +3,23 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::{
-    META_LIMIT, PID_LIMIT, TunnelHolder, ensure_private_folder, open_for_appending, read_bounded,
-    read_tail, state_io, write_replacing,
+use crate::error::TunnelError;
+use crate::{
+    META_LIMIT, PID_LIMIT, TunnelHolder, TunnelId, ensure_private_folder, open_for_appending,
+    read_bounded, read_tail, state_io, write_replacing,
 };
-use crate::DeclaredAwsVpcTunnel;
-use crate::error::AwsError;
 
-/// .what = what `{hash}.meta` records about an open tunnel
+/// .what = what `{id}.meta` records about an open tunnel; `D` is the declared tunnel (the AWS crate's
+/// `DeclaredAwsVpcTunnel`), kept as JSON by readers that do not look into it (the supervisor)
 /// .why = `status`, the pid-reuse guard and `close` need to know what was started, when, and how
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct TunnelMeta {
+pub struct TunnelRecord<D = serde_json::Value> {
     /// the declared tunnel
-    pub tunnel: DeclaredAwsVpcTunnel,
+    pub tunnel: D,
     /// the bastion's resolved instance id
     pub instance_id: String,
     /// the cluster's resolved writer endpoint
@@ -58,7 +59,7 @@ pub struct TunnelMeta {
     pub holders: Option<Vec<TunnelHolder>>,
 }
 
-impl TunnelMeta {
+impl<D> TunnelRecord<D> {
     /// .what = the tunnel's holders, dead ones included; a record from before holders were kept is held by its
     /// opener
     /// .why = one reading of the record for plans, `status`, the supervisor and closing
@@ -94,7 +95,8 @@ impl std::fmt::Display for RecordDamage {
 
 /// .what = one tunnel found in the tunnels folder: its files, and its record or what is wrong with it
 /// .why = listings show damaged records too
-pub type RecordedTunnel = (TunnelFiles, Result<TunnelMeta, RecordDamage>);
+pub type RecordedTunnel<D = serde_json::Value> =
+    (TunnelFiles, Result<TunnelRecord<D>, RecordDamage>);
 
 /// .what = the files of one tunnel in `$DECLASTRUCT_HOME/tunnels/`: `{hash}.pid`, `.meta`, `.log`, `.lock`
 /// .why = one place that knows their names and their permissions (folder 0700, files 0600)
@@ -103,14 +105,16 @@ pub struct TunnelFiles {
     /// the tunnels folder
     pub dir: PathBuf,
     /// the tunnel's identity
-    pub hash: String,
+    pub id: TunnelId,
 }
 
 impl TunnelFiles {
     /// .what = every tunnel with a file in `dir`, by hash, with its record or what is wrong with it
     /// .why = `status --all`, `logs` and "port in use" look at every tunnel, damaged ones included; a folder that
     /// cannot be read is an error naming it, never "no tunnels"
-    pub fn recorded_in(dir: &Path) -> Result<Vec<RecordedTunnel>, AwsError> {
+    pub fn recorded_in<D: DeserializeOwned>(
+        dir: &Path,
+    ) -> Result<Vec<RecordedTunnel<D>>, TunnelError> {
         let entries = match fs::read_dir(dir) {
             Ok(entries) => entries,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -124,14 +128,20 @@ impl TunnelFiles {
                 path.extension().and_then(|extension| extension.to_str()),
                 Some("pid" | "meta" | "log")
             );
-            if let (true, Some(stem)) = (known, path.file_stem().and_then(|stem| stem.to_str())) {
-                hashes.insert(stem.to_string());
+            // a name that is not an identity is no tunnel of ours
+            if let (true, Some(id)) = (
+                known,
+                path.file_stem()
+                    .and_then(|stem| stem.to_str())
+                    .and_then(TunnelId::parse),
+            ) {
+                hashes.insert(id);
             }
         }
         Ok(hashes
             .into_iter()
-            .map(|hash| {
-                let files = TunnelFiles::new(dir, hash);
+            .map(|id| {
+                let files = TunnelFiles::new(dir, id);
                 let meta = files.read_meta().and_then(|meta| {
                     meta.ok_or_else(|| RecordDamage {
                         path: files.meta_path(),
@@ -145,7 +155,7 @@ impl TunnelFiles {
 
     /// .what = fails when the tunnels folder exists but cannot be read
     /// .why = a folder the user cannot read must never pass for "no tunnels" and "No changes"
-    pub fn check_dir_readable(dir: &Path) -> Result<(), AwsError> {
+    pub fn check_dir_readable(dir: &Path) -> Result<(), TunnelError> {
         match fs::read_dir(dir) {
             Ok(_) => Ok(()),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -153,17 +163,17 @@ impl TunnelFiles {
         }
     }
 
-    /// .what = the files of the tunnel `hash` in `dir`
+    /// .what = the files of the tunnel `id` in `dir`
     /// .why = names them without touching the disk
-    pub fn new(dir: impl Into<PathBuf>, hash: impl Into<String>) -> Self {
+    pub fn new(dir: impl Into<PathBuf>, id: TunnelId) -> Self {
         Self {
             dir: dir.into(),
-            hash: hash.into(),
+            id,
         }
     }
 
     fn path(&self, extension: &str) -> PathBuf {
-        self.dir.join(format!("{}.{extension}", self.hash))
+        self.dir.join(format!("{}.{extension}", self.id))
     }
 
     /// `{hash}.pid`
@@ -194,7 +204,7 @@ impl TunnelFiles {
     /// .what = creates the tunnels folder, private to its owner, or checks the one there is
     /// .why = the log may hold session ids and endpoints, and records name processes: nobody else may read or
     /// plant them
-    pub fn ensure_dir(&self) -> Result<(), AwsError> {
+    pub fn ensure_dir(&self) -> Result<(), TunnelError> {
         ensure_private_folder(&self.dir)
     }
 
@@ -216,7 +226,7 @@ impl TunnelFiles {
 
     /// .what = the record in `{hash}.meta`: none when the file is missing, damage when it cannot be read as one
     /// .why = the record feeds `status`; a damaged one is reported, never taken for "no tunnel"
-    pub fn read_meta(&self) -> Result<Option<TunnelMeta>, RecordDamage> {
+    pub fn read_meta<D: DeserializeOwned>(&self) -> Result<Option<TunnelRecord<D>>, RecordDamage> {
         let Some(bytes) = read_if_present(&self.meta_path(), META_LIMIT)? else {
             return Ok(None);
         };
@@ -230,24 +240,24 @@ impl TunnelFiles {
 
     /// .what = writes `{hash}.meta` then `{hash}.pid`, each atomically and 0600
     /// .why = a reader never sees a pid without its record
-    pub fn write_state(&self, meta: &TunnelMeta) -> Result<(), AwsError> {
+    pub fn write_state<D: Serialize>(&self, meta: &TunnelRecord<D>) -> Result<(), TunnelError> {
         let record = serde_json::to_vec_pretty(meta)
-            .map_err(|error| AwsError::Unexpected(error.to_string()))?;
+            .map_err(|error| TunnelError::Unexpected(error.to_string()))?;
         write_replacing(&self.meta_path(), &record)?;
         write_replacing(&self.pid_path(), format!("{}\n", meta.pid).as_bytes())
     }
 
     /// .what = rewrites `{hash}.meta` atomically, leaving `{hash}.pid` as it is
     /// .why = holds are added and released while the tunnel runs; its pid does not change
-    pub fn write_meta(&self, meta: &TunnelMeta) -> Result<(), AwsError> {
+    pub fn write_meta<D: Serialize>(&self, meta: &TunnelRecord<D>) -> Result<(), TunnelError> {
         let record = serde_json::to_vec_pretty(meta)
-            .map_err(|error| AwsError::Unexpected(error.to_string()))?;
+            .map_err(|error| TunnelError::Unexpected(error.to_string()))?;
         write_replacing(&self.meta_path(), &record)
     }
 
     /// .what = opens `{hash}.log` for appending, creating it 0600
     /// .why = the session's output goes there, never into a pipe to declastruct
-    pub fn open_log(&self) -> Result<fs::File, AwsError> {
+    pub fn open_log(&self) -> Result<fs::File, TunnelError> {
         open_for_appending(&self.log_path())
             .map_err(|source| state_io("open", &self.log_path(), source))
     }
@@ -262,7 +272,7 @@ impl TunnelFiles {
     /// .what = removes the pid, meta, log and heartbeat files; missing ones are fine
     /// .why = a closed tunnel leaves nothing behind; its lock file goes with `TunnelLock::remove`, by its
     /// holder, since removing a lock file that someone holds lets a second opener in
-    pub fn remove_all(&self) -> Result<(), AwsError> {
+    pub fn remove_all(&self) -> Result<(), TunnelError> {
         for path in [
             self.pid_path(),
             self.meta_path(),
@@ -320,8 +330,8 @@ fn shorten(text: &str) -> String {
     short
 }
 
-fn unreadable_folder(dir: &Path, source: std::io::Error) -> AwsError {
-    AwsError::StateUnreadable {
+fn unreadable_folder(dir: &Path, source: std::io::Error) -> TunnelError {
+    TunnelError::StateUnreadable {
         path: dir.display().to_string(),
         source,
     }
@@ -330,28 +340,10 @@ fn unreadable_folder(dir: &Path, source: std::io::Error) -> AwsError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{
-        Ec2InstanceRef, LoopbackHost, RdsClusterRef, TunnelMechanism, VpcTunnelFrom, VpcTunnelInto,
-        VpcTunnelVia,
-    };
 
-    fn meta() -> TunnelMeta {
-        TunnelMeta {
-            tunnel: DeclaredAwsVpcTunnel {
-                via: VpcTunnelVia {
-                    mechanism: TunnelMechanism::AwsSsm,
-                    bastion: Ec2InstanceRef::by_exid("b"),
-                },
-                into: VpcTunnelInto::cluster(RdsClusterRef::by_name("c")),
-                from: VpcTunnelFrom {
-                    host: LoopbackHost::Localhost,
-                    port: 7775,
-                },
-                status: None,
-                pid: None,
-                health: None,
-                connect: None,
-            },
+    fn meta() -> TunnelRecord {
+        TunnelRecord {
+            tunnel: serde_json::json!({"from": {"host": "localhost", "port": 7775}}),
             instance_id: "i-1".into(),
             remote_host: "c.example".into(),
             remote_port: 5432,
@@ -369,14 +361,27 @@ mod tests {
         }
     }
 
+    fn id() -> TunnelId {
+        TunnelId::compute("i-1", "c.example", 5432, 7775)
+    }
+
     #[test]
     fn state_round_trips_with_private_permissions() {
         let folder = tempfile::tempdir().expect("tempdir");
-        let files = TunnelFiles::new(folder.path().join("tunnels"), "abcd");
+        let files = TunnelFiles::new(folder.path().join("tunnels"), id());
         files.ensure_dir().expect("dir");
         files.write_state(&meta()).expect("write");
         assert_eq!(files.read_pid(), Ok(Some(42)));
         assert_eq!(files.read_meta(), Ok(Some(meta())));
+        std::fs::write(folder.path().join("tunnels/notes.meta"), "{}").expect("a stranger");
+        assert_eq!(
+            TunnelFiles::recorded_in::<serde_json::Value>(&files.dir)
+                .expect("listed")
+                .len(),
+            1,
+            "a name that is no identity is no tunnel"
+        );
+        std::fs::remove_file(folder.path().join("tunnels/notes.meta")).expect("remove");
         let mode =
             |path: PathBuf| fs::metadata(path).expect("metadata").permissions().mode() & 0o777;
         assert_eq!(mode(files.dir.clone()), 0o700);
@@ -390,20 +395,21 @@ mod tests {
     #[test]
     fn damaged_records_are_reported_not_ignored() {
         let folder = tempfile::tempdir().expect("tempdir");
-        let files = TunnelFiles::new(folder.path(), "abcd");
+        let files = TunnelFiles::new(folder.path(), id());
         for garbage in ["", "garbage", "-5", "99999999999999999999", "1"] {
             fs::write(files.pid_path(), garbage).expect("write");
             assert!(files.read_pid().is_err(), "{garbage:?} is not a pid");
         }
         for garbage in ["", "{", "[1, 2]", "{\"pid\": 42}"] {
             fs::write(files.meta_path(), garbage).expect("write");
-            let damage = files.read_meta().expect_err("damaged");
+            let damage = files.read_meta::<serde_json::Value>().expect_err("damaged");
             assert!(
                 damage.problem.contains("is not a tunnel record"),
                 "{damage}"
             );
         }
-        let listed = TunnelFiles::recorded_in(folder.path()).expect("readable");
+        let listed =
+            TunnelFiles::recorded_in::<serde_json::Value>(folder.path()).expect("readable");
         assert_eq!(listed.len(), 1);
         assert!(listed[0].1.is_err());
     }
