@@ -7,6 +7,8 @@ use clap::{ArgAction, Args, Parser, Subcommand};
 use clap_complete::engine::{ArgValueCandidates, CompletionCandidate};
 use declastruct_aws::EnvVars;
 
+use crate::env_vars::{DOCUMENTED, NO_COLOR};
+
 const EXAMPLES: &str = "Examples:
   declastruct validate
   declastruct plan -f examples/basic.yml
@@ -58,7 +60,7 @@ pub struct Cli {
         long,
         global = true,
         help_heading = "Global options",
-        env = EnvVars::NO_COLOR,
+        env = NO_COLOR,
         value_parser = present_and_not_empty,
         // the default goes through the parser too: "" reads as colour on (clap's own default, "false", would not)
         default_value = "",
@@ -113,7 +115,7 @@ fn environment_help(names: &[&str]) -> String {
     let width = names.iter().map(|name| name.len()).max().unwrap_or(0);
     let mut text = String::from("Environment:");
     for name in names {
-        let meaning = EnvVars::DOCUMENTED
+        let meaning = DOCUMENTED
             .iter()
             .find(|(documented, _)| documented == name)
             .map_or("", |(_, meaning)| meaning);
@@ -130,7 +132,7 @@ const ALL_VARIABLES: &[&str] = &[
     EnvVars::AWS_PROFILE,
     EnvVars::AWS_REGION,
     EnvVars::AWS_ENDPOINT_URL,
-    EnvVars::NO_COLOR,
+    NO_COLOR,
 ];
 /// commands that read AWS but open no tunnel
 const READING_VARIABLES: &[&str] = &[
@@ -138,10 +140,10 @@ const READING_VARIABLES: &[&str] = &[
     EnvVars::AWS_PROFILE,
     EnvVars::AWS_REGION,
     EnvVars::AWS_ENDPOINT_URL,
-    EnvVars::NO_COLOR,
+    NO_COLOR,
 ];
 /// commands that only read this machine's tunnels
-const LOCAL_VARIABLES: &[&str] = &[EnvVars::DECLASTRUCT_HOME, EnvVars::NO_COLOR];
+const LOCAL_VARIABLES: &[&str] = &[EnvVars::DECLASTRUCT_HOME, NO_COLOR];
 
 fn with_environment(examples: &str, names: &[&str]) -> String {
     format!("{examples}\n\n{}", environment_help(names))
@@ -156,7 +158,7 @@ fn top_level_help() -> String {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check the manifest offline (no AWS call)
-    #[command(after_help = with_environment("Examples:\n  declastruct validate\n  declastruct validate -f examples/environments.yml --var env=prod", &[EnvVars::NO_COLOR]))]
+    #[command(after_help = with_environment("Examples:\n  declastruct validate\n  declastruct validate -f examples/environments.yml --var env=prod", &[NO_COLOR]))]
     Validate(ValidateArgs),
 
     /// Read live state and print the changes apply would make
@@ -172,7 +174,7 @@ pub enum Command {
     Status(StatusArgs),
 
     /// Render a saved plan as `plan` does, without AWS
-    #[command(after_help = with_environment("Examples:\n  declastruct show plan.json\n  declastruct show plan.json --json", &[EnvVars::NO_COLOR]))]
+    #[command(after_help = with_environment("Examples:\n  declastruct show plan.json\n  declastruct show plan.json --json", &[NO_COLOR]))]
     Show(ShowArgs),
 
     /// Print the manifest's JSON Schema

@@ -4,6 +4,7 @@
 pub mod args;
 pub mod commands;
 pub mod connect;
+pub mod env_vars;
 pub mod located;
 pub mod manifest;
 pub mod progress;
@@ -29,7 +30,7 @@ pub fn run() -> ExitCode {
         Ok(cli) => cli,
         Err(error) => return usage_error(&error),
     };
-    // `--no-color`, or NO_COLOR through clap (`env = EnvVars::NO_COLOR`)
+    // `--no-color`, or NO_COLOR through clap (`env = env_vars::NO_COLOR`)
     let no_color = cli.no_color;
     if no_color {
         anstream::ColorChoice::Never.write_global();

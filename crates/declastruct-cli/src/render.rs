@@ -46,7 +46,7 @@ pub fn render_plan(plan: &Plan, show_unchanged: bool, out: &mut dyn Write) -> st
     writeln!(
         out,
         "{bold}Plan for {}{bold:#}",
-        crate::commands::display_path(&plan.wish.uri)
+        display_path(&plan.wish.uri)
     )?;
     if !plan.wish.vars.is_empty() {
         writeln!(out, "vars: {}", variables_line(&plan.wish.vars))?;
@@ -97,7 +97,7 @@ pub fn summary_line(plan: &Plan) -> String {
     if !plan.has_changes() {
         return format!(
             "No changes: the live world matches {}.",
-            crate::commands::display_path(&plan.wish.uri)
+            display_path(&plan.wish.uri)
         );
     }
     let count = |action: Action| {
@@ -133,4 +133,32 @@ pub fn variables_line(vars: &std::collections::BTreeMap<String, String>) -> Stri
         .map(|(name, value)| format!("{name}={value}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// .what = a path as a person reads it: relative to the current folder when it lies inside it
+/// .why = plan headers name the manifest as the user would type it, while the plan document keeps it absolute
+pub fn display_path(path: &str) -> String {
+    let path = std::path::Path::new(path);
+    let Ok(current) = std::env::current_dir() else {
+        return path.display().to_string();
+    };
+    if let Ok(relative) = path.strip_prefix(&current) {
+        return relative.display().to_string();
+    }
+    // a manifest found in a parent folder: `../declastruct.yml`, as the user would reach it from here
+    let (Some(folder), Some(name)) = (path.parent(), path.file_name()) else {
+        return path.display().to_string();
+    };
+    current
+        .ancestors()
+        .skip(1)
+        .position(|ancestor| ancestor == folder)
+        .map_or_else(
+            || path.display().to_string(),
+            |depth| {
+                let mut relative = "../".repeat(depth + 1);
+                relative.push_str(&name.to_string_lossy());
+                relative
+            },
+        )
 }

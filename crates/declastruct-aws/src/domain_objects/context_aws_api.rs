@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use schemars::JsonSchema;
 
-use crate::{AwsError, EnvVars};
+use crate::env_vars::EnvVars;
+use crate::error::AwsError;
 use serde::{Deserialize, Serialize};
 
 /// .what = the manifest's optional `aws` block: region and profile

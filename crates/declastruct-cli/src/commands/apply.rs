@@ -423,7 +423,7 @@ fn check_saved_plan(path: &std::path::Path, saved: &Plan, fresh: &Plan) -> Resul
     let content_hash = declastruct_engine::compute_plan_hash(&saved.changes);
     let again = format!(
         "declastruct plan -f {} {}{}--out {}",
-        crate::commands::display_path(&saved.wish.uri),
+        crate::render::display_path(&saved.wish.uri),
         saved
             .wish
             .var_files

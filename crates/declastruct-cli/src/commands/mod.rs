@@ -146,34 +146,6 @@ pub fn compute_plan(manifest: &Manifest, resources: &[Observed]) -> Result<Plan,
     })
 }
 
-/// .what = a path as a person reads it: relative to the current folder when it lies inside it
-/// .why = plan headers name the manifest as the user would type it, while the plan document keeps it absolute
-pub fn display_path(path: &str) -> String {
-    let path = Path::new(path);
-    let Ok(current) = std::env::current_dir() else {
-        return path.display().to_string();
-    };
-    if let Ok(relative) = path.strip_prefix(&current) {
-        return relative.display().to_string();
-    }
-    // a manifest found in a parent folder: `../declastruct.yml`, as the user would reach it from here
-    let (Some(folder), Some(name)) = (path.parent(), path.file_name()) else {
-        return path.display().to_string();
-    };
-    current
-        .ancestors()
-        .skip(1)
-        .position(|ancestor| ancestor == folder)
-        .map_or_else(
-            || path.display().to_string(),
-            |depth| {
-                let mut relative = "../".repeat(depth + 1);
-                relative.push_str(&name.to_string_lossy());
-                relative
-            },
-        )
-}
-
 /// .what = the manifest environment that holds the tunnels this manifest declares OPEN: its absolute path, its
 /// region and profile, and the values of the variables it used
 /// .why = one manifest applied to dev and to prod is two holders; neither plans the other's tunnels away

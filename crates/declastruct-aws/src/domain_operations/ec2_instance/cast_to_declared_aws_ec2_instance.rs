@@ -1,6 +1,6 @@
 use aws_sdk_ec2::types::{Instance, InstanceStateName};
 
-use crate::{DeclaredAwsEc2Instance, Ec2InstanceStatus};
+use crate::domain_objects::{DeclaredAwsEc2Instance, Ec2InstanceStatus};
 
 /// .what = an EC2 API instance as a `DeclaredAwsEc2Instance`
 /// .why = the rest of the code speaks the blueprint's model, never the SDK's types

@@ -3,10 +3,12 @@ use std::collections::BTreeMap;
 use aws_sdk_ec2::types::Filter;
 
 use super::cast_to_declared_aws_ec2_instance;
+use crate::domain_objects::{
+    ContextAwsApi, DeclaredAwsEc2Instance, Ec2InstanceRef, Ec2InstanceStatus,
+};
 use crate::domain_operations::closest_names::closest_names_of_each;
 use crate::domain_operations::filter_chunks::ask_in_chunks;
 use crate::error::AwsError;
-use crate::{ContextAwsApi, DeclaredAwsEc2Instance, Ec2InstanceRef, Ec2InstanceStatus};
 
 /// the states in which an instance can serve as a bastion; terminated and shutting-down ones are left out
 const LIVE_STATES: [&str; 4] = ["pending", "running", "stopping", "stopped"];

@@ -2,11 +2,11 @@ use aws_sdk_ec2::client::Waiters;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::error::AwsError;
-use crate::{
-    ContextAwsApi, DeclaredAwsEc2Instance, Ec2InstanceLookup, Ec2InstanceRef, Ec2InstanceStatus,
-    get_ec2_instance,
+use crate::domain_objects::{
+    ContextAwsApi, DeclaredAwsEc2Instance, Ec2InstanceRef, Ec2InstanceStatus,
 };
+use crate::domain_operations::ec2_instance::{Ec2InstanceLookup, get_ec2_instance};
+use crate::error::AwsError;
 
 /// .what = the statuses a bastion may be declared in
 /// .why = only these two are states one can ask EC2 for

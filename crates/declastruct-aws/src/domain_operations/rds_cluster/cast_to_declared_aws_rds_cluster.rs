@@ -1,6 +1,6 @@
 use aws_sdk_rds::types::DbCluster;
 
-use crate::{DeclaredAwsRdsCluster, RdsClusterHost};
+use crate::domain_objects::{DeclaredAwsRdsCluster, RdsClusterHost};
 
 /// .what = an RDS API cluster as a `DeclaredAwsRdsCluster`
 /// .why = the rest of the code speaks the blueprint's model, never the SDK's types

@@ -4,10 +4,10 @@ use aws_sdk_rds::operation::describe_db_clusters::DescribeDBClustersError;
 use aws_sdk_rds::types::Filter;
 
 use super::cast_to_declared_aws_rds_cluster;
+use crate::domain_objects::{ContextAwsApi, DeclaredAwsRdsCluster, RdsClusterRef};
 use crate::domain_operations::closest_names::closest_names_of_each;
 use crate::domain_operations::filter_chunks::{ask_in_chunks, rds_identifiers};
 use crate::error::AwsError;
-use crate::{ContextAwsApi, DeclaredAwsRdsCluster, RdsClusterRef};
 
 /// .what = gets an RDS cluster from AWS, or `None` when there is none
 /// .why = enables lookup of RDS cluster endpoints and metadata

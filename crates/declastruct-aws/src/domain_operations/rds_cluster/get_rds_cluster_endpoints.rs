@@ -2,9 +2,9 @@ use std::collections::BTreeMap;
 
 use aws_sdk_rds::types::Filter;
 
+use crate::domain_objects::{ContextAwsApi, RdsClusterRef};
 use crate::domain_operations::filter_chunks::{ask_in_chunks, rds_identifiers};
 use crate::error::AwsError;
-use crate::{ContextAwsApi, RdsClusterRef};
 
 /// how many endpoint identifiers one filter carries at most (conservative, as for clusters)
 const ENDPOINT_FILTER_LIMIT: usize = 100;

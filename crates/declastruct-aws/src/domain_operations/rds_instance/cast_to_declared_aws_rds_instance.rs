@@ -1,6 +1,6 @@
 use aws_sdk_rds::types::DbInstance;
 
-use crate::DeclaredAwsRdsInstance;
+use crate::domain_objects::DeclaredAwsRdsInstance;
 
 /// .what = an RDS API DB instance as a `DeclaredAwsRdsInstance`
 /// .why = the rest of the code speaks the blueprint's model, never the SDK's types

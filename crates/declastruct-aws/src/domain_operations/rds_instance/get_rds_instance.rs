@@ -4,10 +4,10 @@ use aws_sdk_rds::operation::describe_db_instances::DescribeDBInstancesError;
 use aws_sdk_rds::types::Filter;
 
 use super::cast_to_declared_aws_rds_instance;
+use crate::domain_objects::{ContextAwsApi, DeclaredAwsRdsInstance, RdsInstanceRef};
 use crate::domain_operations::closest_names::closest_names_of_each;
 use crate::domain_operations::filter_chunks::{ask_in_chunks, rds_identifiers};
 use crate::error::AwsError;
-use crate::{ContextAwsApi, DeclaredAwsRdsInstance, RdsInstanceRef};
 
 /// how many values one `db-instance-id` filter carries at most; more names are asked for in several calls
 /// (conservative, as for clusters)

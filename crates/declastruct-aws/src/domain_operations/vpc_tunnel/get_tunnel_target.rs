@@ -5,12 +5,14 @@
 
 use std::collections::BTreeMap;
 
-use crate::domain_operations::rds_cluster::{RdsClusterEndpoint, get_rds_cluster_endpoints};
-use crate::error::AwsError;
-use crate::{
+use crate::domain_objects::{
     ClusterEndpoint, ContextAwsApi, DeclaredAwsRdsCluster, DeclaredAwsRdsInstance, EndpointRole,
-    RdsClusterRef, RdsInstanceRef, VpcTunnelInto, get_rds_cluster, get_rds_instance,
+    RdsClusterRef, RdsInstanceRef, VpcTunnelInto,
 };
+use crate::domain_operations::rds_cluster::get_rds_cluster;
+use crate::domain_operations::rds_cluster::{RdsClusterEndpoint, get_rds_cluster_endpoints};
+use crate::domain_operations::rds_instance::get_rds_instance;
+use crate::error::AwsError;
 
 /// .what = a tunnel's far end, resolved
 /// .why = everything the open, the identity and the probe need, whatever kind of target it is

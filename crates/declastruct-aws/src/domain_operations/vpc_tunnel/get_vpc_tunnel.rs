@@ -1,12 +1,12 @@
 use std::time::Duration;
 
+use crate::domain_objects::{
+    ContextAwsApi, DeclaredAwsEc2Instance, DeclaredAwsVpcTunnel, VpcTunnelStatus,
+};
+use crate::domain_operations::ec2_instance::{Ec2InstanceLookup, get_ec2_instance};
 use crate::domain_operations::vpc_tunnel::TunnelMeta;
 use crate::domain_operations::vpc_tunnel::get_tunnel_target::{TunnelTarget, get_tunnel_target};
 use crate::error::AwsError;
-use crate::{
-    ContextAwsApi, DeclaredAwsEc2Instance, DeclaredAwsVpcTunnel, Ec2InstanceLookup,
-    VpcTunnelStatus, get_ec2_instance,
-};
 use declastruct_tunnel::TunnelId;
 use declastruct_tunnel::session_output::{PluginMode, plugin_mode};
 use declastruct_tunnel::supervisor::read_restarts;
@@ -299,12 +299,12 @@ pub(crate) async fn resolve_tunnel_ends(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::test_support::{
-        action, bodies, describe_clusters_xml, describe_instances_xml, filters, recording_context,
-    };
-    use crate::{
+    use crate::domain_objects::{
         Ec2InstanceRef, LoopbackHost, RdsClusterRef, TunnelMechanism, VpcTunnelFrom, VpcTunnelInto,
         VpcTunnelVia,
+    };
+    use crate::test_support::{
+        action, bodies, describe_clusters_xml, describe_instances_xml, filters, recording_context,
     };
 
     pub(crate) fn respond(action: &str, _body: &str) -> (u16, String) {

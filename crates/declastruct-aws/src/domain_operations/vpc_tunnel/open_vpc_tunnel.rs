@@ -11,12 +11,10 @@ use super::close_vpc_tunnel::CLOSE_GRACE;
 use super::get_tunnel_target::TargetKind;
 use super::get_vpc_tunnel::HEALTH_LIMIT;
 use super::set_vpc_tunnel::ResolvedVpcTunnel;
+use crate::domain_objects::{ContextAwsApi, Ec2InstanceStatus, VpcTunnelStatus};
+use crate::domain_operations::ec2_instance::{DesiredInstanceStatus, set_ec2_instance_status};
 use crate::domain_operations::vpc_tunnel::TunnelMeta;
 use crate::error::AwsError;
-use crate::{
-    ContextAwsApi, DesiredInstanceStatus, Ec2InstanceStatus, VpcTunnelStatus,
-    set_ec2_instance_status,
-};
 use declastruct_tunnel::session_output::{SessionFailure, explain_failure, is_listening};
 use declastruct_tunnel::supervisor::{SupervisorRequest, read_restarts, supervisor_command};
 use declastruct_tunnel::{

@@ -3,8 +3,10 @@ use super::close_vpc_tunnel::{Released, release_hold};
 use super::get_tunnel_target::TunnelTarget;
 use super::get_vpc_tunnel::resolve_tunnel_ends;
 use super::open_vpc_tunnel::open_vpc_tunnel;
+use crate::domain_objects::{
+    ContextAwsApi, DeclaredAwsEc2Instance, DeclaredAwsVpcTunnel, VpcTunnelStatus,
+};
 use crate::error::AwsError;
-use crate::{ContextAwsApi, DeclaredAwsEc2Instance, DeclaredAwsVpcTunnel, VpcTunnelStatus};
 use declastruct_tunnel::TunnelId;
 use declastruct_tunnel::{SessionTarget, TunnelFiles, TunnelProcesses, lock_tunnel};
 
