@@ -24,15 +24,42 @@ fn on_terminal(sandbox: &Sandbox, args: &[&str], input: &str) -> (Option<i32>, S
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = wrapper.spawn().expect("python3 pty");
+    // what the terminal shows, read as it comes: the input is typed once the prompt is on the screen
+    let shown = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let reader = child.stdout.take().map(|mut stdout| {
+        let shown = std::sync::Arc::clone(&shown);
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut buffer = [0u8; 4096];
+            while let Ok(count) = stdout.read(&mut buffer) {
+                if count == 0 {
+                    break;
+                }
+                if let Ok(mut shown) = shown.lock() {
+                    shown.extend_from_slice(&buffer[..count]);
+                }
+            }
+        })
+    });
     if let Some(mut stdin) = child.stdin.take() {
-        std::thread::sleep(Duration::from_millis(1500));
-        let _ = stdin.write_all(input.as_bytes());
+        if !input.is_empty() {
+            let prompted = crate::support::wait_for(Duration::from_secs(60), || {
+                shown
+                    .lock()
+                    .is_ok_and(|shown| String::from_utf8_lossy(&shown).contains("Enter a value:"))
+                    || matches!(child.try_wait(), Ok(Some(_)))
+            });
+            assert!(prompted, "no prompt within 60 s");
+            let _ = stdin.write_all(input.as_bytes());
+        }
+        drop(stdin);
     }
-    let output = child.wait_with_output().expect("wait");
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-    )
+    let status = child.wait().expect("wait");
+    if let Some(reader) = reader {
+        let _ = reader.join();
+    }
+    let screen = shown.lock().map(|shown| shown.clone()).unwrap_or_default();
+    (status.code(), String::from_utf8_lossy(&screen).into_owned())
 }
 
 #[test]

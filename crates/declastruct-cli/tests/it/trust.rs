@@ -379,7 +379,26 @@ fn apply_waiting_for_the_agent(world: &mut World) -> Child {
         }),
         "the apply started and recorded a supervisor"
     );
-    std::thread::sleep(Duration::from_millis(700));
+    // inside the agent wait: the supervisor has logged the refused session's restart
+    assert!(
+        wait_for(Duration::from_secs(20), || {
+            std::fs::read_dir(home.join("tunnels"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter(|entry| {
+                    entry
+                        .path()
+                        .extension()
+                        .is_some_and(|extension| extension == "log")
+                })
+                .any(|entry| {
+                    std::fs::read(entry.path())
+                        .is_ok_and(|log| String::from_utf8_lossy(&log).contains("] restart 1 in"))
+                })
+        }),
+        "the supervisor restarted a refused session: apply waits for the agent"
+    );
     child
 }
 
