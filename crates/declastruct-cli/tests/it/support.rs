@@ -187,6 +187,22 @@ pub fn settings_for_ports(ports: &[u16]) -> insta::Settings {
     for port in ports {
         settings.add_filter(&format!(r"\b{port}\b"), "[PORT]");
     }
+    // the checkout's own folder, wherever it is cloned
+    let root: String = workspace_root()
+        .display()
+        .to_string()
+        .chars()
+        .map(|character| {
+            if character.is_ascii_alphanumeric() || character == '/' {
+                character.to_string()
+            } else {
+                format!("\\{character}")
+            }
+        })
+        .collect();
+    settings.add_filter(&root, "[WORKSPACE]");
+    // a plain progress line of a long wait comes or not with the machine's speed
+    settings.add_filter(r"(?m)^… [^\n]*: still waiting after \d+ s[^\n]*\n", "");
     settings.add_filter(r"i-[0-9a-f]{8,17}", "i-[ID]");
     settings.add_filter(r"cluster-(ro-)?[0-9a-z]{12}", "cluster-$1[ID]");
     settings.add_filter(r"\b[0-9a-f]{64}\b", "[HASH]");
