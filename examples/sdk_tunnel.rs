@@ -55,6 +55,7 @@ async fn run() -> Result<(), Failure> {
         pid: None,
         health: None,
         connect: None,
+        idle_close: None,
     };
     let context = ContextAwsApi::load(&AwsSettings::default()).await?;
 

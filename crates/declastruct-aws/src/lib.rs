@@ -25,6 +25,7 @@
 //!     pid: None,
 //!     health: None,
 //!     connect: None,
+//!     idle_close: None,
 //! };
 //! // open the tunnel (starts the bastion if needed, waits until the database answers)
 //! set_vpc_tunnel(&tunnel.with_status(VpcTunnelStatus::Open, None), &context).await?;
@@ -54,9 +55,9 @@ pub use declastruct_tunnel::{HoldingProcess, ManifestEnvironment, TunnelHolder, 
 pub use domain_objects::{
     AwsSettings, ClusterEndpoint, ContextAwsApi, DeclaredAwsEc2Instance, DeclaredAwsRdsCluster,
     DeclaredAwsRdsInstance, DeclaredAwsVpcTunnel, Ec2InstanceRef, Ec2InstanceStatus, EndpointRole,
-    HostEngine, LoopbackHost, PasswordSource, ProgressReporter, RdsClusterHost, RdsClusterRef,
-    RdsInstanceRef, TunnelHealth, TunnelMechanism, VpcTunnelConnect, VpcTunnelFrom, VpcTunnelInto,
-    VpcTunnelStatus, VpcTunnelVia,
+    HostEngine, IdleDuration, LoopbackHost, PasswordSource, ProgressReporter, RdsClusterHost,
+    RdsClusterRef, RdsInstanceRef, TunnelHealth, TunnelMechanism, VpcTunnelConnect, VpcTunnelFrom,
+    VpcTunnelInto, VpcTunnelStatus, VpcTunnelVia,
 };
 pub use domain_operations::ec2_instance::{
     DesiredInstanceStatus, Ec2InstanceLookup, get_ec2_instance, set_ec2_instance_status,

@@ -38,7 +38,9 @@ pub use platform::{
     read_process, read_stat, tunnel_marker,
 };
 pub use port::{PortHolder, find_port_holder, is_port_in_use};
-pub use record::{LOG_READ_LIMIT, RecordDamage, RecordedTunnel, TunnelFiles, TunnelRecord};
+pub use record::{
+    ClosedRecord, LOG_READ_LIMIT, RecordDamage, RecordedTunnel, TunnelFiles, TunnelRecord,
+};
 pub use start::{
     READY_FD, SessionTarget, StartedTunnelProcess, find_program, session_command,
     start_tunnel_process,

@@ -52,6 +52,9 @@ pub struct TunnelRecord<D = serde_json::Value> {
     /// .why = a tunnel its manifest no longer declares is planned as a DESTROY by that manifest, and by no other
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub manifest: Option<String>,
+    /// why the tunnel closed by itself, when it did (idleness): the record stays as a tombstone that says so
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed: Option<ClosedRecord>,
     /// who holds the tunnel open: manifest environments, running commands, SDK programs; `None` in a record
     /// written before holders were kept
     /// .why = the tunnel closes when its last holder lets go, never under another holder's feet
@@ -75,6 +78,16 @@ impl<D> TunnelRecord<D> {
 
 fn ready_by_default() -> bool {
     true
+}
+
+/// .what = why and when a tunnel closed by itself
+/// .why = `status --all` shows a tunnel closed for idleness as such, and the next plan says it reopens it
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClosedRecord {
+    /// why, e.g. "closed after 300 s without a client connection (idleClose)"
+    pub reason: String,
+    /// when, RFC 3339 UTC
+    pub at: String,
 }
 
 /// .what = a tunnel file that exists but cannot be read as what it should hold
@@ -357,6 +370,7 @@ mod tests {
             engine: None,
             ready: true,
             manifest: None,
+            closed: None,
             holders: Some(Vec::new()),
         }
     }

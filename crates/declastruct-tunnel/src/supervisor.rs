@@ -48,6 +48,8 @@ static STOP: AtomicBool = AtomicBool::new(false);
 /// the tunnel's lock, taken when the last holder was found gone and kept until the files are removed, so that no
 /// command adds a hold to a tunnel that is closing
 static RELEASE_LOCK: Mutex<Option<TunnelLock>> = Mutex::new(None);
+/// the tunnel closed for idleness: its record stays, as a tombstone saying why
+static KEEP_RECORD: AtomicBool = AtomicBool::new(false);
 /// the `apply` that started this supervisor went away before the tunnel was ready
 static ABANDONED: AtomicBool = AtomicBool::new(false);
 /// the session now running, 0 between sessions
@@ -90,6 +92,8 @@ pub struct SupervisorRequest {
     /// the file descriptor on which `apply` confirms readiness; its end without a confirmation means `apply`
     /// died, and the supervisor gives up
     pub ready_fd: Option<i32>,
+    /// close the tunnel after this long without a client connection and without a live process holder
+    pub idle_close: Option<Duration>,
     /// the session command
     pub command: Vec<OsString>,
 }
@@ -107,6 +111,10 @@ pub fn supervisor_command(program: &Path, request: &SupervisorRequest) -> Vec<Os
         command.push("--ready-fd".into());
         command.push(fd.to_string().into());
     }
+    if let Some(idle) = request.idle_close {
+        command.push("--idle-close".into());
+        command.push(idle.as_secs().to_string().into());
+    }
     command.push("--".into());
     command.extend(request.command.iter().cloned());
     command
@@ -123,11 +131,19 @@ fn parse(arguments: &[OsString]) -> Option<SupervisorRequest> {
         [flag, fd, rest @ ..] if flag == "--ready-fd" => (Some(fd.to_str()?.parse().ok()?), rest),
         _ => (None, rest),
     };
+    let (idle_close, rest) = match rest {
+        [flag, seconds, rest @ ..] if flag == "--idle-close" => (
+            Some(Duration::from_secs(seconds.to_str()?.parse().ok()?)),
+            rest,
+        ),
+        _ => (None, rest),
+    };
     match rest {
         [separator, command @ ..] if separator == "--" && !command.is_empty() => {
             Some(SupervisorRequest {
                 log: PathBuf::from(log),
                 ready_fd,
+                idle_close,
                 command: command.to_vec(),
             })
         }
@@ -412,7 +428,7 @@ fn files_of(log: &Path) -> Option<TunnelFiles> {
 /// ended; when no holder is left, it stops the supervisor, which closes the tunnel
 /// .why = "alive" is not "working": a stopped or hung supervisor stops beating and is replaced; and a killed
 /// `exec` must not leave its tunnel open forever
-fn watch_heartbeat_and_holders(log_path: &Path) {
+fn watch_heartbeat_and_holders(log_path: &Path, idle_close: Option<Duration>) {
     use std::os::unix::fs::OpenOptionsExt;
     let Some(files) = files_of(log_path) else {
         return;
@@ -428,6 +444,7 @@ fn watch_heartbeat_and_holders(log_path: &Path) {
     let log = own_log();
     let log_path = log_path.to_path_buf();
     std::thread::spawn(move || {
+        let mut idle = IdleClock::new(idle_close);
         loop {
             if let Ok(beat) = &beat {
                 let _ = beat.set_modified(std::time::SystemTime::now());
@@ -435,10 +452,13 @@ fn watch_heartbeat_and_holders(log_path: &Path) {
             if let Some(log) = &log {
                 let _ = cap_log(log, &log_path, LOG_CUT_AT, LOG_KEEP);
             }
-            if let Some(last) = release_dead_holds(&files) {
-                say(&format!(
-                    "every holder let go (the last, {last}, has ended): closing the tunnel"
-                ));
+            let closing = release_dead_holds(&files)
+                .map(|last| {
+                    format!("every holder let go (the last, {last}, has ended): closing the tunnel")
+                })
+                .or_else(|| idle.expired(&files));
+            if let Some(why) = closing {
+                say(&why);
                 // handed to the main thread, whose wait it interrupts; sent again each second, as for an
                 // abandoned tunnel, until the process ends
                 loop {
@@ -449,6 +469,66 @@ fn watch_heartbeat_and_holders(log_path: &Path) {
             std::thread::sleep(BEAT_INTERVAL);
         }
     });
+}
+
+/// .what = how long the tunnel has gone without a client connection and without a live process holder
+/// .why = `idleClose`: a tunnel nobody uses closes by itself; a running query keeps its connection, and a running
+/// `exec` or `connect` holds it, so neither is ever closed under
+struct IdleClock {
+    limit: Option<Duration>,
+    last_used: Instant,
+}
+
+impl IdleClock {
+    fn new(limit: Option<Duration>) -> Self {
+        Self {
+            limit,
+            last_used: Instant::now(),
+        }
+    }
+
+    /// when the tunnel has been idle for its limit: records why in its record (a tombstone that `status --all`
+    /// and `plan` read), keeps the lock for the main thread, and returns the line to log
+    fn expired(&mut self, files: &TunnelFiles) -> Option<String> {
+        let limit = self.limit?;
+        let Ok(Some(mut meta)) = files.read_meta::<serde_json::Value>() else {
+            return None;
+        };
+        if meta.pid != std::process::id() || !meta.ready {
+            self.last_used = Instant::now();
+            return None;
+        }
+        let held_by_a_process = meta
+            .holders()
+            .iter()
+            .any(|holder| matches!(holder, TunnelHolder::Process(_)) && holder.is_alive());
+        if held_by_a_process || crate::platform::established_connections(meta.local_port) > 0 {
+            self.last_used = Instant::now();
+            return None;
+        }
+        if self.last_used.elapsed() < limit {
+            return None;
+        }
+        // another command at work on the tunnel: look again in a second
+        let lock = try_lock_tunnel(files)?;
+        let reason = format!(
+            "closed after {} s without a client connection (idleClose)",
+            limit.as_secs()
+        );
+        meta.closed = Some(crate::ClosedRecord {
+            reason: reason.clone(),
+            at: chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        });
+        meta.holders = Some(Vec::new());
+        if files.write_meta(&meta).is_err() {
+            return None;
+        }
+        if let Ok(mut kept) = RELEASE_LOCK.lock() {
+            *kept = Some(lock);
+        }
+        KEEP_RECORD.store(true, Ordering::SeqCst);
+        Some(format!("{reason}: closing the tunnel"))
+    }
 }
 
 /// .what = drops the holds of commands that ended from this supervisor's ready record; when no holder is left,
@@ -511,7 +591,7 @@ fn supervise(request: &SupervisorRequest) -> i32 {
     if let Some(fd) = request.ready_fd {
         watch_readiness(fd);
     }
-    watch_heartbeat_and_holders(&request.log);
+    watch_heartbeat_and_holders(&request.log, request.idle_close);
     let _ = pthread_sigmask(SigmaskHow::SIG_UNBLOCK, Some(&set), None);
     let log = &request.log;
     let own = own_log();
@@ -582,9 +662,17 @@ fn supervise(request: &SupervisorRequest) -> i32 {
     };
     let release_lock = RELEASE_LOCK.lock().ok().and_then(|mut kept| kept.take());
     if let (Some(lock), Some(files)) = (release_lock, files_of(log)) {
-        // closed because every holder let go: its files go, then its lock
-        let _ = files.remove_all();
-        let _ = lock.remove();
+        if KEEP_RECORD.load(Ordering::SeqCst) {
+            // closed for idleness: the record stays and says why; the rest goes
+            for path in [files.pid_path(), files.log_path(), files.beat_path()] {
+                let _ = std::fs::remove_file(path);
+            }
+            drop(lock);
+        } else {
+            // closed because every holder let go: its files go, then its lock
+            let _ = files.remove_all();
+            let _ = lock.remove();
+        }
     } else if ABANDONED.load(Ordering::SeqCst) {
         forget_own_record(log);
     }
@@ -626,6 +714,7 @@ mod tests {
         let request = SupervisorRequest {
             log: PathBuf::from("/tmp/x.log"),
             ready_fd: Some(3),
+            idle_close: Some(Duration::from_secs(90)),
             command: vec!["aws".into(), "ssm".into(), "start-session".into()],
         };
         let command = supervisor_command(Path::new("/bin/declastruct"), &request);

@@ -1,7 +1,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::{Ec2InstanceRef, RdsClusterRef, RdsInstanceRef, VpcTunnelConnect};
+use super::{Ec2InstanceRef, IdleDuration, RdsClusterRef, RdsInstanceRef, VpcTunnelConnect};
 pub use declastruct_tunnel::TunnelHealth;
 
 /// .what = a declarative structure representing a VPC tunnel
@@ -27,6 +27,10 @@ pub struct DeclaredAwsVpcTunnel {
     /// how `exec` and `env` log in through the tunnel
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub connect: Option<VpcTunnelConnect>,
+    /// the tunnel closes after this long without a client connection (and without a running `exec` or
+    /// `connect`); the next OPEN apply opens it again
+    #[serde(rename = "idleClose", skip_serializing_if = "Option::is_none", default)]
+    pub idle_close: Option<IdleDuration>,
 }
 
 impl DeclaredAwsVpcTunnel {

@@ -3,6 +3,7 @@ mod declared_aws_ec2_instance;
 mod declared_aws_rds_cluster;
 mod declared_aws_rds_instance;
 mod declared_aws_vpc_tunnel;
+mod idle_duration;
 mod vpc_tunnel_connect;
 
 pub use context_aws_api::{AwsSettings, ContextAwsApi, ProgressReporter};
@@ -13,4 +14,5 @@ pub use declared_aws_vpc_tunnel::{
     ClusterEndpoint, DeclaredAwsVpcTunnel, EndpointRole, HostEngine, LoopbackHost, TunnelHealth,
     TunnelMechanism, VpcTunnelFrom, VpcTunnelInto, VpcTunnelStatus, VpcTunnelVia,
 };
+pub use idle_duration::IdleDuration;
 pub use vpc_tunnel_connect::{PasswordSource, VpcTunnelConnect};

@@ -379,7 +379,15 @@ fn tunnel_fields(observation: &VpcTunnelObservation) -> Value {
         "restarts": observation.restarts,
         "lastRestart": observation.last_restart,
         "healthy": health.map(|health| health.healthy),
-        "healthReason": health.and_then(|health| health.reason.clone()),
+        "healthReason": health.and_then(|health| health.reason.clone()).or_else(|| {
+            // a tunnel that closed by itself says why
+            observation
+                .meta
+                .as_ref()
+                .filter(|_| observation.tunnel.status != Some(VpcTunnelStatus::Open))
+                .and_then(|meta| meta.closed.as_ref())
+                .map(|closed| format!("{} at {}", closed.reason, closed.at))
+        }),
         "holders": observation.holders.iter().map(declastruct_aws::TunnelHolder::describe).collect::<Vec<_>>(),
     })
 }

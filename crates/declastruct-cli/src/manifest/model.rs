@@ -1,6 +1,7 @@
 use declastruct_aws::{
-    AwsSettings, DeclaredAwsVpcTunnel, DesiredInstanceStatus, Ec2InstanceRef, RdsClusterRef,
-    RdsInstanceRef, VpcTunnelConnect, VpcTunnelFrom, VpcTunnelInto, VpcTunnelStatus, VpcTunnelVia,
+    AwsSettings, DeclaredAwsVpcTunnel, DesiredInstanceStatus, Ec2InstanceRef, IdleDuration,
+    RdsClusterRef, RdsInstanceRef, VpcTunnelConnect, VpcTunnelFrom, VpcTunnelInto, VpcTunnelStatus,
+    VpcTunnelVia,
 };
 use declastruct_engine::ResourceAddress;
 use schemars::JsonSchema;
@@ -91,6 +92,10 @@ pub struct VpcTunnelDeclaration {
     /// how `exec` and `env` log in through the tunnel: database, user, where the password comes from
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connect: Option<VpcTunnelConnect>,
+    /// close the tunnel after this long without a client connection (and without a running `exec` or `connect`):
+    /// `90s`, `30m`, `2h`; the next OPEN apply opens it again
+    #[serde(rename = "idleClose", default, skip_serializing_if = "Option::is_none")]
+    pub idle_close: Option<IdleDuration>,
 }
 
 impl VpcTunnelDeclaration {
@@ -105,6 +110,7 @@ impl VpcTunnelDeclaration {
             pid: None,
             health: None,
             connect: self.connect.clone(),
+            idle_close: self.idle_close,
         }
     }
 }

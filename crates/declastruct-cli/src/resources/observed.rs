@@ -349,6 +349,13 @@ impl Resource for Observed {
                     describe_holders(&tunnel.others)
                 ))
             }
+            // closed by itself (idleClose): say so, and that apply opens it again
+            Self::Tunnel(tunnel) if action == Action::Update && !tunnel.is_open() => tunnel
+                .observation
+                .meta
+                .as_ref()
+                .and_then(|meta| meta.closed.as_ref())
+                .map(|closed| format!("{} at {}; apply opens it again", closed.reason, closed.at)),
             _ => None,
         }
     }

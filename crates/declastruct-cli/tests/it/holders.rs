@@ -543,3 +543,48 @@ fn exec_names_the_bastion_it_starts_and_no_start_refuses() {
         "running"
     );
 }
+
+/// issue "Bastions and tunnels that go away when nobody needs them", must-show 1 (tunnels): a tunnel with
+/// `idleClose: 5s` stays while a query runs, closes 5-10 s after its last connection, says why in `status --all`
+/// and `plan`, and the next apply opens it again
+#[test]
+fn an_idle_tunnel_closes_by_itself_and_never_during_a_query() {
+    let world = World::new(true);
+    let text = manifest("running", "OPEN", world.port);
+    world
+        .sandbox
+        .write("declastruct.yml", &format!("{text}    idleClose: 5s\n"));
+    assert_success(&world.apply());
+    // a query longer than the idle limit keeps its connection: the tunnel stays
+    assert_eq!(
+        Postgres::psql(world.port, "select pg_sleep(8), 1").as_deref(),
+        Ok("|1")
+    );
+    let ended = std::time::Instant::now();
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(is_port_in_use(world.port), "3 s after the last connection");
+    assert!(
+        wait_for(Duration::from_secs(9), || !is_port_in_use(world.port)),
+        "closed within 12 s of the last connection"
+    );
+    assert!(ended.elapsed() >= Duration::from_secs(5));
+
+    // the supervisor ends right after its session
+    assert!(
+        wait_for(Duration::from_secs(10), || status_json(&world, &["--all"])
+            [0]["status"]
+            == "CLOSED"),
+        "{}",
+        status_json(&world, &["--all"])
+    );
+    let rows = status_json(&world, &["--all"]);
+    assert!(
+        rows[0]["healthReason"].as_str().is_some_and(|reason| reason
+            .starts_with("closed after 5 s without a client connection (idleClose) at ")),
+        "{rows}"
+    );
+    let plan = world.sandbox.run(&["plan"]);
+    assert_shown!("holders_plan_reopens_an_idle_tunnel", plan, &[world.port]);
+    assert_success(&world.apply());
+    assert_eq!(Postgres::psql(world.port, "select 1").as_deref(), Ok("1"));
+}

@@ -610,6 +610,7 @@ fn the_sdk_never_signals_a_process_named_in_a_damaged_record() {
         pid: None,
         health: None,
         connect: None,
+        idle_close: None,
     };
     let opened = runtime
         .block_on(set_vpc_tunnel(

@@ -106,6 +106,29 @@ pub fn listening_pids(port: u16) -> Vec<u32> {
         .collect()
 }
 
+/// .what = how many TCP connections on this machine have local port `port` and are established: the clients a
+/// local listener on `port` has accepted
+/// .why = `idleClose`: a tunnel with a client connection (a query running, a pool holding one) is in use
+pub fn established_connections(port: u16) -> usize {
+    let wanted = format!("{port:04X}");
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|table| std::fs::read_to_string(table).ok())
+        .map(|table| {
+            table
+                .lines()
+                .skip(1)
+                .filter(|line| {
+                    let fields: Vec<&str> = line.split_whitespace().collect();
+                    fields.get(1).and_then(|local| local.rsplit(':').next())
+                        == Some(wanted.as_str())
+                        && fields.get(3) == Some(&"01")
+                })
+                .count()
+        })
+        .sum()
+}
+
 /// inodes of sockets in LISTEN state (0A) on `port` in a /proc/net/tcp table
 fn listening_inodes(table: &str, port: u16) -> Vec<String> {
     let wanted = format!("{port:04X}");

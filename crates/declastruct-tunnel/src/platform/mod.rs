@@ -19,7 +19,7 @@ mod unsupported;
 #[cfg(not(target_os = "linux"))]
 use unsupported as os;
 
-pub use os::{all_pids, read_stat};
+pub use os::{all_pids, established_connections, read_stat};
 pub(crate) use os::{listening_pids, read_command, read_tunnel_marker};
 
 /// .what = fails on an operating system whose processes this crate cannot read

@@ -332,6 +332,7 @@ pub(crate) mod tests {
             pid: None,
             health: None,
             connect: None,
+            idle_close: None,
         }
     }
 

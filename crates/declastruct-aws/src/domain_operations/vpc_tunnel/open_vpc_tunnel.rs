@@ -11,6 +11,7 @@ use super::close_vpc_tunnel::CLOSE_GRACE;
 use super::get_tunnel_target::TargetKind;
 use super::get_vpc_tunnel::HEALTH_LIMIT;
 use super::set_vpc_tunnel::ResolvedVpcTunnel;
+use crate::domain_objects::IdleDuration;
 use crate::domain_objects::{ContextAwsApi, Ec2InstanceStatus, VpcTunnelStatus};
 use crate::domain_operations::ec2_instance::{DesiredInstanceStatus, set_ec2_instance_status};
 use crate::domain_operations::vpc_tunnel::TunnelMeta;
@@ -113,6 +114,7 @@ pub(crate) async fn open_vpc_tunnel(
             &SupervisorRequest {
                 log: files.log_path(),
                 ready_fd: Some(READY_FD),
+                idle_close: tunnel.idle_close.map(IdleDuration::as_duration),
                 command: session,
             },
         ),
@@ -152,6 +154,7 @@ pub(crate) async fn open_vpc_tunnel(
             TunnelHolder::Process(process) => process.manifest.clone(),
             _ => None,
         },
+        closed: None,
         holders: Some(holders),
     };
     // recorded as soon as the process exists: a killed apply leaves nothing unrecorded
