@@ -105,6 +105,15 @@ const fn run_and_check(scenario: Scenario, exit: i32, check: Check) -> How {
 
 /// every command line of the docs, and how the test handles it (commands run in the order of the docs)
 const HANDLED: &[Handled] = &[
+    // docs/iam.md
+    Handled {
+        doc: "docs/iam.md",
+        command: "aws ec2 create-tags --resources i-0abc1234 --tags Key=exid,Value=vpc-main-bastion",
+        how: How::AllowListed(
+            "the AWS CLI against a real account's instance; moto-seeded bastions are tagged by the tests' own \
+             fixture (Moto::seed_bastion), and the lookup by tag is what plan.rs exercises",
+        ),
+    },
     // README.md
     Handled {
         doc: "README.md",

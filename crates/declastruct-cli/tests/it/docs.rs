@@ -92,3 +92,107 @@ fn the_docs_the_readme_links_exist() {
     }
     assert!(linked >= 4);
 }
+
+/// the AWS actions the code calls, read from its source: every SDK call on a client field (`.ec2.x()`, `.rds.x()`,
+/// `.secrets.x()`, `.ssm.x()`), the AWS CLI's `ssm start-session`, and the RDS IAM token
+fn actions_the_code_calls() -> Vec<String> {
+    let mut sources = Vec::new();
+    for crate_folder in [
+        "crates/declastruct-aws/src",
+        "crates/declastruct-tunnel/src",
+        "crates/declastruct-cli/src",
+    ] {
+        let mut folders = vec![workspace_root().join(crate_folder)];
+        while let Some(folder) = folders.pop() {
+            for entry in std::fs::read_dir(&folder).expect("source folder").flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    folders.push(path);
+                } else if path.extension().is_some_and(|extension| extension == "rs") {
+                    sources.push(std::fs::read_to_string(&path).expect("source"));
+                }
+            }
+        }
+    }
+    let pascal = |operation: &str| -> String {
+        operation
+            .split('_')
+            .map(|word| match word {
+                // IAM spells these in capitals (rds:DescribeDBClusters)
+                "db" => "DB".to_string(),
+                word => {
+                    let mut characters = word.chars();
+                    characters.next().map_or_else(String::new, |first| {
+                        first.to_ascii_uppercase().to_string() + characters.as_str()
+                    })
+                }
+            })
+            .collect()
+    };
+    let mut actions = Vec::new();
+    for source in &sources {
+        let compact: String = source.split_whitespace().collect();
+        for (field, service) in [
+            ("ec2", "ec2"),
+            ("rds", "rds"),
+            ("secrets", "secretsmanager"),
+            ("ssm", "ssm"),
+        ] {
+            let needle = format!(".{field}.");
+            for (position, _) in compact.match_indices(&needle) {
+                let rest = &compact[position + needle.len()..];
+                let operation: String = rest
+                    .chars()
+                    .take_while(|character| character.is_ascii_lowercase() || *character == '_')
+                    .collect();
+                if !operation.is_empty() && rest[operation.len()..].starts_with("()") {
+                    // the SDK's waiters poll a Describe call
+                    let action = if operation.starts_with("wait_until_instance_") {
+                        "DescribeInstances".to_string()
+                    } else {
+                        pascal(&operation)
+                    };
+                    actions.push(format!("{service}:{action}"));
+                }
+            }
+        }
+        if source.contains("\"start-session\"") {
+            actions.push("ssm:StartSession".into());
+        }
+        if source.contains("auth_token::") {
+            actions.push("rds-db:connect".into());
+        }
+    }
+    actions.sort();
+    actions.dedup();
+    actions
+}
+
+/// docs/iam.md names every AWS action the code calls, so a user's policy built from it works; a new call fails
+/// here until it is documented
+#[test]
+fn the_iam_page_names_every_action_the_code_calls() {
+    let page = std::fs::read_to_string(workspace_root().join("docs/iam.md")).expect("docs/iam.md");
+    let actions = actions_the_code_calls();
+    for expected in [
+        "ec2:DescribeInstances",
+        "ec2:StartInstances",
+        "rds:DescribeDBClusters",
+        "secretsmanager:GetSecretValue",
+        "ssm:StartSession",
+        "rds-db:connect",
+    ] {
+        assert!(
+            actions.iter().any(|action| action == expected),
+            "the scan of the code misses {expected}: {actions:?}"
+        );
+    }
+    let missing: Vec<&String> = actions
+        .iter()
+        .filter(|action| !page.contains(&format!("`{action}`")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "docs/iam.md does not name {missing:?}; the code calls {actions:?}"
+    );
+}
