@@ -168,6 +168,13 @@ const HANDLED: &[Handled] = &[
     },
     Handled {
         doc: "docs/ci.md",
+        command: "number=$(gh api \"repos/example/declastruct/commits/0123456789abcdef0123456789abcdef01234567/pulls\" --jq '.[0].number')",
+        how: How::AllowListed(
+            "asks GitHub's API which pull request a pushed commit merged; needs a repository on GitHub and its token",
+        ),
+    },
+    Handled {
+        doc: "docs/ci.md",
         command: "declastruct plan --detailed-exitcode --out plan.json",
         how: run_and_check(Scenario::Ci, 0, |ran| {
             let outputs = ran.file("github_output");
@@ -382,7 +389,10 @@ fn invokes_declastruct(line: &str) -> bool {
 
 /// GitHub Actions expressions in a run step, filled with the first value their matrix names
 fn fill_placeholders(text: &str) -> Result<String, String> {
-    let filled = text.replace("${{ matrix.env }}", "dev");
+    let filled = text
+        .replace("${{ matrix.env }}", "dev")
+        .replace("${{ github.repository }}", "example/declastruct")
+        .replace("${{ github.sha }}", "0123456789abcdef0123456789abcdef01234567");
     if filled.contains("${{") {
         return Err(format!(
             "an unknown `${{{{ ... }}}}` placeholder in {text:?}: give it a value in fill_placeholders"
