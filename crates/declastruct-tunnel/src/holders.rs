@@ -138,6 +138,9 @@ impl TunnelHolder {
                     manifest: Some(path),
                 },
             ) => *path == environment.manifest,
+            // a record from before holders, opened by no manifest: a program using the SDK opened it
+            (Self::Legacy { manifest: None }, Self::Program { .. })
+            | (Self::Program { .. }, Self::Legacy { manifest: None }) => true,
             _ => self == other,
         }
     }

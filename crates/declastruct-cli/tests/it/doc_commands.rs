@@ -392,7 +392,10 @@ fn fill_placeholders(text: &str) -> Result<String, String> {
     let filled = text
         .replace("${{ matrix.env }}", "dev")
         .replace("${{ github.repository }}", "example/declastruct")
-        .replace("${{ github.sha }}", "0123456789abcdef0123456789abcdef01234567");
+        .replace(
+            "${{ github.sha }}",
+            "0123456789abcdef0123456789abcdef01234567",
+        );
     if filled.contains("${{") {
         return Err(format!(
             "an unknown `${{{{ ... }}}}` placeholder in {text:?}: give it a value in fill_placeholders"
