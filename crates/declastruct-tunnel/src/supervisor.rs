@@ -44,7 +44,13 @@ static CUTTING: Mutex<()> = Mutex::new(());
 /// how often the supervisor renews its heartbeat and looks whether its holders still hold
 const BEAT_INTERVAL: Duration = Duration::from_secs(1);
 
+/// before the tunnel is first ready, tries come this often at most: a bastion's agent that connects at 32 s is
+/// noticed within a few seconds, not at the next step of a doubling backoff
+const OPENING_MAX_DELAY: Duration = Duration::from_secs(2);
+
 static STOP: AtomicBool = AtomicBool::new(false);
+/// the `apply` that started this supervisor saw the tunnel ready: from then on an ended session is a restart
+static READY: AtomicBool = AtomicBool::new(false);
 /// the tunnel's lock, taken when the last holder was found gone and kept until the files are removed, so that no
 /// command adds a hold to a tunnel that is closing
 static RELEASE_LOCK: Mutex<Option<TunnelLock>> = Mutex::new(None);
@@ -404,7 +410,9 @@ fn watch_readiness(fd: i32) {
                 Err(_) => break false,
             }
         };
-        if !confirmed {
+        if confirmed {
+            READY.store(true, Ordering::SeqCst);
+        } else {
             ABANDONED.store(true, Ordering::SeqCst);
             // this thread blocks the stop signals, so the kernel hands this one to the main thread, whose wait
             // it interrupts; the stop then ends the whole group, gently first. Sent again each second until the
@@ -476,14 +484,29 @@ fn watch_heartbeat_and_holders(log_path: &Path, idle_close: Option<Duration>) {
 /// `exec` or `connect` holds it, so neither is ever closed under
 struct IdleClock {
     limit: Option<Duration>,
-    last_used: Instant,
+    /// since when nothing has used the tunnel: the first look that saw no connection after one that did (the
+    /// connection ended between the two, so idleness is never counted from before its end)
+    idle_since: Instant,
+    in_use: bool,
 }
 
 impl IdleClock {
     fn new(limit: Option<Duration>) -> Self {
         Self {
             limit,
-            last_used: Instant::now(),
+            idle_since: Instant::now(),
+            in_use: true,
+        }
+    }
+
+    fn used(&mut self) {
+        self.in_use = true;
+    }
+
+    fn unused(&mut self) {
+        if self.in_use {
+            self.in_use = false;
+            self.idle_since = Instant::now();
         }
     }
 
@@ -495,7 +518,7 @@ impl IdleClock {
             return None;
         };
         if meta.pid != std::process::id() || !meta.ready {
-            self.last_used = Instant::now();
+            self.used();
             return None;
         }
         let held_by_a_process = meta
@@ -503,10 +526,11 @@ impl IdleClock {
             .iter()
             .any(|holder| matches!(holder, TunnelHolder::Process(_)) && holder.is_alive());
         if held_by_a_process || crate::platform::established_connections(meta.local_port) > 0 {
-            self.last_used = Instant::now();
+            self.used();
             return None;
         }
-        if self.last_used.elapsed() < limit {
+        self.unused();
+        if self.idle_since.elapsed() < limit {
             return None;
         }
         // another command at work on the tunnel: look again in a second
@@ -588,8 +612,10 @@ fn supervise(request: &SupervisorRequest) -> i32 {
     // to this thread, whose waits they interrupt; this thread unblocks them after
     let set = handled_signals();
     let _ = pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None);
-    if let Some(fd) = request.ready_fd {
-        watch_readiness(fd);
+    match request.ready_fd {
+        Some(fd) => watch_readiness(fd),
+        // nobody waits for readiness: the tunnel counts as ready from the start
+        None => READY.store(true, Ordering::SeqCst),
     }
     watch_heartbeat_and_holders(&request.log, request.idle_close);
     let _ = pthread_sigmask(SigmaskHow::SIG_UNBLOCK, Some(&set), None);
@@ -598,6 +624,7 @@ fn supervise(request: &SupervisorRequest) -> i32 {
     let command = &request.command;
     let mut delay = FIRST_DELAY;
     let mut restarts: u64 = 0;
+    let mut attempts: u64 = 0;
     let code = loop {
         if STOP.load(Ordering::SeqCst) {
             break 0;
@@ -648,17 +675,28 @@ fn supervise(request: &SupervisorRequest) -> i32 {
         if started.elapsed() >= HEALTHY_RUN {
             delay = FIRST_DELAY;
         }
-        restarts += 1;
         let cause = last_line_since(log, offset);
-        say(&format!(
-            "restart {restarts} in {:.1} s: the session ended ({status}): {cause}",
-            delay.as_secs_f64()
-        ));
+        let ready = READY.load(Ordering::SeqCst);
+        if ready {
+            restarts += 1;
+            say(&format!(
+                "restart {restarts} in {:.1} s: the session ended ({status}): {cause}",
+                delay.as_secs_f64()
+            ));
+        } else {
+            // opening: a try that ended is no restart of a tunnel that was never up, and the next comes soon
+            attempts += 1;
+            delay = delay.min(OPENING_MAX_DELAY);
+            say(&format!(
+                "attempt {attempts} ended, the next in {:.1} s: the session ended ({status}): {cause}",
+                delay.as_secs_f64()
+            ));
+        }
         if let Some(own) = &own {
             let _ = cap_log(own, log, LOG_CUT_AT, LOG_KEEP);
         }
         pause(delay);
-        delay = (delay * 2).min(MAX_DELAY);
+        delay = (delay * 2).min(if ready { MAX_DELAY } else { OPENING_MAX_DELAY });
     };
     let release_lock = RELEASE_LOCK.lock().ok().and_then(|mut kept| kept.take());
     if let (Some(lock), Some(files)) = (release_lock, files_of(log)) {
@@ -677,6 +715,28 @@ fn supervise(request: &SupervisorRequest) -> i32 {
         forget_own_record(log);
     }
     code
+}
+
+/// .what = how many tries of opening the tunnel ended before it was first ready, and the last one's cause, read
+/// from its log
+/// .why = opening waits while the bastion's agent connects, and stops at once on any other failure
+pub fn read_attempts(log: &Path) -> (u64, Option<String>) {
+    let text = String::from_utf8_lossy(&read_tail(log, LOG_READ_LIMIT)).into_owned();
+    let mut count = 0;
+    let mut last = None;
+    for text in text.lines().filter_map(unstamped) {
+        if let Some(rest) = text.strip_prefix("attempt ") {
+            let (number, cause) = rest.split_once(' ').unwrap_or((rest, ""));
+            count = number.parse().unwrap_or(count + 1).max(count);
+            last = Some(
+                cause
+                    .split_once(": ")
+                    .map_or(cause, |(_, cause)| cause)
+                    .to_string(),
+            );
+        }
+    }
+    (count, last)
 }
 
 /// .what = how often a tunnel's session was restarted and the last restart's cause, read from its log
@@ -738,6 +798,28 @@ mod tests {
             Some("restart 1 in 0.5 s: the session ended (exit status: 0): x")
         );
         assert_eq!(unstamped("Waiting for connections..."), None);
+    }
+
+    #[test]
+    fn tries_before_the_tunnel_was_ready_are_attempts_not_restarts() {
+        let folder = tempfile::tempdir().expect("tempdir");
+        let log = folder.path().join("t.log");
+        std::fs::write(
+            &log,
+            format!(
+                "{}\n{}\nPort 7775 opened for sessionId s.\n",
+                stamped("attempt 1 ended, the next in 0.5 s: the session ended (exit status: 254): An error occurred (TargetNotConnected)"),
+                stamped("attempt 2 ended, the next in 1.0 s: the session ended (exit status: 254): An error occurred (TargetNotConnected)"),
+            ),
+        )
+        .expect("write");
+        assert_eq!(read_restarts(&log), (0, None));
+        let (attempts, last) = read_attempts(&log);
+        assert_eq!(attempts, 2);
+        assert_eq!(
+            last.as_deref(),
+            Some("the session ended (exit status: 254): An error occurred (TargetNotConnected)")
+        );
     }
 
     #[test]

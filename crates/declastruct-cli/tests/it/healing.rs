@@ -131,7 +131,8 @@ fn target_not_connected_twice_then_success_opens_the_tunnel() {
         .filter(|line| line.starts_with("An error occurred (TargetNotConnected)"))
         .count();
     assert_eq!(refusals, 2, "{log}");
-    assert_eq!(restarts_in_status(&world), 2);
+    // tries before the tunnel was ever ready are not restarts of it
+    assert_eq!(restarts_in_status(&world), 0);
 }
 
 #[test]

@@ -393,11 +393,12 @@ fn apply_waiting_for_the_agent(world: &mut World) -> Child {
                         .is_some_and(|extension| extension == "log")
                 })
                 .any(|entry| {
-                    std::fs::read(entry.path())
-                        .is_ok_and(|log| String::from_utf8_lossy(&log).contains("] restart 1 in"))
+                    std::fs::read(entry.path()).is_ok_and(|log| {
+                        String::from_utf8_lossy(&log).contains("] attempt 1 ended")
+                    })
                 })
         }),
-        "the supervisor restarted a refused session: apply waits for the agent"
+        "the supervisor retried a refused session: apply waits for the agent"
     );
     child
 }

@@ -17,7 +17,9 @@ use crate::domain_operations::ec2_instance::{DesiredInstanceStatus, set_ec2_inst
 use crate::domain_operations::vpc_tunnel::TunnelMeta;
 use crate::error::AwsError;
 use declastruct_tunnel::session_output::{SessionFailure, explain_failure, is_listening};
-use declastruct_tunnel::supervisor::{SupervisorRequest, read_restarts, supervisor_command};
+use declastruct_tunnel::supervisor::{
+    SupervisorRequest, read_attempts, read_restarts, supervisor_command,
+};
 use declastruct_tunnel::{
     READY_FD, SessionTarget, StartedTunnelProcess, TunnelFiles, TunnelHolder, TunnelProcesses,
     find_port_holder, find_program, is_port_in_use, is_tunnel_healthy, process_start_time,
@@ -373,7 +375,7 @@ async fn wait_until_ready(
                 ..failure
             }));
         }
-        let (restarts, _) = read_restarts(&files.log_path());
+        let (restarts, _) = read_attempts(&files.log_path());
         if restarts > reported_restarts {
             reported_restarts = restarts;
             let failure = explain_failure(&log);
