@@ -55,12 +55,13 @@ pub use declastruct_tunnel::{HoldingProcess, ManifestEnvironment, TunnelHolder, 
 pub use domain_objects::{
     AwsSettings, ClusterEndpoint, ContextAwsApi, DeclaredAwsEc2Instance, DeclaredAwsRdsCluster,
     DeclaredAwsRdsInstance, DeclaredAwsVpcTunnel, Ec2InstanceRef, Ec2InstanceStatus, EndpointRole,
-    HostEngine, IdleDuration, LoopbackHost, PasswordSource, ProgressReporter, RdsClusterHost,
-    RdsClusterRef, RdsInstanceRef, TunnelHealth, TunnelMechanism, VpcTunnelConnect, VpcTunnelFrom,
-    VpcTunnelInto, VpcTunnelStatus, VpcTunnelVia,
+    HostEngine, IN_USE_TAG, IdleDuration, LoopbackHost, PasswordSource, ProgressReporter,
+    RdsClusterHost, RdsClusterRef, RdsInstanceRef, TunnelHealth, TunnelMechanism, VpcTunnelConnect,
+    VpcTunnelFrom, VpcTunnelInto, VpcTunnelStatus, VpcTunnelVia,
 };
 pub use domain_operations::ec2_instance::{
-    DesiredInstanceStatus, Ec2InstanceLookup, get_ec2_instance, set_ec2_instance_status,
+    BastionActivity, DesiredInstanceStatus, Ec2InstanceLookup, count_active_sessions,
+    get_ec2_instance, judge_bastion_activity, mark_bastion_in_use, set_ec2_instance_status,
 };
 pub use domain_operations::rds_cluster::get_rds_cluster;
 pub use domain_operations::rds_instance::get_rds_instance;

@@ -37,6 +37,7 @@ fn world_for(manifest: &Manifest) -> LiveState {
                         exid: instance.exid.clone(),
                         status: Some(Ec2InstanceStatus::Stopped),
                         private_ip: Some("10.0.0.1".into()),
+                        in_use_at: None,
                     },
                 );
             }

@@ -35,6 +35,9 @@ pub struct ContextAwsApi {
     pub rds: aws_sdk_rds::Client,
     /// the Secrets Manager client, for `connect.password.secret` and `managed`
     pub secrets: aws_sdk_secretsmanager::Client,
+    /// the Systems Manager client: the sessions that target a bastion (`idleStop`); its endpoint follows the SDK's
+    /// rules (`AWS_ENDPOINT_URL_SSM`, then `AWS_ENDPOINT_URL`)
+    pub ssm: aws_sdk_ssm::Client,
     /// the configuration the clients were made from: credentials, region and clock for RDS IAM auth tokens
     pub sdk_config: aws_config::SdkConfig,
     /// the resolved region, passed to `aws ssm start-session --region`
@@ -126,6 +129,7 @@ impl ContextAwsApi {
             ec2: aws_sdk_ec2::Client::new(config),
             rds: aws_sdk_rds::Client::new(config),
             secrets: aws_sdk_secretsmanager::Client::new(config),
+            ssm: aws_sdk_ssm::Client::new(config),
             sdk_config: config.clone(),
             region: config.region().map(ToString::to_string),
             profile: None,

@@ -17,7 +17,14 @@ pub struct DeclaredAwsEc2Instance {
     /// the private IP address; metadata, may be absent
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub private_ip: Option<String>,
+    /// the last time a declastruct on any machine said it used the instance (its `declastruct:in-use` tag, UTC);
+    /// metadata, absent when never tagged
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub in_use_at: Option<String>,
 }
+
+/// the tag each declastruct that uses a bastion renews, for `idleStop`: a UTC time, RFC 3339
+pub const IN_USE_TAG: &str = "declastruct:in-use";
 
 /// .what = the lifecycle states EC2 reports for an instance
 /// .why = a bastion must be `running` before a tunnel can open through it

@@ -7,7 +7,9 @@ mod idle_duration;
 mod vpc_tunnel_connect;
 
 pub use context_aws_api::{AwsSettings, ContextAwsApi, ProgressReporter};
-pub use declared_aws_ec2_instance::{DeclaredAwsEc2Instance, Ec2InstanceRef, Ec2InstanceStatus};
+pub use declared_aws_ec2_instance::{
+    DeclaredAwsEc2Instance, Ec2InstanceRef, Ec2InstanceStatus, IN_USE_TAG,
+};
 pub use declared_aws_rds_cluster::{DeclaredAwsRdsCluster, RdsClusterHost, RdsClusterRef};
 pub use declared_aws_rds_instance::{DeclaredAwsRdsInstance, RdsInstanceRef};
 pub use declared_aws_vpc_tunnel::{

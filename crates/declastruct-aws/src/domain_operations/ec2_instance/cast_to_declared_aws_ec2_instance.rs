@@ -29,6 +29,12 @@ pub fn cast_to_declared_aws_ec2_instance(instance: &Instance) -> DeclaredAwsEc2I
         exid,
         status,
         private_ip: instance.private_ip_address().map(str::to_string),
+        in_use_at: instance
+            .tags()
+            .iter()
+            .find(|tag| tag.key() == Some(crate::domain_objects::IN_USE_TAG))
+            .and_then(|tag| tag.value())
+            .map(str::to_string),
     }
 }
 
@@ -57,6 +63,7 @@ mod tests {
                 exid: "vpc-main-bastion".into(),
                 status: Some(Ec2InstanceStatus::Stopped),
                 private_ip: Some("10.0.0.5".into()),
+                in_use_at: None,
             }
         );
     }
