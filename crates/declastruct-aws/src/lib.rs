@@ -50,7 +50,6 @@ mod error;
 #[cfg(test)]
 mod test_support;
 
-pub use declastruct_tunnel::run_supervisor_if_requested;
 pub use declastruct_tunnel::{HoldingProcess, ManifestEnvironment, TunnelHolder, TunnelId};
 pub use domain_objects::{
     AwsSettings, ClusterEndpoint, ContextAwsApi, DeclaredAwsEc2Instance, DeclaredAwsRdsCluster,
@@ -60,9 +59,78 @@ pub use domain_objects::{
     VpcTunnelFrom, VpcTunnelInto, VpcTunnelStatus, VpcTunnelVia,
 };
 pub use domain_operations::ec2_instance::{
-    BastionActivity, DesiredInstanceStatus, Ec2InstanceLookup, count_active_sessions,
-    get_ec2_instance, judge_bastion_activity, mark_bastion_in_use, set_ec2_instance_status,
+    BastionActivity, DesiredInstanceStatus, Ec2InstanceLookup, IdleTimerRecord,
+    count_active_sessions, get_ec2_instance, judge_bastion_activity, mark_bastion_in_use,
+    recorded_idle_timers, set_ec2_instance_status, start_idle_timer,
 };
+
+/// .what = runs the tunnel supervisor (with the AWS crate's in-use renewer) or a bastion's idle timer and exits,
+/// when this process was started as one; otherwise returns
+/// .why = both are this program started again: call this first thing in `main`
+pub fn run_supervisor_if_requested() {
+    domain_operations::ec2_instance::run_idle_timer_if_requested();
+    declastruct_tunnel::supervisor::run_supervisor_if_requested_with(
+        declastruct_tunnel::supervisor::SupervisorHooks {
+            renew_in_use: Some(Box::new(renew_in_use)),
+            closed_by_itself: Some(Box::new(start_idle_timer_after_self_close)),
+        },
+    );
+}
+
+/// starts the bastion's idle timer once a supervisor closed the last tunnel of this machine through it
+fn start_idle_timer_after_self_close(target: &declastruct_tunnel::supervisor::InUseTarget) {
+    let Ok(program) = std::env::current_exe() else {
+        return;
+    };
+    let (Ok(state_dir), Ok(tunnels_dir)) = (
+        ContextAwsApi::default_state_dir(),
+        ContextAwsApi::default_tunnels_dir(),
+    ) else {
+        return;
+    };
+    if domain_operations::ec2_instance::local_tunnels_through(&tunnels_dir, &target.instance_id) > 0
+    {
+        return;
+    }
+    let _ = start_idle_timer(
+        &program,
+        &state_dir,
+        &target.instance_id,
+        target.idle_stop,
+        &AwsSettings {
+            region: target.region.clone(),
+            profile: target.profile.clone(),
+        },
+    );
+}
+
+/// renews a bastion's in-use tag from the supervisor, which has no runtime of its own: one current-thread runtime
+/// for the supervisor's life, and the AWS configuration loaded on each renewal (credentials are never held longer)
+fn renew_in_use(target: &declastruct_tunnel::supervisor::InUseTarget) -> Result<(), String> {
+    static RUNTIME: std::sync::OnceLock<Option<tokio::runtime::Runtime>> =
+        std::sync::OnceLock::new();
+    let runtime = RUNTIME
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()
+        })
+        .as_ref()
+        .ok_or_else(|| "no async runtime".to_string())?;
+    runtime.block_on(async {
+        let settings = AwsSettings {
+            region: target.region.clone(),
+            profile: target.profile.clone(),
+        };
+        let context = ContextAwsApi::load(&settings)
+            .await
+            .map_err(|error| error.to_string())?;
+        mark_bastion_in_use(&target.instance_id, &context)
+            .await
+            .map_err(|error| error.to_string())
+    })
+}
 pub use domain_operations::rds_cluster::get_rds_cluster;
 pub use domain_operations::rds_instance::get_rds_instance;
 pub use domain_operations::vpc_tunnel::TunnelMeta;
@@ -79,7 +147,7 @@ pub use error::AwsError;
 #[doc(hidden)]
 pub mod internal {
     pub use crate::domain_operations::ec2_instance::{
-        cast_to_declared_aws_ec2_instance, closest_exids, get_ec2_instances,
+        cast_to_declared_aws_ec2_instance, closest_exids, get_ec2_instances, local_tunnels_through,
     };
     pub use crate::domain_operations::rds_cluster::{
         RdsClusterEndpoint, cast_to_declared_aws_rds_cluster, closest_cluster_names,

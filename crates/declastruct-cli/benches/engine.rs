@@ -77,6 +77,7 @@ fn world_for(manifest: &Manifest) -> LiveState {
         records: Vec::new(),
         holder: None,
         warnings: Vec::new(),
+        activity: BTreeMap::new(),
     }
 }
 

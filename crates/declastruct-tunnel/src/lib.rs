@@ -42,7 +42,7 @@ pub use record::{
     ClosedRecord, LOG_READ_LIMIT, RecordDamage, RecordedTunnel, TunnelFiles, TunnelRecord,
 };
 pub use start::{
-    READY_FD, SessionTarget, StartedTunnelProcess, find_program, session_command,
+    READY_FD, SessionTarget, StartedTunnelProcess, find_program, session_command, start_detached,
     start_tunnel_process,
 };
 pub use state_files::{

@@ -52,6 +52,10 @@ pub struct TunnelRecord<D = serde_json::Value> {
     /// .why = a tunnel its manifest no longer declares is planned as a DESTROY by that manifest, and by no other
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub manifest: Option<String>,
+    /// the bastion's `idleStop` in seconds, when it has one: the last tunnel through it to close on this machine
+    /// starts its idle timer
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bastion_idle_stop: Option<u64>,
     /// why the tunnel closed by itself, when it did (idleness): the record stays as a tombstone that says so
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub closed: Option<ClosedRecord>,
@@ -370,6 +374,7 @@ mod tests {
             engine: None,
             ready: true,
             manifest: None,
+            bastion_idle_stop: None,
             closed: None,
             holders: Some(Vec::new()),
         }

@@ -151,6 +151,22 @@ pub fn start_tunnel_process(
     })
 }
 
+/// .what = starts `program` with `arguments` detached (its own session, stdin, stdout and stderr from and to
+/// /dev/null)
+/// .why = a timer that outlives the command that started it, like a tunnel's supervisor, but with nothing to log
+pub fn start_detached(program: &Path, arguments: &[OsString]) -> Result<Child, TunnelError> {
+    let mut process = Command::new(program);
+    process
+        .args(arguments)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    detach(&mut process, None);
+    process
+        .spawn()
+        .map_err(|source| crate::state_io("start", program, source))
+}
+
 /// .what = the child calls setsid before it runs (its own session and process group, no controlling terminal),
 /// and gets the readiness pipe's read end as descriptor 3
 /// .why = the contract runs the session "detached in its own session": no terminal's Ctrl-C or hangup reaches

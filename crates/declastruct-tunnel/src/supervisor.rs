@@ -67,21 +67,62 @@ extern "C" fn request_stop(_: nix::libc::c_int) {
 
 extern "C" fn wake_up(_: nix::libc::c_int) {}
 
+/// .what = what the supervisor asks of its program besides the session: renewing a bastion's `declastruct:in-use`
+/// tag (`idleStop`), which needs AWS, which this crate does not speak
+/// .why = the AWS crate passes its own renewer; a program with no AWS passes none
+#[derive(Default)]
+pub struct SupervisorHooks {
+    /// renews the bastion's in-use tag; called every `IN_USE_RENEWAL` while the tunnel is ready and its session
+    /// runs
+    pub renew_in_use: Option<RenewInUse>,
+    /// called once this supervisor closed its tunnel by itself (every holder gone, or idle): starts the bastion's
+    /// idle timer when no other tunnel of this machine uses it
+    pub closed_by_itself: Option<ClosedByItself>,
+}
+
+/// renews a bastion's in-use tag; an error says why it could not
+pub type RenewInUse = Box<dyn Fn(&InUseTarget) -> Result<(), String> + Send + Sync>;
+/// told that the supervisor closed its tunnel by itself
+pub type ClosedByItself = Box<dyn Fn(&InUseTarget) + Send + Sync>;
+
+/// how often a supervisor whose session runs renews its bastion's in-use tag
+pub const IN_USE_RENEWAL: Duration = Duration::from_secs(60);
+
+/// .what = the bastion whose in-use tag a supervisor renews, and the region and profile to reach it with
+/// .why = other machines read the tag before stopping an idle bastion
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InUseTarget {
+    /// the bastion's instance id
+    pub instance_id: String,
+    /// the region
+    pub region: Option<String>,
+    /// the profile
+    pub profile: Option<String>,
+    /// the bastion's `idleStop`: when this supervisor closes the last tunnel through it, its idle timer starts
+    pub idle_stop: Duration,
+}
+
 /// .what = runs the tunnel supervisor and exits, when this process was started as one; otherwise returns
 /// .why = the supervisor is the same program as its caller (the `declastruct` binary, or an SDK user's own);
 /// call this first thing in `main`
 pub fn run_supervisor_if_requested() {
+    run_supervisor_if_requested_with(SupervisorHooks::default());
+}
+
+/// .what = as `run_supervisor_if_requested`, with hooks (the AWS crate's in-use renewer)
+/// .why = the supervisor needs AWS only for the in-use tag, and this crate stays free of it
+pub fn run_supervisor_if_requested_with(hooks: SupervisorHooks) {
     let arguments: Vec<OsString> = std::env::args_os().collect();
     if arguments.get(1).and_then(|argument| argument.to_str()) != Some(SUPERVISE_ARGUMENT) {
         return;
     }
     let code = match parse(&arguments[2..]) {
-        Some(request) => supervise(&request),
+        Some(request) => supervise(&request, hooks),
         None => {
             let mut stderr = std::io::stderr();
             let _ = writeln!(
                 stderr,
-                "usage: {SUPERVISE_ARGUMENT} --log FILE [--ready-fd N] -- COMMAND..."
+                "usage: {SUPERVISE_ARGUMENT} --log FILE [--ready-fd N] [--idle-close SECONDS] [--in-use INSTANCE --in-use-idle-stop SECONDS [--in-use-region R] [--in-use-profile P]] -- COMMAND..."
             );
             2
         }
@@ -100,6 +141,8 @@ pub struct SupervisorRequest {
     pub ready_fd: Option<i32>,
     /// close the tunnel after this long without a client connection and without a live process holder
     pub idle_close: Option<Duration>,
+    /// the bastion whose in-use tag to renew while the session runs (`idleStop`)
+    pub in_use: Option<InUseTarget>,
     /// the session command
     pub command: Vec<OsString>,
 }
@@ -121,39 +164,70 @@ pub fn supervisor_command(program: &Path, request: &SupervisorRequest) -> Vec<Os
         command.push("--idle-close".into());
         command.push(idle.as_secs().to_string().into());
     }
+    if let Some(target) = &request.in_use {
+        command.push("--in-use".into());
+        command.push(target.instance_id.clone().into());
+        command.push("--in-use-idle-stop".into());
+        command.push(target.idle_stop.as_secs().to_string().into());
+        if let Some(region) = &target.region {
+            command.push("--in-use-region".into());
+            command.push(region.into());
+        }
+        if let Some(profile) = &target.profile {
+            command.push("--in-use-profile".into());
+            command.push(profile.into());
+        }
+    }
     command.push("--".into());
     command.extend(request.command.iter().cloned());
     command
 }
 
 fn parse(arguments: &[OsString]) -> Option<SupervisorRequest> {
-    let [flag, log, rest @ ..] = arguments else {
-        return None;
-    };
-    if flag != "--log" {
-        return None;
-    }
-    let (ready_fd, rest) = match rest {
-        [flag, fd, rest @ ..] if flag == "--ready-fd" => (Some(fd.to_str()?.parse().ok()?), rest),
-        _ => (None, rest),
-    };
-    let (idle_close, rest) = match rest {
-        [flag, seconds, rest @ ..] if flag == "--idle-close" => (
-            Some(Duration::from_secs(seconds.to_str()?.parse().ok()?)),
-            rest,
-        ),
-        _ => (None, rest),
-    };
-    match rest {
-        [separator, command @ ..] if separator == "--" && !command.is_empty() => {
-            Some(SupervisorRequest {
-                log: PathBuf::from(log),
-                ready_fd,
-                idle_close,
-                command: command.to_vec(),
-            })
+    let mut log = None;
+    let mut ready_fd = None;
+    let mut idle_close = None;
+    let mut in_use: Option<InUseTarget> = None;
+    let mut rest = arguments;
+    loop {
+        match rest {
+            [separator, command @ ..] if separator == "--" => {
+                if command.is_empty() {
+                    return None;
+                }
+                return Some(SupervisorRequest {
+                    log: log?,
+                    ready_fd,
+                    idle_close,
+                    in_use,
+                    command: command.to_vec(),
+                });
+            }
+            [flag, value, more @ ..] => {
+                let text = value.to_str()?;
+                match flag.to_str()? {
+                    "--log" => log = Some(PathBuf::from(value)),
+                    "--ready-fd" => ready_fd = Some(text.parse().ok()?),
+                    "--idle-close" => idle_close = Some(Duration::from_secs(text.parse().ok()?)),
+                    "--in-use" => {
+                        in_use = Some(InUseTarget {
+                            instance_id: text.to_string(),
+                            region: None,
+                            profile: None,
+                            idle_stop: Duration::ZERO,
+                        });
+                    }
+                    "--in-use-idle-stop" => {
+                        in_use.as_mut()?.idle_stop = Duration::from_secs(text.parse().ok()?);
+                    }
+                    "--in-use-region" => in_use.as_mut()?.region = Some(text.to_string()),
+                    "--in-use-profile" => in_use.as_mut()?.profile = Some(text.to_string()),
+                    _ => return None,
+                }
+                rest = more;
+            }
+            _ => return None,
         }
-        _ => None,
     }
 }
 
@@ -479,6 +553,41 @@ fn watch_heartbeat_and_holders(log_path: &Path, idle_close: Option<Duration>) {
     });
 }
 
+/// .what = a thread that renews the bastion's in-use tag every `IN_USE_RENEWAL` while the tunnel is ready and its
+/// session runs, the first time as soon as it is ready
+/// .why = `idleStop` on any machine reads the tag: a bastion whose tunnel serves here is never stopped there
+fn renew_in_use_while_serving(target: InUseTarget, renew: RenewInUse) {
+    std::thread::spawn(move || {
+        let mut last: Option<Instant> = None;
+        let mut failing = false;
+        loop {
+            let serving = READY.load(Ordering::SeqCst) && SESSION.load(Ordering::SeqCst) != 0;
+            if serving && last.is_none_or(|last| last.elapsed() >= IN_USE_RENEWAL) {
+                match renew(&target) {
+                    // said once, and again when it works again: the log is not filled with one failure
+                    Err(problem) if !failing => {
+                        failing = true;
+                        say(&format!(
+                            "cannot renew the declastruct:in-use tag of {}: {problem}",
+                            target.instance_id
+                        ));
+                    }
+                    Ok(()) if failing => {
+                        failing = false;
+                        say(&format!(
+                            "the declastruct:in-use tag of {} is renewed again",
+                            target.instance_id
+                        ));
+                    }
+                    _ => {}
+                }
+                last = Some(Instant::now());
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    });
+}
+
 /// .what = how long the tunnel has gone without a client connection and without a live process holder
 /// .why = `idleClose`: a tunnel nobody uses closes by itself; a running query keeps its connection, and a running
 /// `exec` or `connect` holds it, so neither is ever closed under
@@ -606,7 +715,7 @@ fn forget_own_record(log: &Path) {
 }
 
 /// the supervisor's loop; returns its exit code
-fn supervise(request: &SupervisorRequest) -> i32 {
+fn supervise(request: &SupervisorRequest, hooks: SupervisorHooks) -> i32 {
     install_handlers();
     // the watcher threads inherit a mask that blocks the handled signals, so the kernel hands every one of them
     // to this thread, whose waits they interrupt; this thread unblocks them after
@@ -618,6 +727,13 @@ fn supervise(request: &SupervisorRequest) -> i32 {
         None => READY.store(true, Ordering::SeqCst),
     }
     watch_heartbeat_and_holders(&request.log, request.idle_close);
+    let SupervisorHooks {
+        renew_in_use,
+        closed_by_itself,
+    } = hooks;
+    if let (Some(target), Some(renew)) = (request.in_use.clone(), renew_in_use) {
+        renew_in_use_while_serving(target, renew);
+    }
     let _ = pthread_sigmask(SigmaskHow::SIG_UNBLOCK, Some(&set), None);
     let log = &request.log;
     let own = own_log();
@@ -699,6 +815,7 @@ fn supervise(request: &SupervisorRequest) -> i32 {
         delay = (delay * 2).min(if ready { MAX_DELAY } else { OPENING_MAX_DELAY });
     };
     let release_lock = RELEASE_LOCK.lock().ok().and_then(|mut kept| kept.take());
+    let closed_itself = release_lock.is_some();
     if let (Some(lock), Some(files)) = (release_lock, files_of(log)) {
         if KEEP_RECORD.load(Ordering::SeqCst) {
             // closed for idleness: the record stays and says why; the rest goes
@@ -713,6 +830,10 @@ fn supervise(request: &SupervisorRequest) -> i32 {
         }
     } else if ABANDONED.load(Ordering::SeqCst) {
         forget_own_record(log);
+    }
+    if let (true, Some(target), Some(closed)) = (closed_itself, &request.in_use, &closed_by_itself)
+    {
+        closed(target);
     }
     code
 }
@@ -775,6 +896,12 @@ mod tests {
             log: PathBuf::from("/tmp/x.log"),
             ready_fd: Some(3),
             idle_close: Some(Duration::from_secs(90)),
+            in_use: Some(InUseTarget {
+                instance_id: "i-0abc".into(),
+                region: Some("us-east-1".into()),
+                profile: None,
+                idle_stop: Duration::from_secs(1800),
+            }),
             command: vec!["aws".into(), "ssm".into(), "start-session".into()],
         };
         let command = supervisor_command(Path::new("/bin/declastruct"), &request);

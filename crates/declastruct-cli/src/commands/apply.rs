@@ -367,6 +367,7 @@ async fn apply_change(
                 bastion: tunnel.bastion.clone(),
                 target: tunnel.target.clone(),
                 restart: tunnel.forced_replace,
+                bastion_idle_stop: tunnel.bastion_idle_stop,
             };
             match set_vpc_tunnel_resolved(&resolved, context).await {
                 Ok(_) => Ok(note),

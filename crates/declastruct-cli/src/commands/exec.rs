@@ -101,6 +101,7 @@ pub async fn run(cli: &Cli, args: &ExecArgs) -> ExitCode {
             bastion: tunnel.bastion.clone(),
             target: tunnel.target.clone(),
             restart: false,
+            bastion_idle_stop: tunnel.bastion_idle_stop,
         };
         let context = &context;
         let task = (!tunnel.observation.is_healthy()).then(|| {

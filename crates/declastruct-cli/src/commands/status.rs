@@ -211,12 +211,27 @@ async fn all_rows() -> Result<Vec<Value>, declastruct_aws::AwsError> {
     hashes.sort();
     hashes.dedup();
     // concurrently: each live tunnel's health probe may take its whole deadline
-    let rows = futures::future::join_all(
+    let mut rows = futures::future::join_all(
         hashes
             .iter()
             .map(|hash| tunnel_row(hash, &tunnels_dir, &processes)),
     )
     .await;
+    // the idle timers of bastions with `idleStop`, waiting to look again
+    let state_dir = ContextAwsApi::default_state_dir()?;
+    for (timer, alive) in declastruct_aws::recorded_idle_timers(&state_dir) {
+        rows.push(json!({
+            "slug": format!("idle timer of {}", timer.instance_id),
+            "status": if alive { "WAITING" } else { "GONE" },
+            "pid": timer.pid,
+            "healthReason": if alive {
+                format!("stops {} at {} if it is still idle (idleStop {} s)", timer.instance_id, timer.due_at, timer.idle_stop_seconds)
+            } else {
+                "its process ended without removing its record".to_string()
+            },
+            "holders": [],
+        }));
+    }
     Ok(rows)
 }
 
@@ -289,6 +304,7 @@ fn row(resource: &Observed) -> Value {
             "status": bastion.live.status.map(declastruct_aws::Ec2InstanceStatus::as_str),
             "instanceId": bastion.live.instance_id,
             "privateIp": bastion.live.private_ip,
+            "healthReason": bastion.activity,
         }),
         Observed::Cluster(cluster) => json!({
             "status": cluster.live.status,

@@ -48,6 +48,10 @@ pub struct Ec2InstanceDeclaration {
     /// the desired status; when absent, the instance is only referenced, never started or stopped
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<DesiredInstanceStatus>,
+    /// stop the bastion once it has been idle this long (`90s`, `30m`, `2h`): no Active SSM session targets it
+    /// (anyone's), its `declastruct:in-use` tag is older than this, and no tunnel of this machine uses it
+    #[serde(rename = "idleStop", default, skip_serializing_if = "Option::is_none")]
+    pub idle_stop: Option<IdleDuration>,
 }
 
 /// .what = a declared cluster

@@ -28,6 +28,12 @@ struct PlanBastion<'a> {
     declared: Option<(usize, &'a Ec2InstanceDeclaration)>,
     desired_status: Option<DesiredInstanceStatus>,
     started_for_a_tunnel: bool,
+    /// an OPEN tunnel of this manifest goes through it
+    needed: bool,
+    /// what its idleness says, when it is declared with `idleStop` and running: the note of the plan
+    idle_note: Option<String>,
+    /// its activity in words, when it is declared with `idleStop` and running: for `status`
+    activity: Option<String>,
 }
 
 /// .what = the observed resources, in manifest order (a bastion only a tunnel names comes before that tunnel),
@@ -56,6 +62,9 @@ pub fn assemble(
                         declared: Some((index, instance)),
                         desired_status: instance.status,
                         started_for_a_tunnel: false,
+                        needed: false,
+                        idle_note: None,
+                        activity: None,
                     },
                 );
             }
@@ -74,10 +83,14 @@ pub fn assemble(
             declared: None,
             desired_status: None,
             started_for_a_tunnel: false,
+            needed: false,
+            idle_note: None,
+            activity: None,
         });
         if tunnel.status != VpcTunnelStatus::Open {
             continue;
         }
+        bastion.needed = true;
         match bastion.desired_status {
             Some(DesiredInstanceStatus::Stopped) => {
                 // the same-exid case is refused by `validate`; this one needed the live lookup to be seen
@@ -106,6 +119,29 @@ pub fn assemble(
     if !errors.is_empty() {
         return Err(errors);
     }
+    // idleStop: a running bastion nothing uses is stopped (unless declared stopped already, or an OPEN tunnel of
+    // this manifest needs it); one whose idleness cannot be told says why
+    for (instance_id, bastion) in &mut bastions {
+        let (Some(activity), Some((_, declaration))) =
+            (live.activity.get(instance_id), bastion.declared)
+        else {
+            continue;
+        };
+        let Some(idle_stop) = declaration.idle_stop else {
+            continue;
+        };
+        let described = activity.describe(idle_stop.as_duration());
+        bastion.activity = Some(described.clone());
+        if bastion.needed || bastion.desired_status == Some(DesiredInstanceStatus::Stopped) {
+            continue;
+        }
+        if activity.is_idle() {
+            bastion.desired_status = Some(DesiredInstanceStatus::Stopped);
+            bastion.idle_note = Some(format!("idleStop: {described}"));
+        } else if matches!(activity, declastruct_aws::BastionActivity::Unknown(_)) {
+            bastion.idle_note = Some(format!("idleStop: not stopped, {described}"));
+        }
+    }
 
     let bastion_of = |reference: &Ec2InstanceRef| {
         live.instance_id(reference)
@@ -118,6 +154,8 @@ pub fn assemble(
                 declaration: bastion.declared.map(|(_, declaration)| declaration.clone()),
                 desired_status: bastion.desired_status,
                 started_for_a_tunnel: bastion.started_for_a_tunnel,
+                idle_note: bastion.idle_note.clone(),
+                activity: bastion.activity.clone(),
                 live: found.clone(),
             })
         })
@@ -204,6 +242,9 @@ pub fn assemble(
                     });
                 }
                 let (held, others) = split_holders(&observation.holders, live.holder.as_ref());
+                let bastion_idle_stop = bastion_of(&tunnel.via.bastion)
+                    .and_then(|plan_bastion| plan_bastion.declared)
+                    .and_then(|(_, declaration)| declaration.idle_stop);
                 observed.push(Observed::Tunnel(Box::new(ObservedTunnel {
                     declaration: tunnel.clone(),
                     observation,
@@ -216,6 +257,7 @@ pub fn assemble(
                     others,
                     force_close: false,
                     displaces: None,
+                    bastion_idle_stop,
                 })));
             }
         }

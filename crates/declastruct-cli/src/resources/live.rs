@@ -245,6 +245,8 @@ pub struct LiveState {
     pub holder: Option<declastruct_aws::TunnelHolder>,
     /// what is missing but needed by nothing (a bastion only CLOSED tunnels name), located in the manifest
     pub warnings: Vec<miette::Report>,
+    /// each running bastion declared with `idleStop`, by instance id: busy, idle, waiting or unknown
+    pub activity: BTreeMap<String, declastruct_aws::BastionActivity>,
 }
 
 /// .what = the processes of every tunnel of the state folder, from one pass over /proc, and every record
@@ -472,6 +474,7 @@ pub async fn read_live_state(
     }
     let (processes, records) =
         read_local_tunnels(context).map_err(|error| vec![miette::Report::new(error)])?;
+    let activity = read_bastion_activity(manifest, &bastions, context).await;
     Ok(LiveState {
         bastions,
         clusters,
@@ -481,7 +484,54 @@ pub async fn read_live_state(
         records,
         holder: context.holder.clone(),
         warnings,
+        activity,
     })
+}
+
+/// .what = the activity of every running bastion the manifest declares with `idleStop`: its Active SSM sessions
+/// (one DescribeSessions each, concurrently), its in-use tag and this machine's tunnels through it
+/// .why = an idle bastion is planned to stop, with the reason; one a colleague uses, or whose sessions cannot be
+/// seen, is not
+async fn read_bastion_activity(
+    manifest: &Manifest,
+    bastions: &BTreeMap<Ec2InstanceRef, DeclaredAwsEc2Instance>,
+    context: &ContextAwsApi,
+) -> BTreeMap<String, declastruct_aws::BastionActivity> {
+    let tunnels_dir = context.checked_tunnels_dir().ok();
+    let watched: Vec<(DeclaredAwsEc2Instance, std::time::Duration)> = manifest
+        .resources
+        .iter()
+        .filter_map(|declared| match &declared.declaration {
+            ResourceDeclaration::DeclaredAwsEc2Instance(instance) => {
+                let live = bastions.get(&Ec2InstanceRef::by_exid(&instance.exid))?;
+                let running = live.status == Some(declastruct_aws::Ec2InstanceStatus::Running);
+                Some((live.clone(), instance.idle_stop?.as_duration())).filter(|_| running)
+            }
+            _ => None,
+        })
+        .collect();
+    let judged = watched.into_iter().map(|(bastion, idle_stop)| {
+        let tunnels_dir = tunnels_dir.clone();
+        async move {
+            let instance_id = bastion.instance_id.clone().unwrap_or_default();
+            let sessions = declastruct_aws::count_active_sessions(&instance_id, context).await;
+            let local = tunnels_dir.as_deref().map_or(0, |dir| {
+                declastruct_aws::internal::local_tunnels_through(dir, &instance_id)
+            });
+            let activity = declastruct_aws::judge_bastion_activity(
+                &bastion,
+                idle_stop,
+                sessions.as_ref().map(|count| *count),
+                local,
+                chrono::Utc::now(),
+            );
+            (instance_id, activity)
+        }
+    });
+    futures::future::join_all(judged)
+        .await
+        .into_iter()
+        .collect()
 }
 
 impl LiveState {

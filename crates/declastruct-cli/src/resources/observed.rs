@@ -34,6 +34,10 @@ pub struct ObservedBastion {
     pub desired_status: Option<DesiredInstanceStatus>,
     /// whether `desired_status` comes from a tunnel rather than from the declaration
     pub started_for_a_tunnel: bool,
+    /// why `idleStop` stops it, or why it cannot tell
+    pub idle_note: Option<String>,
+    /// its activity in words (`idle 12m of 30m`, what keeps it busy), when it is declared with `idleStop`
+    pub activity: Option<String>,
     /// as found
     pub live: DeclaredAwsEc2Instance,
 }
@@ -85,6 +89,8 @@ pub struct ObservedTunnel {
     pub force_close: bool,
     /// the address of a change of this apply that frees this tunnel's local port before it opens (a moved tunnel)
     pub displaces: Option<String>,
+    /// its bastion's `idleStop`, when declared: the tunnel renews the bastion's in-use tag
+    pub bastion_idle_stop: Option<declastruct_aws::IdleDuration>,
 }
 
 /// .what = a tunnel identity this manifest opened that no longer matches what its declaration resolves to
@@ -335,6 +341,7 @@ impl Resource for Observed {
 
     fn note(&self, action: Action) -> Option<String> {
         match self {
+            Self::Bastion(bastion) => bastion.idle_note.clone(),
             Self::Removed(removed) => release_note(&removed.others, removed.force_close),
             Self::Tunnel(tunnel) if tunnel.declaration.status == VpcTunnelStatus::Closed => {
                 let mut others = tunnel.others.clone();

@@ -41,11 +41,50 @@ pub async fn release_tunnel_identity(
     files.ensure_dir()?;
     let lock = lock_tunnel(&files, &context.cancel).await?;
     let holder = context.holder();
+    let record = files
+        .read_meta::<crate::DeclaredAwsVpcTunnel>()
+        .ok()
+        .flatten();
     let released = release_hold(&files, local_port, (!force).then_some(&holder)).await?;
     if released == Released::Closed {
         lock.remove()?;
+        after_close(record.as_ref(), context);
     }
     Ok(released)
+}
+
+/// .what = once a tunnel closed: when its bastion has `idleStop` and no other tunnel of this machine runs through
+/// it, starts the bastion's idle timer
+/// .why = a laptop that closes its last tunnel still stops the bastion later, without anyone running `apply`
+pub(crate) fn after_close(record: Option<&crate::TunnelMeta>, context: &crate::ContextAwsApi) {
+    let Some(record) = record else {
+        return;
+    };
+    let Some(seconds) = record.bastion_idle_stop else {
+        return;
+    };
+    let busy = context.checked_tunnels_dir().map_or(true, |dir| {
+        crate::domain_operations::ec2_instance::local_tunnels_through(&dir, &record.instance_id) > 0
+    });
+    if busy {
+        return;
+    }
+    let Some(program) = context.supervisor.as_ref() else {
+        return;
+    };
+    let settings = crate::AwsSettings {
+        region: record.region.clone().or_else(|| context.region.clone()),
+        profile: context.profile.clone(),
+    };
+    if let Err(error) = crate::domain_operations::ec2_instance::start_idle_timer(
+        program,
+        &context.state_dir,
+        &record.instance_id,
+        std::time::Duration::from_secs(seconds),
+        &settings,
+    ) {
+        tracing::warn!(%error, instance = %record.instance_id, "the bastion's idle timer did not start");
+    }
 }
 
 /// .what = under the tunnel's lock (the caller's): drops `holder`'s hold and every dead one; closes the tunnel

@@ -13,12 +13,13 @@ use super::get_vpc_tunnel::HEALTH_LIMIT;
 use super::set_vpc_tunnel::ResolvedVpcTunnel;
 use crate::domain_objects::IdleDuration;
 use crate::domain_objects::{ContextAwsApi, Ec2InstanceStatus, VpcTunnelStatus};
+use crate::domain_operations::ec2_instance::mark_bastion_in_use;
 use crate::domain_operations::ec2_instance::{DesiredInstanceStatus, set_ec2_instance_status};
 use crate::domain_operations::vpc_tunnel::TunnelMeta;
 use crate::error::AwsError;
 use declastruct_tunnel::session_output::{SessionFailure, explain_failure, is_listening};
 use declastruct_tunnel::supervisor::{
-    SupervisorRequest, read_attempts, read_restarts, supervisor_command,
+    InUseTarget, SupervisorRequest, read_attempts, read_restarts, supervisor_command,
 };
 use declastruct_tunnel::{
     READY_FD, SessionTarget, StartedTunnelProcess, TunnelFiles, TunnelHolder, TunnelProcesses,
@@ -104,6 +105,10 @@ pub(crate) async fn open_vpc_tunnel(
     if resolved.bastion.status != Some(Ec2InstanceStatus::Running) {
         set_ec2_instance_status(&tunnel.via.bastion, DesiredInstanceStatus::Running, context)
             .await?;
+        // started for a tunnel: in use from now, as every machine that reads the tag must see
+        if resolved.bastion_idle_stop.is_some() {
+            mark_bastion_in_use(&target.instance_id, context).await?;
+        }
     }
     let program = find_program(&context.aws_cli).ok_or_else(|| AwsError::AwsCliNotFound {
         program: context.aws_cli.to_string_lossy().into_owned(),
@@ -117,6 +122,12 @@ pub(crate) async fn open_vpc_tunnel(
                 log: files.log_path(),
                 ready_fd: Some(READY_FD),
                 idle_close: tunnel.idle_close.map(IdleDuration::as_duration),
+                in_use: resolved.bastion_idle_stop.map(|idle_stop| InUseTarget {
+                    instance_id: target.instance_id.clone(),
+                    region: context.region.clone(),
+                    profile: context.profile.clone(),
+                    idle_stop: idle_stop.as_duration(),
+                }),
                 command: session,
             },
         ),
@@ -156,6 +167,9 @@ pub(crate) async fn open_vpc_tunnel(
             TunnelHolder::Process(process) => process.manifest.clone(),
             _ => None,
         },
+        bastion_idle_stop: resolved
+            .bastion_idle_stop
+            .map(|idle_stop| idle_stop.as_duration().as_secs()),
         closed: None,
         holders: Some(holders),
     };

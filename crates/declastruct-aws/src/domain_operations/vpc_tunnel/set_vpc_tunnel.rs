@@ -1,5 +1,5 @@
 use super::VpcTunnelObservation;
-use super::close_vpc_tunnel::{Released, release_hold};
+use super::close_vpc_tunnel::{Released, after_close, release_hold};
 use super::get_tunnel_target::TunnelTarget;
 use super::get_vpc_tunnel::resolve_tunnel_ends;
 use super::open_vpc_tunnel::open_vpc_tunnel;
@@ -22,6 +22,9 @@ pub struct ResolvedVpcTunnel {
     pub target: TunnelTarget,
     /// close and open it again even if it is healthy (`apply --replace`); its holders keep holding it
     pub restart: bool,
+    /// the bastion's `idleStop`, when the manifest declares one: the tunnel renews the bastion's in-use tag, and the
+    /// last tunnel through it to close here starts its idle timer
+    pub bastion_idle_stop: Option<crate::domain_objects::IdleDuration>,
 }
 
 impl ResolvedVpcTunnel {
@@ -62,6 +65,7 @@ pub async fn set_vpc_tunnel(
         bastion,
         target: target?,
         restart: false,
+        bastion_idle_stop: None,
     };
     Ok(set_vpc_tunnel_resolved(&resolved, context).await?.tunnel)
 }
@@ -94,9 +98,11 @@ pub async fn set_vpc_tunnel_resolved(
 
     match to {
         VpcTunnelStatus::Closed => {
+            let record = files.read_meta::<DeclaredAwsVpcTunnel>().ok().flatten();
             match release_hold(&files, target.local_port, Some(&context.holder())).await? {
                 Released::Closed => {
                     lock.remove()?;
+                    after_close(record.as_ref(), context);
                     Ok(VpcTunnelObservation::closed(tunnel, Some(hash)))
                 }
                 Released::StillHeld(_) => {
