@@ -189,6 +189,10 @@ pub enum Command {
     #[command(after_help = with_environment("Examples:\n  declastruct exec -- psql -c 'select 1'\n  declastruct exec vpc-main-bastion.ahbodedb.7775 -- ./migrate\n\nThe command gets PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE and DATABASE_URL (MYSQL_* for MySQL), and\nDECLASTRUCT_<ADDRESS>_URL for each tunnel. Tunnels it opened are closed when it ends; tunnels already open\nstay open. It exits with the command's status, or 1 when a tunnel could not be opened.", ALL_VARIABLES))]
     Exec(ExecArgs),
 
+    /// Open a tunnel and hold it until Ctrl-C, printing how to connect (like `kubectl port-forward`)
+    #[command(after_help = with_environment("Examples:\n  declastruct connect vpc-main-bastion.ahbodedb.7775\n\nThe tunnel is held like an `exec` holds it: it closes on Ctrl-C or SIGTERM unless the manifest or another\ncommand still holds it, and never closes under them.", ALL_VARIABLES))]
+    Connect(ConnectArgs),
+
     /// Print the connection variables of an open tunnel
     #[command(after_help = with_environment("Examples:\n  eval \"$(declastruct env vpc-main-bastion.ahbodedb.7775)\"\n  declastruct env vpc-main-bastion.ahbodedb.7775 --format dotenv > .env\n  declastruct env vpc-main-bastion.ahbodedb.7775 --format json", READING_VARIABLES))]
     Env(EnvArgs),
@@ -313,6 +317,22 @@ pub struct ExecArgs {
     pub command: Vec<std::ffi::OsString>,
 }
 
+/// .what = the arguments of `connect`
+/// .why = which tunnel to hold
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    #[command(flatten)]
+    pub manifest: ManifestArgs,
+
+    /// The tunnel's address, as `plan` prints it
+    #[arg(value_name = "ADDRESS", add = ArgValueCandidates::new(tunnel_addresses))]
+    pub address: String,
+
+    /// Refuse (exit 1) instead of starting a stopped bastion
+    #[arg(long)]
+    pub no_start: bool,
+}
+
 /// .what = the formats `env` prints in
 /// .why = `eval` in a shell, a `.env` file, or a program reading JSON
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -381,6 +401,7 @@ impl Command {
             Self::Status(args) => Some(&args.manifest),
             Self::Logs(args) => Some(&args.manifest),
             Self::Exec(args) => Some(&args.manifest),
+            Self::Connect(args) => Some(&args.manifest),
             Self::Env(args) => Some(&args.manifest),
             Self::Show(_) | Self::Schema | Self::Completions { .. } => None,
         }
@@ -398,6 +419,7 @@ impl Command {
             Self::Schema => "schema",
             Self::Logs(_) => "logs",
             Self::Exec(_) => "exec",
+            Self::Connect(_) => "connect",
             Self::Env(_) => "env",
             Self::Completions { .. } => "completions",
         }

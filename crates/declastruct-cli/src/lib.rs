@@ -65,6 +65,7 @@ pub fn run() -> ExitCode {
         Command::Status(args) => block_on(commands::status::run(&cli, args)),
         Command::Logs(args) => commands::logs::run(&cli, args),
         Command::Exec(args) => block_on(commands::exec::run(&cli, args)),
+        Command::Connect(args) => block_on(commands::connect::run(&cli, args)),
         Command::Env(args) => block_on(commands::env::run(&cli, args)),
     }
 }

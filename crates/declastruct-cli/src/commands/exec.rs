@@ -22,42 +22,10 @@ pub async fn run(cli: &Cli, args: &ExecArgs) -> ExitCode {
             Ok(observed) => observed,
             Err(code) => return code,
         };
-    let tunnels: Vec<&ObservedTunnel> = resources
-        .iter()
-        .filter_map(|resource| match resource {
-            Observed::Tunnel(tunnel) => Some(tunnel.as_ref()),
-            _ => None,
-        })
-        .collect();
-    let selected: Vec<&ObservedTunnel> = if args.addresses.is_empty() {
-        tunnels.clone()
-    } else {
-        let mut selected = Vec::new();
-        for address in &args.addresses {
-            match tunnels
-                .iter()
-                .find(|tunnel| tunnel.declaration.address().slug == *address)
-            {
-                Some(tunnel) => selected.push(*tunnel),
-                None => {
-                    let known: Vec<String> = tunnels
-                        .iter()
-                        .map(|tunnel| tunnel.declaration.address().slug)
-                        .collect();
-                    eprintln!(
-                        "error: no tunnel of this manifest has the address `{address}`\n  help: its tunnels are: {}",
-                        known.join(", ")
-                    );
-                    return ExitCode::from(EXIT_FAILURE);
-                }
-            }
-        }
-        selected
+    let selected = match select_tunnels(&resources, &args.addresses) {
+        Ok(selected) => selected,
+        Err(code) => return code,
     };
-    if selected.is_empty() {
-        eprintln!("error: the manifest declares no tunnel for the command");
-        return ExitCode::from(EXIT_FAILURE);
-    }
     // this exec holds every tunnel it uses, for as long as it runs: it never closes one another holder uses, and
     // if it is killed, the tunnel's supervisor drops its hold within seconds. Only the program's name is recorded:
     // its arguments may carry a secret
@@ -82,7 +50,7 @@ pub async fn run(cli: &Cli, args: &ExecArgs) -> ExitCode {
         );
         return ExitCode::from(EXIT_FAILURE);
     }
-    if let Err(code) = announce_bastion_starts(&selected, args.no_start, cli.quiet) {
+    if let Err(code) = announce_bastion_starts(&selected, args.no_start, cli.quiet, "exec") {
         return code;
     }
     let progress = Progress::for_terminal(!cli.quiet);
@@ -161,13 +129,60 @@ pub async fn run(cli: &Cli, args: &ExecArgs) -> ExitCode {
     code
 }
 
+/// .what = the tunnels named by `addresses` (every tunnel of the manifest when none is named), or the exit code
+/// after saying which address names nothing
+/// .why = `exec` and `connect` pick their tunnels the same way
+pub(crate) fn select_tunnels<'a>(
+    resources: &'a [Observed],
+    addresses: &[String],
+) -> Result<Vec<&'a ObservedTunnel>, ExitCode> {
+    let tunnels: Vec<&ObservedTunnel> = resources
+        .iter()
+        .filter_map(|resource| match resource {
+            Observed::Tunnel(tunnel) => Some(tunnel.as_ref()),
+            _ => None,
+        })
+        .collect();
+    let selected: Vec<&ObservedTunnel> = if addresses.is_empty() {
+        tunnels.clone()
+    } else {
+        let mut selected = Vec::new();
+        for address in addresses {
+            match tunnels
+                .iter()
+                .find(|tunnel| tunnel.declaration.address().slug == *address)
+            {
+                Some(tunnel) => selected.push(*tunnel),
+                None => {
+                    let known: Vec<String> = tunnels
+                        .iter()
+                        .map(|tunnel| tunnel.declaration.address().slug)
+                        .collect();
+                    eprintln!(
+                        "error: no tunnel of this manifest has the address `{address}`\n  help: its tunnels are: {}",
+                        known.join(", ")
+                    );
+                    return Err(ExitCode::from(EXIT_FAILURE));
+                }
+            }
+        }
+        selected
+    };
+    if selected.is_empty() {
+        eprintln!("error: the manifest declares no tunnel");
+        return Err(ExitCode::from(EXIT_FAILURE));
+    }
+    Ok(selected)
+}
+
 /// .what = says on stderr, one line a bastion, which stopped bastion exec starts for which tunnels; with
 /// `--no-start`, refuses instead (exit 1)
 /// .why = starting an instance costs money and a minute or two: never a silent side effect
-fn announce_bastion_starts(
+pub(crate) fn announce_bastion_starts(
     selected: &[&ObservedTunnel],
     no_start: bool,
     quiet: bool,
+    command: &str,
 ) -> Result<(), ExitCode> {
     let mut bastions: Vec<(String, String, Vec<String>)> = Vec::new();
     for tunnel in selected {
@@ -202,7 +217,7 @@ fn announce_bastion_starts(
     if !quiet {
         for (bastion, status, addresses) in bastions {
             eprintln!(
-                "exec: starting the bastion {bastion}, which is {status}, for {}",
+                "{command}: starting the bastion {bastion}, which is {status}, for {}",
                 addresses.join(", ")
             );
         }
@@ -212,7 +227,7 @@ fn announce_bastion_starts(
 
 /// lets go of the tunnels `exec` held: each closes when no other holder remains; a failure is reported, not
 /// hidden
-async fn release_all(
+pub(crate) async fn release_all(
     held: &[(declastruct_aws::TunnelId, u16)],
     context: &declastruct_aws::ContextAwsApi,
 ) {
@@ -284,13 +299,13 @@ fn sent_by_the_terminal(signal: nix::sys::signal::Signal) -> bool {
 }
 
 /// the signals `exec` forwards, received as they come
-struct Signals {
+pub(crate) struct Signals {
     receiver: tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<nix::sys::signal::Signal>>,
 }
 
 impl Signals {
     /// starts listening for SIGINT, SIGTERM, SIGHUP and SIGQUIT
-    fn listen() -> Self {
+    pub(crate) fn listen() -> Self {
         use nix::sys::signal::Signal;
         use tokio::signal::unix::{SignalKind, signal};
         let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
@@ -317,7 +332,7 @@ impl Signals {
     }
 
     /// the next signal received
-    async fn next(&self) -> nix::sys::signal::Signal {
+    pub(crate) async fn next(&self) -> nix::sys::signal::Signal {
         match self.receiver.lock().await.recv().await {
             Some(signal) => signal,
             None => std::future::pending().await,
@@ -325,7 +340,7 @@ impl Signals {
     }
 
     /// waits for any signal
-    async fn first(&self) {
+    pub(crate) async fn first(&self) {
         self.next().await;
     }
 }

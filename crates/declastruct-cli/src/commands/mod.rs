@@ -3,6 +3,7 @@
 
 pub mod apply;
 pub mod completions;
+pub mod connect;
 pub mod env;
 pub mod exec;
 pub mod logs;

@@ -588,3 +588,52 @@ fn an_idle_tunnel_closes_by_itself_and_never_during_a_query() {
     assert_success(&world.apply());
     assert_eq!(Postgres::psql(world.port, "select 1").as_deref(), Ok("1"));
 }
+
+/// `connect ADDRESS` opens the tunnel as a hold, says how to connect, holds it until Ctrl-C, then lets go: the
+/// tunnel closes when it was the only holder, and stays for the manifest that also holds it
+#[test]
+fn connect_holds_a_tunnel_until_ctrl_c() {
+    use std::io::BufRead;
+    let world = World::new(false);
+    declare_with_login(&world, "CLOSED");
+    let mut connect = Running::spawn(world.sandbox.command(&["connect", &address(&world)]));
+    let stdout = connect.0.stdout.take().expect("stdout");
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let first = lines.next().and_then(Result::ok).unwrap_or_default();
+    assert!(
+        first.starts_with(&format!(
+            "Connected: localhost:{} -> ahbodedb (writer) via i-",
+            world.port
+        )),
+        "{first}"
+    );
+    assert_eq!(
+        lines.next().and_then(Result::ok).unwrap_or_default(),
+        format!("  psql -h 127.0.0.1 -p {} -U postgres postgres", world.port)
+    );
+    assert_eq!(Postgres::psql(world.port, "select 1").as_deref(), Ok("1"));
+    let holders = &status_json(&world, &["--all"])[0]["holders"];
+    assert_eq!(
+        holders,
+        &serde_json::json!([format!(
+            "pid {} (connect {})",
+            connect.pid(),
+            address(&world)
+        )])
+    );
+    kill(connect.pid(), nix::sys::signal::Signal::SIGINT);
+    let ended = connect.finish(Duration::from_secs(30));
+    assert_eq!(ended.status.code(), Some(0), "{}", stderr(&ended));
+    let said = stderr(&ended);
+    assert!(
+        said.lines().any(|line| line
+            == format!(
+                "connect: starting the bastion {{ exid: vpc-main-bastion }} ({}), which is stopped, for {}",
+                world.instance_id,
+                address(&world)
+            )),
+        "{said}"
+    );
+    assert!(!is_port_in_use(world.port), "it was the only holder");
+    assert!(world.metas().is_empty());
+}
