@@ -212,6 +212,14 @@ const HANDLED: &[Handled] = &[
     // docs/ci.md, the matrix (`${{ matrix.env }}` is `dev`)
     Handled {
         doc: "docs/ci.md",
+        command: "declastruct apply --auto-approve --target vpc-main-bastion",
+        // the CI scenario's bastion has no idleStop: nothing to stop, and exit 0
+        how: run_and_check(Scenario::Ci, 0, |ran| {
+            expect_contains(&ran.stdout, "Plan for declastruct.yml")
+        }),
+    },
+    Handled {
+        doc: "docs/ci.md",
         command: "declastruct validate --var env=dev",
         how: run(Scenario::Environments, 0),
     },
