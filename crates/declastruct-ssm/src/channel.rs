@@ -137,13 +137,22 @@ pub struct DataChannelState {
     incoming: BTreeMap<i64, ClientMessage>,
     round_trip: RoundTrip,
     window: Window,
+    stream_message_type: &'static str,
 }
 
 impl DataChannelState {
     /// .what = a channel at sequence 0 both ways
     /// .why = streaming.go `Initialize`: both numbers start at 0
     pub fn new(window: Window) -> Self {
+        Self::sending(message_type::INPUT_STREAM_DATA, window)
+    }
+
+    /// .what = a channel whose stream messages have the given type
+    /// .why = the agent's side sends output_stream_data (agent datachannel.go `SendStreamDataMessage`): a fake agent
+    /// or a simulator reuses this state
+    pub fn sending(stream_message_type: &'static str, window: Window) -> Self {
         Self {
+            stream_message_type,
             next_sequence_number: 0,
             expected_sequence_number: 0,
             outgoing: VecDeque::new(),
@@ -173,7 +182,7 @@ impl DataChannelState {
     ) -> Bytes {
         let payload_length = payload.len();
         let message = ClientMessage::new(
-            message_type::INPUT_STREAM_DATA,
+            self.stream_message_type,
             self.next_sequence_number,
             0,
             payload_type,

@@ -48,7 +48,7 @@ pub(crate) async fn bind_listeners(
         match TcpListener::bind(socket_address).await {
             Ok(listener) => {
                 if port == 0 {
-                    port = listener.local_addr().map(|bound| bound.port()).unwrap_or(0);
+                    port = listener.local_addr().map_or(0, |bound| bound.port());
                 }
                 listeners.push(listener);
             }

@@ -510,7 +510,7 @@ async fn open_with_retries(
             Ok(socket) => return Ok(socket),
             Err(error) if attempt >= RESUME_REFUSALS => return Err(error),
             Err(error) => {
-                tracing::debug!("opening the data channel failed (attempt {attempt}): {error}")
+                tracing::debug!("opening the data channel failed (attempt {attempt}): {error}");
             }
         }
         tokio::time::sleep(delay).await;
@@ -589,6 +589,8 @@ enum Turn {
     Continue,
     End(SessionEnd),
     Lost(String),
+    /// the session fails once what is queued is sent (a refused handshake's answer reaches the agent)
+    Fail(SsmError),
 }
 
 impl Driver {
@@ -630,7 +632,7 @@ impl Driver {
                     Some(DriverCommand::Close) | None => return self.close_gracefully().await,
                 },
                 incoming = self.socket.next(), if can_read_socket => match incoming {
-                    Some(Ok(Message::Binary(bytes))) => self.on_binary(&bytes)?,
+                    Some(Ok(Message::Binary(bytes))) => self.on_binary(&bytes).unwrap_or_else(Turn::Fail),
                     Some(Ok(Message::Close(frame))) => Turn::Lost(format!("the service closed the websocket ({frame:?})")),
                     Some(Ok(_text_or_control)) => Turn::Continue,
                     Some(Err(error)) => Turn::Lost(error.to_string()),
@@ -692,10 +694,15 @@ impl Driver {
                         Err(reason) => Turn::Lost(reason),
                     }
                 }
+                Turn::Fail(error) => {
+                    let _ = self.flush().await;
+                    return Err(error);
+                }
                 other => other,
             };
             match turn {
                 Turn::Continue => {}
+                Turn::Fail(error) => return Err(error),
                 Turn::End(end) => return Ok(end),
                 Turn::Lost(reason) => {
                     if let Some(end) = self.resume(reason).await? {

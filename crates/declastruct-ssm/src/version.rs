@@ -17,9 +17,9 @@ pub const SMUX_KEEP_ALIVE_DISABLED_AFTER: &str = "3.1.1511.0";
 pub const TERMINATE_SESSION_FLAG_AFTER: &str = "2.3.722.0";
 
 /// .what = the client version this client announces, in the open message and the handshake response
-/// .why = the agent chooses mux for client versions ≥ 1.1.70 and turns its own smux keep-alive off for versions
-/// > 1.2.331.0 (agent `agent/session/plugins/port/port.go`); this client behaves as the plugin release 1.2.650.0,
-/// whose source it follows
+/// .why = the agent chooses mux for client versions from 1.1.70 and turns its own smux keep-alive off for versions
+/// after 1.2.331.0 (agent `agent/session/plugins/port/port.go`); this client behaves as the plugin release
+/// 1.2.650.0, whose source it follows
 pub const CLIENT_VERSION: &str = "1.2.650.0";
 
 /// .what = whether `agent_version` is strictly newer than `reference`
