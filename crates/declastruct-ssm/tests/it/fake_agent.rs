@@ -81,6 +81,7 @@ pub struct FakeAgent {
     control: mpsc::UnboundedSender<Control>,
     tokens: Arc<std::sync::Mutex<Vec<String>>>,
     config: AgentConfig,
+    local_port: Arc<std::sync::Mutex<String>>,
 }
 
 impl FakeAgent {
@@ -122,9 +123,15 @@ impl FakeAgent {
                 }
             }
         });
-        let agent = AgentSession::new(config.clone(), Arc::clone(&observed));
+        let local_port = Arc::new(std::sync::Mutex::new("0".to_owned()));
+        let agent = AgentSession::new(
+            config.clone(),
+            Arc::clone(&observed),
+            Arc::clone(&local_port),
+        );
         tokio::spawn(agent.run(socket_receiver, control_receiver));
         Arc::new(Self {
+            local_port,
             url,
             observed,
             control,
@@ -156,6 +163,15 @@ impl SessionApi for FakeAgent {
                     .document_name
                     .starts_with("AWS-StartPortForwardingSession")
             );
+            if let (Some(port), Ok(mut local_port)) = (
+                input
+                    .parameters
+                    .get("localPortNumber")
+                    .and_then(|ports| ports.first()),
+                self.local_port.lock(),
+            ) {
+                local_port.clone_from(port);
+            }
             Ok(StartedSession {
                 session_id: "session-1".to_owned(),
                 stream_url: self.url.clone(),
@@ -206,6 +222,7 @@ enum FromDestination {
 
 struct AgentSession {
     config: AgentConfig,
+    local_port: Arc<std::sync::Mutex<String>>,
     observed: Arc<Observed>,
     channel: DataChannelState,
     handshake_done: bool,
@@ -221,13 +238,18 @@ struct AgentSession {
 }
 
 impl AgentSession {
-    fn new(config: AgentConfig, observed: Arc<Observed>) -> Self {
+    fn new(
+        config: AgentConfig,
+        observed: Arc<Observed>,
+        local_port: Arc<std::sync::Mutex<String>>,
+    ) -> Self {
         let mux = declastruct_ssm::version::is_newer_than(
             &config.agent_version,
             declastruct_ssm::version::TCP_MULTIPLEXING_AFTER,
         );
         Self {
             config,
+            local_port,
             observed,
             channel: DataChannelState::sending(
                 message_type::OUTPUT_STREAM_DATA,
@@ -364,9 +386,14 @@ impl AgentSession {
     }
 
     fn send_handshake_request(&mut self) {
+        let local_port = self
+            .local_port
+            .lock()
+            .map(|port| port.clone())
+            .unwrap_or_default();
         let mut actions = vec![serde_json::json!({
             "ActionType": "SessionType",
-            "ActionParameters": {"SessionType": "Port", "Properties": {"portNumber": self.config.destination.port().to_string(), "type": "LocalPortForwarding", "localPortNumber": "0"}}
+            "ActionParameters": {"SessionType": "Port", "Properties": {"portNumber": self.config.destination.port().to_string(), "type": "LocalPortForwarding", "localPortNumber": local_port}}
         })];
         if let Some(key) = &self.config.kms_key {
             actions.push(serde_json::json!({"ActionType": "KMSEncryption", "ActionParameters": {"KMSKeyId": key}}));
@@ -562,5 +589,50 @@ pub async fn refusing_address() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let address = listener.local_addr().expect("address");
     drop(listener);
+    address
+}
+
+/// a destination for measurements: `U` + u64 length receives that many bytes and answers `ok`; `D` + u64 length
+/// sends that many bytes
+pub async fn bench_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address");
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut command = [0u8; 9];
+                if stream.read_exact(&mut command).await.is_err() {
+                    return;
+                }
+                let mut length_bytes = [0u8; 8];
+                length_bytes.copy_from_slice(&command[1..9]);
+                let mut remaining = u64::from_be_bytes(length_bytes);
+                let mut buffer = vec![0u8; 64 * 1024];
+                if command[0] == b'U' {
+                    while remaining > 0 {
+                        match stream.read(&mut buffer).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(count) => remaining = remaining.saturating_sub(count as u64),
+                        }
+                    }
+                    let _ = stream.write_all(b"ok").await;
+                } else {
+                    while remaining > 0 {
+                        let count = usize::try_from(remaining.min(buffer.len() as u64))
+                            .unwrap_or(buffer.len());
+                        if stream.write_all(&buffer[..count]).await.is_err() {
+                            return;
+                        }
+                        remaining -= count as u64;
+                    }
+                }
+                let mut rest = Vec::new();
+                let _ = stream.read_to_end(&mut rest).await;
+            });
+        }
+    });
     address
 }

@@ -6,5 +6,6 @@
 
 mod fake_agent;
 mod fake_ssm_http;
+mod measure;
 mod sdk;
 mod sessions;
