@@ -28,6 +28,7 @@ struct Measured {
     open: Duration,
     upload: f64,
     download: f64,
+    open_rss_kib: u64,
     rss_kib: u64,
     peak_kib: u64,
 }
@@ -143,8 +144,12 @@ async fn measure_one(
     let pid = child.id().expect("running");
     let (port, open, _) = wait_for_port(&mut child).await;
     let address = SocketAddr::from(([127, 0, 0, 1], port));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let open_rss_kib = status_kib(pid, "VmRSS:");
     let upload = upload(address, bytes).await;
+    eprintln!("{name}: upload {upload:.2} MB/s");
     let download = download(address, bytes).await;
+    eprintln!("{name}: download {download:.2} MB/s");
     let rss_kib = status_kib(pid, "VmRSS:");
     let peak_kib = status_kib(pid, "VmHWM:");
     let _ = Command::new("kill")
@@ -157,6 +162,7 @@ async fn measure_one(
         open,
         upload,
         download,
+        open_rss_kib,
         rss_kib,
         peak_kib,
     }
@@ -243,11 +249,12 @@ async fn measure_clients_side_by_side() {
     println!("|---|---|---|---|---|---|");
     for result in &results {
         println!(
-            "| {} | {} | {:.2} | {:.2} | {:.1} | {:.1} |",
+            "| {} | {} | {:.2} | {:.2} | {:.1} | {:.1} | {:.1} |",
             result.name,
             result.open.as_millis(),
             result.upload,
             result.download,
+            result.open_rss_kib as f64 / 1024.0,
             result.rss_kib as f64 / 1024.0,
             result.peak_kib as f64 / 1024.0
         );
