@@ -45,6 +45,7 @@ async fn run() -> Result<(), Failure> {
         via: VpcTunnelVia {
             mechanism: TunnelMechanism::AwsSsm,
             bastion,
+            transport: None,
         },
         into: VpcTunnelInto::cluster(cluster),
         from: VpcTunnelFrom {

@@ -12,6 +12,8 @@ impl EnvVars {
     pub const DECLASTRUCT_HOME: &'static str = "DECLASTRUCT_HOME";
     /// the program run as the AWS CLI for `ssm start-session` (default `aws` on PATH)
     pub const DECLASTRUCT_AWS_CLI: &'static str = "DECLASTRUCT_AWS_CLI";
+    /// how tunnels carry their sessions when the manifest does not say: `auto` (default), `plugin` or `native`
+    pub const DECLASTRUCT_TRANSPORT: &'static str = "DECLASTRUCT_TRANSPORT";
     /// how long opening a tunnel waits for the bastion's SSM agent, in seconds (default 180)
     pub const DECLASTRUCT_AGENT_TIMEOUT_SECONDS: &'static str = "DECLASTRUCT_AGENT_TIMEOUT_SECONDS";
     /// set by declastruct on every tunnel process: `{tunnels folder}/{hash}`; never set it yourself

@@ -18,7 +18,7 @@
 //! # async fn example() -> Result<(), declastruct_aws::AwsError> {
 //! let context = ContextAwsApi::load(&AwsSettings { region: Some("us-east-1".into()), profile: None }).await?;
 //! let tunnel = DeclaredAwsVpcTunnel {
-//!     via: VpcTunnelVia { mechanism: TunnelMechanism::AwsSsm, bastion: Ec2InstanceRef::by_exid("vpc-main-bastion") },
+//!     via: VpcTunnelVia { mechanism: TunnelMechanism::AwsSsm, bastion: Ec2InstanceRef::by_exid("vpc-main-bastion"), transport: None },
 //!     into: VpcTunnelInto::cluster(RdsClusterRef::by_name("ahbodedb")),
 //!     from: VpcTunnelFrom { host: LoopbackHost::Localhost, port: 7775 },
 //!     status: None,
@@ -55,8 +55,8 @@ pub use domain_objects::{
     AwsSettings, ClusterEndpoint, ContextAwsApi, DeclaredAwsEc2Instance, DeclaredAwsRdsCluster,
     DeclaredAwsRdsInstance, DeclaredAwsVpcTunnel, Ec2InstanceRef, Ec2InstanceStatus, EndpointRole,
     HostEngine, IN_USE_TAG, IdleDuration, LoopbackHost, PasswordSource, ProgressReporter,
-    RdsClusterHost, RdsClusterRef, RdsInstanceRef, TunnelHealth, TunnelMechanism, VpcTunnelConnect,
-    VpcTunnelFrom, VpcTunnelInto, VpcTunnelStatus, VpcTunnelVia,
+    RdsClusterHost, RdsClusterRef, RdsInstanceRef, TransportChoice, TunnelHealth, TunnelMechanism,
+    VpcTunnelConnect, VpcTunnelFrom, VpcTunnelInto, VpcTunnelStatus, VpcTunnelVia,
 };
 pub use domain_operations::ec2_instance::{
     BastionActivity, DesiredInstanceStatus, Ec2InstanceLookup, IdleTimerRecord,
@@ -73,8 +73,106 @@ pub fn run_supervisor_if_requested() {
         declastruct_tunnel::supervisor::SupervisorHooks {
             renew_in_use: Some(Box::new(renew_in_use)),
             closed_by_itself: Some(Box::new(start_idle_timer_after_self_close)),
+            run_native: Some(Box::new(run_native_session)),
         },
     );
+}
+
+/// .what = runs one native session (`declastruct-ssm`) in the supervisor's process until it ends or `stop` turns
+/// true (then it is closed with TerminateSession), writing its events as lines the tunnel's log reads like the
+/// plugin's (`Port N opened for sessionId X.`, `Waiting for connections...` in mux mode)
+/// .why = the native transport: no AWS CLI, no plugin; one current-thread runtime, credentials loaded per session
+fn run_native_session(
+    spec: &declastruct_tunnel::supervisor::NativeSpec,
+    stop: &std::sync::atomic::AtomicBool,
+    say: &dyn Fn(&str),
+) -> Result<String, String> {
+    use declastruct_ssm::{NativeOptions, NativeSession, PortForwardRequest};
+    use std::sync::atomic::Ordering;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| format!("no async runtime: {error}"))?;
+    runtime.block_on(async {
+        let settings = AwsSettings {
+            region: spec.region.clone(),
+            profile: spec.profile.clone(),
+        };
+        let context = ContextAwsApi::load(&settings)
+            .await
+            .map_err(|error| error.to_string())?;
+        let (events, mut received) = tokio::sync::mpsc::unbounded_channel();
+        let request = PortForwardRequest {
+            target: spec.target.clone(),
+            remote_host: Some(spec.remote_host.clone()),
+            remote_port: spec.remote_port,
+            local_port: spec.local_port,
+            local_addresses: spec.listen.clone(),
+        };
+        let options = NativeOptions {
+            events: Some(events),
+            ..NativeOptions::default()
+        };
+        let mut session = NativeSession::start(&context.sdk_config, request, options)
+            .await
+            .map_err(|error| error.to_string())?;
+        let closer = session.closer();
+        let serve = session.serve();
+        tokio::pin!(serve);
+        let mut ticker = tokio::time::interval(std::time::Duration::from_millis(100));
+        let mut closing = false;
+        loop {
+            tokio::select! {
+                ended = &mut serve => {
+                    // the events sent before the end are written first
+                    while let Ok(event) = received.try_recv() {
+                        say_event(&event, say);
+                    }
+                    return ended.map(|end| end.to_string()).map_err(|error| error.to_string());
+                }
+                Some(event) = received.recv() => say_event(&event, say),
+                _ = ticker.tick() => {
+                    if !closing && stop.load(Ordering::SeqCst) {
+                        closing = true;
+                        closer.close();
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// writes a native session's event as the plugin's lines, so readiness and the mode read the same
+fn say_event(event: &declastruct_ssm::SessionEvent, say: &dyn Fn(&str)) {
+    use declastruct_ssm::{ForwardingMode, SessionEvent};
+    match event {
+        SessionEvent::PortOpened {
+            session_id,
+            port,
+            addresses,
+            skipped,
+            mode,
+            agent_version,
+        } => {
+            // the plugin's port line alone, then the native details on a line of their own
+            say(&format!("Port {port} opened for sessionId {session_id}."));
+            let mux = matches!(mode, ForwardingMode::Mux { .. });
+            if mux {
+                say("Waiting for connections...");
+            }
+            let addresses: Vec<String> = addresses.iter().map(ToString::to_string).collect();
+            let mut details = format!(
+                "native transport: listening on {}; {} mode, agent {agent_version}",
+                addresses.join(", "),
+                if mux { "mux" } else { "basic" }
+            );
+            for (address, why) in skipped {
+                details.push_str(&format!("; not on {address}: {why}"));
+            }
+            say(&details);
+        }
+        other => say(&other.to_string()),
+    }
 }
 
 /// starts the bastion's idle timer once a supervisor closed the last tunnel of this machine through it

@@ -52,6 +52,9 @@ pub struct TunnelRecord<D = serde_json::Value> {
     /// .why = a tunnel its manifest no longer declares is planned as a DESTROY by that manifest, and by no other
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub manifest: Option<String>,
+    /// how the session is carried: `plugin` or `native`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transport: Option<String>,
     /// the bastion's `idleStop` in seconds, when it has one: the last tunnel through it to close on this machine
     /// starts its idle timer
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -374,6 +377,7 @@ mod tests {
             engine: None,
             ready: true,
             manifest: None,
+            transport: None,
             bastion_idle_stop: None,
             closed: None,
             holders: Some(Vec::new()),

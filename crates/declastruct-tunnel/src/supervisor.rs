@@ -78,7 +78,45 @@ pub struct SupervisorHooks {
     /// called once this supervisor closed its tunnel by itself (every holder gone, or idle): starts the bastion's
     /// idle timer when no other tunnel of this machine uses it
     pub closed_by_itself: Option<ClosedByItself>,
+    /// runs a native session (the AWS crate's, through `declastruct-ssm`)
+    pub run_native: Option<RunNative>,
 }
+
+/// .what = a session the supervisor runs in its own process (the native transport): where it goes and where it
+/// listens, and the region and profile to reach AWS with
+/// .why = no AWS CLI and no plugin: the supervisor holds the websocket and the local listener itself
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NativeSpec {
+    /// the bastion's instance id
+    pub target: String,
+    /// the far end's host, as the bastion resolves it
+    pub remote_host: String,
+    /// the far end's port
+    pub remote_port: u16,
+    /// the local port
+    pub local_port: u16,
+    /// the local addresses to listen on (127.0.0.1 and ::1 for `localhost`)
+    pub listen: Vec<std::net::IpAddr>,
+    /// the region
+    pub region: Option<String>,
+    /// the profile
+    pub profile: Option<String>,
+}
+
+/// .what = what the supervisor runs as its session: a command (the AWS CLI and the plugin), or a native session
+/// .why = the tunnel machinery talks to either transport the same way: restarts, readiness, log, stop
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionSpec {
+    /// a child process, whose output goes into the log
+    Command(Vec<OsString>),
+    /// a session this process runs itself, through the `run_native` hook
+    Native(NativeSpec),
+}
+
+/// runs a native session until it ends or `stop` turns true, writing its events as lines through `say`; returns
+/// how it ended, or the failure (in the AWS CLI's words where it has them, so the open's wait reads it)
+pub type RunNative =
+    Box<dyn Fn(&NativeSpec, &AtomicBool, &dyn Fn(&str)) -> Result<String, String> + Send + Sync>;
 
 /// renews a bastion's in-use tag; an error says why it could not
 pub type RenewInUse = Box<dyn Fn(&InUseTarget) -> Result<(), String> + Send + Sync>;
@@ -143,8 +181,8 @@ pub struct SupervisorRequest {
     pub idle_close: Option<Duration>,
     /// the bastion whose in-use tag to renew while the session runs (`idleStop`)
     pub in_use: Option<InUseTarget>,
-    /// the session command
-    pub command: Vec<OsString>,
+    /// the session: a command, or a native session
+    pub session: SessionSpec,
 }
 
 /// .what = the supervisor's command line around a session command
@@ -178,8 +216,32 @@ pub fn supervisor_command(program: &Path, request: &SupervisorRequest) -> Vec<Os
             command.push(profile.into());
         }
     }
-    command.push("--".into());
-    command.extend(request.command.iter().cloned());
+    match &request.session {
+        SessionSpec::Command(session) => {
+            command.push("--".into());
+            command.extend(session.iter().cloned());
+        }
+        SessionSpec::Native(spec) => {
+            command.push("--native".into());
+            command.push(spec.target.clone().into());
+            command.push("--native-to".into());
+            command.push(format!("{}:{}", spec.remote_host, spec.remote_port).into());
+            command.push("--native-local".into());
+            command.push(spec.local_port.to_string().into());
+            for address in &spec.listen {
+                command.push("--native-listen".into());
+                command.push(address.to_string().into());
+            }
+            if let Some(region) = &spec.region {
+                command.push("--native-region".into());
+                command.push(region.into());
+            }
+            if let Some(profile) = &spec.profile {
+                command.push("--native-profile".into());
+                command.push(profile.into());
+            }
+        }
+    }
     command
 }
 
@@ -188,11 +250,12 @@ fn parse(arguments: &[OsString]) -> Option<SupervisorRequest> {
     let mut ready_fd = None;
     let mut idle_close = None;
     let mut in_use: Option<InUseTarget> = None;
+    let mut native: Option<NativeSpec> = None;
     let mut rest = arguments;
     loop {
         match rest {
             [separator, command @ ..] if separator == "--" => {
-                if command.is_empty() {
+                if command.is_empty() || native.is_some() {
                     return None;
                 }
                 return Some(SupervisorRequest {
@@ -200,7 +263,16 @@ fn parse(arguments: &[OsString]) -> Option<SupervisorRequest> {
                     ready_fd,
                     idle_close,
                     in_use,
-                    command: command.to_vec(),
+                    session: SessionSpec::Command(command.to_vec()),
+                });
+            }
+            [] => {
+                return Some(SupervisorRequest {
+                    log: log?,
+                    ready_fd,
+                    idle_close,
+                    in_use,
+                    session: SessionSpec::Native(native?),
                 });
             }
             [flag, value, more @ ..] => {
@@ -220,6 +292,27 @@ fn parse(arguments: &[OsString]) -> Option<SupervisorRequest> {
                     "--in-use-idle-stop" => {
                         in_use.as_mut()?.idle_stop = Duration::from_secs(text.parse().ok()?);
                     }
+                    "--native" => {
+                        native = Some(NativeSpec {
+                            target: text.to_string(),
+                            remote_host: String::new(),
+                            remote_port: 0,
+                            local_port: 0,
+                            listen: Vec::new(),
+                            region: None,
+                            profile: None,
+                        });
+                    }
+                    "--native-to" => {
+                        let (host, port) = text.rsplit_once(':')?;
+                        let spec = native.as_mut()?;
+                        spec.remote_host = host.to_string();
+                        spec.remote_port = port.parse().ok()?;
+                    }
+                    "--native-local" => native.as_mut()?.local_port = text.parse().ok()?,
+                    "--native-listen" => native.as_mut()?.listen.push(text.parse().ok()?),
+                    "--native-region" => native.as_mut()?.region = Some(text.to_string()),
+                    "--native-profile" => native.as_mut()?.profile = Some(text.to_string()),
                     "--in-use-region" => in_use.as_mut()?.region = Some(text.to_string()),
                     "--in-use-profile" => in_use.as_mut()?.profile = Some(text.to_string()),
                     _ => return None,
@@ -553,6 +646,82 @@ fn watch_heartbeat_and_holders(log_path: &Path, idle_close: Option<Duration>) {
     });
 }
 
+/// .what = runs the session command once, until it ends (its status and the last line it printed) or a stop is
+/// asked (`None`, its group ended gently first); an error is the exit code when it cannot start
+/// .why = the plugin transport: the AWS CLI and the plugin are this supervisor's children
+fn run_command_session(
+    command: &[OsString],
+    log: &Path,
+    offset: u64,
+) -> Result<Option<(String, String)>, i32> {
+    let child = match session_command(command).spawn() {
+        Ok(child) => child,
+        Err(error) => {
+            say(&format!(
+                "cannot start {}: {error}",
+                command[0].to_string_lossy()
+            ));
+            return Err(127);
+        }
+    };
+    SESSION.store(child.id(), Ordering::SeqCst);
+    let status = loop {
+        if STOP.load(Ordering::SeqCst) {
+            break None;
+        }
+        // armed before every wait: an alarm that went off outside it (between restarts) is not lost, and a
+        // stop signal that lands between the check above and the wait is seen at the latest when it rings
+        nix::unistd::alarm::set(WAKE_SECONDS);
+        match wait_for_exit(child.id()) {
+            Waited::Exited(status) => break Some(status),
+            Waited::Interrupted => {}
+            Waited::Gone => break Some(std::process::ExitStatus::default()),
+        }
+    };
+    let Some(status) = status else {
+        // asked to stop: SIGINT to the whole group first (the plugin then ends its AWS session; the AWS CLI
+        // itself ignores SIGINT while the plugin runs), then firmer signals for whatever is left
+        if ABANDONED.load(Ordering::SeqCst) {
+            say("the apply that started this tunnel ended before the tunnel was ready: giving up");
+        }
+        end_others(&[Signal::SIGINT, Signal::SIGTERM, Signal::SIGKILL]);
+        return Ok(None);
+    };
+    SESSION.store(0, Ordering::SeqCst);
+    // a plugin left behind by its CLI still holds the port: end it before starting again
+    end_others(&[Signal::SIGTERM, Signal::SIGKILL]);
+    Ok(Some((status.to_string(), last_line_since(log, offset))))
+}
+
+/// .what = runs a native session once, in this process, until it ends (how, and its last words) or a stop is
+/// asked (`None`; the session is closed with TerminateSession)
+/// .why = the native transport: one process per tunnel, holding the websocket and the listener itself
+fn run_native_session(spec: &NativeSpec, run: &RunNative) -> Option<(String, String)> {
+    SESSION.store(std::process::id(), Ordering::SeqCst);
+    let ended = run(spec, &STOP, &|line| {
+        let mut out = std::io::stdout();
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    });
+    SESSION.store(0, Ordering::SeqCst);
+    if STOP.load(Ordering::SeqCst) {
+        if ABANDONED.load(Ordering::SeqCst) {
+            say("the apply that started this tunnel ended before the tunnel was ready: giving up");
+        }
+        return None;
+    }
+    Some(match ended {
+        Ok(how) => ("native session ended".to_string(), how),
+        Err(failure) => {
+            // in the AWS CLI's words, as a line of the session's own: the open's wait reads it
+            let mut out = std::io::stdout();
+            let _ = writeln!(out, "{failure}");
+            let _ = out.flush();
+            ("native session failed".to_string(), failure)
+        }
+    })
+}
+
 /// .what = a thread that renews the bastion's in-use tag every `IN_USE_RENEWAL` while the tunnel is ready and its
 /// session runs, the first time as soon as it is ready
 /// .why = `idleStop` on any machine reads the tag: a bastion whose tunnel serves here is never stopped there
@@ -730,6 +899,7 @@ fn supervise(request: &SupervisorRequest, hooks: SupervisorHooks) -> i32 {
     let SupervisorHooks {
         renew_in_use,
         closed_by_itself,
+        run_native: hooks_run_native,
     } = hooks;
     if let (Some(target), Some(renew)) = (request.in_use.clone(), renew_in_use) {
         renew_in_use_while_serving(target, renew);
@@ -737,7 +907,7 @@ fn supervise(request: &SupervisorRequest, hooks: SupervisorHooks) -> i32 {
     let _ = pthread_sigmask(SigmaskHow::SIG_UNBLOCK, Some(&set), None);
     let log = &request.log;
     let own = own_log();
-    let command = &request.command;
+    let run_native = hooks_run_native;
     let mut delay = FIRST_DELAY;
     let mut restarts: u64 = 0;
     let mut attempts: u64 = 0;
@@ -747,51 +917,25 @@ fn supervise(request: &SupervisorRequest, hooks: SupervisorHooks) -> i32 {
         }
         let offset = std::fs::metadata(log).map_or(0, |metadata| metadata.len());
         let started = Instant::now();
-        let child = match session_command(command).spawn() {
-            Ok(child) => child,
-            Err(error) => {
-                say(&format!(
-                    "cannot start {}: {error}",
-                    command[0].to_string_lossy()
-                ));
-                break 127;
-            }
+        let ended = match &request.session {
+            SessionSpec::Command(command) => run_command_session(command, log, offset),
+            SessionSpec::Native(spec) => match &run_native {
+                Some(run) => Ok(run_native_session(spec, run)),
+                None => Err(127),
+            },
         };
-        SESSION.store(child.id(), Ordering::SeqCst);
-        let status = loop {
-            if STOP.load(Ordering::SeqCst) {
-                break None;
-            }
-            // armed before every wait: an alarm that went off outside it (between restarts) is not lost, and a
-            // stop signal that lands between the check above and the wait is seen at the latest when it rings
-            nix::unistd::alarm::set(WAKE_SECONDS);
-            match wait_for_exit(child.id()) {
-                Waited::Exited(status) => break Some(status),
-                Waited::Interrupted => {}
-                Waited::Gone => break Some(std::process::ExitStatus::default()),
-            }
+        let (status, cause) = match ended {
+            Ok(Some(ended)) => ended,
+            // asked to stop: what the session started is ended
+            Ok(None) => break 0,
+            Err(code) => break code,
         };
-        let Some(status) = status else {
-            // asked to stop: SIGINT to the whole group first (the plugin then ends its AWS session; the AWS CLI
-            // itself ignores SIGINT while the plugin runs), then firmer signals for whatever is left
-            if ABANDONED.load(Ordering::SeqCst) {
-                say(
-                    "the apply that started this tunnel ended before the tunnel was ready: giving up",
-                );
-            }
-            end_others(&[Signal::SIGINT, Signal::SIGTERM, Signal::SIGKILL]);
-            break 0;
-        };
-        SESSION.store(0, Ordering::SeqCst);
-        // a plugin left behind by its CLI still holds the port: end it before starting again
-        end_others(&[Signal::SIGTERM, Signal::SIGKILL]);
         if STOP.load(Ordering::SeqCst) {
             break 0;
         }
         if started.elapsed() >= HEALTHY_RUN {
             delay = FIRST_DELAY;
         }
-        let cause = last_line_since(log, offset);
         let ready = READY.load(Ordering::SeqCst);
         if ready {
             restarts += 1;
@@ -902,7 +1046,7 @@ mod tests {
                 profile: None,
                 idle_stop: Duration::from_secs(1800),
             }),
-            command: vec!["aws".into(), "ssm".into(), "start-session".into()],
+            session: SessionSpec::Command(vec!["aws".into(), "ssm".into(), "start-session".into()]),
         };
         let command = supervisor_command(Path::new("/bin/declastruct"), &request);
         assert_eq!(command[1], SUPERVISE_ARGUMENT);
@@ -913,6 +1057,31 @@ mod tests {
         };
         let command = supervisor_command(Path::new("/bin/declastruct"), &without_pipe);
         assert_eq!(parse(&command[2..]), Some(without_pipe));
+    }
+
+    #[test]
+    fn a_native_session_round_trips_on_the_command_line() {
+        let request = SupervisorRequest {
+            log: PathBuf::from("/tmp/x.log"),
+            ready_fd: Some(3),
+            idle_close: None,
+            in_use: None,
+            session: SessionSpec::Native(NativeSpec {
+                target: "i-0abc".into(),
+                remote_host: "db.example".into(),
+                remote_port: 5432,
+                local_port: 7775,
+                listen: vec![
+                    std::net::IpAddr::from([127, 0, 0, 1]),
+                    std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+                ],
+                region: Some("us-east-1".into()),
+                profile: Some("dev".into()),
+            }),
+        };
+        let command = supervisor_command(Path::new("/bin/declastruct"), &request);
+        assert!(!command.iter().any(|word| word == "--"), "{command:?}");
+        assert_eq!(parse(&command[2..]), Some(request));
     }
 
     #[test]

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use schemars::JsonSchema;
 
+use crate::domain_objects::TransportChoice;
 use crate::env_vars::EnvVars;
 use crate::error::AwsError;
 use serde::{Deserialize, Serialize};
@@ -51,6 +52,10 @@ pub struct ContextAwsApi {
     pub state_dir: PathBuf,
     /// the program run as the AWS CLI for `ssm start-session`
     pub aws_cli: OsString,
+    /// whether the AWS CLI was named (`DECLASTRUCT_AWS_CLI`): `auto` then means the plugin transport
+    pub aws_cli_given: bool,
+    /// the transport when a tunnel does not declare one (`DECLASTRUCT_TRANSPORT`), `auto` when unset
+    pub transport: Option<TransportChoice>,
     /// how long a tunnel may take to become ready
     pub tunnel_ready_timeout: Duration,
     /// how long to wait for an instance to reach `running` or `stopped`
@@ -138,6 +143,11 @@ impl ContextAwsApi {
             aws_cli: std::env::var_os(EnvVars::DECLASTRUCT_AWS_CLI)
                 .filter(|program| !program.is_empty())
                 .unwrap_or_else(|| OsString::from("aws")),
+            aws_cli_given: std::env::var_os(EnvVars::DECLASTRUCT_AWS_CLI)
+                .is_some_and(|program| !program.is_empty()),
+            transport: std::env::var(EnvVars::DECLASTRUCT_TRANSPORT)
+                .ok()
+                .and_then(|text| TransportChoice::parse(&text)),
             tunnel_ready_timeout: Duration::from_secs(30),
             instance_wait_timeout: Duration::from_secs(300),
             agent_wait_timeout: std::env::var(EnvVars::DECLASTRUCT_AGENT_TIMEOUT_SECONDS)
@@ -156,6 +166,27 @@ impl ContextAwsApi {
     pub fn report_progress(&self, message: &str) {
         if let Some(progress) = &self.progress {
             progress(message);
+        }
+    }
+
+    /// .what = the transport a tunnel's session uses: the tunnel's own choice, else `DECLASTRUCT_TRANSPORT`, else
+    /// `auto`, which is the plugin where it is installed (or where an AWS CLI was named with `DECLASTRUCT_AWS_CLI`)
+    /// and native where it is not
+    /// .why = the plugin is the path AWS ships and tests; a machine without it still opens tunnels
+    pub fn transport_for(&self, declared: Option<TransportChoice>) -> TransportChoice {
+        match declared.or(self.transport).unwrap_or(TransportChoice::Auto) {
+            TransportChoice::Auto => {
+                let plugin =
+                    declastruct_tunnel::find_program(&OsString::from("session-manager-plugin"))
+                        .is_some()
+                        && declastruct_tunnel::find_program(&self.aws_cli).is_some();
+                if self.aws_cli_given || plugin {
+                    TransportChoice::Plugin
+                } else {
+                    TransportChoice::Native
+                }
+            }
+            chosen => chosen,
         }
     }
 

@@ -66,6 +66,47 @@ pub struct VpcTunnelVia {
     pub mechanism: TunnelMechanism,
     /// the bastion, by `{ exid }` or `{ instanceId }`
     pub bastion: Ec2InstanceRef,
+    /// how the session is carried: `auto` (the default, also `DECLASTRUCT_TRANSPORT`): the Session Manager plugin
+    /// where it is installed, native where it is not; `plugin`: the AWS CLI and the plugin; `native`: declastruct
+    /// speaks the data channel itself and needs neither
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transport: Option<TransportChoice>,
+}
+
+/// .what = how a tunnel's session is carried
+/// .why = the plugin is what AWS ships and tests; the native transport needs nothing installed
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportChoice {
+    /// the plugin where it is installed, native where it is not
+    Auto,
+    /// the AWS CLI's `ssm start-session` and the Session Manager plugin
+    Plugin,
+    /// declastruct's own data channel: no AWS CLI, no plugin
+    Native,
+}
+
+impl TransportChoice {
+    /// .what = the choice as the manifest spells it
+    /// .why = messages, status and plans
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Plugin => "plugin",
+            Self::Native => "native",
+        }
+    }
+
+    /// .what = reads `auto`, `plugin` or `native`
+    /// .why = `DECLASTRUCT_TRANSPORT`
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "auto" => Some(Self::Auto),
+            "plugin" => Some(Self::Plugin),
+            "native" => Some(Self::Native),
+            _ => None,
+        }
+    }
 }
 
 /// .what = the mechanisms a tunnel can use

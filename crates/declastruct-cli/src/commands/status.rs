@@ -300,12 +300,18 @@ fn row(resource: &Observed) -> Value {
     let address = declastruct_engine::Resource::address(resource);
     let base = json!({"class": address.class, "slug": address.slug});
     let row = match resource {
-        Observed::Bastion(bastion) => json!({
-            "status": bastion.live.status.map(declastruct_aws::Ec2InstanceStatus::as_str),
-            "instanceId": bastion.live.instance_id,
-            "privateIp": bastion.live.private_ip,
-            "healthReason": bastion.activity,
-        }),
+        Observed::Bastion(bastion) => {
+            let mut row = json!({
+                "status": bastion.live.status.map(declastruct_aws::Ec2InstanceStatus::as_str),
+                "instanceId": bastion.live.instance_id,
+                "privateIp": bastion.live.private_ip,
+            });
+            // only an idleStop bastion has an activity to tell
+            if let Some(activity) = &bastion.activity {
+                row["healthReason"] = json!(activity);
+            }
+            row
+        }
         Observed::Cluster(cluster) => json!({
             "status": cluster.live.status,
             "writer": cluster.live.host.as_ref().map(|host| host.writer.clone()),
@@ -391,6 +397,8 @@ fn tunnel_fields(observation: &VpcTunnelObservation) -> Value {
         "host": observation.tunnel.from.host.as_str(),
         "hash": observation.hash,
         "openedAt": observation.meta.as_ref().map(|meta| meta.opened_at.clone()),
+        // recorded by the open; a tunnel opened before transports existed ran the plugin
+        "transport": observation.meta.as_ref().map(|meta| meta.transport.clone().unwrap_or_else(|| "plugin".into())),
         "uptimeSeconds": uptime,
         "restarts": observation.restarts,
         "lastRestart": observation.last_restart,

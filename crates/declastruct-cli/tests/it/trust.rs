@@ -601,6 +601,7 @@ fn the_sdk_never_signals_a_process_named_in_a_damaged_record() {
         via: VpcTunnelVia {
             mechanism: TunnelMechanism::AwsSsm,
             bastion: Ec2InstanceRef::by_exid("vpc-main-bastion"),
+            transport: None,
         },
         into: VpcTunnelInto::cluster(RdsClusterRef::by_name("ahbodedb")),
         from: VpcTunnelFrom {

@@ -322,6 +322,7 @@ pub(crate) mod tests {
             via: VpcTunnelVia {
                 mechanism: TunnelMechanism::AwsSsm,
                 bastion: Ec2InstanceRef::by_exid("vpc-main-bastion"),
+                transport: None,
             },
             into: VpcTunnelInto::cluster(RdsClusterRef::by_name("ahbodedb")),
             from: VpcTunnelFrom {

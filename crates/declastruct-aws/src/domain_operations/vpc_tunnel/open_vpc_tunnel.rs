@@ -11,15 +11,16 @@ use super::close_vpc_tunnel::CLOSE_GRACE;
 use super::get_tunnel_target::TargetKind;
 use super::get_vpc_tunnel::HEALTH_LIMIT;
 use super::set_vpc_tunnel::ResolvedVpcTunnel;
-use crate::domain_objects::IdleDuration;
 use crate::domain_objects::{ContextAwsApi, Ec2InstanceStatus, VpcTunnelStatus};
+use crate::domain_objects::{IdleDuration, LoopbackHost, TransportChoice};
 use crate::domain_operations::ec2_instance::mark_bastion_in_use;
 use crate::domain_operations::ec2_instance::{DesiredInstanceStatus, set_ec2_instance_status};
 use crate::domain_operations::vpc_tunnel::TunnelMeta;
 use crate::error::AwsError;
 use declastruct_tunnel::session_output::{SessionFailure, explain_failure, is_listening};
 use declastruct_tunnel::supervisor::{
-    InUseTarget, SupervisorRequest, read_attempts, read_restarts, supervisor_command,
+    InUseTarget, NativeSpec, SessionSpec, SupervisorRequest, read_attempts, read_restarts,
+    supervisor_command,
 };
 use declastruct_tunnel::{
     READY_FD, SessionTarget, StartedTunnelProcess, TunnelFiles, TunnelHolder, TunnelProcesses,
@@ -110,13 +111,27 @@ pub(crate) async fn open_vpc_tunnel(
             mark_bastion_in_use(&target.instance_id, context).await?;
         }
     }
-    let program = find_program(&context.aws_cli).ok_or_else(|| AwsError::AwsCliNotFound {
-        program: context.aws_cli.to_string_lossy().into_owned(),
-    })?;
-
-    let session = session_command(&program, target);
-    let command = match &context.supervisor {
-        Some(supervisor) => supervisor_command(
+    let transport = context.transport_for(tunnel.via.transport);
+    let session = match transport {
+        TransportChoice::Native => SessionSpec::Native(NativeSpec {
+            target: target.instance_id.clone(),
+            remote_host: target.host.clone(),
+            remote_port: target.port,
+            local_port,
+            listen: listen_addresses(tunnel.from.host),
+            region: context.region.clone(),
+            profile: context.profile.clone(),
+        }),
+        _ => {
+            let program =
+                find_program(&context.aws_cli).ok_or_else(|| AwsError::AwsCliNotFound {
+                    program: context.aws_cli.to_string_lossy().into_owned(),
+                })?;
+            SessionSpec::Command(session_command(&program, target))
+        }
+    };
+    let command = match (&context.supervisor, session) {
+        (Some(supervisor), session) => supervisor_command(
             supervisor,
             &SupervisorRequest {
                 log: files.log_path(),
@@ -128,10 +143,15 @@ pub(crate) async fn open_vpc_tunnel(
                     profile: context.profile.clone(),
                     idle_stop: idle_stop.as_duration(),
                 }),
-                command: session,
+                session,
             },
         ),
-        None => session,
+        (None, SessionSpec::Command(session)) => session,
+        (None, SessionSpec::Native(_)) => {
+            return Err(AwsError::Unexpected(
+                "the native transport runs in the tunnel's supervisor: this program has none (call run_supervisor_if_requested first in main)".into(),
+            ));
+        }
     };
     tracing::info!(hash = %files.id, command = ?command, "starting the tunnel");
     let withheld: Vec<&str> = match tunnel
@@ -162,6 +182,7 @@ pub(crate) async fn open_vpc_tunnel(
         region: context.region.clone(),
         engine: resolved.target.engine.clone(),
         ready: false,
+        transport: Some(transport.as_str().to_string()),
         manifest: match &holder {
             TunnelHolder::Manifest(environment) => Some(environment.manifest.clone()),
             TunnelHolder::Process(process) => process.manifest.clone(),
@@ -487,4 +508,16 @@ fn indent(text: &str) -> String {
         .map(|line| format!("    {line}"))
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// .what = the addresses a native session listens on: both loopbacks for `localhost`, the one named otherwise
+/// .why = `localhost` means 127.0.0.1 and ::1 to clients that resolve it either way (the plugin listens on one)
+fn listen_addresses(host: LoopbackHost) -> Vec<std::net::IpAddr> {
+    match host {
+        LoopbackHost::Localhost => vec![
+            std::net::IpAddr::from(std::net::Ipv4Addr::LOCALHOST),
+            std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+        ],
+        LoopbackHost::Ipv4Loopback => vec![std::net::IpAddr::from(std::net::Ipv4Addr::LOCALHOST)],
+    }
 }
