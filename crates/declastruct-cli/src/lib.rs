@@ -5,6 +5,7 @@ pub mod args;
 pub mod commands;
 pub mod connect;
 pub mod env_vars;
+pub mod input_file;
 pub mod located;
 pub mod manifest;
 pub mod progress;
