@@ -31,11 +31,15 @@ pub const EXIT_FAILURE: u8 = 1;
 pub const EXIT_CHANGES: u8 = 2;
 
 /// .what = the exit code once a command's output is written: `status`, unless writing failed for another reason
-/// than a reader that went away
-/// .why = `declastruct plan | head -1` ends quietly with the command's own status, as `git log | head` does
+/// than a reader that went away, which is said on stderr and exits 1
+/// .why = `declastruct plan | head -1` ends quietly with the command's own status, as `git log | head` does;
+/// `declastruct plan > /dev/full` must not look like success, nor fail without a word
 pub fn after_output(written: std::io::Result<()>, status: ExitCode) -> ExitCode {
     match written {
         Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => {
+            // said on stderr when it can be; a closed stdout is no error (the standard library writes nothing
+            // to a closed descriptor and reports success)
+            eprintln!("error: cannot write the output to stdout: {error}");
             ExitCode::from(EXIT_FAILURE)
         }
         _ => status,

@@ -28,7 +28,7 @@ pub fn run(cli: &Cli, args: &ShowArgs) -> ExitCode {
     } else {
         render_plan(&plan, cli.verbose > 0, &mut stdout)
     };
-    after_output(written, ExitCode::SUCCESS)
+    after_output(written.and_then(|()| stdout.flush()), ExitCode::SUCCESS)
 }
 
 /// .what = a plan saved by `plan --out`, or a message that says why it cannot be read
