@@ -58,7 +58,8 @@ pub fn run() -> ExitCode {
         anstream::ColorChoice::Never.write_global();
     }
     let stderr_terminal = std::io::stderr().is_terminal();
-    let stderr_color = !no_color && stderr_terminal;
+    // a dumb terminal (TERM=dumb) shows escape codes as text
+    let stderr_color = !no_color && progress::stderr_moves_its_cursor();
     let _ = miette::set_hook(Box::new(move |_| {
         Box::new(
             miette::MietteHandlerOpts::new()
@@ -70,7 +71,7 @@ pub fn run() -> ExitCode {
         )
     }));
 
-    init_tracing(cli.verbose, cli.quiet, !no_color && stderr_terminal);
+    init_tracing(cli.verbose, cli.quiet, stderr_color);
 
     if let Some(problem) = cli.misplaced_manifest_option() {
         eprintln!("error: {problem}");

@@ -22,7 +22,7 @@ use miette::Diagnostic;
 use crate::args::Cli;
 use crate::manifest::{Manifest, Variables, load_manifest};
 use crate::progress::Progress;
-use crate::resources::{Observed, observe};
+use crate::resources::{Observed, observe_in_steps};
 
 /// .what = exit codes of the contract
 /// .why = named once
@@ -112,12 +112,7 @@ pub async fn observe_or_report(
     // the tunnels this manifest opens are held by it, in this environment: it alone plans their removal
     context.holder = manifest_holder(&manifest, &context);
     let progress = Progress::for_terminal(show_progress && !cli.quiet);
-    let reading = progress.start(format!(
-        "reading live state: ec2:DescribeInstances, rds:DescribeDBClusters at {}",
-        context.endpoint("ec2")
-    ));
-    let observed = observe(&manifest, &context).await;
-    drop(reading);
+    let observed = observe_with_progress(&manifest, &context, &progress).await;
     match observed {
         Ok(resources) => Ok((manifest, context, resources)),
         Err(errors) => {
@@ -127,6 +122,25 @@ pub async fn observe_or_report(
             Err(ExitCode::from(EXIT_FAILURE))
         }
     }
+}
+
+/// .what = the observed resources, with a progress line that names each step as it comes: the AWS reads, then the
+/// tunnels' checks on this machine
+/// .why = `plan`, `apply` and `status` wait for the same steps; a line that blames AWS while a health probe is
+/// waited for sends the user the wrong way
+pub async fn observe_with_progress(
+    manifest: &Manifest,
+    context: &ContextAwsApi,
+    progress: &Progress,
+) -> Result<Vec<Observed>, Vec<miette::Report>> {
+    let task = progress.start(format!(
+        "reading live state: ec2:DescribeInstances, rds:DescribeDBClusters at {}",
+        context.endpoint("ec2")
+    ));
+    observe_in_steps(manifest, context, |step| {
+        task.relabel(format!("reading live state: {step}"));
+    })
+    .await
 }
 
 /// .what = the plan of the planned resources

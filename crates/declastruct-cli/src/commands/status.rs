@@ -7,11 +7,13 @@ use declastruct_tunnel::{TunnelFiles, TunnelId, TunnelProcesses};
 use serde_json::{Value, json};
 
 use crate::args::{Cli, StatusArgs};
-use crate::commands::{EXIT_FAILURE, after_output, load_or_report, manifest_holder, report};
+use crate::commands::{
+    EXIT_FAILURE, after_output, load_or_report, manifest_holder, observe_with_progress, report,
+};
 use crate::connect::{client_command, connection_line};
 use crate::manifest::{Manifest, ResourceDeclaration, VpcTunnelDeclaration, tunnel_address};
 use crate::progress::Progress;
-use crate::resources::{Observed, observe};
+use crate::resources::Observed;
 
 /// .what = `declastruct status`: the live state of every declared resource; tunnels with pid, port, uptime, health
 /// .why = one look tells whether the database is reachable, and if not, why; what runs on this machine is shown
@@ -33,13 +35,7 @@ pub async fn run(cli: &Cli, args: &StatusArgs) -> ExitCode {
     let observed = match ContextAwsApi::load(&manifest.aws).await {
         Ok(mut context) => {
             context.holder = manifest_holder(&manifest, &context);
-            let reading = progress.start(format!(
-                "reading live state: ec2:DescribeInstances, rds:DescribeDBClusters at {}",
-                context.endpoint("ec2")
-            ));
-            let observed = observe(&manifest, &context).await;
-            drop(reading);
-            observed
+            observe_with_progress(&manifest, &context, &progress).await
         }
         Err(error) => Err(vec![miette::Report::new(error)]),
     };

@@ -3,11 +3,17 @@
 //! progress on a dumb terminal and in a CI log, an endpoint without a scheme, and saved plans made with
 //! `--target`. Each through the real binary.
 
+use std::io::{Read, Write};
+use std::net::TcpListener;
 use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use declastruct_test_support::{Moto, free_port};
+
 use crate::apply::{World, assert_success};
-use crate::support::{Sandbox, manifest, shown};
+use crate::support::{REGION, Sandbox, fake_aws_cli, manifest, shown, stderr};
 
 /// the memory limit the issue observed the failures under (`ulimit -v 2000000`, in KiB)
 const MEMORY_LIMIT_KIB: &str = "2000000";
@@ -150,4 +156,189 @@ fn closed_stdout(sandbox: &Sandbox, args: &[&str]) -> Output {
         .stdout(Stdio::piped())
         .output()
         .expect("bash")
+}
+
+/// an endpoint that answers every request after `delay` with an error AWS would not retry
+fn slow_failing_endpoint(delay: Duration) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut stream = stream;
+                let mut request = [0_u8; 65536];
+                let _ = stream.read(&mut request);
+                std::thread::sleep(delay);
+                let body = "<Response><Errors><Error><Code>InvalidParameterValue</Code><Message>the test endpoint refuses every request</Message></Error></Errors><RequestID>test</RequestID></Response>";
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 400 Bad Request\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            });
+        }
+    });
+    port
+}
+
+/// item 7: on a terminal whose `TERM` is `dumb`, a wait shows no spinner and moves no cursor (no escape code, no
+/// carriage return that is not the terminal's own line end), and a wait of more than 5 s gets the plain line a CI
+/// log gets
+#[test]
+fn a_dumb_terminal_gets_no_spinner_and_plain_lines() {
+    let mut sandbox = Sandbox::new(None);
+    let port = slow_failing_endpoint(Duration::from_millis(6000));
+    sandbox.set_env("AWS_ENDPOINT_URL", &format!("http://127.0.0.1:{port}"));
+    sandbox.set_env("AWS_REGION", REGION);
+    sandbox.set_env("AWS_ACCESS_KEY_ID", "testing");
+    sandbox.set_env("AWS_SECRET_ACCESS_KEY", "testing");
+    sandbox.write("declastruct.yml", &manifest("running", "OPEN", 7775));
+    let command = sandbox.command(&[]);
+    let output = Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import os, pty, sys; status = pty.spawn(sys.argv[1:]); \
+             sys.exit(os.waitstatus_to_exitcode(status))",
+        )
+        .arg(command.get_program())
+        .arg("plan")
+        .current_dir(sandbox.dir.path())
+        .env_clear()
+        .envs(
+            command
+                .get_envs()
+                .filter_map(|(key, value)| Some((key.to_owned(), value?.to_owned()))),
+        )
+        .env("TERM", "dumb")
+        .stdin(Stdio::null())
+        .output()
+        .expect("python3 pty");
+    let screen = output.stdout;
+    assert_eq!(output.status.code(), Some(1), "{}", String::from_utf8_lossy(&screen));
+    let text = String::from_utf8_lossy(&screen).into_owned();
+    assert!(
+        !text.contains('\u{1b}'),
+        "an escape code on a dumb terminal:\n{text:?}"
+    );
+    assert!(
+        !text.replace("\r\n", "\n").contains('\r'),
+        "a carriage return that redraws a line on a dumb terminal:\n{text:?}"
+    );
+    assert!(
+        text.contains("InvalidParameterValue"),
+        "the error is shown:\n{text}"
+    );
+    let waiting: Vec<&str> = text
+        .lines()
+        .filter(|line| line.starts_with('…'))
+        .map(|line| line.trim_end_matches('\r'))
+        .collect();
+    assert_eq!(
+        waiting,
+        [format!(
+            "… reading live state: ec2:DescribeInstances, rds:DescribeDBClusters at http://127.0.0.1:{port}: still waiting after 5 s"
+        )],
+        "{text}"
+    );
+}
+
+/// a far end that answers PostgreSQL's SSLRequest with `N`, or, once `silent` is set, answers nothing
+fn database_that_can_fall_silent(silent: Arc<AtomicBool>) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let silent = Arc::clone(&silent);
+            std::thread::spawn(move || {
+                let mut stream = stream;
+                let mut request = [0_u8; 8];
+                if stream.read_exact(&mut request).is_err() {
+                    return;
+                }
+                if silent.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_secs(30));
+                    return;
+                }
+                let _ = stream.write_all(b"N");
+                let _ = stream.read(&mut request);
+            });
+        }
+    });
+    port
+}
+
+/// a loopback port that forwards every connection to `target`, once `delay` has passed since it was accepted
+fn delaying_proxy(target: u16, delay: Duration) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                std::thread::sleep(delay);
+                let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", target)) else {
+                    return;
+                };
+                let (Ok(mut client_reader), Ok(mut server_writer)) =
+                    (client.try_clone(), server.try_clone())
+                else {
+                    return;
+                };
+                let upstream = std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut client_reader, &mut server_writer);
+                    let _ = server_writer.shutdown(std::net::Shutdown::Write);
+                });
+                let (mut server_reader, mut client_writer) = (server, client);
+                let _ = std::io::copy(&mut server_reader, &mut client_writer);
+                let _ = client_writer.shutdown(std::net::Shutdown::Write);
+                let _ = upstream.join();
+            });
+        }
+    });
+    port
+}
+
+/// item 7: with stderr in a file (a CI log) and a health probe that waits its whole limit, the waiting line names
+/// the probe, not the AWS calls that have already answered
+#[test]
+fn a_waiting_line_names_what_is_waited_for() {
+    let moto = Moto::start();
+    moto.seed_bastion(REGION, "vpc-main-bastion", true);
+    let (writer, remote_port) = moto.seed_cluster(REGION, "ahbodedb");
+    let silent = Arc::new(AtomicBool::new(false));
+    let database = database_that_can_fall_silent(Arc::clone(&silent));
+    let mut sandbox = Sandbox::new(Some(&moto));
+    sandbox.set_env("DECLASTRUCT_AWS_CLI", &fake_aws_cli().display().to_string());
+    sandbox.set_env(
+        "DECLASTRUCT_FAKE_SSM_HOSTS",
+        &format!("{writer}:{remote_port}=127.0.0.1:{database}"),
+    );
+    let port = free_port();
+    sandbox.write("declastruct.yml", &manifest("running", "OPEN", port));
+    assert_success(&sandbox.run(&["apply", "--auto-approve"]));
+
+    silent.store(true, Ordering::SeqCst);
+    // AWS answers after a second and a half, then the probe waits its whole 5 s: at 5 s, the probe is waited for
+    let moto_port: u16 = moto
+        .endpoint()
+        .rsplit(':')
+        .next()
+        .and_then(|port| port.parse().ok())
+        .expect("moto's port");
+    let proxy = delaying_proxy(moto_port, Duration::from_millis(1500));
+    sandbox.set_env("AWS_ENDPOINT_URL", &format!("http://127.0.0.1:{proxy}"));
+    let status = sandbox.run(&["status"]);
+    let waiting: Vec<String> = stderr(&status)
+        .lines()
+        .filter(|line| line.starts_with('…'))
+        .map(str::to_string)
+        .collect();
+    // not a snapshot: the snapshots' filters drop these lines, which come or not with the machine's speed
+    assert_eq!(
+        waiting,
+        [format!(
+            "… reading live state: checking the tunnels on this machine: their processes, and a health probe through local port {port}: still waiting after 5 s"
+        )],
+        "{}",
+        shown(&status)
+    );
 }
