@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use declastruct_test_support::{Moto, free_port};
 
 use crate::apply::{World, assert_success};
+use crate::assert_shown;
 use crate::support::{REGION, Sandbox, fake_aws_cli, manifest, shown, stderr};
 
 /// the memory limit the issue observed the failures under (`ulimit -v 2000000`, in KiB)
@@ -341,4 +342,41 @@ fn a_waiting_line_names_what_is_waited_for() {
         "{}",
         shown(&status)
     );
+}
+
+
+/// item 4: `plan --out` never writes over the manifest, nor over any other file that is not a plan; a new file,
+/// an empty one and an older plan are written
+#[test]
+fn plan_out_writes_only_a_new_file_or_over_a_plan() {
+    let moto = Moto::start();
+    moto.seed_bastion(REGION, "vpc-main-bastion", true);
+    moto.seed_cluster(REGION, "ahbodedb");
+    let sandbox = Sandbox::new(Some(&moto));
+    let text = manifest("running", "CLOSED", 7775);
+    sandbox.write("declastruct.yml", &text);
+    sandbox.write("notes.txt", "not a plan: keep me\n");
+
+    let over_manifest = sandbox.run(&["plan", "-f", "declastruct.yml", "--out", "declastruct.yml"]);
+    assert_shown!("plan_out_over_the_manifest", over_manifest);
+    assert_eq!(
+        std::fs::read_to_string(sandbox.path("declastruct.yml")).expect("manifest"),
+        text,
+        "the manifest is untouched, byte for byte"
+    );
+    let over_notes = sandbox.run(&["plan", "--out", "notes.txt"]);
+    assert_shown!("plan_out_over_another_file", over_notes);
+    assert_eq!(
+        std::fs::read_to_string(sandbox.path("notes.txt")).expect("notes"),
+        "not a plan: keep me\n"
+    );
+
+    assert_success(&sandbox.run(&["plan", "--out", "plan.json"]));
+    assert_success(&sandbox.run(&["plan", "--out", "plan.json"]));
+    sandbox.write("empty.json", "");
+    assert_success(&sandbox.run(&["plan", "--out", "empty.json"]));
+    for written in ["plan.json", "empty.json"] {
+        let shown = sandbox.run(&["show", written]);
+        assert_success(&shown);
+    }
 }
