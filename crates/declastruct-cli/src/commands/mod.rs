@@ -143,9 +143,15 @@ pub async fn observe_with_progress(
     .await
 }
 
-/// .what = the plan of the planned resources
-/// .why = plan and apply compute it the same way
-pub fn compute_plan(manifest: &Manifest, resources: &[Observed]) -> Result<Plan, ExitCode> {
+/// .what = the plan of the planned resources, recording the `--target` addresses (and `--force-close`) it was
+/// limited to
+/// .why = plan and apply compute it the same way; `apply --plan` plans again with the targets the plan records
+pub fn compute_plan(
+    manifest: &Manifest,
+    resources: &[Observed],
+    targets: &[String],
+    force_close: bool,
+) -> Result<Plan, ExitCode> {
     Plan::compute(
         resources,
         Wish {
@@ -156,6 +162,8 @@ pub fn compute_plan(manifest: &Manifest, resources: &[Observed]) -> Result<Plan,
                 .map_or_else(|| manifest.uri.clone(), |path| path.display().to_string()),
             vars: manifest.variables.clone(),
             var_files: manifest.var_files.clone(),
+            targets: targets.to_vec(),
+            force_close,
         },
     )
     .map_err(|error| {

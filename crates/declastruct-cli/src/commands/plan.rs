@@ -7,7 +7,7 @@ use declastruct_engine::Plan;
 use crate::args::{Cli, PlanArgs};
 use crate::commands::{EXIT_CHANGES, EXIT_FAILURE, after_output, compute_plan, observe_or_report};
 use crate::input_file::{InputFileError, SAVED_PLAN_LIMIT, read_input_file};
-use crate::render::{render_plan, summary_line};
+use crate::render::{render_plan, shell_word, summary_line};
 use crate::resources::{force_close, select_targets};
 
 /// .what = `declastruct plan`: reads live state and prints the changes apply would make
@@ -39,7 +39,7 @@ pub async fn run(cli: &Cli, args: &PlanArgs) -> ExitCode {
             return ExitCode::from(EXIT_FAILURE);
         }
     };
-    let plan = match compute_plan(&manifest, &resources) {
+    let plan = match compute_plan(&manifest, &resources, &args.target, args.force_close) {
         Ok(plan) => plan,
         Err(code) => return code,
     };
@@ -66,13 +66,9 @@ pub async fn run(cli: &Cli, args: &PlanArgs) -> ExitCode {
         render_plan(&plan, cli.verbose > 0, &mut stdout).and_then(|()| match &args.out {
             Some(out) => writeln!(
                 stdout,
-                "Saved the plan to {}; apply it with `declastruct apply {}--plan {}`.",
+                "Saved the plan to {}; apply it with `{}`.",
                 out.display(),
-                cli.file()
-                    .as_ref()
-                    .map(|file| format!("-f {} ", file.display()))
-                    .unwrap_or_default(),
-                out.display()
+                apply_command(cli, out)
             ),
             None => Ok(()),
         })
@@ -83,6 +79,27 @@ pub async fn run(cli: &Cli, args: &PlanArgs) -> ExitCode {
         ExitCode::SUCCESS
     };
     after_output(written.and_then(|()| stdout.flush()), status)
+}
+
+/// .what = the command that applies the plan saved at `out`: with the `-f`, `--var-file` and `--var` this plan was
+/// given (apply plans again with them; the targets are recorded in the plan)
+/// .why = the hint `plan --out` prints is a command that works when pasted
+fn apply_command(cli: &Cli, out: &Path) -> String {
+    let mut command = String::from("declastruct apply ");
+    if let Some(file) = cli.file() {
+        command.push_str(&format!("-f {} ", shell_word(&file.display().to_string())));
+    }
+    for file in cli.var_files() {
+        command.push_str(&format!(
+            "--var-file {} ",
+            shell_word(&file.display().to_string())
+        ));
+    }
+    for var in cli.vars() {
+        command.push_str(&format!("--var {} ", shell_word(&var)));
+    }
+    command.push_str(&format!("--plan {}", shell_word(&out.display().to_string())));
+    command
 }
 
 /// .what = fails unless `out` is a file a plan may be written to: a new file, an empty one, or a saved plan

@@ -14,7 +14,7 @@ use declastruct_test_support::{Moto, free_port};
 
 use crate::apply::{World, assert_success};
 use crate::assert_shown;
-use crate::support::{REGION, Sandbox, fake_aws_cli, manifest, shown, stderr};
+use crate::support::{REGION, Sandbox, fake_aws_cli, manifest, shown, stderr, stdout};
 
 /// the memory limit the issue observed the failures under (`ulimit -v 2000000`, in KiB)
 const MEMORY_LIMIT_KIB: &str = "2000000";
@@ -379,4 +379,56 @@ fn plan_out_writes_only_a_new_file_or_over_a_plan() {
         let shown = sandbox.run(&["show", written]);
         assert_success(&shown);
     }
+}
+
+/// item 11: `plan --target X --out P` records its targets; the command its hint prints applies that plan
+#[test]
+fn a_plan_saved_with_target_is_applied_by_the_command_its_hint_prints() {
+    let moto = Moto::start();
+    let bastion = moto.seed_bastion(REGION, "vpc-main-bastion", false);
+    moto.seed_cluster(REGION, "ahbodedb");
+    let sandbox = Sandbox::new(Some(&moto));
+    sandbox.write("declastruct.yml", &manifest("running", "CLOSED", 7775));
+
+    let plan = sandbox.run(&[
+        "plan",
+        "-f",
+        "declastruct.yml",
+        "--target",
+        "vpc-main-bastion",
+        "--out",
+        "plan.json",
+    ]);
+    assert_shown!("plan_with_target_saved", plan);
+    let document: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(sandbox.path("plan.json")).expect("plan.json"))
+            .expect("a plan document");
+    assert_eq!(
+        document["wish"]["targets"],
+        serde_json::json!(["vpc-main-bastion"])
+    );
+
+    // the hint, as printed: `declastruct apply -f declastruct.yml --plan plan.json`
+    let printed = stdout(&plan);
+    let hint = printed
+        .split('`')
+        .find(|part| part.starts_with("declastruct apply "))
+        .expect("a hint");
+    let words: Vec<&str> = hint.split_whitespace().skip(1).collect();
+    let apply = sandbox.run(&words);
+    assert_shown!("apply_of_the_hint", apply);
+    assert_eq!(
+        moto.instance_state(REGION, &bastion.instance_id),
+        "running"
+    );
+
+    // other targets than the plan's are refused before anything changes
+    let other = sandbox.run(&[
+        "apply",
+        "--plan",
+        "plan.json",
+        "--target",
+        "ahbodedb",
+    ]);
+    assert_shown!("apply_plan_with_other_targets", other);
 }
