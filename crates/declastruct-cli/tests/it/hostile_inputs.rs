@@ -432,3 +432,40 @@ fn a_plan_saved_with_target_is_applied_by_the_command_its_hint_prints() {
     ]);
     assert_shown!("apply_plan_with_other_targets", other);
 }
+
+/// item 5: a secret without `password` names the secret and its keys, never their values; a missing secret and
+/// an ARN in another region name the secret, the region and the tunnel
+#[test]
+fn a_secret_without_a_password_or_out_of_reach_is_named() {
+    let world = World::new(true);
+    world.moto.seed_secret(
+        REGION,
+        "prod/no-password",
+        &serde_json::json!({"username": "app", "pass": "hunter2-value", "engine": "postgres"})
+            .to_string(),
+    );
+    world.declare("running", "OPEN");
+    assert_success(&world.apply());
+    let address = format!("vpc-main-bastion.ahbodedb.{}", world.port);
+    let mut everything = String::new();
+    for secret in [
+        "prod/no-password",
+        "prod/nowhere",
+        "arn:aws:secretsmanager:eu-west-1:123456789012:secret:prod/app-db-AbCdEf",
+    ] {
+        let text = manifest("running", "OPEN", world.port);
+        world.sandbox.write(
+            "declastruct.yml",
+            &format!("{text}    connect:\n      password: {{ secret: \"{secret}\" }}\n"),
+        );
+        let output = world.sandbox.run(&["env", &address]);
+        assert!(
+            !shown(&output).contains("hunter2-value"),
+            "a secret's value is never shown"
+        );
+        everything.push_str(&format!("$ declastruct env ADDRESS   # {secret}\n{}\n", shown(&output)));
+    }
+    crate::support::settings_for_ports(&[world.port]).bind(|| {
+        insta::assert_snapshot!("secrets_out_of_reach", everything);
+    });
+}
