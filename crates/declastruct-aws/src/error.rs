@@ -397,6 +397,21 @@ pub enum AwsError {
         waiting_for: String,
     },
 
+    /// an endpoint variable that is not an http(s) URL
+    #[error("{variable} is `{value}`, which is not a URL: it needs a scheme (http:// or https://) and a host")]
+    #[diagnostic(
+        code(declastruct::aws::bad_endpoint),
+        help(
+            "write it with its scheme, e.g. {variable}=http://{value} for moto or LocalStack on this machine, or unset it to reach AWS"
+        )
+    )]
+    BadEndpoint {
+        /// the variable, e.g. `AWS_ENDPOINT_URL`
+        variable: &'static str,
+        /// its value, as given
+        value: String,
+    },
+
     /// no region is configured anywhere
     #[error(
         "no region: AWS_REGION is unset, the manifest has no `aws.region`, and the profile names none"

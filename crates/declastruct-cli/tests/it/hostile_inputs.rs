@@ -469,3 +469,18 @@ fn a_secret_without_a_password_or_out_of_reach_is_named() {
         insta::assert_snapshot!("secrets_out_of_reach", everything);
     });
 }
+
+/// item 10: an endpoint without a scheme is named as the user gave it, with the variable, before any call and
+/// without pointing at a manifest line
+#[test]
+fn an_endpoint_without_a_scheme_is_named_as_given() {
+    let mut sandbox = Sandbox::new(None);
+    let port = free_port();
+    sandbox.set_env("AWS_ENDPOINT_URL", &format!("127.0.0.1:{port}"));
+    sandbox.set_env("AWS_REGION", REGION);
+    sandbox.set_env("AWS_ACCESS_KEY_ID", "testing");
+    sandbox.set_env("AWS_SECRET_ACCESS_KEY", "testing");
+    sandbox.write("declastruct.yml", &manifest("running", "OPEN", 7775));
+    let output = sandbox.run(&["plan"]);
+    assert_shown!("endpoint_without_a_scheme", output, &[port]);
+}
