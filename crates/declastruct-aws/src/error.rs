@@ -398,7 +398,9 @@ pub enum AwsError {
     },
 
     /// an endpoint variable that is not an http(s) URL
-    #[error("{variable} is `{value}`, which is not a URL: it needs a scheme (http:// or https://) and a host")]
+    #[error(
+        "{variable} is `{value}`, which is not a URL: it needs a scheme (http:// or https://) and a host"
+    )]
     #[diagnostic(
         code(declastruct::aws::bad_endpoint),
         help(

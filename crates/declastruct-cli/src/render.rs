@@ -182,9 +182,9 @@ pub fn selection_arguments(targets: &[String], force_close: bool) -> String {
 /// .why = a command a hint suggests must work when pasted, whatever the path or value in it
 pub fn shell_word(word: &str) -> String {
     let plain = !word.is_empty()
-        && word.chars().all(|character| {
-            character.is_ascii_alphanumeric() || "-_./:=,+@%".contains(character)
-        });
+        && word
+            .chars()
+            .all(|character| character.is_ascii_alphanumeric() || "-_./:=,+@%".contains(character));
     if plain {
         word.to_string()
     } else {

@@ -25,7 +25,11 @@ pub struct Wish {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub targets: Vec<String>,
     /// whether the targeted tunnels were closed for every holder (`--force-close`)
-    #[serde(default, rename = "forceClose", skip_serializing_if = "std::ops::Not::not")]
+    #[serde(
+        default,
+        rename = "forceClose",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
     pub force_close: bool,
 }
 

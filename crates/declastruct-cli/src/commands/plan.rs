@@ -98,7 +98,10 @@ fn apply_command(cli: &Cli, out: &Path) -> String {
     for var in cli.vars() {
         command.push_str(&format!("--var {} ", shell_word(&var)));
     }
-    command.push_str(&format!("--plan {}", shell_word(&out.display().to_string())));
+    command.push_str(&format!(
+        "--plan {}",
+        shell_word(&out.display().to_string())
+    ));
     command
 }
 
@@ -117,9 +120,7 @@ fn check_out(out: &Path, manifest: &Path) -> Result<(), String> {
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(error) => return refuse(&format!("cannot be inspected ({error})")),
     };
-    let same = |one: &Path, other: &Path| {
-        matches!((std::fs::canonicalize(one), std::fs::canonicalize(other)), (Ok(one), Ok(other)) if one == other)
-    };
+    let same = |one: &Path, other: &Path| matches!((std::fs::canonicalize(one), std::fs::canonicalize(other)), (Ok(one), Ok(other)) if one == other);
     if same(out, manifest) {
         return refuse("is the manifest");
     }
@@ -150,8 +151,8 @@ fn write_replacing(path: &Path, contents: &str) -> std::io::Result<()> {
         .map(|name| name.to_string_lossy().into_owned())
         .unwrap_or_default();
     let temporary = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
-    let written = std::fs::write(&temporary, contents)
-        .and_then(|()| std::fs::rename(&temporary, path));
+    let written =
+        std::fs::write(&temporary, contents).and_then(|()| std::fs::rename(&temporary, path));
     if written.is_err() {
         let _ = std::fs::remove_file(&temporary);
     }

@@ -11,7 +11,6 @@ use serde_json::Value;
 use serde_path_to_error::Segment;
 
 use super::error::ManifestError;
-use crate::input_file::{InputFileError, MANIFEST_LIMIT, read_input_file};
 use super::model::{
     Ec2InstanceDeclaration, RdsClusterDeclaration, RdsInstanceDeclaration, ResourceDeclaration,
     VpcTunnelDeclaration,
@@ -19,6 +18,7 @@ use super::model::{
 use super::node_de::NodeDeserializer;
 use super::variables::{Variables, interpolate};
 use super::yaml_tree::{Node, NodeValue, Step, parse};
+use crate::input_file::{InputFileError, MANIFEST_LIMIT, read_input_file};
 
 const KINDS: [&str; 4] = [
     "DeclaredAwsEc2Instance",
@@ -95,7 +95,7 @@ pub fn load_manifest(path: &Path, variables: &Variables) -> Result<Manifest, Vec
                     "declastruct::manifest::unreadable",
                     "create declastruct.yml here (see `declastruct schema` and the examples/ folder), or pass `-f PATH`".into(),
                 ),
-                _ => (
+                InputFileError::Unreadable(_) => (
                     "declastruct::manifest::unreadable",
                     "check that the file is readable".into(),
                 ),

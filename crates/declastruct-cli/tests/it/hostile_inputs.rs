@@ -49,7 +49,9 @@ fn a_manifest_or_saved_plan_that_never_ends_is_refused_at_its_limit() {
     let sandbox = Sandbox::new(None);
     sandbox.write("declastruct.yml", &manifest("running", "OPEN", 7775));
     let sparse = std::fs::File::create(sandbox.path("sparse-plan.json")).expect("create");
-    sparse.set_len(2 * 1024 * 1024 * 1024).expect("a sparse 2 GB file");
+    sparse
+        .set_len(2 * 1024 * 1024 * 1024)
+        .expect("a sparse 2 GB file");
     let cases: [&[&str]; 5] = [
         &["validate", "-f", "/dev/zero"],
         &["plan", "-f", "/dev/zero"],
@@ -113,7 +115,9 @@ fn output_that_cannot_be_written() {
             shown(&closed)
         ));
     }
-    world.sandbox.write("broken.yml", "resources:\n  - kind: Nothing\n");
+    world
+        .sandbox
+        .write("broken.yml", "resources:\n  - kind: Nothing\n");
     let full_stderr = world
         .sandbox
         .command(&["validate", "-f", "broken.yml"])
@@ -215,7 +219,12 @@ fn a_dumb_terminal_gets_no_spinner_and_plain_lines() {
         .output()
         .expect("python3 pty");
     let screen = output.stdout;
-    assert_eq!(output.status.code(), Some(1), "{}", String::from_utf8_lossy(&screen));
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&screen)
+    );
     let text = String::from_utf8_lossy(&screen).into_owned();
     assert!(
         !text.contains('\u{1b}'),
@@ -344,7 +353,6 @@ fn a_waiting_line_names_what_is_waited_for() {
     );
 }
 
-
 /// item 4: `plan --out` never writes over the manifest, nor over any other file that is not a plan; a new file,
 /// an empty one and an older plan are written
 #[test]
@@ -417,19 +425,10 @@ fn a_plan_saved_with_target_is_applied_by_the_command_its_hint_prints() {
     let words: Vec<&str> = hint.split_whitespace().skip(1).collect();
     let apply = sandbox.run(&words);
     assert_shown!("apply_of_the_hint", apply);
-    assert_eq!(
-        moto.instance_state(REGION, &bastion.instance_id),
-        "running"
-    );
+    assert_eq!(moto.instance_state(REGION, &bastion.instance_id), "running");
 
     // other targets than the plan's are refused before anything changes
-    let other = sandbox.run(&[
-        "apply",
-        "--plan",
-        "plan.json",
-        "--target",
-        "ahbodedb",
-    ]);
+    let other = sandbox.run(&["apply", "--plan", "plan.json", "--target", "ahbodedb"]);
     assert_shown!("apply_plan_with_other_targets", other);
 }
 
@@ -463,7 +462,10 @@ fn a_secret_without_a_password_or_out_of_reach_is_named() {
             !shown(&output).contains("hunter2-value"),
             "a secret's value is never shown"
         );
-        everything.push_str(&format!("$ declastruct env ADDRESS   # {secret}\n{}\n", shown(&output)));
+        everything.push_str(&format!(
+            "$ declastruct env ADDRESS   # {secret}\n{}\n",
+            shown(&output)
+        ));
     }
     crate::support::settings_for_ports(&[world.port]).bind(|| {
         insta::assert_snapshot!("secrets_out_of_reach", everything);

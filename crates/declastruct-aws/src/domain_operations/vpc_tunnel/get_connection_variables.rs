@@ -168,7 +168,11 @@ async fn credentials(
                     &error,
                 )
             })?;
-        parse_secret(answer.secret_string().unwrap_or_default(), &secret_id, tunnel)
+        parse_secret(
+            answer.secret_string().unwrap_or_default(),
+            &secret_id,
+            tunnel,
+        )
     };
     match connect.password {
         None => Ok((declared_user, None)),
