@@ -24,6 +24,16 @@ impl EnvVars {
     pub const AWS_REGION: &'static str = "AWS_REGION";
     /// another endpoint for every AWS service (LocalStack, moto)
     pub const AWS_ENDPOINT_URL: &'static str = "AWS_ENDPOINT_URL";
+    /// another endpoint for one service, as the AWS SDKs read them (`AWS_ENDPOINT_URL_EC2`, ...)
+    pub const AWS_ENDPOINT_URL_SERVICES: [&'static str; 4] = [
+        "AWS_ENDPOINT_URL_EC2",
+        "AWS_ENDPOINT_URL_RDS",
+        "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+        "AWS_ENDPOINT_URL_SSM",
+    ];
+    /// `true`: the SDKs ignore every configured endpoint
+    pub const AWS_IGNORE_CONFIGURED_ENDPOINT_URLS: &'static str =
+        "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS";
     /// the home folder, where `~/.declastruct` and `~/.aws` are
     pub const HOME: &'static str = "HOME";
 }

@@ -147,6 +147,64 @@ pub enum AwsError {
         secret: String,
     },
 
+    /// a secret's JSON has no `password` key: only the names of its keys are told, never their values
+    #[error(
+        "the secret `{secret}` of the tunnel {tunnel} has no `password` key; its keys are: {}",
+        if keys.is_empty() { "none".to_string() } else { keys.join(", ") }
+    )]
+    #[diagnostic(
+        code(declastruct::connect::secret_without_password),
+        help(
+            "store the password under the key `password`, as RDS does ({{\"username\": \"...\", \"password\": \"...\"}}), or name the secret that holds it in `connect.password.secret`"
+        )
+    )]
+    SecretWithoutPassword {
+        /// the secret's name or ARN
+        secret: String,
+        /// the keys it has, sorted
+        keys: Vec<String>,
+        /// the tunnel's address
+        tunnel: String,
+    },
+
+    /// Secrets Manager has no secret of that name or ARN in the region asked
+    #[error("the secret `{secret}` of the tunnel {tunnel} was not found in {region}")]
+    #[diagnostic(
+        code(declastruct::connect::secret_not_found),
+        help(
+            "check its name and region (`aws secretsmanager list-secrets --region {region}`); a secret is read in the manifest's region (`aws.region`, else AWS_REGION or the profile's)"
+        )
+    )]
+    SecretNotFound {
+        /// the secret's name or ARN
+        secret: String,
+        /// the region it was looked for in
+        region: String,
+        /// the tunnel's address
+        tunnel: String,
+    },
+
+    /// a secret's ARN names another region than the one declastruct calls
+    #[error(
+        "the secret `{secret}` of the tunnel {tunnel} is in {secret_region}, and declastruct reads secrets in {region}"
+    )]
+    #[diagnostic(
+        code(declastruct::connect::secret_in_another_region),
+        help(
+            "replicate it to {region} (`aws secretsmanager replicate-secret-to-regions --secret-id {secret} --add-replica-regions Region={region}`) and name the replica, or use the manifest's region for the secret"
+        )
+    )]
+    SecretInAnotherRegion {
+        /// the secret's ARN
+        secret: String,
+        /// the region in its ARN
+        secret_region: String,
+        /// the region declastruct calls
+        region: String,
+        /// the tunnel's address
+        tunnel: String,
+    },
+
     /// `managed: true` for a database whose master password RDS does not manage
     #[error("RDS does not manage the master user password of {target}")]
     #[diagnostic(
@@ -337,6 +395,23 @@ pub enum AwsError {
     Interrupted {
         /// what was being waited for
         waiting_for: String,
+    },
+
+    /// an endpoint variable that is not an http(s) URL
+    #[error(
+        "{variable} is `{value}`, which is not a URL: it needs a scheme (http:// or https://) and a host"
+    )]
+    #[diagnostic(
+        code(declastruct::aws::bad_endpoint),
+        help(
+            "write it with its scheme, e.g. {variable}=http://{value} for moto or LocalStack on this machine, or unset it to reach AWS"
+        )
+    )]
+    BadEndpoint {
+        /// the variable, e.g. `AWS_ENDPOINT_URL`
+        variable: &'static str,
+        /// its value, as given
+        value: String,
     },
 
     /// no region is configured anywhere

@@ -6,6 +6,9 @@ use declastruct_aws::EnvVars;
 /// any non-empty value turns colour off
 pub const NO_COLOR: &str = "NO_COLOR";
 
+/// the terminal's type: `dumb` gets no spinner and no cursor movement, as on a pipe
+pub const TERM: &str = "TERM";
+
 /// .what = the variables a user sets, with what each does, for `--help`
 /// .why = the help cannot drift from the names the code reads
 pub const DOCUMENTED: [(&str, &str); 7] = [

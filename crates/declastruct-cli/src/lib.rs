@@ -1,10 +1,32 @@
 //! .what = the `declastruct` command line: arguments, manifest loading, rendering and the commands
 //! .why = wires the engine and the AWS crate together; `main` only calls `run`
 
+/// .what = `eprintln!` for the whole crate: writes to stderr through `write_stderr`, which never panics
+/// .why = the standard `eprintln!` panics when stderr cannot be written (`2>/dev/full`: exit 101); a message that
+/// cannot be shown must not turn an orderly exit into a panic. Defined before the modules, it shadows the
+/// standard macro in every one of them (a `macro_rules!` in scope wins over the prelude's)
+macro_rules! eprintln {
+    () => {
+        $crate::write_stderr(format_args!("\n"))
+    };
+    ($($argument:tt)*) => {
+        $crate::write_stderr(format_args!("{}\n", format_args!($($argument)*)))
+    };
+}
+
+/// .what = `eprint!` for the whole crate, through `write_stderr`
+/// .why = as `eprintln!` above
+macro_rules! eprint {
+    ($($argument:tt)*) => {
+        $crate::write_stderr(format_args!($($argument)*))
+    };
+}
+
 pub mod args;
 pub mod commands;
 pub mod connect;
 pub mod env_vars;
+pub mod input_file;
 pub mod located;
 pub mod manifest;
 pub mod progress;
@@ -36,7 +58,8 @@ pub fn run() -> ExitCode {
         anstream::ColorChoice::Never.write_global();
     }
     let stderr_terminal = std::io::stderr().is_terminal();
-    let stderr_color = !no_color && stderr_terminal;
+    // a dumb terminal (TERM=dumb) shows escape codes as text
+    let stderr_color = !no_color && progress::stderr_moves_its_cursor();
     let _ = miette::set_hook(Box::new(move |_| {
         Box::new(
             miette::MietteHandlerOpts::new()
@@ -48,7 +71,7 @@ pub fn run() -> ExitCode {
         )
     }));
 
-    init_tracing(cli.verbose, cli.quiet, !no_color && stderr_terminal);
+    init_tracing(cli.verbose, cli.quiet, stderr_color);
 
     if let Some(problem) = cli.misplaced_manifest_option() {
         eprintln!("error: {problem}");
@@ -68,6 +91,14 @@ pub fn run() -> ExitCode {
         Command::Connect(args) => block_on(commands::connect::run(&cli, args)),
         Command::Env(args) => block_on(commands::env::run(&cli, args)),
     }
+}
+
+/// .what = writes a message to stderr, ignoring a failed write
+/// .why = the one writer of `eprintln!` and `eprint!` in this crate (see the macros above): when stderr is full or
+/// gone, nothing more can be said there, and the exit code already says that the command failed
+pub fn write_stderr(arguments: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let _ = std::io::stderr().lock().write_fmt(arguments);
 }
 
 /// .what = prints a usage error (or help, or the version) and picks the exit code

@@ -1,6 +1,8 @@
-//! .what = progress of long waits: a spinner with elapsed time on a terminal, a plain line every few seconds in a
-//! log (CI), nothing with `--json` or `-q`
-//! .why = nobody should stare at a silent terminal while a bastion boots, nor wonder whether a CI job hangs
+//! .what = progress of long waits: a spinner with elapsed time on a terminal, a plain line every few seconds of a
+//! wait longer than 5 s in a log (CI) or on a terminal without cursor movement (`TERM=dumb`), nothing with `--json`
+//! or `-q`
+//! .why = nobody should stare at a silent terminal while a bastion boots, nor wonder whether a CI job hangs; a
+//! line names what is waited for at that moment (AWS, or a tunnel's health probe), never a step already done
 
 use std::io::IsTerminal;
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -19,7 +21,7 @@ pub const LINE_INTERVAL: Duration = Duration::from_secs(5);
 enum Shown {
     /// spinners redrawn in place, on a terminal
     Spinners(MultiProgress),
-    /// a plain line every `LINE_INTERVAL`, when stderr is a file or a pipe; the latest message of the AWS crate
+    /// a plain line every `LINE_INTERVAL`, when stderr is a file, a pipe or a dumb terminal; the latest message of the AWS crate
     /// ("waiting for the bastion's SSM agent") rides along
     Lines(Arc<Mutex<Option<String>>>),
     /// nothing
@@ -34,13 +36,14 @@ pub struct Progress {
 }
 
 impl Progress {
-    /// .what = progress for a person (`for_a_person`: not `--json`, not `-q`): spinners when stderr is a terminal,
-    /// plain lines every few seconds of a long wait when it is not
-    /// .why = a terminal gets animation; a CI log gets no control codes, and a line only when a wait is long
+    /// .what = progress for a person (`for_a_person`: not `--json`, not `-q`): spinners when stderr is a terminal
+    /// that moves its cursor, plain lines every few seconds of a long wait otherwise
+    /// .why = a terminal gets animation; a CI log or a dumb terminal (Emacs' shell, `TERM=dumb`) gets no control
+    /// codes, and a line only when a wait is long
     pub fn for_terminal(for_a_person: bool) -> Self {
         let shown = if !for_a_person {
             Shown::Nothing
-        } else if std::io::stderr().is_terminal() {
+        } else if stderr_moves_its_cursor() {
             Shown::Spinners(MultiProgress::with_draw_target(ProgressDrawTarget::stderr()))
         } else {
             Shown::Lines(Arc::new(Mutex::new(None)))
@@ -58,19 +61,28 @@ impl Progress {
                     ProgressStyle::with_template("{spinner} {msg} [{elapsed_precise}]")
                         .unwrap_or_else(|_| ProgressStyle::default_spinner()),
                 );
-                bar.set_message(label);
+                bar.set_message(label.clone());
                 bar.enable_steady_tick(Duration::from_millis(100));
                 Task {
                     bar: Some(bar),
+                    label: Arc::new(Mutex::new(label)),
                     stop: None,
                 }
             }
-            Shown::Lines(detail) => Task {
-                bar: None,
-                stop: Some(print_lines_while_waiting(label, Arc::clone(detail))),
-            },
+            Shown::Lines(detail) => {
+                let label = Arc::new(Mutex::new(label));
+                Task {
+                    bar: None,
+                    stop: Some(print_lines_while_waiting(
+                        Arc::clone(&label),
+                        Arc::clone(detail),
+                    )),
+                    label,
+                }
+            }
             Shown::Nothing => Task {
                 bar: None,
+                label: Arc::new(Mutex::new(label)),
                 stop: None,
             },
         }
@@ -101,10 +113,18 @@ impl Progress {
     }
 }
 
+/// .what = whether stderr is a terminal that can redraw a line: a terminal, and `TERM` is not `dumb`
+/// .why = a dumb terminal prints every redraw of a spinner as new text
+pub fn stderr_moves_its_cursor() -> bool {
+    std::io::stderr().is_terminal()
+        && std::env::var_os(crate::env_vars::TERM).is_none_or(|term| term != "dumb")
+}
+
 /// a thread that prints "… LABEL: still waiting after N s (DETAIL)" every `LINE_INTERVAL` until the returned
-/// sender is dropped (the wait ended); it wakes at once then, so it never delays the command
+/// sender is dropped (the wait ended), with the label of that moment; it wakes at once then, so it never delays
+/// the command
 fn print_lines_while_waiting(
-    label: String,
+    label: Arc<Mutex<String>>,
     detail: Arc<Mutex<Option<String>>>,
 ) -> mpsc::Sender<()> {
     let (stop, stopped) = mpsc::channel::<()>();
@@ -117,6 +137,7 @@ fn print_lines_while_waiting(
                 .and_then(|latest| latest.clone())
                 .map(|latest| format!(" ({latest})"))
                 .unwrap_or_default();
+            let label = label.lock().map(|label| label.clone()).unwrap_or_default();
             eprintln!(
                 "… {label}: still waiting after {} s{latest}",
                 started.elapsed().as_secs()
@@ -130,8 +151,23 @@ fn print_lines_while_waiting(
 /// .why = dropped when its wait ends: the spinner is cleared, the plain lines stop
 pub struct Task {
     bar: Option<ProgressBar>,
+    /// what is waited for now
+    label: Arc<Mutex<String>>,
     /// dropping it stops the plain lines
     stop: Option<mpsc::Sender<()>>,
+}
+
+impl Task {
+    /// .what = names what the wait is for from now on
+    /// .why = one wait may have steps (AWS, then each tunnel's health probe): the line names the step under way
+    pub fn relabel(&self, label: String) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(label.clone());
+        }
+        if let Ok(mut current) = self.label.lock() {
+            *current = label;
+        }
+    }
 }
 
 impl Drop for Task {

@@ -162,3 +162,32 @@ pub fn display_path(path: &str) -> String {
             },
         )
 }
+
+/// .what = `--target A --target B --force-close ` (each followed by a space), or nothing when the plan covers the
+/// whole manifest
+/// .why = the commands a hint suggests select what the plan was made for
+pub fn selection_arguments(targets: &[String], force_close: bool) -> String {
+    let mut arguments: String = targets
+        .iter()
+        .map(|target| format!("--target {} ", shell_word(target)))
+        .collect();
+    if force_close {
+        arguments.push_str("--force-close ");
+    }
+    arguments
+}
+
+/// .what = `word` as a shell reads it back: as it is when it holds only characters no shell treats specially,
+/// else in single quotes
+/// .why = a command a hint suggests must work when pasted, whatever the path or value in it
+pub fn shell_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|character| character.is_ascii_alphanumeric() || "-_./:=,+@%".contains(character));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}

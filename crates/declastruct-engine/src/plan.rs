@@ -20,6 +20,17 @@ pub struct Wish {
     /// the `--var-file` files read, in the order given
     #[serde(default, rename = "varFiles", skip_serializing_if = "Vec::is_empty")]
     pub var_files: Vec<String>,
+    /// the addresses the plan was limited to (`--target`), empty for the whole manifest
+    /// .why = `apply --plan` plans again with the same targets, or every other resource would look new
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<String>,
+    /// whether the targeted tunnels were closed for every holder (`--force-close`)
+    #[serde(
+        default,
+        rename = "forceClose",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub force_close: bool,
 }
 
 /// .what = the declared, live and differing state of one resource

@@ -87,6 +87,7 @@ impl ContextAwsApi {
         if let Some(profile) = &settings.profile {
             loader = loader.profile_name(profile);
         }
+        check_endpoint_variables()?;
         let selected = settings.profile.clone().or_else(|| {
             std::env::var(EnvVars::AWS_PROFILE)
                 .ok()
@@ -265,6 +266,40 @@ impl ContextAwsApi {
             }),
         }
     }
+}
+
+/// .what = fails when `AWS_ENDPOINT_URL` (or a service's own, e.g. `AWS_ENDPOINT_URL_EC2`) is set to something that
+/// is not an `http://` or `https://` URL with a host, naming the variable and the value as given
+/// .why = the SDK drops such a value from the shared configuration but still uses it per service, so the failure
+/// came as "could not connect to https://ec2.us-east-1.amazonaws.com: endpoint must contain scheme", naming an
+/// endpoint the user never gave
+fn check_endpoint_variables() -> Result<(), AwsError> {
+    let ignored = std::env::var(EnvVars::AWS_IGNORE_CONFIGURED_ENDPOINT_URLS)
+        .is_ok_and(|value| value.eq_ignore_ascii_case("true"));
+    if ignored {
+        return Ok(());
+    }
+    let variables =
+        std::iter::once(EnvVars::AWS_ENDPOINT_URL).chain(EnvVars::AWS_ENDPOINT_URL_SERVICES);
+    for variable in variables {
+        let Ok(value) = std::env::var(variable) else {
+            continue;
+        };
+        if value.is_empty() {
+            continue;
+        }
+        let lowered = value.to_ascii_lowercase();
+        let host = lowered
+            .strip_prefix("http://")
+            .or_else(|| lowered.strip_prefix("https://"));
+        if host.is_none_or(|host| host.is_empty() || host.starts_with(['/', ':'])) {
+            return Err(AwsError::BadEndpoint {
+                variable,
+                value: value.clone(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// .what = fails when the selected profile is in neither AWS file

@@ -46,6 +46,14 @@ pub async fn run(cli: &Cli, args: &ApplyArgs) -> ExitCode {
         (None, Some((_, saved))) => std::path::PathBuf::from(&saved.wish.uri),
         _ => cli.manifest_path(),
     };
+    // a saved plan is planned again for the targets it was made for
+    let (targets, forcing) = match saved_targets(&saved, args) {
+        Ok(selection) => selection,
+        Err(problem) => {
+            eprintln!("{problem}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
     let (manifest, mut context, mut resources) =
         match observe_or_report(cli, &manifest_path, !args.json).await {
             Ok(observed) => observed,
@@ -53,13 +61,13 @@ pub async fn run(cli: &Cli, args: &ApplyArgs) -> ExitCode {
         };
     let selected = force_replace(&mut resources, &args.replace)
         .and_then(|()| {
-            if args.force_close {
-                force_close(&mut resources, &args.target)
+            if forcing {
+                force_close(&mut resources, &targets)
             } else {
                 Ok(())
             }
         })
-        .and_then(|()| select_targets(resources, &args.target));
+        .and_then(|()| select_targets(resources, &targets));
     let resources = match selected {
         Ok(resources) => resources,
         Err(problem) => {
@@ -69,7 +77,7 @@ pub async fn run(cli: &Cli, args: &ApplyArgs) -> ExitCode {
     };
     let progress = Progress::for_terminal(!args.json && !cli.quiet);
     context.progress = progress.reporter();
-    let plan = match compute_plan(&manifest, &resources) {
+    let plan = match compute_plan(&manifest, &resources, &targets, forcing) {
         Ok(plan) => plan,
         Err(code) => return code,
     };
@@ -418,12 +426,41 @@ fn print_json(plan: &Plan, report_card: Option<&ApplyReport<AwsError>>) {
         super::write_stdout(&(serde_json::to_string_pretty(&document).unwrap_or_default() + "\n"));
 }
 
+/// the `--target` addresses and `--force-close` to plan with: the saved plan's, unless the command line gives its own,
+/// which must then be the saved plan's
+fn saved_targets(
+    saved: &Option<(std::path::PathBuf, Plan)>,
+    args: &ApplyArgs,
+) -> Result<(Vec<String>, bool), String> {
+    let Some((path, saved)) = saved else {
+        return Ok((args.target.clone(), args.force_close));
+    };
+    if args.target.is_empty() {
+        return Ok((saved.wish.targets.clone(), saved.wish.force_close));
+    }
+    if args.target != saved.wish.targets || args.force_close != saved.wish.force_close {
+        let made_for = if saved.wish.targets.is_empty() {
+            "the whole manifest".to_string()
+        } else {
+            crate::render::selection_arguments(&saved.wish.targets, saved.wish.force_close)
+                .trim_end()
+                .to_string()
+        };
+        return Err(format!(
+            "error: {} was saved for {made_for}, and this apply asks for {}\n  help: apply a saved plan without --target: it is applied for the targets it was made for",
+            path.display(),
+            crate::render::selection_arguments(&args.target, args.force_close).trim_end(),
+        ));
+    }
+    Ok((args.target.clone(), args.force_close))
+}
+
 /// compares a saved plan with the fresh one; the message names what changed
 fn check_saved_plan(path: &std::path::Path, saved: &Plan, fresh: &Plan) -> Result<(), String> {
     // what a reviewer read must be what runs: the saved changes must still hash to the saved hash
     let content_hash = declastruct_engine::compute_plan_hash(&saved.changes);
     let again = format!(
-        "declastruct plan -f {} {}{}--out {}",
+        "declastruct plan -f {} {}{}{}--out {}",
         crate::render::display_path(&saved.wish.uri),
         saved
             .wish
@@ -437,6 +474,7 @@ fn check_saved_plan(path: &std::path::Path, saved: &Plan, fresh: &Plan) -> Resul
             .iter()
             .map(|(name, value)| format!("--var {name}={value} "))
             .collect::<String>(),
+        crate::render::selection_arguments(&saved.wish.targets, saved.wish.force_close),
         path.display()
     );
     if content_hash != saved.hash {

@@ -97,12 +97,9 @@ pub fn run(_cli: &Cli, args: &LogsArgs) -> ExitCode {
                 .is_ok()
             {
                 position += more.len() as u64;
-                if stdout
-                    .write_all(&more)
-                    .and_then(|()| stdout.flush())
-                    .is_err()
-                {
-                    return ExitCode::SUCCESS;
+                if let Err(error) = stdout.write_all(&more).and_then(|()| stdout.flush()) {
+                    // a reader that went away ends `--follow` quietly; a full disk is said
+                    return after_output(Err(error), ExitCode::SUCCESS);
                 }
             }
         }

@@ -23,7 +23,7 @@ use miette::Diagnostic;
 use crate::args::Cli;
 use crate::manifest::{Manifest, Variables, load_manifest};
 use crate::progress::Progress;
-use crate::resources::{Observed, observe};
+use crate::resources::{Observed, observe_in_steps};
 
 /// .what = exit codes of the contract
 /// .why = named once
@@ -32,11 +32,15 @@ pub const EXIT_FAILURE: u8 = 1;
 pub const EXIT_CHANGES: u8 = 2;
 
 /// .what = the exit code once a command's output is written: `status`, unless writing failed for another reason
-/// than a reader that went away
-/// .why = `declastruct plan | head -1` ends quietly with the command's own status, as `git log | head` does
+/// than a reader that went away, which is said on stderr and exits 1
+/// .why = `declastruct plan | head -1` ends quietly with the command's own status, as `git log | head` does;
+/// `declastruct plan > /dev/full` must not look like success, nor fail without a word
 pub fn after_output(written: std::io::Result<()>, status: ExitCode) -> ExitCode {
     match written {
         Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => {
+            // said on stderr when it can be; a closed stdout is no error (the standard library writes nothing
+            // to a closed descriptor and reports success)
+            eprintln!("error: cannot write the output to stdout: {error}");
             ExitCode::from(EXIT_FAILURE)
         }
         _ => status,
@@ -109,12 +113,7 @@ pub async fn observe_or_report(
     // the tunnels this manifest opens are held by it, in this environment: it alone plans their removal
     context.holder = manifest_holder(&manifest, &context);
     let progress = Progress::for_terminal(show_progress && !cli.quiet);
-    let reading = progress.start(format!(
-        "reading live state: ec2:DescribeInstances, rds:DescribeDBClusters at {}",
-        context.endpoint("ec2")
-    ));
-    let observed = observe(&manifest, &context).await;
-    drop(reading);
+    let observed = observe_with_progress(&manifest, &context, &progress).await;
     match observed {
         Ok(resources) => Ok((manifest, context, resources)),
         Err(errors) => {
@@ -126,9 +125,34 @@ pub async fn observe_or_report(
     }
 }
 
-/// .what = the plan of the planned resources
-/// .why = plan and apply compute it the same way
-pub fn compute_plan(manifest: &Manifest, resources: &[Observed]) -> Result<Plan, ExitCode> {
+/// .what = the observed resources, with a progress line that names each step as it comes: the AWS reads, then the
+/// tunnels' checks on this machine
+/// .why = `plan`, `apply` and `status` wait for the same steps; a line that blames AWS while a health probe is
+/// waited for sends the user the wrong way
+pub async fn observe_with_progress(
+    manifest: &Manifest,
+    context: &ContextAwsApi,
+    progress: &Progress,
+) -> Result<Vec<Observed>, Vec<miette::Report>> {
+    let task = progress.start(format!(
+        "reading live state: ec2:DescribeInstances, rds:DescribeDBClusters at {}",
+        context.endpoint("ec2")
+    ));
+    observe_in_steps(manifest, context, |step| {
+        task.relabel(format!("reading live state: {step}"));
+    })
+    .await
+}
+
+/// .what = the plan of the planned resources, recording the `--target` addresses (and `--force-close`) it was
+/// limited to
+/// .why = plan and apply compute it the same way; `apply --plan` plans again with the targets the plan records
+pub fn compute_plan(
+    manifest: &Manifest,
+    resources: &[Observed],
+    targets: &[String],
+    force_close: bool,
+) -> Result<Plan, ExitCode> {
     Plan::compute(
         resources,
         Wish {
@@ -139,6 +163,8 @@ pub fn compute_plan(manifest: &Manifest, resources: &[Observed]) -> Result<Plan,
                 .map_or_else(|| manifest.uri.clone(), |path| path.display().to_string()),
             vars: manifest.variables.clone(),
             var_files: manifest.var_files.clone(),
+            targets: targets.to_vec(),
+            force_close,
         },
     )
     .map_err(|error| {

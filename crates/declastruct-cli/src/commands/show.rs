@@ -5,6 +5,7 @@ use declastruct_engine::Plan;
 
 use crate::args::{Cli, ShowArgs};
 use crate::commands::{EXIT_FAILURE, after_output};
+use crate::input_file::{InputFileError, SAVED_PLAN_LIMIT, read_input_file};
 use crate::render::{render_plan, summary_line};
 
 /// .what = `declastruct show PLANFILE [--json]`: renders a saved plan exactly as `plan` would, with no AWS call
@@ -27,20 +28,29 @@ pub fn run(cli: &Cli, args: &ShowArgs) -> ExitCode {
     } else {
         render_plan(&plan, cli.verbose > 0, &mut stdout)
     };
-    after_output(written, ExitCode::SUCCESS)
+    after_output(written.and_then(|()| stdout.flush()), ExitCode::SUCCESS)
 }
 
 /// .what = a plan saved by `plan --out`, or a message that says why it cannot be read
-/// .why = `show` and `apply --plan` read saved plans the same way
+/// .why = `show` and `apply --plan` read saved plans the same way, never more than `SAVED_PLAN_LIMIT` of them
 pub fn read_saved_plan(path: &std::path::Path) -> Result<Plan, String> {
-    let text = std::fs::read_to_string(path).map_err(|error| {
+    let bytes = read_input_file(path, SAVED_PLAN_LIMIT).map_err(|error| {
+        let help = match error {
+            InputFileError::TooLarge { .. } => format!(
+                "a saved plan holds at most {} MiB; check that the path names a plan saved with `declastruct plan --out`",
+                SAVED_PLAN_LIMIT / (1024 * 1024)
+            ),
+            InputFileError::Unreadable(_) => format!(
+                "save one with `declastruct plan --out {}`",
+                path.display()
+            ),
+        };
         format!(
-            "error: cannot read the saved plan {}: {error}\n  help: save one with `declastruct plan --out {}`",
+            "error: cannot read the saved plan {}: {error}\n  help: {help}",
             path.display(),
-            path.display()
         )
     })?;
-    serde_json::from_str(&text).map_err(|error| {
+    serde_json::from_slice(&bytes).map_err(|error| {
         format!(
             "error: {} is not a plan document ({error})\n  help: save one with `declastruct plan --out {}`",
             path.display(),

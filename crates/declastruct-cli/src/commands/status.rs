@@ -7,11 +7,13 @@ use declastruct_tunnel::{TunnelFiles, TunnelId, TunnelProcesses};
 use serde_json::{Value, json};
 
 use crate::args::{Cli, StatusArgs};
-use crate::commands::{EXIT_FAILURE, load_or_report, manifest_holder, report};
+use crate::commands::{
+    EXIT_FAILURE, after_output, load_or_report, manifest_holder, observe_with_progress, report,
+};
 use crate::connect::{client_command, connection_line};
 use crate::manifest::{Manifest, ResourceDeclaration, VpcTunnelDeclaration, tunnel_address};
 use crate::progress::Progress;
-use crate::resources::{Observed, observe};
+use crate::resources::Observed;
 
 /// .what = `declastruct status`: the live state of every declared resource; tunnels with pid, port, uptime, health
 /// .why = one look tells whether the database is reachable, and if not, why; what runs on this machine is shown
@@ -33,13 +35,7 @@ pub async fn run(cli: &Cli, args: &StatusArgs) -> ExitCode {
     let observed = match ContextAwsApi::load(&manifest.aws).await {
         Ok(mut context) => {
             context.holder = manifest_holder(&manifest, &context);
-            let reading = progress.start(format!(
-                "reading live state: ec2:DescribeInstances, rds:DescribeDBClusters at {}",
-                context.endpoint("ec2")
-            ));
-            let observed = observe(&manifest, &context).await;
-            drop(reading);
-            observed
+            observe_with_progress(&manifest, &context, &progress).await
         }
         Err(error) => Err(vec![miette::Report::new(error)]),
     };
@@ -140,14 +136,19 @@ const ALL_COLUMNS: [Column; 10] = [
 
 /// the rows as JSON, or as a table whose last column is not padded, followed (unless `quiet`) by how to connect
 fn print(rows: &[Value], json: bool, quiet: bool, columns: &[Column]) -> ExitCode {
-    let mut stdout = anstream::stdout();
+    after_output(write_rows(rows, json, quiet, columns), ExitCode::SUCCESS)
+}
+
+/// `print`'s writing, whose failure (`> /dev/full`) is an error
+fn write_rows(rows: &[Value], json: bool, quiet: bool, columns: &[Column]) -> std::io::Result<()> {
+    let mut stdout = anstream::stdout().lock();
     if json {
-        let _ = writeln!(
+        writeln!(
             stdout,
             "{}",
             serde_json::to_string_pretty(rows).unwrap_or_default()
-        );
-        return ExitCode::SUCCESS;
+        )?;
+        return stdout.flush();
     }
     let headers: Vec<String> = columns
         .iter()
@@ -179,7 +180,7 @@ fn print(rows: &[Value], json: bool, quiet: bool, columns: &[Column]) -> ExitCod
                 }
             })
             .collect();
-        let _ = writeln!(stdout, "{}", cells.join("  ").trim_end());
+        writeln!(stdout, "{}", cells.join("  ").trim_end())?;
     }
     let connections: Vec<String> = rows
         .iter()
@@ -192,9 +193,9 @@ fn print(rows: &[Value], json: bool, quiet: bool, columns: &[Column]) -> ExitCod
         })
         .collect();
     if !connections.is_empty() && !quiet {
-        let _ = writeln!(stdout, "\nConnect:\n{}", connections.join("\n"));
+        writeln!(stdout, "\nConnect:\n{}", connections.join("\n"))?;
     }
-    ExitCode::SUCCESS
+    stdout.flush()
 }
 
 /// .what = every tunnel of this machine's state folder: recorded ones, and those only their processes show

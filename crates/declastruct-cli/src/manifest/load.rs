@@ -18,6 +18,7 @@ use super::model::{
 use super::node_de::NodeDeserializer;
 use super::variables::{Variables, interpolate};
 use super::yaml_tree::{Node, NodeValue, Step, parse};
+use crate::input_file::{InputFileError, MANIFEST_LIMIT, read_input_file};
 
 const KINDS: [&str; 4] = [
     "DeclaredAwsEc2Instance",
@@ -79,23 +80,80 @@ impl Manifest {
 /// .why = `validate`, `plan`, `apply` and `status` all start here, and every problem is reported at once
 pub fn load_manifest(path: &Path, variables: &Variables) -> Result<Manifest, Vec<ManifestError>> {
     let uri = path.display().to_string();
-    match std::fs::read_to_string(path) {
-        Ok(text) => parse_manifest_with(&uri, text, variables).map(|mut manifest| {
-            manifest.path = std::fs::canonicalize(path).ok();
-            manifest
-        }),
-        Err(error) => Err(vec![ManifestError {
-            code: "declastruct::manifest::unreadable",
-            message: format!("cannot read the manifest {uri}: {error}"),
-            help: if error.kind() == std::io::ErrorKind::NotFound {
-                "create declastruct.yml here (see `declastruct schema` and the examples/ folder), or pass `-f PATH`".into()
-            } else {
-                "check that the file is readable".into()
-            },
-            source: None,
-            labels: Vec::new(),
-        }]),
-    }
+    let bytes = match read_input_file(path, MANIFEST_LIMIT) {
+        Ok(bytes) => bytes,
+        Err(error) => {
+            let (code, help) = match &error {
+                InputFileError::TooLarge { .. } => (
+                    "declastruct::manifest::too_large",
+                    format!(
+                        "a manifest holds at most {} MiB; check that -f names the manifest",
+                        MANIFEST_LIMIT / (1024 * 1024)
+                    ),
+                ),
+                _ if error.is_not_found() => (
+                    "declastruct::manifest::unreadable",
+                    "create declastruct.yml here (see `declastruct schema` and the examples/ folder), or pass `-f PATH`".into(),
+                ),
+                InputFileError::Unreadable(_) => (
+                    "declastruct::manifest::unreadable",
+                    "check that the file is readable".into(),
+                ),
+            };
+            return Err(vec![ManifestError {
+                code,
+                message: format!("cannot read the manifest {uri}: {error}"),
+                help,
+                source: None,
+                labels: Vec::new(),
+            }]);
+        }
+    };
+    let text = utf8_or_located(&uri, bytes)?;
+    parse_manifest_with(&uri, text, variables).map(|mut manifest| {
+        manifest.path = std::fs::canonicalize(path).ok();
+        manifest
+    })
+}
+
+/// .what = the manifest's bytes as text, or an error at the line and column of the first byte that is not UTF-8
+/// .why = "stream did not contain valid UTF-8" leaves the user searching a file for an invisible byte
+fn utf8_or_located(uri: &str, bytes: Vec<u8>) -> Result<String, Vec<ManifestError>> {
+    let error = match String::from_utf8(bytes) {
+        Ok(text) => return Ok(text),
+        Err(error) => error,
+    };
+    let offset = error.utf8_error().valid_up_to();
+    let bytes = error.into_bytes();
+    let bad: Vec<String> = bytes[offset..]
+        .iter()
+        .take(4)
+        .take_while(|byte| !byte.is_ascii())
+        .map(|byte| format!("0x{byte:02x}"))
+        .collect();
+    // the text before the byte is valid: its lines and characters are counted as an editor counts them
+    let before = String::from_utf8_lossy(&bytes[..offset]);
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rsplit('\n')
+        .next()
+        .map_or(0, |start| start.chars().count())
+        + 1;
+    // shown with each bad sequence replaced by U+FFFD, which starts at the same byte
+    let shown = String::from_utf8_lossy(&bytes).into_owned();
+    let source = Arc::new(NamedSource::new(uri, shown).with_language("yaml"));
+    let span = SourceSpan::new(offset.into(), '\u{fffd}'.len_utf8());
+    Err(vec![ManifestError::at(
+        "declastruct::manifest::not_utf8",
+        &source,
+        span,
+        "not UTF-8",
+        format!(
+            "the manifest {uri} is not UTF-8 text: byte {} at line {line}, column {column}",
+            bad.first().map_or("?", String::as_str)
+        ),
+        "save the manifest as UTF-8 (YAML is read as UTF-8); a file in Latin-1 converts with `iconv -f latin1 -t utf-8`",
+    )])
 }
 
 /// .what = validates manifest text, as `load_manifest` does for a file

@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use super::error::ManifestError;
 use super::yaml_tree::{Node, NodeValue};
+use crate::input_file::{InputFileError, VAR_FILE_LIMIT, read_input_file};
 
 /// .what = where variables' values come from: `--var NAME=VALUE` first, then `--var-file` files (the later
 /// file first), then the environment
@@ -22,9 +23,6 @@ pub struct Variables {
     /// the `--var-file` files, in the order given, each with its values
     files: Vec<(String, Vec<(String, String)>)>,
 }
-
-/// the largest variables file read: far more than any list of variables needs
-const VAR_FILE_LIMIT: u64 = 1024 * 1024;
 
 impl Variables {
     /// .what = the `--var NAME=VALUE` arguments and the `--var-file FILE` files, checked and read
@@ -105,7 +103,6 @@ impl Variables {
 /// lines ignored, a value optionally in single or double quotes, an inline ` #` comment after an unquoted value
 /// .why = prod needs four `--var` flags on every command without it; a file says them once
 fn read_var_file(path: &std::path::Path) -> Result<Vec<(String, String)>, ManifestError> {
-    use std::io::Read;
     let shown = path.display().to_string();
     let unreadable = |problem: String, help: &str| ManifestError {
         code: "declastruct::manifest::bad_var_file",
@@ -114,22 +111,16 @@ fn read_var_file(path: &std::path::Path) -> Result<Vec<(String, String)>, Manife
         source: None,
         labels: Vec::new(),
     };
-    let file = std::fs::File::open(path).map_err(|error| {
-        unreadable(
+    let bytes = read_input_file(path, VAR_FILE_LIMIT).map_err(|error| match error {
+        InputFileError::TooLarge { .. } => unreadable(
+            error.to_string(),
+            "a variables file holds NAME=VALUE lines; check that --var-file names the right file",
+        ),
+        InputFileError::Unreadable(_) => unreadable(
             error.to_string(),
             "check the path given to --var-file (relative to the folder the command runs in)",
-        )
+        ),
     })?;
-    let mut bytes = Vec::new();
-    file.take(VAR_FILE_LIMIT + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|error| unreadable(error.to_string(), "check that the file is readable"))?;
-    if bytes.len() as u64 > VAR_FILE_LIMIT {
-        return Err(unreadable(
-            format!("it is larger than {} KiB", VAR_FILE_LIMIT / 1024),
-            "a variables file holds NAME=VALUE lines; check that --var-file names the right file",
-        ));
-    }
     let text = String::from_utf8(bytes).map_err(|error| {
         unreadable(
             format!("it is not UTF-8 text ({error})"),

@@ -29,11 +29,37 @@ pub async fn observe(
     manifest: &Manifest,
     context: &ContextAwsApi,
 ) -> Result<Vec<Observed>, Vec<miette::Report>> {
+    observe_in_steps(manifest, context, |_| {}).await
+}
+
+/// .what = `observe`, saying (to `on_step`) what it waits for once AWS has answered: the checks of the tunnels on
+/// this machine, each with its health probe through its local port
+/// .why = a progress line names what is waited for at that moment, not the AWS calls that have already answered
+pub async fn observe_in_steps(
+    manifest: &Manifest,
+    context: &ContextAwsApi,
+    on_step: impl Fn(String),
+) -> Result<Vec<Observed>, Vec<miette::Report>> {
     let references = References::of(manifest);
     let live = read_live_state(manifest, &references, context).await?;
     // what is gone but needed by nothing is said, and stops nothing
     for warning in &live.warnings {
         eprintln!("{warning:?}");
+    }
+    let ports: Vec<String> = manifest
+        .resources
+        .iter()
+        .filter_map(|declared| match &declared.declaration {
+            ResourceDeclaration::DeclaredAwsVpcTunnel(tunnel) => Some(tunnel.from.port.to_string()),
+            _ => None,
+        })
+        .collect();
+    if !ports.is_empty() {
+        on_step(format!(
+            "checking the tunnels on this machine: their processes, and a health probe through local port{} {}",
+            if ports.len() == 1 { "" } else { "s" },
+            ports.join(", ")
+        ));
     }
     let tunnels = inspect_tunnels(manifest, &live, context).await?;
     assemble(manifest, &live, tunnels)

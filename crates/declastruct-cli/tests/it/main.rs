@@ -10,6 +10,7 @@ mod faithful;
 mod first_hour;
 mod healing;
 mod holders;
+mod hostile_inputs;
 mod lifecycle;
 mod manifest_errors;
 mod output;

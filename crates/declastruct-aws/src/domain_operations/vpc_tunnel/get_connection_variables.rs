@@ -4,7 +4,6 @@
 //! and never written to disk, logged or planned
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-use serde::Deserialize;
 
 use super::get_tunnel_target::TunnelTarget;
 use crate::error::AwsError;
@@ -55,11 +54,70 @@ impl ConnectionVariables {
     }
 }
 
-/// the shape RDS writes into a secret: more keys (engine, host, port, dbname) may be there
-#[derive(Deserialize)]
+/// the user and password a secret holds; RDS writes more keys (engine, host, port, dbname)
 struct SecretCredentials {
     username: Option<String>,
     password: Option<String>,
+}
+
+/// .what = the address `plan` prints for `tunnel`: `{bastion}.{target}.{local port}`
+/// .why = an error about a tunnel's secret names the tunnel as the user knows it
+fn tunnel_address(tunnel: &DeclaredAwsVpcTunnel) -> String {
+    format!(
+        "{}.{}.{}",
+        tunnel.via.bastion.key(),
+        tunnel.into.target_name(),
+        tunnel.from.port
+    )
+}
+
+/// .what = the region in a Secrets Manager ARN (`arn:PARTITION:secretsmanager:REGION:ACCOUNT:secret:NAME`), `None`
+/// for a name
+/// .why = a secret is read in the context's region; an ARN of another region is said to be so, not "not found"
+fn region_of_arn(secret_id: &str) -> Option<&str> {
+    let mut parts = secret_id.splitn(6, ':');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some("arn"), Some(_), Some("secretsmanager"), Some(region)) if !region.is_empty() => {
+            Some(region)
+        }
+        _ => None,
+    }
+}
+
+/// .what = the username and password in a secret's text, or the error that names the secret and its keys
+/// .why = a secret without `password` must not silently give a client no password
+fn parse_secret(
+    text: &str,
+    secret: &str,
+    tunnel: &DeclaredAwsVpcTunnel,
+) -> Result<SecretCredentials, AwsError> {
+    // the secret's text is never put in an error message: only its name, and the names of its keys
+    let shape = || AwsError::SecretShape {
+        secret: secret.to_string(),
+    };
+    let Ok(serde_json::Value::Object(object)) = serde_json::from_str::<serde_json::Value>(text)
+    else {
+        return Err(shape());
+    };
+    let text_of = |key: &str| match object.get(key) {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(value)) => Ok(Some(value.clone())),
+        Some(_) => Err(shape()),
+    };
+    let username = text_of("username")?;
+    let Some(password) = text_of("password")? else {
+        let mut keys: Vec<String> = object.keys().cloned().collect();
+        keys.sort();
+        return Err(AwsError::SecretWithoutPassword {
+            secret: secret.to_string(),
+            keys,
+            tunnel: tunnel_address(tunnel),
+        });
+    };
+    Ok(SecretCredentials {
+        username,
+        password: Some(password),
+    })
 }
 
 /// .what = the user and password `connect` leads to: from a Secrets Manager secret, the RDS-managed master user
@@ -72,7 +130,21 @@ async fn credentials(
 ) -> Result<(Option<String>, Option<String>), AwsError> {
     let connect = tunnel.connect.clone().unwrap_or_default();
     let declared_user = connect.user.clone();
+    let region = context
+        .region
+        .clone()
+        .unwrap_or_else(|| "the configured region".to_string());
     let from_secret = |secret_id: String| async move {
+        if let Some(secret_region) = region_of_arn(&secret_id)
+            && secret_region != region
+        {
+            return Err(AwsError::SecretInAnotherRegion {
+                secret_region: secret_region.to_string(),
+                secret: secret_id,
+                region,
+                tunnel: tunnel_address(tunnel),
+            });
+        }
         let answer = context
             .secrets
             .get_secret_value()
@@ -80,19 +152,27 @@ async fn credentials(
             .send()
             .await
             .map_err(|error| {
+                let missing = error
+                    .as_service_error()
+                    .is_some_and(aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError::is_resource_not_found_exception);
+                if missing {
+                    return AwsError::SecretNotFound {
+                        secret: secret_id.clone(),
+                        region: region.clone(),
+                        tunnel: tunnel_address(tunnel),
+                    };
+                }
                 AwsError::from_sdk(
                     "secretsmanager:GetSecretValue",
                     &context.endpoint("secretsmanager"),
                     &error,
                 )
             })?;
-        let text = answer.secret_string().unwrap_or_default();
-        // the secret's text is never put in an error message: only its name
-        let parsed: SecretCredentials =
-            serde_json::from_str(text).map_err(|_| AwsError::SecretShape {
-                secret: secret_id.clone(),
-            })?;
-        Ok::<_, AwsError>(parsed)
+        parse_secret(
+            answer.secret_string().unwrap_or_default(),
+            &secret_id,
+            tunnel,
+        )
     };
     match connect.password {
         None => Ok((declared_user, None)),
@@ -373,6 +453,39 @@ mod tests {
             Some("mysql://app:s3cret@127.0.0.1:7775/shop")
         );
         assert_eq!(variables.get("PGHOST"), None, "no PostgreSQL variables");
+    }
+
+    /// a secret without `password` is an error naming its keys, never their values; a secret's region is read
+    /// from its ARN only
+    #[test]
+    fn a_secret_without_a_password_names_its_keys_only() {
+        let tunnel = tunnel(VpcTunnelConnect::default());
+        let missing = parse_secret(
+            r#"{"username": "app", "pass": "hunter2", "host": "db"}"#,
+            "prod/app-db",
+            &tunnel,
+        )
+        .err()
+        .expect("no password");
+        let message = missing.to_string();
+        assert_eq!(
+            message,
+            "the secret `prod/app-db` of the tunnel vpc-main-bastion.ahbodedb.7775 has no `password` key; its keys are: host, pass, username"
+        );
+        assert!(!message.contains("hunter2"));
+        assert!(matches!(
+            parse_secret(r#"{"password": 42}"#, "prod/app-db", &tunnel),
+            Err(AwsError::SecretShape { .. })
+        ));
+        assert_eq!(
+            region_of_arn("arn:aws:secretsmanager:eu-west-1:123456789012:secret:prod/db-AbCdEf"),
+            Some("eu-west-1")
+        );
+        assert_eq!(
+            region_of_arn("arn:aws-cn:secretsmanager:cn-north-1:123456789012:secret:x"),
+            Some("cn-north-1")
+        );
+        assert_eq!(region_of_arn("prod/app-db"), None);
     }
 
     /// `managed: true` reads the RDS-managed master user secret that the describe call named: its user and
