@@ -54,6 +54,18 @@ pub enum SessionLine<'a> {
     /// `SessionManagerPlugin is not found. Please refer to SessionManager Documentation here: ...`: the AWS CLI
     /// (`awscli/customizations/sessionmanager.py`), exit 255; CLI 2.34 and later prefix `aws: [ERROR]: `
     PluginNotFound,
+    /// `SessionId: {id} : {output}`: the service or the agent closed the channel with a message
+    /// (`datachannel/streaming.go` `HandleChannelClosedMessage`), then exit 0: the idle timeout, basic mode's
+    /// destination failure (`Unable to connect to specified port: …`), an agent shutting down
+    ChannelClosed {
+        /// the session id
+        session_id: &'a str,
+        /// the message
+        output: &'a str,
+    },
+    /// the AWS CLI 1.x's warning about the plugin's version (stderr, `awscli/customizations/sessionmanager.py`),
+    /// three lines that say nothing about the session
+    CliPluginVersionWarning,
     /// a line declastruct itself wrote (stamped), without its stamp
     Declastruct(&'a str),
     /// anything else
@@ -73,6 +85,12 @@ const SERVICE_ERROR: (&str, &str) = (
     ") when calling the StartSession operation: ",
 );
 const PLUGIN_NOT_FOUND: &str = "SessionManagerPlugin is not found";
+const CHANNEL_CLOSED: (&str, &str) = ("SessionId: ", " : ");
+const CLI_VERSION_WARNING: [&str; 3] = [
+    "WARNING: An outdated SessionManagerPlugin version detected.",
+    "For more information, refer:",
+    "https://docs.aws.amazon.com/systems-manager/latest/userguide/session-manager-working-with-install-plugin.html",
+];
 
 /// .what = what one line of the log says
 /// .why = the single place that knows the programs' wording
@@ -120,6 +138,18 @@ pub fn parse_line(line: &str) -> SessionLine<'_> {
     }
     if without_cli_prefix.starts_with(PLUGIN_NOT_FOUND) {
         return SessionLine::PluginNotFound;
+    }
+    if let Some(rest) = line.strip_prefix(CHANNEL_CLOSED.0)
+        && let Some((session_id, output)) = rest.split_once(CHANNEL_CLOSED.1)
+        && !session_id.contains(' ')
+    {
+        return SessionLine::ChannelClosed { session_id, output };
+    }
+    if CLI_VERSION_WARNING
+        .iter()
+        .any(|warning| line.starts_with(warning))
+    {
+        return SessionLine::CliPluginVersionWarning;
     }
     SessionLine::Other(line)
 }
@@ -207,6 +237,24 @@ pub fn explain_failure(output: &str) -> SessionFailure {
                 ..failure(
                     "",
                     "fix what AWS says (credentials, region, the instance id), then apply again",
+                )
+            },
+            SessionLine::ChannelClosed { output, .. }
+                if output.starts_with("Unable to connect to specified port") =>
+            {
+                SessionFailure {
+                    reason: format!("the bastion could not reach the database: {output}"),
+                    ..failure(
+                        "",
+                        "check that the database's security group admits the bastion on its port, and that the endpoint is the one you meant",
+                    )
+                }
+            }
+            SessionLine::ChannelClosed { output, .. } => SessionFailure {
+                reason: format!("Session Manager closed the session: {output}"),
+                ..failure(
+                    "",
+                    "apply again; if it keeps closing, read the SSM agent's log on the bastion",
                 )
             },
             SessionLine::PluginNotFound => failure(
@@ -353,6 +401,78 @@ mod tests {
         assert_eq!(
             explain_failure("garbage").reason,
             "the session ended before it was ready"
+        );
+    }
+
+    /// every transcript of the real plugin and the real AWS CLI (`tests/fixtures/plugin`, recorded by
+    /// `scripts/record-plugin-transcripts`) is read by the vocabulary: its readiness line where the port opened,
+    /// the mode, and each failure line; any line not recognised and not listed above fails the test
+    #[test]
+    fn the_real_programs_transcripts_are_recognised() {
+        let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/plugin");
+        let mut transcripts: Vec<_> = std::fs::read_dir(&folder)
+            .expect("the transcripts folder")
+            .flatten()
+            .map(|entry| entry.path())
+            .filter(|path| path.extension().is_some_and(|extension| extension == "txt"))
+            .collect();
+        transcripts.sort();
+        assert!(transcripts.len() >= 10, "{transcripts:?}");
+        let mut unrecognised = Vec::new();
+        for path in &transcripts {
+            let case = path
+                .file_stem()
+                .and_then(|stem| stem.to_str())
+                .unwrap_or_default()
+                .to_string();
+            let text = std::fs::read_to_string(path).expect("a transcript");
+            let output: String = text
+                .lines()
+                .filter(|line| !line.starts_with('#'))
+                .map(|line| format!("{line}\n"))
+                .collect();
+            for line in output.lines().filter(|line| !line.trim().is_empty()) {
+                if let SessionLine::Other(other) = parse_line(line) {
+                    unrecognised.push(format!("{case}: {other}"));
+                }
+            }
+            let opened = output.contains("Port 7775 opened");
+            assert_eq!(is_listening(&output, 7775), opened, "{case}");
+            if opened {
+                let expected = if case.starts_with("basic") {
+                    PluginMode::Basic
+                } else {
+                    PluginMode::Mux
+                };
+                assert_eq!(plugin_mode(&output), Some(expected), "{case}");
+            }
+            let lines: Vec<SessionLine<'_>> = output.lines().map(parse_line).collect();
+            let has = |wanted: &SessionLine<'_>| lines.contains(wanted);
+            match case.as_str() {
+                "mux-destination-refused" => {
+                    assert!(has(&SessionLine::DestinationFailed), "{case}");
+                }
+                "resume-refused" => assert!(has(&SessionLine::TimedOut), "{case}"),
+                "idle-timeout" | "channel-closed" | "basic-destination-refused" => assert!(
+                    lines
+                        .iter()
+                        .any(|line| matches!(line, SessionLine::ChannelClosed { .. })),
+                    "{case}"
+                ),
+                "mux-sigint" | "basic-sigint" | "cli-mux-open-and-sigint" => {
+                    assert!(has(&SessionLine::TerminateReceived), "{case}");
+                    assert!(has(&SessionLine::ExitingSession), "{case}");
+                }
+                "cli-target-not-connected" => {
+                    assert!(explain_failure(&output).agent_not_connected, "{case}");
+                }
+                _ => {}
+            }
+        }
+        assert!(
+            unrecognised.is_empty(),
+            "lines of the real programs the vocabulary does not recognise:\n{}",
+            unrecognised.join("\n")
         );
     }
 }

@@ -52,8 +52,6 @@ pub struct ContextAwsApi {
     pub state_dir: PathBuf,
     /// the program run as the AWS CLI for `ssm start-session`
     pub aws_cli: OsString,
-    /// whether the AWS CLI was named (`DECLASTRUCT_AWS_CLI`): `auto` then means the plugin transport
-    pub aws_cli_given: bool,
     /// the transport when a tunnel does not declare one (`DECLASTRUCT_TRANSPORT`), `auto` when unset
     pub transport: Option<TransportChoice>,
     /// how long a tunnel may take to become ready
@@ -144,8 +142,6 @@ impl ContextAwsApi {
             aws_cli: std::env::var_os(EnvVars::DECLASTRUCT_AWS_CLI)
                 .filter(|program| !program.is_empty())
                 .unwrap_or_else(|| OsString::from("aws")),
-            aws_cli_given: std::env::var_os(EnvVars::DECLASTRUCT_AWS_CLI)
-                .is_some_and(|program| !program.is_empty()),
             transport: std::env::var(EnvVars::DECLASTRUCT_TRANSPORT)
                 .ok()
                 .and_then(|text| TransportChoice::parse(&text)),
@@ -181,7 +177,9 @@ impl ContextAwsApi {
                     declastruct_tunnel::find_program(&OsString::from("session-manager-plugin"))
                         .is_some()
                         && declastruct_tunnel::find_program(&self.aws_cli).is_some();
-                if self.aws_cli_given || plugin {
+                // an AWS CLI other than `aws` was named (`DECLASTRUCT_AWS_CLI`, or a program's own context)
+                let named = self.aws_cli != "aws";
+                if named || plugin {
                     TransportChoice::Plugin
                 } else {
                     TransportChoice::Native

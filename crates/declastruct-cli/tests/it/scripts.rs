@@ -20,7 +20,7 @@ use nix::unistd::Pid;
 use crate::support::{stderr, stdout, terminal_lines, wait_for, workspace_root};
 
 const NOTHING_TO_INSTALL: &str =
-    "setup: moto (.venv), PostgreSQL and psql are present; nothing to install";
+    "setup: moto and awscli (.venv), PostgreSQL and psql are present; nothing to install";
 
 /// the programs that install things; stand-ins for them record each call in the folder's `calls` file
 const INSTALLERS: [&str; 5] = ["apt-get", "apt", "sudo", "pip", "pip3"];
@@ -60,8 +60,8 @@ fn workspace_setup() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// .what = a folder holding a copy of scripts/setup, and, when `with_venv`, a .venv in which moto is installed
-/// (stand-ins for its python3 and moto_server)
+/// .what = a folder holding a copy of scripts/setup, and, when `with_venv`, a .venv in which moto and awscli are
+/// installed (stand-ins for its python3, moto_server and aws)
 /// .why = setup acts on the .venv beside it: tests of what it installs must not touch the workspace's
 fn repo_with_setup(with_venv: bool) -> tempfile::TempDir {
     let repo = tempfile::tempdir().expect("tempdir");
@@ -74,7 +74,7 @@ fn repo_with_setup(with_venv: bool) -> tempfile::TempDir {
     if with_venv {
         let bin = repo.path().join(".venv/bin");
         std::fs::create_dir_all(&bin).expect("mkdir");
-        for program in ["python3", "pip", "moto_server"] {
+        for program in ["python3", "pip", "moto_server", "aws"] {
             write_program(&bin, program, "exit 0");
         }
     }
@@ -264,7 +264,8 @@ mkdir -p '{venv}/bin'
 cat > '{venv}/bin/python3' <<'PYTHON'
 #!/bin/sh
 echo "venv python3 $*" >> '{calls}'
-[ "$1 $2 $3" = "-m pip install" ] && printf '#!/bin/sh\n' > '{venv}/bin/moto_server' && chmod +x '{venv}/bin/moto_server'
+[ "$1 $2 $3 $6" = "-m pip install moto[server]" ] && printf '#!/bin/sh\n' > '{venv}/bin/moto_server' && chmod +x '{venv}/bin/moto_server'
+[ "$1 $2 $3 $6" = "-m pip install awscli" ] && printf '#!/bin/sh\n' > '{venv}/bin/aws' && chmod +x '{venv}/bin/aws'
 exit 0
 PYTHON
 cp '{venv}/bin/python3' '{venv}/bin/pip'
@@ -284,7 +285,8 @@ chmod +x '{venv}/bin/python3' '{venv}/bin/pip'"#,
         "setup: creating the virtual environment .venv (python3 -m venv)\n\
          setup: python3 -m venv cannot make a virtual environment without the python3.11-venv package\n\
          setup: installing python3.11-venv (apt-get, through sudo)\n\
-         setup: installing moto[server] into .venv (pip)\n"
+         setup: installing moto[server] into .venv (pip)\n\
+         setup: installing awscli into .venv (pip)\n"
     );
     let venv_shown = venv.display();
     assert_eq!(
@@ -294,7 +296,9 @@ chmod +x '{venv}/bin/python3' '{venv}/bin/pip'"#,
              sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq\n\
              sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3.11-venv\n\
              python3 -m venv --clear {venv_shown}\n\
-             venv python3 -m pip install --quiet --disable-pip-version-check moto[server]\n"
+             venv python3 -m pip install --quiet --disable-pip-version-check moto[server]\n\
+             venv python3 -c import botocore; print(botocore.__version__)\n\
+             venv python3 -m pip install --quiet --disable-pip-version-check awscli\n"
         )
     );
 
