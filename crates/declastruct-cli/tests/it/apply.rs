@@ -1,19 +1,26 @@
 use std::time::Duration;
 
 use declastruct_aws::TunnelMeta;
+use declastruct_test_support::ssm_sim::{SimConfig, SsmSimulator};
 use declastruct_test_support::{Moto, Postgres, free_port};
 use declastruct_tunnel::{is_port_in_use, is_process_alive, process_group_members};
 
 use crate::support::{REGION, Sandbox, fake_aws_cli, hold_port, manifest, stderr, stdout};
 
-/// moto with a stopped bastion and a cluster, a PostgreSQL behind the cluster's endpoint, and a sandbox whose
-/// session stand-in forwards the endpoint to that PostgreSQL
+/// moto with a stopped bastion and a cluster, a PostgreSQL behind the cluster's endpoint, the SSM simulator whose
+/// agent dials that PostgreSQL for the cluster's endpoint, and a sandbox that opens tunnels through the real chain:
+/// declastruct → the real `aws` CLI (.venv) → the simulator's StartSession → the real session-manager-plugin
+/// (`../shared/bin`) → the simulator's data channel → PostgreSQL
 pub struct World {
     pub moto: Moto,
     pub postgres: Postgres,
     pub instance_id: String,
     pub sandbox: Sandbox,
     pub port: u16,
+    /// the SSM service and agent the real plugin talks to
+    pub sim: SsmSimulator,
+    /// the cluster endpoint's `host:port`, as StartSession's destination
+    pub destination: String,
 }
 
 impl World {
@@ -23,17 +30,33 @@ impl World {
 
     /// a world whose database is `postgres` (e.g. one that asks for passwords)
     pub fn with_postgres(bastion_running: bool, postgres: Postgres) -> Self {
+        Self::with_sim(bastion_running, postgres, |_| {})
+    }
+
+    /// a world whose simulator is configured by `configure` (its mode, a registration delay, faults)
+    pub fn with_sim(
+        bastion_running: bool,
+        postgres: Postgres,
+        configure: impl FnOnce(&mut SimConfig),
+    ) -> Self {
         let moto = Moto::start();
         let instance_id = moto
             .seed_bastion(REGION, "vpc-main-bastion", bastion_running)
             .instance_id;
         let (writer, remote_port) = moto.seed_cluster(REGION, "ahbodedb");
+        let destination = format!("{writer}:{remote_port}");
+        let mut config = SimConfig {
+            routes: vec![(
+                destination.clone(),
+                std::net::SocketAddr::from(([127, 0, 0, 1], postgres.port)),
+            )],
+            ec2_endpoint: Some(moto.endpoint()),
+            ..SimConfig::default()
+        };
+        configure(&mut config);
+        let sim = SsmSimulator::start(config);
         let mut sandbox = Sandbox::new(Some(&moto));
-        sandbox.set_env("DECLASTRUCT_AWS_CLI", &fake_aws_cli().display().to_string());
-        sandbox.set_env(
-            "DECLASTRUCT_FAKE_SSM_HOSTS",
-            &format!("{writer}:{remote_port}=127.0.0.1:{}", postgres.port),
-        );
+        sandbox.use_real_chain(&sim.endpoint());
         let port = free_port();
         Self {
             moto,
@@ -41,12 +64,36 @@ impl World {
             instance_id,
             sandbox,
             port,
+            sim,
+            destination,
         }
     }
 
+    /// .what = the simulated agent's connection to the database is refused (its route leads to a closed port)
+    /// .why = a database the bastion cannot reach, as the real agent reports it
+    pub fn refuse_destination(&self) {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port");
+        self.sim.set_route(&self.destination, closed);
+    }
+
+    /// .what = opens this world's tunnels through `fake-aws-cli` instead of the real chain
+    /// .why = for the faults the real chain cannot produce (docs/architecture.md lists them)
+    pub fn use_fake_aws_cli(&mut self) {
+        self.sandbox
+            .set_env("DECLASTRUCT_AWS_CLI", &fake_aws_cli().display().to_string());
+        self.sandbox.set_env(
+            "DECLASTRUCT_FAKE_SSM_HOSTS",
+            &format!("{}=127.0.0.1:{}", self.destination, self.postgres.port),
+        );
+    }
+
     /// the session stand-in answers TargetNotConnected to the first `count` sessions; returns the file that
-    /// counts sessions
+    /// counts sessions. A count of refusals is a fault only the stand-in makes (the simulator refuses by time,
+    /// as an agent registers): this world uses `fake-aws-cli` from here on
     pub fn refuse_first_sessions(&mut self, count: u32) -> std::path::PathBuf {
+        self.use_fake_aws_cli();
         let counter = self.sandbox.path("sessions.count");
         self.sandbox.set_env(
             "DECLASTRUCT_FAKE_SSM_NOT_CONNECTED_TIMES",
@@ -327,8 +374,8 @@ fn a_dead_tunnel_shows_closed_and_apply_reopens_it() {
 
 #[test]
 fn a_database_that_does_not_answer_fails_the_apply_and_leaves_nothing_running() {
-    let mut world = World::new(true);
-    world.sandbox.set_env("DECLASTRUCT_FAKE_SSM_HOSTS", "");
+    let world = World::new(true);
+    world.refuse_destination();
     world.declare("running", "OPEN");
     let output = world.apply();
     assert_eq!(output.status.code(), Some(1));

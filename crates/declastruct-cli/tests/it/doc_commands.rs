@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use declastruct_test_support::{Moto, Postgres, free_port};
 
-use crate::support::{REGION, Sandbox, fake_aws_cli, terminal_lines, workspace_root};
+use crate::support::{REGION, Sandbox, terminal_lines, workspace_root};
 
 /// the port the docs' manifests use; a test's own free port is shown as this one before comparing
 const DOCUMENTED_PORT: u16 = 7775;
@@ -689,7 +689,7 @@ struct Prepared {
 struct DocWorld {
     moto: Moto,
     _postgres: Postgres,
-    hosts: String,
+    sim: declastruct_test_support::ssm_sim::SsmSimulator,
 }
 
 impl DocWorld {
@@ -703,23 +703,26 @@ impl DocWorld {
             clusters.push(moto.seed_cluster(REGION, &format!("appdb-{env}")));
         }
         let postgres = postgres.join().expect("PostgreSQL started");
-        let hosts = clusters
+        let routes: Vec<(String, u16)> = clusters
             .iter()
-            .map(|(writer, port)| format!("{writer}:{port}=127.0.0.1:{}", postgres.port))
-            .collect::<Vec<_>>()
-            .join(",");
+            .map(|(writer, port)| (format!("{writer}:{port}"), postgres.port))
+            .collect();
+        let routes: Vec<(&str, u16)> = routes
+            .iter()
+            .map(|(destination, port)| (destination.as_str(), *port))
+            .collect();
+        let sim = crate::support::simulator(&moto, &routes);
         Self {
             moto,
             _postgres: postgres,
-            hosts,
+            sim,
         }
     }
 
     /// a sandbox against this moto whose sessions reach the PostgreSQL
     fn sandbox(&self) -> Sandbox {
         let mut sandbox = Sandbox::new(Some(&self.moto));
-        sandbox.set_env("DECLASTRUCT_AWS_CLI", &fake_aws_cli().display().to_string());
-        sandbox.set_env("DECLASTRUCT_FAKE_SSM_HOSTS", &self.hosts);
+        sandbox.use_real_chain(&self.sim.endpoint());
         sandbox
     }
 }

@@ -6,6 +6,7 @@ use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
+use declastruct_test_support::ssm_sim::Mode;
 use declastruct_test_support::{Moto, Postgres, free_port};
 use declastruct_tunnel::is_port_in_use;
 
@@ -33,8 +34,8 @@ fn change<'a>(document: &'a serde_json::Value, slug: &str) -> &'a serde_json::Va
 /// and a client holding the one connection basic mode serves does not make the tunnel look broken
 #[test]
 fn a_basic_mode_session_opens_and_a_busy_one_is_not_broken() {
-    let mut world = World::new(true);
-    world.sandbox.set_env("DECLASTRUCT_FAKE_SSM_MODE", "basic");
+    // an agent older than 3.0.196.0 forwards in basic mode (the simulator advertises such a version)
+    let world = World::with_sim(true, Postgres::start(), |config| config.mode = Mode::Basic);
     world.declare("running", "OPEN");
     let started = Instant::now();
     let opened = world.apply();
@@ -93,28 +94,42 @@ fn the_manifests_profile_reaches_the_session() {
         format!("[profile dev]\nregion = {REGION}\n"),
     )
     .expect("config");
-    let record = world.sandbox.path("sessions.jsonl");
-    world
-        .sandbox
-        .set_env("DECLASTRUCT_FAKE_SSM_RECORD", &record.display().to_string());
     let text = manifest("running", "OPEN", world.port)
         .replace("resources:", "aws:\n  profile: dev\nresources:");
     world.sandbox.write("declastruct.yml", &text);
     let opened = world.apply();
     assert_success(&opened);
     assert_eq!(Postgres::psql(world.port, "select 1").as_deref(), Ok("1"));
-    let sessions = std::fs::read_to_string(&record).expect("the session's arguments");
-    let first: serde_json::Value =
-        serde_json::from_str(sessions.lines().next().expect("a session")).expect("JSON");
-    assert_eq!(first["profile"], "dev", "{first}");
-    assert_eq!(first["region"], REGION, "{first}");
+    // the real AWS CLI serving the session was given the manifest's profile and the region
+    let sessions = crate::support::processes_mentioning("start-session");
+    let ours: Vec<&String> = sessions
+        .iter()
+        .map(|(_, command)| command)
+        .filter(|command| {
+            command.contains(&format!("\"localPortNumber\":[\"{}\"]", world.port))
+                && !command.contains("__declastruct_supervise")
+        })
+        .collect();
+    assert_eq!(ours.len(), 1, "{sessions:?}");
+    assert!(ours[0].contains(" --profile dev"), "{}", ours[0]);
+    assert!(
+        ours[0].contains(&format!(" --region {REGION}")),
+        "{}",
+        ours[0]
+    );
 }
 
 /// 3: a missing session-manager-plugin is a fast, clear error that says how to install it
 #[test]
 fn a_missing_plugin_fails_fast_and_says_how_to_install_it() {
     let mut world = World::new(true);
-    world.sandbox.set_env("DECLASTRUCT_FAKE_SSM_NO_PLUGIN", "1");
+    // the real AWS CLI without the plugin on PATH, and the plugin transport asked for (`auto` would go native)
+    let path = std::env::var("PATH").unwrap_or_default();
+    world.sandbox.set_env(
+        "PATH",
+        &format!("{}:{path}", crate::support::venv_bin().display()),
+    );
+    world.sandbox.set_env("DECLASTRUCT_TRANSPORT", "plugin");
     world.declare("running", "OPEN");
     let started = Instant::now();
     let output = world.apply();

@@ -82,20 +82,22 @@ fn a_killed_session_is_restarted_and_the_port_answers_again() {
 
 #[test]
 fn a_timed_out_session_is_restarted() {
-    let mut world = World::new(true);
-    world
-        .sandbox
-        .set_env("DECLASTRUCT_FAKE_SSM_TIMEOUT_SECONDS", "1");
+    let world = World::new(true);
     world.declare("running", "OPEN");
     assert_success(&world.apply());
     let meta = world.only_meta();
+    // the websocket drops and the service will not resume the session: the real plugin says `Session: S timed
+    // out.` and exits 0 (`sessionhandler.go` `ResumeSessionHandler`)
+    world.sim.set_faults(|faults| faults.refuse_resume = true);
+    world.sim.abort_websockets();
     assert!(
-        wait_for(Duration::from_secs(5), || log_text(&world)
+        wait_for(Duration::from_secs(10), || log_text(&world)
             .contains("timed out.")),
         "the session times out:\n{}",
         log_text(&world)
     );
-    assert!(wait_for(Duration::from_secs(5), || log_text(&world)
+    world.sim.set_faults(|faults| faults.refuse_resume = false);
+    assert!(wait_for(Duration::from_secs(10), || log_text(&world)
         .contains("Z] restart 1 in")));
     let log = log_text(&world);
     assert!(
@@ -103,12 +105,12 @@ fn a_timed_out_session_is_restarted() {
         "{log}"
     );
     assert!(
-        wait_for(Duration::from_secs(5), || Postgres::psql(
+        wait_for(Duration::from_secs(15), || Postgres::psql(
             world.port, "select 1"
         )
         .as_deref()
             == Ok("1")),
-        "the port answers again within 5 s"
+        "the port answers again"
     );
     assert_eq!(world.only_meta().pid, meta.pid);
 }
@@ -160,8 +162,8 @@ fn an_agent_that_never_connects_fails_clearly_and_leaves_nothing() {
 
 #[test]
 fn an_unreachable_database_leaves_no_process() {
-    let mut world = World::new(true);
-    world.sandbox.set_env("DECLASTRUCT_FAKE_SSM_HOSTS", "");
+    let world = World::new(true);
+    world.refuse_destination();
     world.declare("running", "OPEN");
     let output = world.apply();
     assert_eq!(output.status.code(), Some(1));
@@ -169,11 +171,11 @@ fn an_unreachable_database_leaves_no_process() {
         stderr(&output).contains("the tunnel is up but the database does not answer through it")
     );
     assert!(supervisors(&world).is_empty());
-    let cli = fake_aws_cli().display().to_string();
     let port_argument = format!("\"localPortNumber\":[\"{}\"]", world.port);
     assert!(
-        processes_mentioning(&cli)
+        processes_mentioning("session-manager-plugin")
             .iter()
+            .chain(processes_mentioning("start-session").iter())
             .all(|(_, command)| !command.contains(&port_argument)
                 && !command.contains(&format!(" {} ", world.port))),
         "no session or plugin left"
@@ -217,11 +219,11 @@ fn a_tunnel_to_dev_never_passes_for_prod() {
     moto.seed_cluster("eu-west-1", "ahbodedb");
 
     let mut sandbox = Sandbox::in_region(Some(&moto), "us-east-1");
-    sandbox.set_env("DECLASTRUCT_AWS_CLI", &fake_aws_cli().display().to_string());
-    sandbox.set_env(
-        "DECLASTRUCT_FAKE_SSM_HOSTS",
-        &format!("{writer}:{remote_port}=127.0.0.1:{}", postgres.port),
+    let sim = crate::support::simulator(
+        &moto,
+        &[(&format!("{writer}:{remote_port}"), postgres.port)],
     );
+    sandbox.use_real_chain(&sim.endpoint());
     let port = free_port();
     sandbox.write("declastruct.yml", &manifest("running", "OPEN", port));
     let opened = sandbox.run(&["apply", "--auto-approve"]);

@@ -14,7 +14,7 @@ use declastruct_test_support::{Moto, free_port};
 
 use crate::apply::{World, assert_success};
 use crate::assert_shown;
-use crate::support::{REGION, Sandbox, fake_aws_cli, manifest, shown, stderr, stdout};
+use crate::support::{REGION, Sandbox, manifest, shown, stderr, stdout};
 
 /// the memory limit the issue observed the failures under (`ulimit -v 2000000`, in KiB)
 const MEMORY_LIMIT_KIB: &str = "2000000";
@@ -317,11 +317,8 @@ fn a_waiting_line_names_what_is_waited_for() {
     let silent = Arc::new(AtomicBool::new(false));
     let database = database_that_can_fall_silent(Arc::clone(&silent));
     let mut sandbox = Sandbox::new(Some(&moto));
-    sandbox.set_env("DECLASTRUCT_AWS_CLI", &fake_aws_cli().display().to_string());
-    sandbox.set_env(
-        "DECLASTRUCT_FAKE_SSM_HOSTS",
-        &format!("{writer}:{remote_port}=127.0.0.1:{database}"),
-    );
+    let sim = crate::support::simulator(&moto, &[(&format!("{writer}:{remote_port}"), database)]);
+    sandbox.use_real_chain(&sim.endpoint());
     let port = free_port();
     sandbox.write("declastruct.yml", &manifest("running", "OPEN", port));
     assert_success(&sandbox.run(&["apply", "--auto-approve"]));

@@ -15,6 +15,7 @@ mod lifecycle;
 mod manifest_errors;
 mod output;
 mod plan;
+mod real_chain;
 mod schema;
 mod scripts;
 mod sdk;

@@ -17,6 +17,7 @@ use crate::support::{fake_aws_cli, stderr, stdout, wait_for};
 /// a program of the test's own as `DECLASTRUCT_AWS_CLI`: a shell script that ends by running the session
 /// stand-in with its arguments (the user's override, which may be any program)
 fn wrap_the_session(world: &mut World, script: &str) {
+    world.use_fake_aws_cli();
     let path = world.sandbox.path("aws-wrapper");
     std::fs::write(&path, format!("#!/bin/sh\n{script}\n")).expect("wrapper");
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");

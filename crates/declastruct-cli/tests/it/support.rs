@@ -39,6 +39,23 @@ impl Sandbox {
         Self { dir, env }
     }
 
+    /// .what = opens tunnels through the real `aws` CLI (.venv) and the real session-manager-plugin
+    /// (`../shared/bin`, first on PATH) against the SSM simulator at `ssm_endpoint`
+    /// .why = issue 22: the tests run what users run; `DECLASTRUCT_AWS_CLI` stays unset, as on a user's machine
+    pub fn use_real_chain(&mut self, ssm_endpoint: &str) {
+        let path = std::env::var("PATH").unwrap_or_default();
+        self.set_env(
+            "PATH",
+            &format!(
+                "{}:{}:{path}",
+                real_plugin_folder().display(),
+                venv_bin().display()
+            ),
+        );
+        self.set_env("AWS_ENDPOINT_URL_SSM", ssm_endpoint);
+        self.remove_env("DECLASTRUCT_AWS_CLI");
+    }
+
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
@@ -107,6 +124,65 @@ impl Drop for Sandbox {
             }
         }
     }
+}
+
+/// .what = the folder of the real session-manager-plugin: `../shared/bin` beside the checkout
+/// .why = the tests run the plugin users run; a machine without it cannot run them, and is told so
+pub fn real_plugin_folder() -> PathBuf {
+    let folder = workspace_root().join("../shared/bin");
+    assert!(
+        folder.join("session-manager-plugin").is_file(),
+        "the real session-manager-plugin is not at {}: the tests run it (see ../shared/plugin-facts.md)",
+        folder.display()
+    );
+    folder.canonicalize().unwrap_or(folder)
+}
+
+/// .what = the folder of the real AWS CLI that `scripts/setup` installs: `.venv/bin`
+/// .why = `aws ssm start-session` is what declastruct runs on a user's machine
+pub fn venv_bin() -> PathBuf {
+    let folder = workspace_root().join(".venv/bin");
+    assert!(
+        folder.join("aws").is_file(),
+        "no AWS CLI at {}: run scripts/setup, which installs awscli into .venv",
+        folder.display()
+    );
+    folder
+}
+
+/// .what = the SSM simulator for a test's own sandbox: targets checked against `moto` (a stopped instance gets
+/// `TargetNotConnected`), each `(destination, port)` route dialled at 127.0.0.1:port (`*` for any destination)
+/// .why = with `Sandbox::use_real_chain`, a sandbox's tunnels run through the real AWS CLI and plugin
+pub fn simulator(
+    moto: &declastruct_test_support::Moto,
+    routes: &[(&str, u16)],
+) -> declastruct_test_support::ssm_sim::SsmSimulator {
+    declastruct_test_support::ssm_sim::SsmSimulator::start(
+        declastruct_test_support::ssm_sim::SimConfig {
+            routes: routes
+                .iter()
+                .map(|(destination, port)| {
+                    (
+                        (*destination).to_string(),
+                        std::net::SocketAddr::from(([127, 0, 0, 1], *port)),
+                    )
+                })
+                .collect(),
+            ec2_endpoint: Some(moto.endpoint()),
+            ..declastruct_test_support::ssm_sim::SimConfig::default()
+        },
+    )
+}
+
+/// the running `aws ssm start-session` whose session forwards local port `port`: its command line
+pub fn session_command_line(port: u16) -> Option<String> {
+    let parameter = format!("\"localPortNumber\":[\"{port}\"]");
+    processes_mentioning("start-session")
+        .into_iter()
+        .map(|(_, command)| command)
+        .find(|command| {
+            command.contains(&parameter) && !command.contains("__declastruct_supervise")
+        })
 }
 
 /// the session stand-in, built beside the test binaries by `cargo test --workspace`
@@ -214,6 +290,8 @@ pub fn settings_for_ports(ports: &[u16]) -> insta::Settings {
     settings.add_filter(r"\bpid \d+", "pid [PID]");
     settings.add_filter(r#""(pid|uptimeSeconds)": \d+"#, r#""$1": [N]"#);
     settings.add_filter(r"declastruct-test-[0-9a-f]{16}", "[SESSION]");
+    // the SSM simulator's session ids: the caller's access key and 17 hex digits, as AWS makes them
+    settings.add_filter(r"\btesting-[0-9a-f]{17}\b", "[SESSION]");
     settings.add_filter(r"\b10\.\d+\.\d+\.\d+\b", "[IP]");
     settings.add_filter(r"/\S*/(python3|psql|sleep)\b", "$1");
     // the status table's pid and uptime columns

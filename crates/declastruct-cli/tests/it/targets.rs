@@ -23,12 +23,13 @@ fn tunnel(port: u16, into: &str) -> String {
     )
 }
 
-/// the session arguments the stand-in recorded, one JSON value per session
+/// the StartSession requests the simulator received, as `{"parameters": …}` per session
 fn sessions(world: &World) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(world.sandbox.path("sessions.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|line| serde_json::from_str(line).ok())
+    world
+        .sim
+        .sessions()
+        .into_iter()
+        .map(|session| serde_json::json!({"parameters": session.parameters}))
         .collect()
 }
 
@@ -36,20 +37,19 @@ fn sessions(world: &World) -> Vec<serde_json::Value> {
 /// the right host and port; `select 1` answers through each
 #[test]
 fn an_instance_a_reader_endpoint_and_a_host_each_open_and_answer() {
-    let mut world = World::new(true);
+    let world = World::new(true);
     let (instance_host, instance_port) = world.moto.seed_instance(REGION, "legacydb", None);
     let reader = world.moto.reader_endpoint(REGION, "ahbodedb");
     assert!(!reader.is_empty() && !instance_host.is_empty());
     let cache_host = "cache.internal.example";
-    let routes = format!(
-        "{instance_host}:{instance_port}=127.0.0.1:{pg},{reader}:5432=127.0.0.1:{pg},{cache_host}:6543=127.0.0.1:{pg}",
-        pg = world.postgres.port
-    );
-    world.sandbox.set_env("DECLASTRUCT_FAKE_SSM_HOSTS", &routes);
-    world.sandbox.set_env(
-        "DECLASTRUCT_FAKE_SSM_RECORD",
-        &world.sandbox.path("sessions.jsonl").display().to_string(),
-    );
+    let database = std::net::SocketAddr::from(([127, 0, 0, 1], world.postgres.port));
+    for destination in [
+        format!("{instance_host}:{instance_port}"),
+        format!("{reader}:5432"),
+        format!("{cache_host}:6543"),
+    ] {
+        world.sim.set_route(&destination, database);
+    }
     let (into_instance, into_reader, into_host) = (free_port(), free_port(), free_port());
     let text = format!(
         "resources:

@@ -564,9 +564,10 @@ fn the_sdk_never_signals_a_process_named_in_a_damaged_record() {
         TunnelMechanism, VpcTunnelFrom, VpcTunnelInto, VpcTunnelStatus, VpcTunnelVia,
         set_vpc_tunnel,
     };
-    let world = World::new(true);
-    // the session stand-in, with the environment it needs, behind a script: the test process's own
-    // environment stays as it is
+    let mut world = World::new(true);
+    // a program's own AWS CLI (a context's `aws_cli`): the stand-in, with the environment it needs, behind a script
+    // (the test process's own environment stays as it is)
+    world.use_fake_aws_cli();
     let wrapper = world.sandbox.path("aws");
     let env: String = world
         .sandbox

@@ -5,7 +5,7 @@ use declastruct_test_support::{Moto, Postgres, free_port};
 
 use crate::apply::assert_success;
 use crate::assert_shown;
-use crate::support::{REGION, Sandbox, fake_aws_cli, stderr, stdout, workspace_root};
+use crate::support::{REGION, Sandbox, stderr, stdout, workspace_root};
 
 /// moto with a dev and a prod bastion and cluster, credentials only in the `dev` and `prod` profiles, and the
 /// environments example as the manifest
@@ -99,13 +99,8 @@ fn the_environments_profile_reaches_the_session() {
             )
         })
     };
-    sandbox.set_env("DECLASTRUCT_AWS_CLI", &fake_aws_cli().display().to_string());
-    sandbox.set_env(
-        "DECLASTRUCT_FAKE_SSM_HOSTS",
-        &format!("{writer}:{port}=127.0.0.1:{}", postgres.port),
-    );
-    let record = sandbox.path("sessions.jsonl");
-    sandbox.set_env("DECLASTRUCT_FAKE_SSM_RECORD", &record.display().to_string());
+    let sim = crate::support::simulator(&moto, &[(&format!("{writer}:{port}"), postgres.port)]);
+    sandbox.use_real_chain(&sim.endpoint());
     let local = free_port();
     let applied = sandbox.run(&[
         "apply",
@@ -117,15 +112,9 @@ fn the_environments_profile_reaches_the_session() {
     ]);
     assert_success(&applied);
     assert_eq!(Postgres::psql(local, "select 1").as_deref(), Ok("1"));
-    let session: serde_json::Value = serde_json::from_str(
-        std::fs::read_to_string(&record)
-            .expect("recorded")
-            .lines()
-            .next()
-            .expect("a session"),
-    )
-    .expect("JSON");
-    assert_eq!(session["profile"], "prod", "{session}");
+    // the real AWS CLI serving the session was given the variables' profile
+    let session = crate::support::session_command_line(local).expect("the session's AWS CLI");
+    assert!(session.contains(" --profile prod"), "{session}");
 }
 
 /// must-show 2: every variable error exits 1, located at the variable, with no AWS call
