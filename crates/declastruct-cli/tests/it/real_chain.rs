@@ -327,3 +327,59 @@ fn describe_sessions_lists_the_open_sessions() {
             .all(|session| session.status != SessionStatus::Connected)
     );
 }
+
+/// issue 22, part 3: the service closes the channel with a message (the real plugin prints `SessionId: S : …`
+/// and exits 0); the supervisor opens a new session and the port answers again
+#[test]
+fn a_channel_closed_by_the_service_is_healed() {
+    let world = World::new(true);
+    world.declare("running", "OPEN");
+    assert_success(&world.apply());
+    let meta = world.only_meta();
+    world
+        .sim
+        .close_channel(None, "The session was closed by the service.");
+    assert!(
+        wait_for(Duration::from_secs(15), || log_of(&world)
+            .contains("The session was closed by the service.")),
+        "the plugin printed the channel's message:\n{}",
+        log_of(&world)
+    );
+    assert!(
+        wait_for(Duration::from_secs(20), || world.sim.sessions().len() == 2
+            && Postgres::psql(world.port, "select 1").as_deref() == Ok("1")),
+        "a new session serves the port: {:?}\n{}",
+        world.sim.sessions(),
+        log_of(&world)
+    );
+    let log = log_of(&world);
+    assert!(
+        log.contains("the session ended (exit status: 0)"),
+        "the plugin ended with status 0:\n{log}"
+    );
+    assert_eq!(world.only_meta().pid, meta.pid, "the same supervisor");
+    assert_eq!(restarts(&world), 1);
+}
+
+/// issue 22, part 3: in basic mode the agent dials the database once after the handshake; when it is refused the
+/// agent ends the session with `Unable to connect to specified port: …`, which the open reports as the bastion
+/// not reaching the database, and nothing is left running
+#[test]
+fn a_refused_destination_in_basic_mode_is_named() {
+    let world = World::with_sim(true, Postgres::start(), |config| {
+        config.mode = declastruct_test_support::ssm_sim::Mode::Basic;
+    });
+    world.refuse_destination();
+    world.declare("running", "OPEN");
+    let output = world.apply();
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    let message = stderr(&output);
+    assert!(
+        message.contains(
+            "the bastion could not reach the database: Unable to connect to specified port"
+        ) && message.contains("security group"),
+        "{message}"
+    );
+    assert!(world.metas().is_empty(), "no record left");
+    assert!(!is_port_in_use(world.port));
+}
