@@ -54,9 +54,9 @@ pub use declastruct_tunnel::{HoldingProcess, ManifestEnvironment, TunnelHolder, 
 pub use domain_objects::{
     AwsSettings, ClusterEndpoint, ContextAwsApi, DeclaredAwsEc2Instance, DeclaredAwsRdsCluster,
     DeclaredAwsRdsInstance, DeclaredAwsVpcTunnel, Ec2InstanceRef, Ec2InstanceStatus, EndpointRole,
-    HostEngine, IN_USE_TAG, IdleDuration, LoopbackHost, PasswordSource, ProgressReporter,
-    RdsClusterHost, RdsClusterRef, RdsInstanceRef, TransportChoice, TunnelHealth, TunnelMechanism,
-    VpcTunnelConnect, VpcTunnelFrom, VpcTunnelInto, VpcTunnelStatus, VpcTunnelVia,
+    HostEngine, IN_USE_TAG, IdleDuration, LoopbackHost, PORT_EXPECTED, PasswordSource,
+    ProgressReporter, RdsClusterHost, RdsClusterRef, RdsInstanceRef, TransportChoice, TunnelHealth,
+    TunnelMechanism, VpcTunnelConnect, VpcTunnelFrom, VpcTunnelInto, VpcTunnelStatus, VpcTunnelVia,
 };
 pub use domain_operations::ec2_instance::{
     BastionActivity, DesiredInstanceStatus, Ec2InstanceLookup, IdleTimerRecord,

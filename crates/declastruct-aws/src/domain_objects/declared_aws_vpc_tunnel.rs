@@ -365,6 +365,11 @@ fn deserialize_local_port<'de, D: Deserializer<'de>>(deserializer: D) -> Result<
     deserializer.deserialize_any(PortVisitor)
 }
 
+/// .what = what a local port's deserializer expects, as its errors say it (`invalid value: …, expected {this}`)
+/// .why = a manifest reader recognises a port out of range by this, as data (the expectation of an
+/// `invalid_value` error), and words its own diagnostic
+pub const PORT_EXPECTED: &str = "a port number between 1 and 65535";
+
 /// reads a TCP port, and says "expected a port number" in its errors rather than a Rust type's name
 struct PortVisitor;
 
@@ -372,7 +377,13 @@ impl PortVisitor {
     fn port<E: serde::de::Error>(number: i128) -> Result<u16, E> {
         match u16::try_from(number) {
             Ok(port) if port >= 1 => Ok(port),
-            _ => Err(E::custom(format!("port {number} is outside 1..=65535"))),
+            _ => Err(match i64::try_from(number) {
+                Ok(signed) => E::invalid_value(serde::de::Unexpected::Signed(signed), &PortVisitor),
+                Err(_) => E::invalid_value(
+                    serde::de::Unexpected::Other("an integer beyond 64 bits"),
+                    &PortVisitor,
+                ),
+            }),
         }
     }
 }
@@ -381,7 +392,7 @@ impl serde::de::Visitor<'_> for PortVisitor {
     type Value = u16;
 
     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter.write_str("a port number between 1 and 65535")
+        formatter.write_str(PORT_EXPECTED)
     }
 
     fn visit_i64<E: serde::de::Error>(self, number: i64) -> Result<u16, E> {
@@ -403,7 +414,10 @@ impl serde::de::Visitor<'_> for PortVisitor {
     /// YAML reads an integer too large for 64 bits as a float
     fn visit_f64<E: serde::de::Error>(self, number: f64) -> Result<u16, E> {
         if number.fract() == 0.0 && number.is_finite() {
-            Err(E::custom("the port is outside 1..=65535"))
+            Err(E::invalid_value(
+                serde::de::Unexpected::Other("an integer beyond 64 bits"),
+                &self,
+            ))
         } else {
             Err(E::invalid_value(
                 serde::de::Unexpected::Float(number),

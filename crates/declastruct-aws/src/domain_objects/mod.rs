@@ -13,8 +13,9 @@ pub use declared_aws_ec2_instance::{
 pub use declared_aws_rds_cluster::{DeclaredAwsRdsCluster, RdsClusterHost, RdsClusterRef};
 pub use declared_aws_rds_instance::{DeclaredAwsRdsInstance, RdsInstanceRef};
 pub use declared_aws_vpc_tunnel::{
-    ClusterEndpoint, DeclaredAwsVpcTunnel, EndpointRole, HostEngine, LoopbackHost, TransportChoice,
-    TunnelHealth, TunnelMechanism, VpcTunnelFrom, VpcTunnelInto, VpcTunnelStatus, VpcTunnelVia,
+    ClusterEndpoint, DeclaredAwsVpcTunnel, EndpointRole, HostEngine, LoopbackHost, PORT_EXPECTED,
+    TransportChoice, TunnelHealth, TunnelMechanism, VpcTunnelFrom, VpcTunnelInto, VpcTunnelStatus,
+    VpcTunnelVia,
 };
 pub use idle_duration::IdleDuration;
 pub use vpc_tunnel_connect::{PasswordSource, VpcTunnelConnect};

@@ -1,10 +1,14 @@
 //! .what = the manifest: its types (and so its JSON Schema), the loader and every offline validation
 //! .why = a bad manifest is reported with file, line and column before any AWS call
 
+mod de_error;
 mod error;
 mod load;
 mod model;
 mod node_de;
+mod relations;
+mod reread;
+mod translate;
 mod variables;
 mod yaml_tree;
 

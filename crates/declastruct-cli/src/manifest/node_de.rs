@@ -1,12 +1,13 @@
 //! .what = serde deserializes the manifest's types straight from the span-keeping YAML tree
 //! .why = no intermediate JSON tree per resource: loading a manifest of 10,000 resources stays in milliseconds,
-//! and serde's messages are the same as from `serde_json::Value` (the error type is `serde_json::Error`)
+//! and serde's messages are the same as from `serde_json::Value`; the error is `ManifestDeError`, which carries
+//! what went wrong as data
 
+use super::de_error::ManifestDeError as Error;
 use serde::de::value::CowStrDeserializer;
 use serde::de::{
     self, DeserializeSeed, Deserializer, IntoDeserializer, MapAccess, SeqAccess, Visitor,
 };
-use serde_json::Error;
 
 use super::yaml_tree::{Node, NodeValue};
 
@@ -133,6 +134,88 @@ impl<'de> NodeDeserializer<'de> {
     }
 }
 
+/// .what = a deserializer over one scalar (null, bool, number, string), with the manifest's error type
+/// .why = a scalar reads as the same `serde_json::Value` would (the same visits, so the same messages), while a
+/// visitor's failure arrives as `ManifestDeError` data rather than `serde_json::Error` text
+#[derive(Clone, Copy)]
+struct Scalar<'a>(&'a serde_json::Value);
+
+impl<'de> Deserializer<'de> for Scalar<'de> {
+    type Error = Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        match self.0 {
+            serde_json::Value::Null => visitor.visit_unit(),
+            serde_json::Value::Bool(value) => visitor.visit_bool(*value),
+            serde_json::Value::Number(number) => {
+                if let Some(unsigned) = number.as_u64() {
+                    visitor.visit_u64(unsigned)
+                } else if let Some(signed) = number.as_i64() {
+                    visitor.visit_i64(signed)
+                } else {
+                    visitor.visit_f64(number.as_f64().unwrap_or(f64::NAN))
+                }
+            }
+            serde_json::Value::String(text) => visitor.visit_borrowed_str(text),
+            // the YAML tree keeps lists and maps as nodes: a scalar is never one
+            other => Err(de::Error::invalid_type(
+                de::Unexpected::Other(if other.is_array() { "a list" } else { "a map" }),
+                &visitor,
+            )),
+        }
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        match self.0 {
+            serde_json::Value::Null => visitor.visit_none(),
+            _ => visitor.visit_some(self),
+        }
+    }
+
+    fn deserialize_unit<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        match self.0 {
+            serde_json::Value::Null => visitor.visit_unit(),
+            _ => self.deserialize_any(visitor),
+        }
+    }
+
+    fn deserialize_unit_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, Error> {
+        self.deserialize_unit(visitor)
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, Error> {
+        visitor.visit_newtype_struct(self)
+    }
+
+    /// a string names a unit variant (`serde_json`'s `Value` does the same)
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Error> {
+        match self.0 {
+            serde_json::Value::String(text) => {
+                visitor.visit_enum(de::value::BorrowedStrDeserializer::<Error>::new(text))
+            }
+            _ => self.deserialize_any(visitor),
+        }
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf seq tuple
+        tuple_struct map struct identifier ignored_any
+    }
+}
+
 /// scalars behave exactly as the same `serde_json::Value` would; lists and maps are walked in place
 macro_rules! forward_to_scalar_or_any {
     ($($method:ident)*) => {
@@ -140,7 +223,7 @@ macro_rules! forward_to_scalar_or_any {
             fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
                 match &self.node.value {
                     NodeValue::Scalar(value) | NodeValue::Variable { typed: value, .. } => {
-                        value.$method(visitor)
+                        Scalar(value).$method(visitor)
                     }
                     NodeValue::Reported => Neutral.$method(visitor),
                     _ => self.deserialize_any(visitor),
@@ -156,7 +239,7 @@ impl<'de> Deserializer<'de> for NodeDeserializer<'de> {
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
         match &self.node.value {
             NodeValue::Scalar(value) | NodeValue::Variable { typed: value, .. } => {
-                value.deserialize_any(visitor)
+                Scalar(value).deserialize_any(visitor)
             }
             NodeValue::Sequence(items) => Self::visit_sequence(items, visitor),
             NodeValue::Mapping(entries) => Self::visit_mapping(entries, self.skip_key, visitor),
@@ -175,7 +258,7 @@ impl<'de> Deserializer<'de> for NodeDeserializer<'de> {
     /// a variable is a string to a field that expects one, whatever its text looks like
     fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
         match &self.node.value {
-            NodeValue::Scalar(value) => value.deserialize_str(visitor),
+            NodeValue::Scalar(value) => Scalar(value).deserialize_str(visitor),
             NodeValue::Variable { text, .. } => visitor.visit_str(text),
             NodeValue::Reported => Neutral.deserialize_str(visitor),
             _ => self.deserialize_any(visitor),
@@ -188,7 +271,7 @@ impl<'de> Deserializer<'de> for NodeDeserializer<'de> {
 
     fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
         match &self.node.value {
-            NodeValue::Scalar(value) => value.deserialize_option(visitor),
+            NodeValue::Scalar(value) => Scalar(value).deserialize_option(visitor),
             NodeValue::Reported => Neutral.deserialize_option(visitor),
             _ => visitor.visit_some(self),
         }
@@ -201,7 +284,7 @@ impl<'de> Deserializer<'de> for NodeDeserializer<'de> {
     ) -> Result<V::Value, Error> {
         match &self.node.value {
             NodeValue::Scalar(value) | NodeValue::Variable { typed: value, .. } => {
-                value.deserialize_unit_struct(name, visitor)
+                Scalar(value).deserialize_unit_struct(name, visitor)
             }
             NodeValue::Reported => Neutral.deserialize_unit_struct(name, visitor),
             _ => self.deserialize_any(visitor),
@@ -241,7 +324,7 @@ impl<'de> Deserializer<'de> for NodeDeserializer<'de> {
     ) -> Result<V::Value, Error> {
         match &self.node.value {
             NodeValue::Scalar(value) | NodeValue::Variable { typed: value, .. } => {
-                value.deserialize_struct(name, fields, visitor)
+                Scalar(value).deserialize_struct(name, fields, visitor)
             }
             NodeValue::Reported => Neutral.deserialize_struct(name, fields, visitor),
             _ => self.deserialize_any(visitor),
@@ -255,9 +338,9 @@ impl<'de> Deserializer<'de> for NodeDeserializer<'de> {
         visitor: V,
     ) -> Result<V::Value, Error> {
         match &self.node.value {
-            NodeValue::Scalar(value) => value.deserialize_enum(name, variants, visitor),
+            NodeValue::Scalar(value) => Scalar(value).deserialize_enum(name, variants, visitor),
             NodeValue::Variable { text, .. } => {
-                serde_json::Value::String(text.clone()).deserialize_enum(name, variants, visitor)
+                visitor.visit_enum(de::value::BorrowedStrDeserializer::<Error>::new(text))
             }
             NodeValue::Reported => Neutral.deserialize_enum(name, variants, visitor),
             NodeValue::Mapping(entries) if entries.len() == 1 => {

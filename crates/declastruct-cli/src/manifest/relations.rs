@@ -1,0 +1,106 @@
+//! .what = the rules between resources of a manifest: one declaration per address, one tunnel per local port, no
+//! OPEN tunnel through a bastion declared stopped
+//! .why = checked once every resource reads, offline, with both places located
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use declastruct_aws::{DesiredInstanceStatus, Ec2InstanceRef, VpcTunnelStatus};
+use miette::NamedSource;
+
+use super::error::ManifestError;
+use super::load::DeclaredResource;
+use super::model::{Ec2InstanceDeclaration, ResourceDeclaration};
+use super::yaml_tree::Step;
+
+/// duplicate resources, two tunnels on one port, an OPEN tunnel through a bastion declared stopped
+pub(super) fn check_relations(
+    resources: &[DeclaredResource],
+    source: &Arc<NamedSource<String>>,
+) -> Vec<ManifestError> {
+    let text = source.inner();
+    let mut errors = Vec::new();
+    let mut seen: HashMap<_, &DeclaredResource> = HashMap::new();
+    let mut ports: HashMap<u16, &DeclaredResource> = HashMap::new();
+    let mut bastions: HashMap<String, (&Ec2InstanceDeclaration, &DeclaredResource)> =
+        HashMap::new();
+
+    for resource in resources {
+        let address = resource.declaration.address();
+        if let Some(first) = seen.insert(address.clone(), resource) {
+            errors.push(
+                ManifestError::at(
+                    "declastruct::manifest::duplicate_resource",
+                    source,
+                    resource.node.first_line_span(text),
+                    "declared again here",
+                    format!("{} `{}` is declared twice", address.class, address.slug),
+                    "declare each resource once: remove one of the two, or merge them",
+                )
+                .also("first declared here", first.node.first_line_span(text)),
+            );
+        }
+        match &resource.declaration {
+            ResourceDeclaration::DeclaredAwsEc2Instance(instance) => {
+                bastions.insert(instance.exid.clone(), (instance, resource));
+            }
+            ResourceDeclaration::DeclaredAwsVpcTunnel(tunnel) => {
+                if let Some(first) = ports.insert(tunnel.from.port, resource)
+                    && !std::ptr::eq(first, resource)
+                    && first.declaration.address() != address
+                {
+                    let port_span = |declared: &DeclaredResource| {
+                        declared
+                            .node
+                            .walk(&[Step::Key("from".into()), Step::Key("port".into())])
+                            .span
+                    };
+                    errors.push(
+                        ManifestError::at(
+                            "declastruct::manifest::duplicate_port",
+                            source,
+                            port_span(resource),
+                            "used again here",
+                            format!("two tunnels listen on local port {}", tunnel.from.port),
+                            "give each tunnel its own `from.port`",
+                        )
+                        .also("first used here", port_span(first)),
+                    );
+                }
+            }
+            ResourceDeclaration::DeclaredAwsRdsCluster(_)
+            | ResourceDeclaration::DeclaredAwsRdsInstance(_) => {}
+        }
+    }
+
+    for resource in resources {
+        let ResourceDeclaration::DeclaredAwsVpcTunnel(tunnel) = &resource.declaration else {
+            continue;
+        };
+        let Ec2InstanceRef::ByUnique { exid } = &tunnel.via.bastion else {
+            continue;
+        };
+        if tunnel.status != VpcTunnelStatus::Open {
+            continue;
+        }
+        if let Some((bastion, bastion_resource)) = bastions.get(exid)
+            && bastion.status == Some(DesiredInstanceStatus::Stopped)
+        {
+            errors.push(
+                ManifestError::at(
+                    "declastruct::manifest::open_through_stopped_bastion",
+                    source,
+                    resource.node.walk(&[Step::Key("status".into())]).span,
+                    "declared OPEN",
+                    format!("the tunnel on local port {} is OPEN, but its bastion `{exid}` is declared stopped", tunnel.from.port),
+                    "a tunnel needs a running bastion: set the tunnel to CLOSED, or the bastion to running",
+                )
+                .also(
+                    "declared stopped",
+                    bastion_resource.node.walk(&[Step::Key("status".into())]).span,
+                ),
+            );
+        }
+    }
+    errors
+}
