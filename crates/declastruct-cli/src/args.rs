@@ -295,6 +295,10 @@ pub struct StatusArgs {
     /// Every tunnel of this machine's state folder, whichever manifest opened it; needs no manifest and no AWS
     #[arg(long)]
     pub all: bool,
+
+    /// Every column (pid, transport, far end) and every cell whole; by default the table fits 100 columns
+    #[arg(long)]
+    pub wide: bool,
 }
 
 /// .what = the arguments of `exec`

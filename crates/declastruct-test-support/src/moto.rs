@@ -185,6 +185,25 @@ impl Moto {
         });
     }
 
+    /// .what = sets tag `key` = `value` on an instance
+    /// .why = tests stand in for another machine's declastruct (its `declastruct:in-use` heartbeat)
+    pub fn tag_instance(&self, region: &str, instance_id: &str, key: &str, value: &str) {
+        let ec2 = self.ec2(region);
+        self.block_on(async {
+            ec2.create_tags()
+                .resources(instance_id)
+                .tags(
+                    aws_sdk_ec2::types::Tag::builder()
+                        .key(key)
+                        .value(value)
+                        .build(),
+                )
+                .send()
+                .await
+                .expect("create tags");
+        });
+    }
+
     /// .what = the state name of an instance, e.g. `running`
     /// .why = tests check that apply started or stopped the bastion
     pub fn instance_state(&self, region: &str, instance_id: &str) -> String {

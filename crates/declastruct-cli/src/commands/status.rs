@@ -21,7 +21,7 @@ use crate::resources::Observed;
 pub async fn run(cli: &Cli, args: &StatusArgs) -> ExitCode {
     if args.all {
         return match all_rows().await {
-            Ok(rows) => print(&rows, args.json, cli.quiet, &ALL_COLUMNS),
+            Ok(rows) => print(&rows, args.json, cli.quiet, args.wide, &ALL_COLUMNS),
             Err(error) => {
                 report(error);
                 ExitCode::from(EXIT_FAILURE)
@@ -59,11 +59,20 @@ pub async fn run(cli: &Cli, args: &StatusArgs) -> ExitCode {
             }
         }
     };
-    print(&rows, args.json, cli.quiet, &COLUMNS)
+    print(&rows, args.json, cli.quiet, args.wide, &COLUMNS)
 }
 
 /// a column of the status table: its header and how a row's JSON becomes its cell
 type Column = (&'static str, fn(&Value) -> String);
+
+/// the width `status` fits by default; `--wide` shows every column whole
+const TABLE_WIDTH: usize = 100;
+
+/// the columns that `status` leaves out unless `--wide` is given
+const WIDE_ONLY: [&str; 3] = ["PID", "TRANSPORT", "FAR END"];
+
+/// the columns whose cells are shortened (at a word, with `…`) to fit `TABLE_WIDTH`, widest first
+const SHORTENABLE: [&str; 4] = ["HEALTH", "HELD BY", "RESTARTS", "MANIFEST"];
 
 fn text(value: &Value) -> String {
     match value {
@@ -90,16 +99,29 @@ fn restarts_cell(row: &Value) -> String {
         (Value::Number(count), Some(cause))
             if count.as_u64().unwrap_or(0) > 0 && !cause.is_empty() =>
         {
-            let cause = if cause.chars().count() > WIDEST_CAUSE {
-                let cut: String = cause.chars().take(WIDEST_CAUSE - 1).collect();
-                format!("{cut}…")
-            } else {
-                cause.to_string()
-            };
+            let cause = cut_at_word(cause, WIDEST_CAUSE);
             format!("{count} (last: {cause})")
         }
         (count, _) => text(count),
     }
+}
+
+/// .what = `text` in at most `width` characters: whole words, then `…` where it was cut
+/// .why = a cause or a health reason is shortened to fit the table, never cut mid-word
+fn cut_at_word(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_string();
+    }
+    let room = width.saturating_sub(1);
+    let head: String = text.chars().take(room).collect();
+    // the last space in the second half of what fits; a single long word is cut where it must be
+    let cut = head
+        .char_indices()
+        .rev()
+        .find(|(index, character)| character.is_whitespace() && *index >= room / 2)
+        .map(|(index, _)| index)
+        .map_or(head.as_str(), |index| &head[..index]);
+    format!("{}…", cut.trim_end_matches([' ', ',', ';', ':', '(']))
 }
 
 fn uptime_cell(row: &Value) -> String {
@@ -108,7 +130,7 @@ fn uptime_cell(row: &Value) -> String {
         .map_or("-".into(), format_uptime)
 }
 
-const COLUMNS: [Column; 8] = [
+const COLUMNS: [Column; 9] = [
     ("RESOURCE", |row| {
         format!("{} {}", text(&row["class"]), text(&row["slug"]))
     }),
@@ -118,10 +140,11 @@ const COLUMNS: [Column; 8] = [
     ("UPTIME", uptime_cell),
     ("RESTARTS", restarts_cell),
     ("HELD BY", holders_cell),
+    ("TRANSPORT", |row| text(&row["transport"])),
     ("HEALTH", health_cell),
 ];
 
-const ALL_COLUMNS: [Column; 10] = [
+const ALL_COLUMNS: [Column; 11] = [
     ("TUNNEL", |row| text(&row["slug"])),
     ("MANIFEST", |row| text(&row["manifest"])),
     ("STATUS", |row| text(&row["status"])),
@@ -131,16 +154,60 @@ const ALL_COLUMNS: [Column; 10] = [
     ("UPTIME", uptime_cell),
     ("RESTARTS", restarts_cell),
     ("HELD BY", holders_cell),
+    ("TRANSPORT", |row| text(&row["transport"])),
     ("HEALTH", health_cell),
 ];
 
 /// the rows as JSON, or as a table whose last column is not padded, followed (unless `quiet`) by how to connect
-fn print(rows: &[Value], json: bool, quiet: bool, columns: &[Column]) -> ExitCode {
-    after_output(write_rows(rows, json, quiet, columns), ExitCode::SUCCESS)
+fn print(rows: &[Value], json: bool, quiet: bool, wide: bool, columns: &[Column]) -> ExitCode {
+    after_output(
+        write_rows(rows, json, quiet, wide, columns),
+        ExitCode::SUCCESS,
+    )
+}
+
+/// .what = shortens the cells of the shortenable columns, the widest column first, until every line fits `limit`
+/// .why = `status` reads on a 100-column terminal without wrapping; `--wide` shows everything
+fn fit(headers: &[String], table: &mut [Vec<String>], limit: usize) {
+    const NARROWEST: usize = 12;
+    let width_of = |table: &[Vec<String>], column: usize| {
+        std::iter::once(headers)
+            .chain(table.iter().map(Vec::as_slice))
+            .map(|line| line[column].chars().count())
+            .max()
+            .unwrap_or(0)
+    };
+    for _ in 0..headers.len() * 4 {
+        let total: usize = (0..headers.len())
+            .map(|column| width_of(table, column))
+            .sum::<usize>()
+            + 2 * headers.len().saturating_sub(1);
+        if total <= limit {
+            return;
+        }
+        let Some((column, width)) = (0..headers.len())
+            .filter(|column| SHORTENABLE.contains(&headers[*column].as_str()))
+            .map(|column| (column, width_of(table, column)))
+            .filter(|(_, width)| *width > NARROWEST)
+            .max_by_key(|(_, width)| *width)
+        else {
+            return;
+        };
+        let target = width.saturating_sub(total - limit).max(NARROWEST);
+        for line in table.iter_mut() {
+            line[column] = cut_at_word(&line[column], target);
+        }
+    }
 }
 
 /// `print`'s writing, whose failure (`> /dev/full`) is an error
-fn write_rows(rows: &[Value], json: bool, quiet: bool, columns: &[Column]) -> std::io::Result<()> {
+fn write_rows(
+    rows: &[Value],
+    json: bool,
+    quiet: bool,
+    wide: bool,
+    columns: &[Column],
+) -> std::io::Result<()> {
     let mut stdout = anstream::stdout().lock();
     if json {
         writeln!(
@@ -150,22 +217,30 @@ fn write_rows(rows: &[Value], json: bool, quiet: bool, columns: &[Column]) -> st
         )?;
         return stdout.flush();
     }
+    let columns: Vec<&Column> = columns
+        .iter()
+        .filter(|(name, _)| wide || !WIDE_ONLY.contains(name))
+        .collect();
     let headers: Vec<String> = columns
         .iter()
         .map(|(name, _)| (*name).to_string())
         .collect();
-    let table: Vec<Vec<String>> = rows
+    let mut table: Vec<Vec<String>> = rows
         .iter()
         .map(|row| columns.iter().map(|(_, cell)| cell(row)).collect())
         .collect();
+    let width_of = |table: &[Vec<String>], column: usize| {
+        std::iter::once(&headers)
+            .chain(table)
+            .map(|line| line[column].chars().count())
+            .max()
+            .unwrap_or(0)
+    };
+    if !wide {
+        fit(&headers, &mut table, TABLE_WIDTH);
+    }
     let widths: Vec<usize> = (0..columns.len())
-        .map(|column| {
-            std::iter::once(&headers)
-                .chain(&table)
-                .map(|line| line[column].len())
-                .max()
-                .unwrap_or(0)
-        })
+        .map(|column| width_of(&table, column))
         .collect();
     let last = columns.len() - 1;
     for line in std::iter::once(&headers).chain(&table) {
@@ -176,7 +251,8 @@ fn write_rows(rows: &[Value], json: bool, quiet: bool, columns: &[Column]) -> st
                 if column == last {
                     cell.clone()
                 } else {
-                    format!("{cell:<width$}", width = widths[column])
+                    let padding = widths[column].saturating_sub(cell.chars().count());
+                    format!("{cell}{}", " ".repeat(padding))
                 }
             })
             .collect();
@@ -496,4 +572,44 @@ fn local_port_of(process: &declastruct_tunnel::ProcessInfo) -> Option<u16> {
         let rest = word.split_once("\"localPortNumber\":[\"")?.1;
         rest.split('"').next()?.parse::<u16>().ok()
     })
+}
+
+#[cfg(test)]
+mod width_tests {
+    use super::*;
+
+    #[test]
+    fn a_cut_ends_at_a_word_with_an_ellipsis() {
+        assert_eq!(cut_at_word("short", 10), "short");
+        assert_eq!(
+            cut_at_word(
+                "the session ended (exit status: 0): Session: abc timed out.",
+                30
+            ),
+            "the session ended (exit…"
+        );
+        assert_eq!(cut_at_word("averyveryverylongword", 8), "averyve…");
+    }
+
+    #[test]
+    fn a_table_is_fitted_by_its_shortenable_columns() {
+        let headers: Vec<String> = ["RESOURCE", "STATUS", "HEALTH"].map(String::from).to_vec();
+        let mut table = vec![vec![
+            "DeclaredAwsVpcTunnel vpc-main-bastion.ahbodedb.7775".to_string(),
+            "OPEN".to_string(),
+            "unhealthy (the database does not answer through it: connection refused by the far end)"
+                .to_string(),
+        ]];
+        fit(&headers, &mut table, 100);
+        let width: usize = table[0]
+            .iter()
+            .map(|cell| cell.chars().count())
+            .sum::<usize>()
+            + 4;
+        assert!(width <= 100, "{table:?}");
+        assert!(
+            table[0][2].ends_with('…') && !table[0][2].ends_with(" …"),
+            "{table:?}"
+        );
+    }
 }

@@ -253,6 +253,7 @@ pub fn assemble(
                     edges,
                     previous: None,
                     forced_replace: false,
+                    transport_change: None,
                     held,
                     others,
                     force_close: false,

@@ -62,7 +62,41 @@ pub async fn observe_in_steps(
         ));
     }
     let tunnels = inspect_tunnels(manifest, &live, context).await?;
-    assemble(manifest, &live, tunnels)
+    let mut observed = assemble(manifest, &live, tunnels)?;
+    mark_transport_changes(&mut observed, context);
+    Ok(observed)
+}
+
+/// .what = an open tunnel whose session runs on another transport than the one it would open with now (its
+/// `via.transport`, `DECLASTRUCT_TRANSPORT`, or what `auto` finds installed) is replaced, and the plan says so
+/// .why = the transport is chosen when the session starts: a change takes a new session
+fn mark_transport_changes(observed: &mut [Observed], context: &ContextAwsApi) {
+    for resource in observed.iter_mut() {
+        let Observed::Tunnel(tunnel) = resource else {
+            continue;
+        };
+        if tunnel.declaration.status != declastruct_aws::VpcTunnelStatus::Open
+            || tunnel.observation.tunnel.status != Some(declastruct_aws::VpcTunnelStatus::Open)
+        {
+            continue;
+        }
+        let Some(running) = tunnel
+            .observation
+            .meta
+            .as_ref()
+            .and_then(|meta| meta.transport.clone())
+        else {
+            continue;
+        };
+        let wanted = context
+            .transport_for(tunnel.declaration.via.transport)
+            .as_str()
+            .to_string();
+        if running != wanted {
+            tunnel.transport_change = Some((running, wanted));
+            tunnel.forced_replace = true;
+        }
+    }
 }
 
 /// .what = every declared tunnel's far end resolved and the tunnel inspected against the live state, by its

@@ -81,6 +81,8 @@ pub struct ObservedTunnel {
     pub previous: Option<PreviousIdentity>,
     /// `apply --replace` asked to close and open it again even if it looks healthy
     pub forced_replace: bool,
+    /// the transport its session runs on and the one it would open with now, when they differ
+    pub transport_change: Option<(String, String)>,
     /// whether this manifest environment holds the tunnel now
     pub held: bool,
     /// the other live holders of the tunnel: exec and connect commands, other manifests and environments
@@ -299,7 +301,20 @@ impl Resource for Observed {
 
     fn remote(&self) -> Option<Value> {
         Some(match self {
-            Self::Bastion(bastion) => to_value(&bastion.live),
+            Self::Bastion(bastion) => {
+                let mut live = to_value(&bastion.live);
+                // idleStop is this manifest's setting, not the instance's: the same on both sides
+                if let (Value::Object(fields), Some(idle_stop)) = (
+                    &mut live,
+                    bastion
+                        .declaration
+                        .as_ref()
+                        .and_then(|declaration| declaration.idle_stop),
+                ) {
+                    fields.insert("idleStop".into(), to_value(&idle_stop));
+                }
+                live
+            }
             Self::Cluster(cluster) => to_value(&cluster.live),
             Self::Instance(instance) => to_value(&instance.live),
             Self::Tunnel(tunnel) => match &tunnel.previous {
@@ -474,6 +489,13 @@ fn replacement_difference(
     if let (Value::Object(remote), Value::Object(desired)) = (&mut remote, &mut desired) {
         remote.insert("session".into(), json!(old));
         desired.insert("session".into(), json!(new));
+        if let Some((running, wanted)) = &tunnel.transport_change {
+            remote.insert("transport".into(), json!(running));
+            desired.insert(
+                "transport".into(),
+                json!(format!("{wanted} (forces a new session)")),
+            );
+        }
     }
     unified_difference(Some(&remote), &desired).unwrap_or_default()
 }

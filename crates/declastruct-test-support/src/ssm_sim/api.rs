@@ -62,6 +62,25 @@ async fn route(request: Request<Incoming>, shared: Arc<Shared>) -> Response<Body
     };
     let input: Value = serde_json::from_slice(&body.to_bytes()).unwrap_or(Value::Null);
     let caller = Caller::from_authorization(&authorization);
+    let operation = target.strip_prefix("AmazonSSM.").unwrap_or_default();
+    if lock(&shared.faults)
+        .denied_operations
+        .iter()
+        .any(|denied| denied == operation)
+    {
+        // IAM's refusal: HTTP 400, `AccessDeniedException`, and the message IAM words for a call no policy allows
+        // (the shape of the "not authorized to perform" errors in the IAM user guide's troubleshooting page)
+        return json_response(
+            StatusCode::BAD_REQUEST,
+            &json!({
+                "__type": "AccessDeniedException",
+                "message": format!(
+                    "User: arn:aws:iam::123456789012:user/{} is not authorized to perform: ssm:{operation} on resource: arn:aws:ssm:{}:123456789012:* because no identity-based policy allows the ssm:{operation} action",
+                    caller.access_key, caller.region
+                ),
+            }),
+        );
+    }
     let result = match target.strip_prefix("AmazonSSM.") {
         Some("StartSession") => start_session(&input, &caller, &shared).await,
         Some("ResumeSession") => resume_session(&input, &shared),

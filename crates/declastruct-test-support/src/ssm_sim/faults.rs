@@ -30,4 +30,7 @@ pub struct Faults {
     pub handshake_delay: Option<Duration>,
     /// the agent accepts the websocket and says nothing: no HandshakeRequest, no acknowledgements
     pub agent_silent: bool,
+    /// API operations the caller's IAM policy does not allow (e.g. `DescribeSessions`): each is answered with
+    /// `AccessDeniedException`, as IAM refuses an action no policy allows
+    pub denied_operations: Vec<String>,
 }
