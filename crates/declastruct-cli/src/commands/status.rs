@@ -21,7 +21,17 @@ use crate::resources::Observed;
 pub async fn run(cli: &Cli, args: &StatusArgs) -> ExitCode {
     if args.all {
         return match all_rows().await {
-            Ok(rows) => print(&rows, args.json, cli.quiet, args.wide, &ALL_COLUMNS),
+            Ok(rows) => print(
+                &rows,
+                args.json,
+                cli.quiet,
+                args.wide,
+                if args.wide {
+                    &ALL_WIDE_COLUMNS
+                } else {
+                    &ALL_COLUMNS
+                },
+            ),
             Err(error) => {
                 report(error);
                 ExitCode::from(EXIT_FAILURE)
@@ -59,7 +69,13 @@ pub async fn run(cli: &Cli, args: &StatusArgs) -> ExitCode {
             }
         }
     };
-    print(&rows, args.json, cli.quiet, args.wide, &COLUMNS)
+    print(
+        &rows,
+        args.json,
+        cli.quiet,
+        args.wide,
+        if args.wide { &WIDE_COLUMNS } else { &COLUMNS },
+    )
 }
 
 /// a column of the status table: its header and how a row's JSON becomes its cell
@@ -68,11 +84,81 @@ type Column = (&'static str, fn(&Value) -> String);
 /// the width `status` fits by default; `--wide` shows every column whole
 const TABLE_WIDTH: usize = 100;
 
-/// the columns that `status` leaves out unless `--wide` is given
-const WIDE_ONLY: [&str; 3] = ["PID", "TRANSPORT", "FAR END"];
-
 /// the columns whose cells are shortened (at a word, with `…`) to fit `TABLE_WIDTH`, widest first
-const SHORTENABLE: [&str; 4] = ["HEALTH", "HELD BY", "RESTARTS", "MANIFEST"];
+const SHORTENABLE: [&str; 4] = ["HEALTH", "HELD BY", "MANIFEST", "FAR END"];
+
+/// a resource as the narrow table names it: its kind in a word, then its address
+fn resource_cell(row: &Value) -> String {
+    let kind = match row["class"].as_str().unwrap_or_default() {
+        "DeclaredAwsEc2Instance" => "bastion",
+        "DeclaredAwsRdsCluster" => "cluster",
+        "DeclaredAwsRdsInstance" => "instance",
+        "DeclaredAwsVpcTunnel" => "tunnel",
+        other => other,
+    };
+    format!("{kind} {}", text(&row["slug"]))
+}
+
+/// healthy, unhealthy or `-`: the reason goes below the narrow table
+fn health_word(row: &Value) -> String {
+    match &row["healthy"] {
+        Value::Bool(true) => "healthy".into(),
+        Value::Bool(false) => "unhealthy".into(),
+        _ => "-".into(),
+    }
+}
+
+/// the holders in few words: a manifest by its file name, a command by what it runs
+fn holders_short(row: &Value) -> String {
+    match row["holders"].as_array() {
+        Some(holders) if !holders.is_empty() => holders
+            .iter()
+            .map(|holder| {
+                let holder = text(holder);
+                match holder.strip_prefix("manifest ") {
+                    Some(rest) => {
+                        let path = rest.split(" (").next().unwrap_or(rest);
+                        std::path::Path::new(path).file_name().map_or_else(
+                            || path.to_string(),
+                            |name| name.to_string_lossy().into_owned(),
+                        )
+                    }
+                    None => holder,
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+        _ => "-".into(),
+    }
+}
+
+/// the restart count alone: the cause goes below the narrow table
+fn restarts_count(row: &Value) -> String {
+    text(&row["restarts"])
+}
+
+/// .what = the lines below the narrow table: per resource, what its cells leave out (a health reason, the last
+/// restart's cause), whole
+/// .why = the table fits 100 columns and nothing is cut mid-word; `--wide` shows them in the table instead
+fn details(rows: &[Value]) -> Vec<String> {
+    rows.iter()
+        .filter_map(|row| {
+            let mut parts = Vec::new();
+            if let Some(reason) = row["healthReason"].as_str() {
+                parts.push(reason.to_string());
+            }
+            if let (Some(count), Some(cause)) =
+                (row["restarts"].as_u64(), row["lastRestart"].as_str())
+                && count > 0
+                && !cause.is_empty()
+            {
+                parts.push(format!("{count} (last: {cause})"));
+            }
+            (!parts.is_empty())
+                .then(|| format!("  {}: {}", text(&row["slug"]), parts.join("; restarts ")))
+        })
+        .collect()
+}
 
 fn text(value: &Value) -> String {
     match value {
@@ -130,7 +216,17 @@ fn uptime_cell(row: &Value) -> String {
         .map_or("-".into(), format_uptime)
 }
 
-const COLUMNS: [Column; 9] = [
+const COLUMNS: [Column; 7] = [
+    ("RESOURCE", resource_cell),
+    ("STATUS", |row| text(&row["status"])),
+    ("PORT", |row| text(&row["port"])),
+    ("UPTIME", uptime_cell),
+    ("RESTARTS", restarts_count),
+    ("HELD BY", holders_short),
+    ("HEALTH", health_word),
+];
+
+const WIDE_COLUMNS: [Column; 9] = [
     ("RESOURCE", |row| {
         format!("{} {}", text(&row["class"]), text(&row["slug"]))
     }),
@@ -144,7 +240,18 @@ const COLUMNS: [Column; 9] = [
     ("HEALTH", health_cell),
 ];
 
-const ALL_COLUMNS: [Column; 11] = [
+const ALL_COLUMNS: [Column; 8] = [
+    ("TUNNEL", |row| text(&row["slug"])),
+    ("MANIFEST", |row| text(&row["manifest"])),
+    ("STATUS", |row| text(&row["status"])),
+    ("PORT", |row| text(&row["port"])),
+    ("UPTIME", uptime_cell),
+    ("RESTARTS", restarts_count),
+    ("HELD BY", holders_short),
+    ("HEALTH", health_word),
+];
+
+const ALL_WIDE_COLUMNS: [Column; 11] = [
     ("TUNNEL", |row| text(&row["slug"])),
     ("MANIFEST", |row| text(&row["manifest"])),
     ("STATUS", |row| text(&row["status"])),
@@ -217,10 +324,6 @@ fn write_rows(
         )?;
         return stdout.flush();
     }
-    let columns: Vec<&Column> = columns
-        .iter()
-        .filter(|(name, _)| wide || !WIDE_ONLY.contains(name))
-        .collect();
     let headers: Vec<String> = columns
         .iter()
         .map(|(name, _)| (*name).to_string())
@@ -268,6 +371,10 @@ fn write_rows(
             ))
         })
         .collect();
+    let details = if wide { Vec::new() } else { details(rows) };
+    if !details.is_empty() && !quiet {
+        writeln!(stdout, "\nDetails:\n{}", details.join("\n"))?;
+    }
     if !connections.is_empty() && !quiet {
         writeln!(stdout, "\nConnect:\n{}", connections.join("\n"))?;
     }

@@ -72,7 +72,7 @@ fn a_killed_session_is_restarted_and_the_port_answers_again() {
     assert_eq!(world.only_meta().pid, meta.pid, "same pid file");
     assert!(!children_of(meta.pid).contains(&session[0]));
     assert_eq!(restarts_in_status(&world), 1);
-    // the table shows the last restart's cause beside the count
+    // status shows the last restart's cause with the count (below the narrow table)
     let table = stdout(&world.sandbox.run(&["status"]));
     assert!(
         table.contains("1 (last: the session ended"),

@@ -18,6 +18,18 @@ fn apply_and_status_as_a_person_reads_them() {
     let mut status = world.sandbox.run(&["status"]);
     without_padding(&mut status);
     assert_shown!("status_open", status, &[world.port]);
+    // every line of the narrow table fits 100 columns; --wide has every column
+    let narrow = world.sandbox.run(&["status"]);
+    assert!(
+        crate::support::stdout(&narrow)
+            .lines()
+            .all(|line| line.chars().count() <= 100),
+        "{}",
+        crate::support::stdout(&narrow)
+    );
+    let mut wide = world.sandbox.run(&["status", "--wide"]);
+    without_padding(&mut wide);
+    assert_shown!("status_open_wide", wide, &[world.port]);
     let status_json = world.sandbox.run(&["status", "--json"]);
     assert_shown!("status_open_json", status_json, &[world.port]);
 

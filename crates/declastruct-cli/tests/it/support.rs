@@ -299,6 +299,11 @@ pub fn settings_for_ports(ports: &[u16]) -> insta::Settings {
         r"(OPEN(?: \(unhealthy\))?\s+)\d+(\s+\S+\s+)\d+[smh]\S*",
         "$1[PID]$2[UPTIME]",
     );
+    // the narrow table's uptime, after the port
+    settings.add_filter(
+        r"(OPEN(?: \(unhealthy\))?\s+\[PORT\]\s+)\d+[smhd]\S*",
+        "$1[UPTIME]",
+    );
     settings
 }
 
