@@ -288,6 +288,27 @@ const HANDLED: &[Handled] = &[
             "builds release binaries and measures for minutes; run by hand to refresh docs/performance.md",
         ),
     },
+    Handled {
+        doc: "docs/performance.md",
+        command: "scripts/bench-transports",
+        how: How::AllowListed(
+            "builds release binaries and moves 50 MB per client and mode through the simulator for minutes; run by hand to refresh docs/performance.md",
+        ),
+    },
+    Handled {
+        doc: "docs/performance.md",
+        command: "scripts/bench-transports --bridge-forward PATH",
+        how: How::AllowListed(
+            "builds release binaries and moves 50 MB per client and mode through the simulator for minutes; run by hand to refresh docs/performance.md",
+        ),
+    },
+    Handled {
+        doc: "docs/performance.md",
+        command: "scripts/bench-transports --megabytes 5 --modes mux --opens 3 --clients native,aws-cli",
+        how: How::AllowListed(
+            "builds release binaries and moves 50 MB per client and mode through the simulator for minutes; run by hand to refresh docs/performance.md",
+        ),
+    },
 ];
 
 fn expect_contains(text: &str, needle: &str) -> Result<(), String> {
