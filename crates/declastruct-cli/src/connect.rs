@@ -4,7 +4,7 @@
 
 use declastruct_aws::{ContextAwsApi, get_connection_variables};
 
-use crate::resources::ObservedTunnel;
+use declastruct_manifest::resources::ObservedTunnel;
 
 /// .what = `localhost:7775 -> ahbodedb (writer) via i-0abc`
 /// .why = where a tunnel leads, in one line

@@ -19,7 +19,9 @@ use crate::commands::{EXIT_FAILURE, compute_plan, observe_or_report, report};
 use crate::connect::{client_command, connection_line};
 use crate::progress::Progress;
 use crate::render::{render_plan, variables_line};
-use crate::resources::{Observed, describe_holders, force_close, force_replace, select_targets};
+use declastruct_manifest::resources::{
+    Observed, describe_holders, force_close, force_replace, select_targets,
+};
 
 /// .what = `declastruct apply`: plans, confirms, and applies the changes in dependency order
 /// .why = makes the live world match the manifest: bastions started or stopped, tunnels opened or closed

@@ -10,7 +10,7 @@ use crate::commands::exec::{Signals, announce_bastion_starts, select_tunnels};
 use crate::commands::{EXIT_FAILURE, observe_or_report, report};
 use crate::connect::{client_command, connection_line};
 use crate::progress::Progress;
-use crate::resources::describe_holders;
+use declastruct_manifest::resources::describe_holders;
 
 /// .what = `declastruct connect ADDRESS`: opens the tunnel (a hold), prints how to connect, holds it until Ctrl-C
 /// or SIGTERM, then lets go (closing it when no other holder remains)

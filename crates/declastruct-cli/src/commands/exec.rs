@@ -9,7 +9,7 @@ use crate::args::{Cli, ExecArgs};
 use crate::commands::{EXIT_FAILURE, observe_or_report, report};
 use crate::connect::variables_of;
 use crate::progress::Progress;
-use crate::resources::{Observed, ObservedTunnel};
+use declastruct_manifest::resources::{Observed, ObservedTunnel};
 
 /// .what = `declastruct exec [ADDRESS...] -- COMMAND [ARGS...]`: makes sure each named tunnel (default: every tunnel
 /// of the manifest) is open and answers, runs COMMAND with the connection variables, forwards signals to it, and

@@ -7,7 +7,7 @@ use declastruct_tunnel::{LOG_READ_LIMIT, TunnelFiles, open_for_reading, read_tai
 
 use crate::args::{Cli, LogsArgs};
 use crate::commands::{EXIT_FAILURE, after_output, report};
-use crate::manifest::tunnel_address;
+use declastruct_manifest::manifest::tunnel_address;
 
 /// .what = `declastruct logs ADDRESS [--follow]`: prints an open tunnel's log
 /// .why = what the session said: connections, restarts, and why it failed

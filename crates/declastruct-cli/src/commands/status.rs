@@ -11,9 +11,11 @@ use crate::commands::{
     EXIT_FAILURE, after_output, load_or_report, manifest_holder, observe_with_progress, report,
 };
 use crate::connect::{client_command, connection_line};
-use crate::manifest::{Manifest, ResourceDeclaration, VpcTunnelDeclaration, tunnel_address};
 use crate::progress::Progress;
-use crate::resources::Observed;
+use declastruct_manifest::manifest::{
+    Manifest, ResourceDeclaration, VpcTunnelDeclaration, tunnel_address,
+};
+use declastruct_manifest::resources::Observed;
 
 /// .what = `declastruct status`: the live state of every declared resource; tunnels with pid, port, uptime, health
 /// .why = one look tells whether the database is reachable, and if not, why; what runs on this machine is shown

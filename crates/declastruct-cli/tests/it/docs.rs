@@ -32,7 +32,7 @@ fn docs_manifest_covers_the_schema() {
     let page = std::fs::read_to_string(workspace_root().join("docs/manifest.md"))
         .expect("docs/manifest.md");
     let schema: serde_json::Value =
-        serde_json::from_str(&declastruct_cli::manifest::manifest_schema()).expect("schema");
+        serde_json::from_str(&declastruct_manifest::manifest::manifest_schema()).expect("schema");
     let mut names = Vec::new();
     schema_names(&schema, &mut names);
     names.sort();

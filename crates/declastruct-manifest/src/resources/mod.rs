@@ -23,28 +23,32 @@ use declastruct_aws::internal::{inspect_vpc_tunnel, resolve_tunnel_target};
 
 use crate::manifest::{Manifest, ResourceDeclaration};
 
-/// .what = reads the live state of every declared resource and assembles the observed resources
-/// .why = `plan`, `apply` and `status` start from here; every tunnel is inspected concurrently, with no AWS call
-pub async fn observe(
-    manifest: &Manifest,
-    context: &ContextAwsApi,
-) -> Result<Vec<Observed>, Vec<miette::Report>> {
-    observe_in_steps(manifest, context, |_| {}).await
+/// .what = what `observe_in_steps` tells its caller as it goes
+/// .why = the caller shows it (a warning at once, a progress line that names what is waited for); this crate prints
+/// nothing
+#[derive(Debug)]
+pub enum Step {
+    /// something is gone that nothing needs (a bastion only CLOSED tunnels name): located, and it stops nothing
+    Warning(miette::Report),
+    /// what is waited for now, in words
+    Waiting(String),
 }
 
-/// .what = `observe`, saying (to `on_step`) what it waits for once AWS has answered: the checks of the tunnels on
-/// this machine, each with its health probe through its local port
-/// .why = a progress line names what is waited for at that moment, not the AWS calls that have already answered
+/// .what = reads the live state of every declared resource and assembles the observed resources, telling `on_step`
+/// each warning and what it waits for once AWS has answered: the checks of the tunnels on this machine, each with
+/// its health probe through its local port
+/// .why = `plan`, `apply` and `status` start from here; every tunnel is inspected concurrently, with no AWS call;
+/// a progress line names what is waited for at that moment, not the AWS calls that have already answered
 pub async fn observe_in_steps(
     manifest: &Manifest,
     context: &ContextAwsApi,
-    on_step: impl Fn(String),
+    on_step: impl Fn(Step),
 ) -> Result<Vec<Observed>, Vec<miette::Report>> {
     let references = References::of(manifest);
-    let live = read_live_state(manifest, &references, context).await?;
+    let mut live = read_live_state(manifest, &references, context).await?;
     // what is gone but needed by nothing is said, and stops nothing
-    for warning in &live.warnings {
-        eprintln!("{warning:?}");
+    for warning in std::mem::take(&mut live.warnings) {
+        on_step(Step::Warning(warning));
     }
     let ports: Vec<String> = manifest
         .resources
@@ -55,11 +59,11 @@ pub async fn observe_in_steps(
         })
         .collect();
     if !ports.is_empty() {
-        on_step(format!(
+        on_step(Step::Waiting(format!(
             "checking the tunnels on this machine: their processes, and a health probe through local port{} {}",
             if ports.len() == 1 { "" } else { "s" },
             ports.join(", ")
-        ));
+        )));
     }
     let tunnels = inspect_tunnels(manifest, &live, context).await?;
     let mut observed = assemble(manifest, &live, tunnels)?;
