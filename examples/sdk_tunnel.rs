@@ -51,6 +51,7 @@ async fn run() -> Result<(), Failure> {
         from: VpcTunnelFrom {
             host: LoopbackHost::Localhost,
             port,
+            expose: false,
         },
         status: None,
         pid: None,

@@ -20,7 +20,7 @@
 //! let tunnel = DeclaredAwsVpcTunnel {
 //!     via: VpcTunnelVia { mechanism: TunnelMechanism::AwsSsm, bastion: Ec2InstanceRef::by_exid("vpc-main-bastion"), transport: None },
 //!     into: VpcTunnelInto::cluster(RdsClusterRef::by_name("ahbodedb")),
-//!     from: VpcTunnelFrom { host: LoopbackHost::Localhost, port: 7775 },
+//!     from: VpcTunnelFrom { host: LoopbackHost::Localhost, port: 7775, expose: false },
 //!     status: None,
 //!     pid: None,
 //!     health: None,

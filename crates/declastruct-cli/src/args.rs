@@ -177,6 +177,12 @@ pub enum Command {
     #[command(after_help = with_environment("Examples:\n  declastruct show plan.json\n  declastruct show plan.json --json", &[NO_COLOR]))]
     Show(ShowArgs),
 
+    /// Write a starter declastruct.yml here (never over an existing one), with its JSON Schema beside it
+    #[command(
+        after_help = "Examples:\n  declastruct init\n  declastruct init --bastion vpc-main-bastion --cluster ahbodedb --port 7775"
+    )]
+    Init(InitArgs),
+
     /// Print the manifest's JSON Schema
     #[command(after_help = "Example:\n  declastruct schema > schemas/declastruct.schema.json")]
     Schema,
@@ -321,6 +327,23 @@ pub struct ExecArgs {
     pub command: Vec<std::ffi::OsString>,
 }
 
+/// .what = the arguments of `init`
+/// .why = what the starter manifest declares
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The bastion's `exid` tag
+    #[arg(long, default_value = "my-bastion", value_name = "EXID")]
+    pub bastion: String,
+
+    /// The RDS cluster's identifier
+    #[arg(long, default_value = "my-database", value_name = "NAME")]
+    pub cluster: String,
+
+    /// The local port of the tunnel
+    #[arg(long, default_value_t = 7775, value_parser = clap::value_parser!(u16).range(1..), value_name = "N")]
+    pub port: u16,
+}
+
 /// .what = the arguments of `connect`
 /// .why = which tunnel to hold
 #[derive(Debug, Args)]
@@ -407,7 +430,7 @@ impl Command {
             Self::Exec(args) => Some(&args.manifest),
             Self::Connect(args) => Some(&args.manifest),
             Self::Env(args) => Some(&args.manifest),
-            Self::Show(_) | Self::Schema | Self::Completions { .. } => None,
+            Self::Show(_) | Self::Schema | Self::Init(_) | Self::Completions { .. } => None,
         }
     }
 
@@ -421,6 +444,7 @@ impl Command {
             Self::Status(_) => "status",
             Self::Show(_) => "show",
             Self::Schema => "schema",
+            Self::Init(_) => "init",
             Self::Logs(_) => "logs",
             Self::Exec(_) => "exec",
             Self::Connect(_) => "connect",

@@ -77,6 +77,7 @@ pub fn run() -> ExitCode {
     match &cli.command {
         Command::Validate(_) => commands::validate::run(&cli),
         Command::Schema => commands::schema::run(),
+        Command::Init(args) => commands::init::run(args),
         Command::Show(args) => commands::show::run(&cli, args),
         Command::Completions { shell } => commands::completions::run(*shell),
         Command::Plan(args) => block_on(commands::plan::run(&cli, args)),

@@ -87,13 +87,24 @@ pub async fn probe_tunnel(
     engine: Option<&str>,
     limit: Duration,
 ) -> Result<TunnelHealth, NoAnswer> {
-    tokio::time::timeout(limit, probe(port, engine))
+    probe_tunnel_at(Ipv4Addr::LOCALHOST.into(), port, engine, limit).await
+}
+
+/// .what = `probe_tunnel` through `address` (a tunnel exposed on an address of its own)
+/// .why = see `probe_tunnel`
+pub async fn probe_tunnel_at(
+    address: std::net::IpAddr,
+    port: u16,
+    engine: Option<&str>,
+    limit: Duration,
+) -> Result<TunnelHealth, NoAnswer> {
+    tokio::time::timeout(limit, probe(address, port, engine))
         .await
         .map_err(|_| NoAnswer { limit })
 }
 
-async fn probe(port: u16, engine: Option<&str>) -> TunnelHealth {
-    let mut stream = match TcpStream::connect((Ipv4Addr::LOCALHOST, port)).await {
+async fn probe(address: std::net::IpAddr, port: u16, engine: Option<&str>) -> TunnelHealth {
+    let mut stream = match TcpStream::connect((address, port)).await {
         Ok(stream) => stream,
         Err(error) => {
             return TunnelHealth::failed(format!("nothing answers on local port {port}: {error}"));

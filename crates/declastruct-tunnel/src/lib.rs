@@ -28,7 +28,7 @@ mod stop;
 pub mod supervisor;
 
 pub use error::TunnelError;
-pub use health::{NoAnswer, TunnelHealth, is_tunnel_healthy, probe_tunnel};
+pub use health::{NoAnswer, TunnelHealth, is_tunnel_healthy, probe_tunnel, probe_tunnel_at};
 pub use holders::{HoldingProcess, ManifestEnvironment, TunnelHolder, other_live_holders};
 pub use id::TunnelId;
 pub use lock::{LOCK_WAIT, TunnelLock, lock_tunnel, try_lock_tunnel};

@@ -337,13 +337,44 @@ impl HostEngine {
 /// .why = the address a database client connects to
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend(
+    "if" = { "properties": { "host": { "not": { "enum": ["localhost", "127.0.0.1", "::1"] } } }, "required": ["host"] },
+    "then" = { "properties": { "expose": { "const": true } }, "required": ["expose"] }
+))]
 pub struct VpcTunnelFrom {
-    /// the loopback host the tunnel listens on
+    /// the host the tunnel listens on: loopback, or another address of this machine with `expose`
     pub host: LoopbackHost,
     /// the local port, 1..=65535
     #[serde(deserialize_with = "deserialize_local_port")]
     #[schemars(schema_with = "port_or_variable")]
     pub port: u16,
+    /// listen on `host` even though it is not loopback (e.g. `0.0.0.0` or a Docker bridge's address): anyone who
+    /// reaches that address reaches the database; the native transport only, and the plan warns
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub expose: bool,
+}
+
+impl VpcTunnelFrom {
+    /// .what = whether the tunnel listens beyond this machine's loopback
+    /// .why = only the native transport can, and the plan warns about it
+    pub fn is_exposed(&self) -> bool {
+        matches!(self.host, LoopbackHost::Address(address) if !address.is_loopback())
+    }
+
+    /// .what = the address a health probe or a client on this machine connects to
+    /// .why = an exposed tunnel on a wildcard address answers on loopback; one on a given address answers there
+    pub fn connect_address(&self) -> std::net::IpAddr {
+        match self.host {
+            LoopbackHost::Address(address) if address.is_unspecified() => match address {
+                std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            },
+            LoopbackHost::Address(address) => address,
+            LoopbackHost::Localhost | LoopbackHost::Ipv4Loopback => {
+                std::net::Ipv4Addr::LOCALHOST.into()
+            }
+        }
+    }
 }
 
 /// .what = the schema of a port: a number 1..=65535, or a string that is one manifest variable (`${PORT:-7775}`)
@@ -427,26 +458,84 @@ impl serde::de::Visitor<'_> for PortVisitor {
     }
 }
 
-/// .what = the loopback hosts a tunnel may listen on
-/// .why = a tunnel into a private database must never listen beyond this machine
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+/// .what = the hosts a tunnel may listen on: `localhost`, `127.0.0.1`, or (with `from.expose: true`) another
+/// address of this machine
+/// .why = a tunnel into a private database listens beyond this machine only when the manifest says so
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LoopbackHost {
-    /// `localhost`
-    #[serde(rename = "localhost")]
+    /// `localhost`: 127.0.0.1, and ::1 too with the native transport
     Localhost,
     /// `127.0.0.1`
-    #[serde(rename = "127.0.0.1")]
     Ipv4Loopback,
+    /// any other IP address (`0.0.0.0`, `::1`, a Docker bridge's address); beyond loopback only with `expose`
+    Address(std::net::IpAddr),
 }
 
 impl LoopbackHost {
     /// .what = the host as written in the manifest
     /// .why = slugs and messages
-    pub fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> std::borrow::Cow<'static, str> {
         match self {
-            Self::Localhost => "localhost",
-            Self::Ipv4Loopback => "127.0.0.1",
+            Self::Localhost => "localhost".into(),
+            Self::Ipv4Loopback => "127.0.0.1".into(),
+            Self::Address(address) => address.to_string().into(),
         }
+    }
+}
+
+impl Serialize for LoopbackHost {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for LoopbackHost {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct HostVisitor;
+        impl<'de> serde::de::Visitor<'de> for HostVisitor {
+            type Value = LoopbackHost;
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("`localhost`, `127.0.0.1` or an IP address of this machine")
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<LoopbackHost, E> {
+                match text {
+                    "localhost" => Ok(LoopbackHost::Localhost),
+                    "127.0.0.1" => Ok(LoopbackHost::Ipv4Loopback),
+                    other => other.parse().map(LoopbackHost::Address).map_err(|_| {
+                        // a name (a host elsewhere) is never a listening address
+                        E::unknown_variant(other, &["localhost", "127.0.0.1"])
+                    }),
+                }
+            }
+            /// read as an enum, so that a reader that stands in a neutral value for a wrong one (the manifest's,
+            /// to report every problem at once) picks `localhost`
+            fn visit_enum<A: serde::de::EnumAccess<'de>>(
+                self,
+                data: A,
+            ) -> Result<LoopbackHost, A::Error> {
+                use serde::de::VariantAccess;
+                let (name, variant): (String, _) = data.variant()?;
+                variant.unit_variant()?;
+                self.visit_str(&name)
+            }
+        }
+        deserializer.deserialize_enum("LoopbackHost", &["localhost", "127.0.0.1"], HostVisitor)
+    }
+}
+
+impl JsonSchema for LoopbackHost {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "LoopbackHost".into()
+    }
+
+    fn json_schema(_generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "the host the tunnel listens on: `localhost` (127.0.0.1, and ::1 with the native transport), `127.0.0.1`, or another IP address of this machine with `expose: true`",
+            "anyOf": [
+                { "type": "string", "enum": ["localhost", "127.0.0.1"] },
+                { "type": "string", "anyOf": [{ "format": "ipv4" }, { "format": "ipv6" }] }
+            ]
+        })
     }
 }
 

@@ -6,6 +6,7 @@ pub mod completions;
 pub mod connect;
 pub mod env;
 pub mod exec;
+pub mod init;
 pub mod logs;
 pub mod plan;
 pub mod schema;

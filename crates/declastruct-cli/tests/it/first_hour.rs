@@ -312,3 +312,51 @@ fn a_long_wait_in_ci_prints_plain_progress_lines() {
         stderr(&quick)
     );
 }
+
+/// `init` writes a starter manifest that validates, with a `$schema` line naming the schema it writes beside it
+/// (so editors validate it outside this repository), and never overwrites a manifest
+#[test]
+fn init_writes_a_starter_manifest_that_validates_and_never_overwrites() {
+    let sandbox = Sandbox::new(None);
+    let written = sandbox.run(&[
+        "init",
+        "--bastion",
+        "vpc-main-bastion",
+        "--cluster",
+        "ahbodedb",
+        "--port",
+        "7776",
+    ]);
+    assert_eq!(written.status.code(), Some(0), "{}", stderr(&written));
+    let text = std::fs::read_to_string(sandbox.path("declastruct.yml")).expect("the manifest");
+    assert!(
+        text.starts_with("# yaml-language-server: $schema=./declastruct.schema.json\n"),
+        "{text}"
+    );
+    let schema =
+        std::fs::read_to_string(sandbox.path("declastruct.schema.json")).expect("the schema");
+    let schema_out = sandbox.run(&["schema"]);
+    assert_eq!(
+        schema,
+        stdout(&schema_out),
+        "the schema beside it is declastruct's"
+    );
+    assert!(text.contains("port: 7776") && text.contains("exid: vpc-main-bastion"));
+    let valid = sandbox.run(&["validate"]);
+    assert_eq!(valid.status.code(), Some(0), "{}", stderr(&valid));
+
+    std::fs::write(sandbox.path("declastruct.yml"), "# mine\n").expect("write");
+    let again = sandbox.run(&["init"]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        stderr(&again).contains("declastruct.yml exists here already"),
+        "{}",
+        stderr(&again)
+    );
+    assert_eq!(
+        std::fs::read_to_string(sandbox.path("declastruct.yml")).expect("kept"),
+        "# mine\n"
+    );
+    let refused = sandbox.run(&["init", "--port", "7775432"]);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+}

@@ -183,7 +183,7 @@ fn several_problems_in_one_resource_are_reported_at_once() {
             .collect();
         assert_eq!(
             located,
-            ["5:13", "6:5", "9:24", "10:19", "10:34", "11:5"],
+            ["5:13", "6:5", "9:24", "10:19", "10:38", "11:5"],
             "{command}: every problem, in order:\n{diagnostic}"
         );
         assert!(diagnostic.contains("did you mean `name`?"), "{diagnostic}");

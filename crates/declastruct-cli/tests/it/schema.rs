@@ -86,7 +86,12 @@ fn schema_rejects_what_the_loader_rejects() {
     assert!(validator.is_valid(&tunnel(7775.into(), "localhost")));
     assert!(!validator.is_valid(&tunnel(7_775_432.into(), "localhost")));
     assert!(!validator.is_valid(&tunnel(0.into(), "localhost")));
+    assert!(!validator.is_valid(&tunnel(7775.into(), "db.internal")));
+    // beyond loopback only with `expose: true`, as the loader says
     assert!(!validator.is_valid(&tunnel(7775.into(), "0.0.0.0")));
+    let mut exposed = tunnel(7775.into(), "0.0.0.0");
+    exposed["resources"][0]["from"]["expose"] = true.into();
+    assert!(validator.is_valid(&exposed));
     assert!(!validator.is_valid(&serde_json::json!({"resources": [{"kind": "Nope"}]})));
     assert!(!validator.is_valid(&serde_json::json!({"resources": [], "extra": 1})));
 }

@@ -96,3 +96,58 @@ fn the_manifest_chooses_the_transport() {
     assert_eq!(tunnel_row(&world)["transport"], "plugin");
     assert_eq!(Postgres::psql(world.port, "select 1").as_deref(), Ok("1"));
 }
+
+/// `from.host` beyond loopback only with `from.expose: true` (native transport), which the plan warns about:
+/// without it (or with `via.transport: plugin`) validate refuses naming the fix; with it the tunnel listens on the
+/// wildcard address and answers there
+#[test]
+fn an_exposed_tunnel_needs_expose_and_the_native_transport_and_is_warned_about() {
+    let world = World::new(true);
+    let on = |host: &str, extra: &str| {
+        manifest("running", "OPEN", world.port).replace(
+            "      host: localhost\n",
+            &format!("      host: {host}\n{extra}"),
+        )
+    };
+    world.sandbox.write("declastruct.yml", &on("0.0.0.0", ""));
+    let refused = world.sandbox.run(&["validate"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        stderr(&refused).contains("`0.0.0.0` is not a loopback address")
+            && stderr(&refused).contains("add `expose: true` under `from:`"),
+        "{}",
+        stderr(&refused)
+    );
+    world.sandbox.write(
+        "declastruct.yml",
+        &on("0.0.0.0", "      expose: true\n").replace(
+            "      bastion: { exid: vpc-main-bastion }\n",
+            "      bastion: { exid: vpc-main-bastion }\n      transport: plugin\n",
+        ),
+    );
+    let plugin = world.sandbox.run(&["validate"]);
+    assert_eq!(plugin.status.code(), Some(1));
+    assert!(
+        stderr(&plugin).contains("needs the native transport"),
+        "{}",
+        stderr(&plugin)
+    );
+
+    world
+        .sandbox
+        .write("declastruct.yml", &on("0.0.0.0", "      expose: true\n"));
+    let plan = world.sandbox.run(&["plan"]);
+    assert!(
+        stdout(&plan).contains(&format!(
+            "warning: from.expose: listens on 0.0.0.0:{}, reachable by anyone who reaches that address",
+            world.port
+        )),
+        "{}",
+        stdout(&plan)
+    );
+    assert_success(&world.apply());
+    assert_eq!(tunnel_row(&world)["transport"], "native");
+    assert_eq!(Postgres::psql(world.port, "select 1").as_deref(), Ok("1"));
+    let in_sync = world.sandbox.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(in_sync.status.code(), Some(0), "{}", stdout(&in_sync));
+}

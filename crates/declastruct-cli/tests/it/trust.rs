@@ -608,6 +608,7 @@ fn the_sdk_never_signals_a_process_named_in_a_damaged_record() {
         from: VpcTunnelFrom {
             host: LoopbackHost::Localhost,
             port: world.port,
+            expose: false,
         },
         status: None,
         pid: None,

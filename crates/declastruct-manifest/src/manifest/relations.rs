@@ -25,7 +25,7 @@ pub(super) fn check_relations(
     let mut bastions: HashMap<String, (&Ec2InstanceDeclaration, &DeclaredResource)> =
         HashMap::new();
 
-    for resource in resources {
+    for (index, resource) in resources.iter().enumerate() {
         let address = resource.declaration.address();
         if let Some(first) = seen.insert(address.clone(), resource) {
             errors.push(
@@ -45,6 +45,32 @@ pub(super) fn check_relations(
                 bastions.insert(instance.exid.clone(), (instance, resource));
             }
             ResourceDeclaration::DeclaredAwsVpcTunnel(tunnel) => {
+                let host_span = resource
+                    .node
+                    .walk(&[Step::Key("from".into()), Step::Key("host".into())])
+                    .span;
+                let host = tunnel.from.host.as_str();
+                if tunnel.from.is_exposed() && !tunnel.from.expose {
+                    errors.push(ManifestError::at(
+                        "declastruct::manifest::host_not_loopback",
+                        source,
+                        host_span,
+                        "not loopback",
+                        format!("resources[{index}].from.host: `{host}` is not a loopback address: the tunnel would be reachable from beyond this machine"),
+                        format!("use `localhost` or `127.0.0.1`; to listen on {host} on purpose (e.g. for Docker), add `expose: true` under `from:` (anyone who reaches that address reaches the database)"),
+                    ));
+                } else if tunnel.from.is_exposed()
+                    && tunnel.via.transport == Some(declastruct_aws::TransportChoice::Plugin)
+                {
+                    errors.push(ManifestError::at(
+                        "declastruct::manifest::expose_needs_native",
+                        source,
+                        host_span,
+                        "the plugin listens on loopback only",
+                        format!("resources[{index}].from.expose: listening on {host} needs the native transport, and `via.transport` is `plugin`"),
+                        "remove `transport: plugin` (an exposed tunnel uses the native transport), or listen on `localhost`",
+                    ));
+                }
                 if let Some(first) = ports.insert(tunnel.from.port, resource)
                     && !std::ptr::eq(first, resource)
                     && first.declaration.address() != address

@@ -93,7 +93,11 @@ fn mark_transport_changes(observed: &mut [Observed], context: &ContextAwsApi) {
             continue;
         };
         let wanted = context
-            .transport_for(tunnel.declaration.via.transport)
+            .transport_for(if tunnel.declaration.from.is_exposed() {
+                Some(declastruct_aws::TransportChoice::Native)
+            } else {
+                tunnel.declaration.via.transport
+            })
             .as_str()
             .to_string();
         if running != wanted {

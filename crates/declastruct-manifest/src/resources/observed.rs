@@ -355,30 +355,25 @@ impl Resource for Observed {
     }
 
     fn note(&self, action: Action) -> Option<String> {
+        let note = self.plain_note(action);
+        // a tunnel that listens beyond loopback is said every time it is opened
         match self {
-            Self::Bastion(bastion) => bastion.idle_note.clone(),
-            Self::Removed(removed) => release_note(&removed.others, removed.force_close),
-            Self::Tunnel(tunnel) if tunnel.declaration.status == VpcTunnelStatus::Closed => {
-                let mut others = tunnel.others.clone();
-                if let Some(previous) = &tunnel.previous {
-                    others.extend(previous.others.iter().cloned());
-                }
-                release_note(&others, tunnel.force_close)
+            Self::Tunnel(tunnel)
+                if tunnel.declaration.from.is_exposed()
+                    && tunnel.declaration.status == VpcTunnelStatus::Open
+                    && action != Action::Keep =>
+            {
+                let warning = format!(
+                    "warning: from.expose: listens on {}:{}, reachable by anyone who reaches that address",
+                    tunnel.declaration.from.host.as_str(),
+                    tunnel.declaration.from.port
+                );
+                Some(match note {
+                    Some(note) => format!("{note}; {warning}"),
+                    None => warning,
+                })
             }
-            Self::Tunnel(tunnel) if action == Action::Update && tunnel.takes_hold() => {
-                Some(format!(
-                    "open already, for {}: this manifest holds it too from now on",
-                    describe_holders(&tunnel.others)
-                ))
-            }
-            // closed by itself (idleClose): say so, and that apply opens it again
-            Self::Tunnel(tunnel) if action == Action::Update && !tunnel.is_open() => tunnel
-                .observation
-                .meta
-                .as_ref()
-                .and_then(|meta| meta.closed.as_ref())
-                .map(|closed| format!("{} at {}; apply opens it again", closed.reason, closed.at)),
-            _ => None,
+            _ => note,
         }
     }
 
@@ -498,4 +493,35 @@ fn replacement_difference(
         }
     }
     unified_difference(Some(&remote), &desired).unwrap_or_default()
+}
+
+impl Observed {
+    /// the note of `note`, without the exposure warning
+    fn plain_note(&self, action: Action) -> Option<String> {
+        match self {
+            Self::Bastion(bastion) => bastion.idle_note.clone(),
+            Self::Removed(removed) => release_note(&removed.others, removed.force_close),
+            Self::Tunnel(tunnel) if tunnel.declaration.status == VpcTunnelStatus::Closed => {
+                let mut others = tunnel.others.clone();
+                if let Some(previous) = &tunnel.previous {
+                    others.extend(previous.others.iter().cloned());
+                }
+                release_note(&others, tunnel.force_close)
+            }
+            Self::Tunnel(tunnel) if action == Action::Update && tunnel.takes_hold() => {
+                Some(format!(
+                    "open already, for {}: this manifest holds it too from now on",
+                    describe_holders(&tunnel.others)
+                ))
+            }
+            // closed by itself (idleClose): say so, and that apply opens it again
+            Self::Tunnel(tunnel) if action == Action::Update && !tunnel.is_open() => tunnel
+                .observation
+                .meta
+                .as_ref()
+                .and_then(|meta| meta.closed.as_ref())
+                .map(|closed| format!("{} at {}; apply opens it again", closed.reason, closed.at)),
+            _ => None,
+        }
+    }
 }

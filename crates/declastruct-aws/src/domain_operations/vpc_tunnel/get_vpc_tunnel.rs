@@ -12,7 +12,7 @@ use declastruct_tunnel::session_output::{PluginMode, plugin_mode};
 use declastruct_tunnel::supervisor::read_restarts;
 use declastruct_tunnel::{
     ProcessInfo, RecordDamage, TunnelFiles, TunnelHealth, TunnelHolder, TunnelProcesses,
-    probe_tunnel,
+    probe_tunnel_at,
 };
 
 /// how long the health probe may take
@@ -149,7 +149,14 @@ impl VpcTunnelObservation {
         }
         let supervisor = processes.iter().find(|process| process.is_supervisor());
         let pid = supervisor.unwrap_or(&processes[0]).pid;
-        let probe = match probe_tunnel(tunnel.from.port, engine, HEALTH_LIMIT).await {
+        let probe = match probe_tunnel_at(
+            tunnel.from.connect_address(),
+            tunnel.from.port,
+            engine,
+            HEALTH_LIMIT,
+        )
+        .await
+        {
             Ok(health) => health,
             Err(silent) => {
                 let log = files.read_log();
@@ -327,6 +334,7 @@ pub(crate) mod tests {
             into: VpcTunnelInto::cluster(RdsClusterRef::by_name("ahbodedb")),
             from: VpcTunnelFrom {
                 host: LoopbackHost::Localhost,
+                expose: false,
                 port: 7775,
             },
             status: None,

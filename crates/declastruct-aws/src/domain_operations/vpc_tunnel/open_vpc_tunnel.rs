@@ -111,7 +111,12 @@ pub(crate) async fn open_vpc_tunnel(
             mark_bastion_in_use(&target.instance_id, context).await?;
         }
     }
-    let transport = context.transport_for(tunnel.via.transport);
+    // a tunnel that listens beyond loopback is the native transport's: the plugin listens on loopback only
+    let transport = context.transport_for(if tunnel.from.is_exposed() {
+        Some(TransportChoice::Native)
+    } else {
+        tunnel.via.transport
+    });
     let session = match transport {
         TransportChoice::Native => SessionSpec::Native(NativeSpec {
             target: target.instance_id.clone(),
@@ -519,5 +524,6 @@ fn listen_addresses(host: LoopbackHost) -> Vec<std::net::IpAddr> {
             std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
         ],
         LoopbackHost::Ipv4Loopback => vec![std::net::IpAddr::from(std::net::Ipv4Addr::LOCALHOST)],
+        LoopbackHost::Address(address) => vec![address],
     }
 }
