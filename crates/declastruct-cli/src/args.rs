@@ -574,7 +574,7 @@ fn addresses(tunnels_only: bool) -> Vec<CompletionCandidate> {
             !tunnels_only
                 || matches!(
                     resource.declaration,
-                    declastruct_manifest::manifest::ResourceDeclaration::DeclaredAwsVpcTunnel(_)
+                    declastruct_manifest::kinds::ResourceDeclaration::DeclaredAwsVpcTunnel(_)
                 )
         })
         .map(|resource| {

@@ -19,12 +19,12 @@ use std::process::ExitCode;
 
 use declastruct_aws::ContextAwsApi;
 use declastruct_engine::{Plan, Wish};
+use declastruct_manifest::manifest::{Manifest, Variables, load_manifest};
+use declastruct_manifest::resources::{Observed, Step, observe_in_steps};
 use miette::Diagnostic;
 
 use crate::args::Cli;
 use crate::progress::Progress;
-use declastruct_manifest::manifest::{Manifest, Variables, load_manifest};
-use declastruct_manifest::resources::{Observed, Step, observe_in_steps};
 
 /// .what = exit codes of the contract
 /// .why = named once

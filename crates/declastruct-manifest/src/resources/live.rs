@@ -5,19 +5,16 @@
 
 use std::collections::BTreeMap;
 
-use declastruct_aws::internal::{
-    RdsClusterEndpoint, TargetLookups, closest_cluster_names, closest_exids,
-    closest_instance_names, get_ec2_instances, get_rds_cluster_endpoints, get_rds_clusters,
-    get_rds_instances,
-};
+use declastruct_aws::internal::{RdsClusterEndpoint, TargetLookups};
 use declastruct_aws::{
-    AwsError, ClusterEndpoint, ContextAwsApi, DeclaredAwsEc2Instance, DeclaredAwsRdsCluster,
-    DeclaredAwsRdsInstance, Ec2InstanceRef, RdsClusterRef, RdsInstanceRef, VpcTunnelInto,
+    AwsError, BastionActivity, ContextAwsApi, DeclaredAwsEc2Instance, DeclaredAwsRdsCluster,
+    DeclaredAwsRdsInstance, Ec2InstanceRef, RdsClusterRef, RdsInstanceRef,
 };
 use declastruct_tunnel::{RecordedTunnel, TunnelFiles, TunnelProcesses};
 
+use crate::kinds::{ec2_instance, rds_cluster, rds_instance};
 use crate::located::Located;
-use crate::manifest::{Manifest, ResourceDeclaration};
+use crate::manifest::Manifest;
 
 /// .what = where in the manifest a reference was written: the resource's index and the field's path
 /// .why = an error found while reading AWS points at the line that caused it
@@ -77,13 +74,13 @@ pub struct References {
 /// (by its record); only what must act on a reference (an OPEN tunnel, a bastion declared running, a declaration
 /// no CLOSED tunnel explains) makes its absence an error
 #[derive(Debug, Default, Clone, Copy)]
-struct Need {
+pub struct Need {
     /// an OPEN tunnel names it
-    open: bool,
+    pub open: bool,
     /// a CLOSED tunnel names it
-    closed: bool,
+    pub closed: bool,
     /// a declaration acts on it (a bastion declared `running`), or is only that declaration
-    declared: bool,
+    pub declared: bool,
 }
 
 impl Need {
@@ -92,7 +89,7 @@ impl Need {
     }
 }
 
-fn need_key(reference: &impl std::fmt::Debug) -> String {
+fn need_key(reference: &dyn std::fmt::Debug) -> String {
     format!("{reference:?}")
 }
 
@@ -101,111 +98,55 @@ impl References {
     /// .why = declared bastions and clusters are looked up by their keys, tunnels by what they name
     pub fn of(manifest: &Manifest) -> Self {
         let mut references = Self::default();
-        for (resource, declared) in manifest.resources.iter().enumerate() {
-            let at = |path| FieldAt { resource, path };
-            match &declared.declaration {
-                ResourceDeclaration::DeclaredAwsEc2Instance(instance) => {
-                    let reference = Ec2InstanceRef::by_exid(&instance.exid);
-                    // a bastion declared running must exist; one declared stopped, or without a status, and
-                    // named only by CLOSED tunnels, may be gone
-                    let need = references.need(&reference);
-                    need.declared = true;
-                    if instance.status == Some(declastruct_aws::DesiredInstanceStatus::Running) {
-                        need.open = true;
-                    }
-                    references.add_bastion(reference, at(&["exid"]));
-                }
-                ResourceDeclaration::DeclaredAwsRdsCluster(cluster) => {
-                    let reference = RdsClusterRef::by_name(&cluster.name);
-                    references.need(&reference).declared = true;
-                    references.add_cluster(reference, at(&["name"]));
-                }
-                ResourceDeclaration::DeclaredAwsRdsInstance(instance) => {
-                    let reference = RdsInstanceRef::by_name(&instance.name);
-                    references.need(&reference).declared = true;
-                    references.add(Kind::Instance(reference), at(&["name"]));
-                }
-                ResourceDeclaration::DeclaredAwsVpcTunnel(tunnel) => {
-                    let open = tunnel.status == declastruct_aws::VpcTunnelStatus::Open;
-                    let mut uses = |key: String| {
-                        let need = references.needs.entry(key).or_default();
-                        if open {
-                            need.open = true;
-                        } else {
-                            need.closed = true;
-                        }
-                    };
-                    uses(need_key(&tunnel.via.bastion));
-                    match &tunnel.into {
-                        VpcTunnelInto::Cluster { cluster, endpoint } => {
-                            uses(need_key(cluster));
-                            if let Some(ClusterEndpoint::Custom(name)) = endpoint {
-                                uses(need_key(&(cluster.clone(), name.clone())));
-                            }
-                        }
-                        VpcTunnelInto::Instance { instance } => uses(need_key(instance)),
-                        VpcTunnelInto::Host { .. } => {}
-                    }
-                    references.add_bastion(tunnel.via.bastion.clone(), at(&["via", "bastion"]));
-                    match &tunnel.into {
-                        VpcTunnelInto::Cluster { cluster, endpoint } => {
-                            references.add_cluster(cluster.clone(), at(&["into", "cluster"]));
-                            if let Some(ClusterEndpoint::Custom(name)) = endpoint {
-                                references.add(
-                                    Kind::Endpoint((cluster.clone(), name.clone())),
-                                    at(&["into", "endpoint"]),
-                                );
-                            }
-                        }
-                        VpcTunnelInto::Instance { instance } => {
-                            references
-                                .add(Kind::Instance(instance.clone()), at(&["into", "instance"]));
-                        }
-                        // a host needs no AWS lookup
-                        VpcTunnelInto::Host { .. } => {}
-                    }
-                }
-            }
+        for (index, declared) in manifest.resources.iter().enumerate() {
+            declared.declaration.references(index, &mut references);
         }
         references
     }
 
-    fn need(&mut self, reference: &impl std::fmt::Debug) -> &mut Need {
+    /// .what = what needs `reference` to exist, for a kind to mark
+    /// .why = see `Need`
+    pub fn need(&mut self, reference: &dyn std::fmt::Debug) -> &mut Need {
         self.needs.entry(need_key(reference)).or_default()
     }
 
     /// .what = whether a missing `reference` is an error: something must act on it
     /// .why = otherwise its absence is a warning, and the tunnels naming it are closed by their records
-    pub fn is_required(&self, reference: &impl std::fmt::Debug) -> bool {
+    pub fn is_required(&self, reference: &dyn std::fmt::Debug) -> bool {
         self.needs
             .get(&need_key(reference))
             .is_none_or(|need| need.required())
     }
 
-    fn add_bastion(&mut self, reference: Ec2InstanceRef, at: FieldAt) {
+    /// .what = a bastion named at `at`, unless it was named before
+    /// .why = each reference is read once, and located where it is first named
+    pub fn add_bastion(&mut self, reference: Ec2InstanceRef, at: FieldAt) {
         if !self.bastions.iter().any(|(known, _)| *known == reference) {
             self.bastions.push((reference, at));
         }
     }
 
-    fn add_cluster(&mut self, reference: RdsClusterRef, at: FieldAt) {
+    /// .what = a cluster named at `at`, unless it was named before
+    /// .why = as `add_bastion`
+    pub fn add_cluster(&mut self, reference: RdsClusterRef, at: FieldAt) {
         if !self.clusters.iter().any(|(known, _)| *known == reference) {
             self.clusters.push((reference, at));
         }
     }
 
-    fn add(&mut self, kind: Kind, at: FieldAt) {
-        match kind {
-            Kind::Instance(reference) => {
-                if !self.instances.iter().any(|(known, _)| *known == reference) {
-                    self.instances.push((reference, at));
-                }
-            }
-            Kind::Endpoint(key) => {
-                if !self.endpoints.iter().any(|(known, _)| *known == key) {
-                    self.endpoints.push((key, at));
-                }
-            }
+    /// .what = a DB instance named at `at`, unless it was named before
+    /// .why = as `add_bastion`
+    pub fn add_instance(&mut self, reference: RdsInstanceRef, at: FieldAt) {
+        if !self.instances.iter().any(|(known, _)| *known == reference) {
+            self.instances.push((reference, at));
+        }
+    }
+
+    /// .what = a custom endpoint of a cluster named at `at`, unless it was named before
+    /// .why = as `add_bastion`
+    pub fn add_endpoint(&mut self, key: (RdsClusterRef, String), at: FieldAt) {
+        if !self.endpoints.iter().any(|(known, _)| *known == key) {
+            self.endpoints.push((key, at));
         }
     }
 
@@ -217,12 +158,6 @@ impl References {
             .find(|(known, _)| known == reference)
             .map(|(_, at)| *at)
     }
-}
-
-/// the references that are not bastions or clusters
-enum Kind {
-    Instance(RdsInstanceRef),
-    Endpoint((RdsClusterRef, String)),
 }
 
 /// .what = what AWS and this machine say about everything the manifest names
@@ -246,7 +181,7 @@ pub struct LiveState {
     /// what is missing but needed by nothing (a bastion only CLOSED tunnels name), located in the manifest
     pub warnings: Vec<miette::Report>,
     /// each running bastion declared with `idleStop`, by instance id: busy, idle, waiting or unknown
-    pub activity: BTreeMap<String, declastruct_aws::BastionActivity>,
+    pub activity: BTreeMap<String, BastionActivity>,
 }
 
 /// .what = the processes of every tunnel of the state folder, from one pass over /proc, and every record
@@ -280,44 +215,16 @@ pub async fn read_live_state(
         resource: 0,
         path: &[],
     };
-    let keys = |list: &[(Ec2InstanceRef, FieldAt)]| -> Vec<Ec2InstanceRef> {
-        list.iter()
-            .map(|(reference, _)| reference.clone())
-            .collect()
-    };
-    let bastion_keys = keys(&references.bastions);
-    let cluster_keys: Vec<RdsClusterRef> = references
-        .clusters
-        .iter()
-        .map(|(reference, _)| reference.clone())
-        .collect();
-    let instance_keys: Vec<RdsInstanceRef> = references
-        .instances
-        .iter()
-        .map(|(reference, _)| reference.clone())
-        .collect();
-    let endpoint_keys: Vec<(RdsClusterRef, String)> = references
-        .endpoints
-        .iter()
-        .map(|(key, _)| key.clone())
-        .collect();
     let (bastions, clusters, instances, endpoints) = futures::join!(
-        get_ec2_instances(&bastion_keys, context),
-        get_rds_clusters(&cluster_keys, context),
-        get_rds_instances(&instance_keys, context),
-        get_rds_cluster_endpoints(&endpoint_keys, context)
+        ec2_instance::read(references, context),
+        rds_cluster::read(references, context),
+        rds_instance::read(references, context),
+        rds_cluster::read_endpoints(references, context)
     );
     let mut errors = Vec::new();
     let bastions = bastions.unwrap_or_else(|error| {
-        let at = match &error {
-            AwsError::AmbiguousExid { exid, .. } => references
-                .bastions
-                .iter()
-                .find(|(reference, _)| reference.key() == exid)
-                .map(|(_, at)| (*at, "more than one instance")),
-            _ => None,
-        };
-        let (at, label) = at.unwrap_or((first, "while reading this resource"));
+        let (at, label) = ec2_instance::failure_at(&error, references)
+            .unwrap_or((first, "while reading this resource"));
         errors.push(at.locate(manifest, error, label));
         BTreeMap::new()
     });
@@ -342,139 +249,19 @@ pub async fn read_live_state(
         return Err(errors);
     }
 
-    let region = context
-        .region
-        .clone()
-        .unwrap_or_else(|| "the configured region".into());
-    let mut warnings = Vec::new();
-    // missing: an error when something must act on it; a warning when only CLOSED tunnels name it
-    let mut missing: Vec<(bool, miette::Report)> = Vec::new();
-    let classify = |reference: &dyn std::fmt::Debug, at: &FieldAt, error: AwsError, label: &str| {
-        if references.is_required(&reference) {
-            (true, at.locate(manifest, error, label))
-        } else {
-            (
-                false,
-                at.warn(
-                    manifest,
-                    error,
-                    &format!(
-                        "{label}: only CLOSED tunnels name it, and they are closed by their records"
-                    ),
-                ),
-            )
-        }
-    };
     // what the user probably meant, from one listing a kind however many of it are missing
-    let missing_bastions: Vec<_> = references
-        .bastions
-        .iter()
-        .filter(|(reference, _)| !bastions.contains_key(reference))
-        .collect();
-    let missing_exids: Vec<&str> = missing_bastions
-        .iter()
-        .filter_map(|(reference, _)| match reference {
-            Ec2InstanceRef::ByUnique { exid } => Some(exid.as_str()),
-            Ec2InstanceRef::ByPrimary { .. } => None,
-        })
-        .collect();
-    let mut closest_of_exids = closest_exids(&missing_exids, context)
-        .await
-        .unwrap_or_default()
-        .into_iter();
-    for (reference, at) in missing_bastions {
-        let closest = match reference {
-            Ec2InstanceRef::ByUnique { .. } => closest_of_exids.next().unwrap_or_default(),
-            Ec2InstanceRef::ByPrimary { .. } => Vec::new(),
-        };
-        let error = AwsError::BastionNotFound {
-            reference: reference.to_string(),
-            region: region.clone(),
-            closest,
-        };
-        missing.push(classify(reference, at, error, "no such instance"));
-    }
-    let missing_clusters: Vec<_> = references
-        .clusters
-        .iter()
-        .filter(|(reference, _)| !clusters.contains_key(reference))
-        .collect();
-    let cluster_names: Vec<&str> = missing_clusters
-        .iter()
-        .map(|(reference, _)| reference.name.as_str())
-        .collect();
-    let mut closest_of_clusters = closest_cluster_names(&cluster_names, context)
-        .await
-        .unwrap_or_default()
-        .into_iter();
-    for (reference, at) in missing_clusters {
-        let error = AwsError::ClusterNotFound {
-            name: reference.name.clone(),
-            region: region.clone(),
-            closest: closest_of_clusters.next().unwrap_or_default(),
-        };
-        missing.push(classify(reference, at, error, "no such cluster"));
-    }
-    let instance_names: Vec<&str> = references
-        .instances
-        .iter()
-        .filter(|(reference, _)| !instances.contains_key(reference))
-        .map(|(reference, _)| reference.name.as_str())
-        .collect();
-    let mut closest_of_instances = closest_instance_names(&instance_names, context)
-        .await
-        .unwrap_or_default()
-        .into_iter();
-    for (reference, at) in &references.instances {
-        match instances.get(reference) {
-            None => {
-                let error = AwsError::InstanceNotFound {
-                    name: reference.name.clone(),
-                    region: region.clone(),
-                    closest: closest_of_instances.next().unwrap_or_default(),
-                };
-                missing.push(classify(reference, at, error, "no such DB instance"));
-            }
-            Some(found) => {
-                if let Some(cluster) = &found.cluster {
-                    let error = AwsError::InstanceInCluster {
-                        name: found.name.clone(),
-                        cluster: cluster.clone(),
-                    };
-                    missing.push((true, at.locate(manifest, error, "a member of a cluster")));
-                }
-            }
-        }
-    }
-    for ((cluster, endpoint), at) in &references.endpoints {
-        if clusters.contains_key(cluster)
-            && !endpoints.contains_key(&(cluster.clone(), endpoint.clone()))
-        {
-            let error = AwsError::EndpointNotFound {
-                cluster: cluster.name.clone(),
-                endpoint: endpoint.clone(),
-            };
-            missing.push(classify(
-                &(cluster.clone(), endpoint.clone()),
-                at,
-                error,
-                "no such endpoint",
-            ));
-        }
-    }
-    for (is_error, report) in missing {
-        if is_error {
-            errors.push(report);
-        } else {
-            warnings.push(report);
-        }
-    }
+    let mut missing = Missing::new(manifest, references, context);
+    ec2_instance::report_missing(references, &bastions, &mut missing, context).await;
+    rds_cluster::report_missing(references, &clusters, &mut missing, context).await;
+    rds_instance::report_missing(references, &instances, &mut missing, context).await;
+    rds_cluster::report_missing_endpoints(references, &clusters, &endpoints, &mut missing);
+    let (errors, warnings) = missing.into_errors_and_warnings();
     if !errors.is_empty() {
         return Err(errors);
     }
     let (processes, records) =
         read_local_tunnels(context).map_err(|error| vec![miette::Report::new(error)])?;
-    let activity = read_bastion_activity(manifest, &bastions, context).await;
+    let activity = ec2_instance::read_activity(manifest, &bastions, context).await;
     Ok(LiveState {
         bastions,
         clusters,
@@ -488,50 +275,73 @@ pub async fn read_live_state(
     })
 }
 
-/// .what = the activity of every running bastion the manifest declares with `idleStop`: its Active SSM sessions
-/// (one DescribeSessions each, concurrently), its in-use tag and this machine's tunnels through it
-/// .why = an idle bastion is planned to stop, with the reason; one a colleague uses, or whose sessions cannot be
-/// seen, is not
-async fn read_bastion_activity(
-    manifest: &Manifest,
-    bastions: &BTreeMap<Ec2InstanceRef, DeclaredAwsEc2Instance>,
-    context: &ContextAwsApi,
-) -> BTreeMap<String, declastruct_aws::BastionActivity> {
-    let tunnels_dir = context.checked_tunnels_dir().ok();
-    let watched: Vec<(DeclaredAwsEc2Instance, std::time::Duration)> = manifest
-        .resources
-        .iter()
-        .filter_map(|declared| match &declared.declaration {
-            ResourceDeclaration::DeclaredAwsEc2Instance(instance) => {
-                let live = bastions.get(&Ec2InstanceRef::by_exid(&instance.exid))?;
-                let running = live.status == Some(declastruct_aws::Ec2InstanceStatus::Running);
-                Some((live.clone(), instance.idle_stop?.as_duration())).filter(|_| running)
-            }
-            _ => None,
-        })
-        .collect();
-    let judged = watched.into_iter().map(|(bastion, idle_stop)| {
-        let tunnels_dir = tunnels_dir.clone();
-        async move {
-            let instance_id = bastion.instance_id.clone().unwrap_or_default();
-            let sessions = declastruct_aws::count_active_sessions(&instance_id, context).await;
-            let local = tunnels_dir.as_deref().map_or(0, |dir| {
-                declastruct_aws::internal::local_tunnels_through(dir, &instance_id)
-            });
-            let activity = declastruct_aws::judge_bastion_activity(
-                &bastion,
-                idle_stop,
-                sessions.as_ref().map(|count| *count),
-                local,
-                chrono::Utc::now(),
-            );
-            (instance_id, activity)
+/// .what = what the batched reads did not find, each located where the manifest names it: an error when something
+/// must act on it, a warning when only CLOSED tunnels name it
+/// .why = every kind reports its missing references the same way, all at once
+pub struct Missing<'a> {
+    manifest: &'a Manifest,
+    references: &'a References,
+    /// the region read, as errors name it
+    pub region: String,
+    /// each missing reference, and whether it is an error
+    found: Vec<(bool, miette::Report)>,
+}
+
+impl<'a> Missing<'a> {
+    fn new(manifest: &'a Manifest, references: &'a References, context: &ContextAwsApi) -> Self {
+        Missing {
+            manifest,
+            references,
+            region: context
+                .region
+                .clone()
+                .unwrap_or_else(|| "the configured region".into()),
+            found: Vec::new(),
         }
-    });
-    futures::future::join_all(judged)
-        .await
-        .into_iter()
-        .collect()
+    }
+
+    /// .what = `reference`, named at `at`, does not exist: an error when something must act on it, a warning
+    /// otherwise
+    /// .why = a tunnel declared CLOSED can be closed by its record whatever is gone
+    pub fn gone(
+        &mut self,
+        reference: &dyn std::fmt::Debug,
+        at: &FieldAt,
+        error: AwsError,
+        label: &str,
+    ) {
+        self.found.push(if self.references.is_required(reference) {
+            (true, at.locate(self.manifest, error, label))
+        } else {
+            (
+                false,
+                at.warn(
+                    self.manifest,
+                    error,
+                    &format!(
+                        "{label}: only CLOSED tunnels name it, and they are closed by their records"
+                    ),
+                ),
+            )
+        });
+    }
+
+    /// .what = what is named at `at` exists but cannot be used (a DB instance that is a member of a cluster): always
+    /// an error
+    /// .why = the user must name something else
+    pub fn refused(&mut self, at: &FieldAt, error: AwsError, label: &str) {
+        self.found
+            .push((true, at.locate(self.manifest, error, label)));
+    }
+
+    fn into_errors_and_warnings(self) -> (Vec<miette::Report>, Vec<miette::Report>) {
+        let (errors, warnings): (Vec<_>, Vec<_>) =
+            self.found.into_iter().partition(|(is_error, _)| *is_error);
+        (
+            errors.into_iter().map(|(_, report)| report).collect(),
+            warnings.into_iter().map(|(_, report)| report).collect(),
+        )
+    }
 }
 
 impl LiveState {
@@ -544,5 +354,13 @@ impl LiveState {
             endpoints: &self.endpoints,
             region,
         }
+    }
+}
+
+impl LiveState {
+    /// .what = the live instance id a bastion reference resolves to
+    /// .why = two references (by `exid`, by `instanceId`) to one instance are one bastion of the plan
+    pub fn instance_id(&self, reference: &Ec2InstanceRef) -> Option<String> {
+        self.bastions.get(reference)?.instance_id.clone()
     }
 }

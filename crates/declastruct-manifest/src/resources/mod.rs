@@ -2,26 +2,24 @@
 //! .why = reads all of AWS in a few batched calls (`live`), then lets the engine plan every kind the same way
 //!
 //! - `live`: the references a manifest makes and the batched reads that answer them
-//! - `assemble`: the observed resources, with the changes a tunnel implies for its bastion and the ordering edges
-//! - `observed`: each kind's desired and remote documents, action and difference
+//! - `assemble`: each declaration observed by its kind, in manifest order, with the tunnels' ordering edges
+//! - `observed`: one resource of the plan, whatever its kind, applied and shown through its kind
 
 mod assemble;
 mod live;
 mod observed;
 
-pub use assemble::{Inspected, assemble};
-pub use live::{FieldAt, LiveState, References, read_live_state, read_local_tunnels};
-pub use observed::{
-    Observed, ObservedBastion, ObservedCluster, ObservedInstance, ObservedTunnel, PreviousIdentity,
-    RemovedTunnel, Stranded, describe_holders,
+pub(crate) use assemble::plan_bastion;
+pub use assemble::{Assembly, assemble};
+pub use live::{
+    FieldAt, LiveState, Missing, Need, References, read_live_state, read_local_tunnels,
 };
-
-use std::collections::BTreeMap;
+pub use observed::{Observed, with_address};
 
 use declastruct_aws::ContextAwsApi;
-use declastruct_aws::internal::{inspect_vpc_tunnel, resolve_tunnel_target};
 
-use crate::manifest::{Manifest, ResourceDeclaration};
+use crate::kinds::vpc_tunnel::{inspect_tunnels, mark_transport_changes, waiting_for_tunnels};
+use crate::manifest::Manifest;
 
 /// .what = what `observe_in_steps` tells its caller as it goes
 /// .why = the caller shows it (a warning at once, a progress line that names what is waited for); this crate prints
@@ -50,122 +48,13 @@ pub async fn observe_in_steps(
     for warning in std::mem::take(&mut live.warnings) {
         on_step(Step::Warning(warning));
     }
-    let ports: Vec<String> = manifest
-        .resources
-        .iter()
-        .filter_map(|declared| match &declared.declaration {
-            ResourceDeclaration::DeclaredAwsVpcTunnel(tunnel) => Some(tunnel.from.port.to_string()),
-            _ => None,
-        })
-        .collect();
-    if !ports.is_empty() {
-        on_step(Step::Waiting(format!(
-            "checking the tunnels on this machine: their processes, and a health probe through local port{} {}",
-            if ports.len() == 1 { "" } else { "s" },
-            ports.join(", ")
-        )));
+    if let Some(waiting) = waiting_for_tunnels(manifest) {
+        on_step(Step::Waiting(waiting));
     }
     let tunnels = inspect_tunnels(manifest, &live, context).await?;
     let mut observed = assemble(manifest, &live, tunnels)?;
     mark_transport_changes(&mut observed, context);
     Ok(observed)
-}
-
-/// .what = an open tunnel whose session runs on another transport than the one it would open with now (its
-/// `via.transport`, `DECLASTRUCT_TRANSPORT`, or what `auto` finds installed) is replaced, and the plan says so
-/// .why = the transport is chosen when the session starts: a change takes a new session
-fn mark_transport_changes(observed: &mut [Observed], context: &ContextAwsApi) {
-    for resource in observed.iter_mut() {
-        let Observed::Tunnel(tunnel) = resource else {
-            continue;
-        };
-        if tunnel.declaration.status != declastruct_aws::VpcTunnelStatus::Open
-            || tunnel.observation.tunnel.status != Some(declastruct_aws::VpcTunnelStatus::Open)
-        {
-            continue;
-        }
-        let Some(running) = tunnel
-            .observation
-            .meta
-            .as_ref()
-            .and_then(|meta| meta.transport.clone())
-        else {
-            continue;
-        };
-        let wanted = context
-            .transport_for(if tunnel.declaration.from.is_exposed() {
-                Some(declastruct_aws::TransportChoice::Native)
-            } else {
-                tunnel.declaration.via.transport
-            })
-            .as_str()
-            .to_string();
-        if running != wanted {
-            tunnel.transport_change = Some((running, wanted));
-            tunnel.forced_replace = true;
-        }
-    }
-}
-
-/// .what = every declared tunnel's far end resolved and the tunnel inspected against the live state, by its
-/// position in the manifest
-/// .why = the observation of a tunnel is found by the resource it belongs to, never by an order agreement
-pub async fn inspect_tunnels(
-    manifest: &Manifest,
-    live: &LiveState,
-    context: &ContextAwsApi,
-) -> Result<Inspected, Vec<miette::Report>> {
-    let region = context.region.clone().unwrap_or_default();
-    let mut errors = Vec::new();
-    let mut inspections = Vec::new();
-    let mut stranded = BTreeMap::new();
-    for (index, declared) in manifest.resources.iter().enumerate() {
-        let ResourceDeclaration::DeclaredAwsVpcTunnel(tunnel) = &declared.declaration else {
-            continue;
-        };
-        let closed = tunnel.status == declastruct_aws::VpcTunnelStatus::Closed;
-        let Some(bastion) = live.bastions.get(&tunnel.via.bastion) else {
-            // an OPEN tunnel's missing bastion was an error already; a CLOSED one is closed by its record
-            if closed {
-                stranded.insert(
-                    index,
-                    format!("its bastion {} no longer exists", tunnel.via.bastion),
-                );
-            }
-            continue;
-        };
-        let target = match resolve_tunnel_target(&tunnel.into, live.target_lookups(&region)) {
-            Ok(target) => target,
-            Err(error) if closed => {
-                stranded.insert(index, format!("its far end is gone: {error}"));
-                continue;
-            }
-            Err(error) => {
-                let at = FieldAt {
-                    resource: index,
-                    path: &["into"],
-                };
-                errors.push(at.locate(manifest, error, "while resolving this target"));
-                continue;
-            }
-        };
-        let tunnel = tunnel.to_domain();
-        let processes = &live.processes;
-        inspections.push(async move {
-            let observation =
-                inspect_vpc_tunnel(&tunnel, bastion, &target, processes, context).await;
-            observation.map(|observation| (index, (observation, target)))
-        });
-    }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    let tunnels = futures::future::join_all(inspections)
-        .await
-        .into_iter()
-        .collect::<Result<_, _>>()
-        .map_err(|error| vec![miette::Report::new(error)])?;
-    Ok(Inspected { tunnels, stranded })
 }
 
 /// .what = only the resources named by `targets` (their addresses, as `plan` prints them) and what they depend on
@@ -208,75 +97,4 @@ pub fn select_targets(
         .into_iter()
         .filter(|resource| wanted.contains(&resource.address().slug))
         .collect())
-}
-
-/// .what = marks the tunnels named by `addresses` to be closed and opened again, even if they look healthy
-/// .why = `apply --replace`: a session that serves but is stale (rotated credentials, a half-broken agent)
-pub fn force_replace(resources: &mut [Observed], addresses: &[String]) -> Result<(), String> {
-    use declastruct_engine::Resource;
-    for address in addresses {
-        let tunnel = resources.iter_mut().find_map(|resource| match resource {
-            Observed::Tunnel(tunnel) if tunnel.declaration.address().slug == *address => {
-                Some(tunnel)
-            }
-            _ => None,
-        });
-        match tunnel {
-            Some(tunnel) if tunnel.declaration.status == declastruct_aws::VpcTunnelStatus::Open => {
-                tunnel.forced_replace = true;
-            }
-            Some(_) => {
-                return Err(format!(
-                    "--replace {address}: the tunnel is declared CLOSED; only an OPEN tunnel is replaced"
-                ));
-            }
-            None => {
-                let tunnels: Vec<String> = resources
-                    .iter()
-                    .filter(|resource| matches!(resource, Observed::Tunnel(_)))
-                    .map(|resource| resource.address().slug)
-                    .collect();
-                return Err(format!(
-                    "--replace {address} names no tunnel of this manifest; its tunnels are: {}",
-                    tunnels.join(", ")
-                ));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// .what = marks the tunnels named by `addresses` (declared CLOSED, or no longer declared) to be closed for every
-/// holder
-/// .why = `--force-close`: the named, explicit way to close a tunnel an `exec`, a `connect` or another manifest
-/// still holds; its plan names them
-pub fn force_close(resources: &mut [Observed], addresses: &[String]) -> Result<(), String> {
-    use declastruct_engine::Resource;
-    for address in addresses {
-        let Some(resource) = resources
-            .iter_mut()
-            .find(|resource| resource.address().slug == *address)
-        else {
-            // `--target` names it: select_targets says what is wrong with it
-            continue;
-        };
-        match resource {
-            Observed::Tunnel(tunnel)
-                if tunnel.declaration.status == declastruct_aws::VpcTunnelStatus::Open =>
-            {
-                return Err(format!(
-                    "--force-close {address}: the tunnel is declared OPEN; declare it CLOSED (or remove it), then force its close"
-                ));
-            }
-            Observed::Tunnel(tunnel) => tunnel.force_close = true,
-            Observed::Removed(removed) => removed.force_close = true,
-            _ => {
-                return Err(format!(
-                    "--force-close {address}: only a tunnel can be closed; that is a {}",
-                    resource.address().class
-                ));
-            }
-        }
-    }
-    Ok(())
 }
