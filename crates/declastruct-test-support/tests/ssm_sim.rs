@@ -622,6 +622,38 @@ fn a_delayed_handshake_still_opens_and_a_silent_agent_never_does() {
     plugin.record("agent-silent", None);
 }
 
+/// KMS encryption in the account's preferences: the agent asks no port session for it (`sessionplugin.go`
+/// `isEncryptionEnabled`), so the plugin opens as usual and says nothing of encryption
+#[test]
+fn kms_preferences_leave_a_port_session_unencrypted() {
+    let echo = Echo::start();
+    let faults = Faults {
+        preferences_kms_key_id: Some("alias/session-key".to_string()),
+        ..Faults::default()
+    };
+    let simulator = simulator(Mode::Mux, echo.address, faults);
+    let plugin = Plugin::start(&simulator);
+    plugin.wait_for_port();
+    let mut stream = plugin.connect();
+    echo_round_trip(&mut stream, b"unencrypted, as in AWS");
+    let response = simulator.sessions()[0]
+        .handshake_response
+        .clone()
+        .expect("the plugin's HandshakeResponse");
+    assert_eq!(
+        response["ProcessedClientActions"].as_array().map(Vec::len),
+        Some(1),
+        "{response}"
+    );
+    assert!(
+        !plugin
+            .output()
+            .contains("This session is encrypted using AWS KMS."),
+        "{}",
+        plugin.output()
+    );
+}
+
 #[test]
 fn the_api_answers_with_the_real_error_shapes() {
     let moto = Moto::start();

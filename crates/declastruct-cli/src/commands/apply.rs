@@ -100,10 +100,15 @@ pub async fn run(cli: &Cli, args: &ApplyArgs) -> ExitCode {
             args.json || cli.quiet,
         )
         .await;
+        let by_slug = by_slug(&resources);
         if args.json {
-            print_json(&plan, None);
+            print_json(&plan, None, &by_slug);
         } else if !cli.quiet {
             let _ = writeln!(stdout, "Nothing to apply.");
+            let lines = open_tunnel_lines(&plan, &by_slug);
+            if !lines.is_empty() {
+                let _ = writeln!(stdout, "Connect:\n{}", lines.join("\n"));
+            }
         }
         return if released {
             ExitCode::SUCCESS
@@ -198,7 +203,7 @@ pub async fn run(cli: &Cli, args: &ApplyArgs) -> ExitCode {
     let succeeded = report_card.succeeded() && released;
     let counts = report_card.counts();
     if args.json {
-        print_json(&plan, Some(&report_card));
+        print_json(&plan, Some(&report_card), &by_slug);
     } else {
         let mut connect_lines = Vec::new();
         for (change, outcome) in plan.changes.iter().zip(report_card.outcomes) {
@@ -209,8 +214,8 @@ pub async fn run(cli: &Cli, args: &ApplyArgs) -> ExitCode {
                     report(error);
                 }
                 ChangeOutcome::Skipped { reason } => eprintln!("{name} skipped: {reason}"),
-                ChangeOutcome::Applied => {
-                    // a tunnel just opened says how to use it
+                // every tunnel of the manifest that is open now says how to use it, opened now or before
+                ChangeOutcome::Applied | ChangeOutcome::Unchanged => {
                     if let Some(Observed::Tunnel(tunnel)) = by_slug.get(&change.for_resource.slug)
                         && tunnel.declaration.status == VpcTunnelStatus::Open
                     {
@@ -221,7 +226,6 @@ pub async fn run(cli: &Cli, args: &ApplyArgs) -> ExitCode {
                         ));
                     }
                 }
-                ChangeOutcome::Unchanged => {}
             }
         }
         let _ = writeln!(
@@ -302,13 +306,46 @@ async fn release_kept(
     released
 }
 
-fn print_json(plan: &Plan, report_card: Option<&ApplyReport<AwsError>>) {
-    let outcomes: Vec<serde_json::Value> = match report_card {
-        None => Vec::new(),
-        Some(report_card) => plan
+/// the `Connect:` lines of every tunnel of the plan that is declared OPEN and is open after the apply
+fn open_tunnel_lines<S: std::hash::BuildHasher>(
+    plan: &Plan,
+    by_slug: &std::collections::HashMap<String, &Observed, S>,
+) -> Vec<String> {
+    plan.changes
+        .iter()
+        .filter_map(|change| match by_slug.get(&change.for_resource.slug) {
+            Some(Observed::Tunnel(tunnel))
+                if tunnel.declaration.status == VpcTunnelStatus::Open =>
+            {
+                Some(format!(
+                    "  {}: {}",
+                    connection_line(tunnel),
+                    client_command(tunnel)
+                ))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn print_json<S: std::hash::BuildHasher>(
+    plan: &Plan,
+    report_card: Option<&ApplyReport<AwsError>>,
+    by_slug: &std::collections::HashMap<String, &Observed, S>,
+) {
+    // nothing applied: every change is unchanged (and the tunnels kept open say how to reach them)
+    let unchanged: Vec<ChangeOutcome<AwsError>> = plan
+        .changes
+        .iter()
+        .map(|_| ChangeOutcome::Unchanged)
+        .collect();
+    let outcomes = report_card.map_or(unchanged.as_slice(), |report_card| {
+        report_card.outcomes.as_slice()
+    });
+    let outcomes: Vec<serde_json::Value> = plan
             .changes
             .iter()
-            .zip(&report_card.outcomes)
+            .zip(outcomes)
             .map(|(change, outcome)| {
                 let (name, detail) = match outcome {
                     ChangeOutcome::Applied => ("APPLIED", None),
@@ -316,11 +353,32 @@ fn print_json(plan: &Plan, report_card: Option<&ApplyReport<AwsError>>) {
                     ChangeOutcome::Failed(error) => ("FAILED", Some(error.to_string())),
                     ChangeOutcome::Skipped { reason } => ("SKIPPED", Some(reason.clone())),
                 };
-                json!({"forResource": change.for_resource, "action": change.action, "outcome": name, "detail": detail})
+                let mut entry = json!({"forResource": change.for_resource, "action": change.action, "outcome": name, "detail": detail});
+                // a tunnel open after the apply carries how to reach it
+                if let (ChangeOutcome::Applied | ChangeOutcome::Unchanged, Some(Observed::Tunnel(tunnel))) =
+                    (outcome, by_slug.get(&change.for_resource.slug))
+                    && tunnel.declaration.status == VpcTunnelStatus::Open
+                {
+                    let line = connection_line(tunnel);
+                    entry["detail"] = json!(line);
+                    entry["connection"] = json!({
+                        "address": change.for_resource.slug,
+                        "host": tunnel.declaration.from.host.as_str(),
+                        "localPort": tunnel.declaration.from.port,
+                        "farEnd": format!("{}:{}", tunnel.target.host, tunnel.target.port),
+                        "client": client_command(tunnel),
+                    });
+                }
+                entry
             })
-            .collect(),
-    };
-    let counts = report_card.map(ApplyReport::counts).unwrap_or_default();
+            .collect();
+    let counts = report_card.map_or_else(
+        || declastruct_engine::ApplyOutcome {
+            unchanged: plan.changes.len(),
+            ..Default::default()
+        },
+        ApplyReport::counts,
+    );
     let document = json!({
         "plan": plan,
         "outcomes": outcomes,

@@ -322,6 +322,14 @@ fn write_rows(
         )?;
         return stdout.flush();
     }
+    if rows.is_empty() {
+        // `status --all` on a machine without tunnels: a sentence, not a lone header
+        writeln!(
+            stdout,
+            "No tunnel on this machine: none is open, and none has a record in the state folder."
+        )?;
+        return stdout.flush();
+    }
     let headers: Vec<String> = columns
         .iter()
         .map(|(name, _)| (*name).to_string())

@@ -67,3 +67,54 @@ fn a_port_held_by_another_program() {
     assert_eq!(output.status.code(), Some(1));
     assert_shown!("apply_port_held", output, &[world.port]);
 }
+
+/// `apply --json` outcomes carry each open tunnel's connection (address, local port, far end), opened now or
+/// kept; a human `apply` lists every open tunnel under `Connect:`, not only the ones it opened; `status --all` on a
+/// machine without tunnels says so in a sentence
+#[test]
+fn apply_tells_how_to_reach_every_open_tunnel() {
+    let world = World::new(true);
+    world.declare("running", "OPEN");
+    for round in ["opened", "kept"] {
+        let applied = world.sandbox.run(&["apply", "--auto-approve", "--json"]);
+        assert_eq!(
+            applied.status.code(),
+            Some(0),
+            "{round}: {}",
+            crate::support::stderr(&applied)
+        );
+        let document: serde_json::Value = serde_json::from_slice(&applied.stdout).expect("JSON");
+        let tunnel = &document["outcomes"][2];
+        assert_eq!(
+            tunnel["connection"]["localPort"], world.port,
+            "{round}: {tunnel}"
+        );
+        assert_eq!(
+            tunnel["connection"]["address"],
+            format!("vpc-main-bastion.ahbodedb.{}", world.port),
+            "{round}: {tunnel}"
+        );
+        assert!(
+            tunnel["connection"]["farEnd"]
+                .as_str()
+                .is_some_and(|far| far.contains("ahbodedb")),
+            "{round}: {tunnel}"
+        );
+        assert!(tunnel["detail"].is_string(), "{round}: {tunnel}");
+    }
+    let again = world.apply();
+    assert!(
+        crate::support::stdout(&again)
+            .contains(&format!("Connect:\n  localhost:{} -> ahbodedb", world.port)),
+        "{}",
+        crate::support::stdout(&again)
+    );
+
+    let empty = Sandbox::new(None);
+    let none = empty.run(&["status", "--all"]);
+    assert_eq!(none.status.code(), Some(0));
+    assert_eq!(
+        crate::support::stdout(&none),
+        "No tunnel on this machine: none is open, and none has a record in the state folder.\n"
+    );
+}

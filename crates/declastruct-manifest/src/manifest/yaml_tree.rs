@@ -100,6 +100,63 @@ impl SyntaxProblem {
     }
 }
 
+/// .what = what is wrong with the indentation of the line at `line_start`, said with the lines it is measured
+/// against: the line above (when it is a key that already has a value) and the block the key seems to belong to
+/// .why = YAML's own message ("mapping values are not allowed in this context") names neither
+fn indentation_help(source: &str, line_start: usize) -> Option<String> {
+    let indent = |line: &str| line.len() - line.trim_start_matches(' ').len();
+    let number = |offset: usize| source[..offset].matches('\n').count() + 1;
+    let line = source[line_start..].lines().next()?;
+    let here = indent(line);
+    let key = line.trim().split(':').next()?.trim();
+    // the lines above that say something, nearest first, with their offsets
+    let mut above = Vec::new();
+    let mut end = line_start;
+    while end > 0 {
+        let start = source[..end - 1]
+            .rfind('\n')
+            .map_or(0, |newline| newline + 1);
+        let text = &source[start..end - 1];
+        if !text.trim().is_empty() && !text.trim_start().starts_with('#') {
+            above.push((start, text));
+        }
+        end = start;
+    }
+    let (previous_start, previous) = *above.first()?;
+    let previous_indent = indent(previous);
+    let (previous_key, previous_value) = previous.trim().split_once(':')?;
+    if here <= previous_indent || previous_value.trim().is_empty() {
+        return None;
+    }
+    let mut help = format!(
+        "`{key}:` on line {} is indented {here} spaces, more than `{}:` on line {} ({previous_indent} spaces), which already has a value: indent it {previous_indent} spaces to line up with it",
+        number(line_start),
+        previous_key.trim().trim_start_matches("- "),
+        number(previous_start),
+    );
+    let empty_key_above = above
+        .get(1)
+        .filter(|(_, text)| indent(text) == previous_indent && text.trim_end().ends_with(':'));
+    if let Some((block_start, block)) = empty_key_above {
+        // the key above the previous one, at its indentation, has no value: they were meant under it
+        help.push_str(&format!(
+            "; if both belong under `{}` (line {}), indent both more than it",
+            block.trim().trim_start_matches("- "),
+            number(*block_start)
+        ));
+    } else if let Some((block_start, block)) = above
+        .iter()
+        .find(|(_, text)| indent(text) < previous_indent && text.trim_end().ends_with(':'))
+    {
+        help.push_str(&format!(
+            "; the block they are in starts at `{}` (line {})",
+            block.trim().trim_start_matches("- "),
+            number(*block_start)
+        ));
+    }
+    Some(help)
+}
+
 /// how many values aliases may expand to in one manifest: a real one needs a few hundred; a "billion laughs"
 /// needs billions
 pub const ALIAS_EXPANSION_LIMIT: usize = 10_000;
@@ -327,6 +384,10 @@ pub fn parse(source: &str) -> Result<Option<Node>, SyntaxProblem> {
             .map_or(source.len(), |end| start + end);
         if source[line_start..line_end].contains("${") {
             problem.help = "inside `{ ... }` or `[ ... ]` YAML reads `{` as syntax: quote the variable (`port: \"${PORT}\"`, still read as a number) or write the map in block style, one key per line".into();
+        } else if error.info().contains("mapping values are not allowed")
+            && let Some(help) = indentation_help(source, line_start)
+        {
+            problem.help = help;
         }
         return Err(problem);
     }

@@ -1,11 +1,6 @@
-//! .what = the native transport against an in-process fake of the service and the agent (`fake_agent.rs`, with
-//! `fake_ssm_http.rs` for the SDK path)
-//! .why = open, data both ways in mux and basic mode, many connections, a refusing destination, a lost websocket
-//! resumed with data flowing, lost and reordered messages, KMS refused, the session's ends, the close, and the
-//! SDK's calls and endpoint rules
+//! .what = the native transport against the workspace's SSM simulator, the one the real session-manager-plugin
+//! is tested against (`declastruct-test-support`)
+//! .why = one stand-in for the service and the agent, checked against the real plugin, rather than a fake of
+//! this crate's own
 
-mod fake_agent;
-mod fake_ssm_http;
-mod measure;
-mod sdk;
-mod sessions;
+mod simulator;

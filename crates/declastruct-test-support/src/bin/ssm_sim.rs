@@ -2,8 +2,11 @@
 //!
 //! ```text
 //! ssm-sim --listen 127.0.0.1:PORT --route HOST:PORT=ADDR:PORT [--route '*=ADDR:PORT'] [--mode mux|basic]
-//!         [--ec2-endpoint URL] [--registration-delay SECONDS]
+//!         [--ec2-endpoint URL] [--registration-delay SECONDS] [--abort-websocket-after SECONDS]
 //! ```
+//!
+//! `--abort-websocket-after` aborts each session's first websocket that long after it opened (`Faults`), so a
+//! client's resume can be tried from the command line.
 //!
 //! Prints exactly one line, `ready http://127.0.0.1:PORT`, once it serves the SSM API and the data channel, and
 //! runs until SIGINT or SIGTERM.
@@ -15,7 +18,7 @@ use std::time::Duration;
 
 use declastruct_test_support::ssm_sim::{Mode, SimConfig, SsmSimulator};
 
-const USAGE: &str = "usage: ssm-sim --listen 127.0.0.1:PORT --route HOST:PORT=ADDR:PORT [--route '*=ADDR:PORT'] [--mode mux|basic] [--ec2-endpoint URL] [--registration-delay SECONDS]";
+const USAGE: &str = "usage: ssm-sim --listen 127.0.0.1:PORT --route HOST:PORT=ADDR:PORT [--route '*=ADDR:PORT'] [--mode mux|basic] [--ec2-endpoint URL] [--registration-delay SECONDS] [--abort-websocket-after SECONDS]";
 
 /// .what = the configuration the arguments ask for
 /// .why = a few flags, read by hand: no parser crate for a test program
@@ -61,6 +64,13 @@ fn parse(arguments: &[String]) -> Result<SimConfig, String> {
                         .parse()
                         .map_err(|_| format!("--registration-delay {seconds}: not a number"))?,
                 );
+            }
+            "--abort-websocket-after" => {
+                let seconds = value()?;
+                config.faults.abort_websocket_after =
+                    Some(Duration::from_secs_f64(seconds.parse().map_err(|_| {
+                        format!("--abort-websocket-after {seconds}: not a number")
+                    })?));
             }
             "-h" | "--help" => return Err(USAGE.to_string()),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),

@@ -72,6 +72,15 @@ pub(crate) enum WebsocketCommand {
 
 static CONNECTIONS: AtomicU64 = AtomicU64::new(1);
 
+/// the port plugin's name, which is the handshake's SessionType (agent `appconfig/constants.go` `PluginNamePort`)
+const PORT_SESSION_TYPE: &str = "Port";
+
+/// .what = whether the agent asks the client for KMS encryption
+/// .why = agent `sessionplugin.go` `isEncryptionEnabled`: `kmsKeyId != "" && pluginName != appconfig.PluginNamePort`
+fn encryption_requested(kms_key_id: Option<&str>, session_type: &str) -> bool {
+    kms_key_id.is_some_and(|key| !key.is_empty()) && session_type != PORT_SESSION_TYPE
+}
+
 /// .what = serves one websocket of a session: waits for the open message, checks its token, then relays
 /// .why = the plugin's first frame is text: `{MessageSchemaVersion, RequestId, TokenValue, ClientId,
 /// ClientVersion}` (`streaming.go` `FinalizeDataChannelHandshake`); every later one is a binary message
@@ -393,17 +402,30 @@ impl Agent {
     }
 
     /// `datachannel.go` `buildHandshakeRequestPayload`: the agent's version and one SessionType action whose
-    /// parameters are the session type (`Port`) and the document's properties
+    /// parameters are the session type (`Port`) and the document's properties; a KMSEncryption action follows
+    /// only when `encryption_requested`, which it never is for a port session
     fn send_handshake_request(&mut self) {
+        let mut actions = vec![json!({
+            "ActionType": "SessionType",
+            "ActionParameters": {
+                "SessionType": PORT_SESSION_TYPE,
+                "Properties": self.properties,
+            },
+        })];
+        let kms_key_id = self.faults().preferences_kms_key_id;
+        if encryption_requested(kms_key_id.as_deref(), PORT_SESSION_TYPE) {
+            // `KMSEncryptionRequest` (agent `contracts/model.go`): the key and a random challenge
+            actions.push(json!({
+                "ActionType": "KMSEncryption",
+                "ActionParameters": {
+                    "KMSKeyId": kms_key_id,
+                    "Challenge": uuid::Uuid::new_v4().simple().to_string(),
+                },
+            }));
+        }
         let request = json!({
             "AgentVersion": self.shared.mode.agent_version(),
-            "RequestedClientActions": [{
-                "ActionType": "SessionType",
-                "ActionParameters": {
-                    "SessionType": "Port",
-                    "Properties": self.properties,
-                },
-            }],
+            "RequestedClientActions": actions,
         });
         self.handshake = Handshake::Requested;
         self.send_stream(
@@ -584,5 +606,18 @@ impl Agent {
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kms_encryption_is_asked_for_with_a_key_and_never_of_a_port_session() {
+        assert!(encryption_requested(Some("alias/key"), "Standard_Stream"));
+        assert!(!encryption_requested(Some("alias/key"), PORT_SESSION_TYPE));
+        assert!(!encryption_requested(Some(""), "Standard_Stream"));
+        assert!(!encryption_requested(None, "Standard_Stream"));
     }
 }

@@ -33,4 +33,12 @@ pub struct Faults {
     /// API operations the caller's IAM policy does not allow (e.g. `DescribeSessions`): each is answered with
     /// `AccessDeniedException`, as IAM refuses an action no policy allows
     pub denied_operations: Vec<String>,
+    /// the account's Session Manager preferences name this KMS key ("KMS encryption" on: the `kmsKeyId` input
+    /// of the `SSM-SessionManagerRunShell` document), which the service hands the agent as the session's
+    /// `KmsKeyId`. The agent asks the client for KMSEncryption in its HandshakeRequest only when
+    /// `isEncryptionEnabled` holds: a key is set and the session's plugin is not `Port`
+    /// (agent `agent/session/plugins/sessionplugin/sessionplugin.go`, "TODO: make encryption configurable for
+    /// port plugin", so since the port plugin's first release, 3f309dff, 2019). The simulator's sessions are
+    /// all port sessions, so the setting changes nothing in them, as in AWS
+    pub preferences_kms_key_id: Option<String>,
 }

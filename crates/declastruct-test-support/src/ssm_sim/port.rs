@@ -1,11 +1,15 @@
 //! .what = the SSM agent's port plugin: mux mode (an smux server, one destination connection per stream) and
 //! basic mode (one destination connection, redialled after DisconnectToPort)
 //! .why = what the agent does with the bytes of a port-forwarding session: `agent/session/plugins/port/port.go`,
-//! `port_mux.go`, `port_basic.go`; destinations are dialled through the simulator's routes
+//! `port_mux.go`, `port_basic.go`; destinations are dialled through the simulator's routes. Towards the client the
+//! agent reads at most `StreamDataPayloadSize` (1024) bytes and then sleeps a millisecond, in both modes
+//! (`port_mux.go` `transferDataToMgs`, `port_basic.go` `WritePump`): downloads through it stay near 1 MB/s, and so
+//! they do through the simulator
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -16,6 +20,13 @@ use super::channel::{Event, STREAM_DATA_PAYLOAD_SIZE};
 use super::messages::Flag;
 use super::smux::{self, FrameReader};
 use super::{Mode, Shared};
+
+/// the pause after each read towards the client: `time.Sleep(time.Millisecond)` in `port_mux.go`
+/// `transferDataToMgs` and `port_basic.go` `WritePump`
+const READ_PAUSE: Duration = Duration::from_millis(1);
+/// how many writes may wait for the paced reader before the writers wait (mux: the agent's smux session writes
+/// into a connection that `transferDataToMgs` drains, and a full one holds the streams)
+const MGS_CONNECTION_WRITES: usize = 8;
 
 /// .what = what the port plugin tells its data channel
 /// .why = bytes and flags to send, readiness, and the end of the plugin with its output
@@ -62,11 +73,18 @@ struct Context {
     destination: String,
     shared: Arc<Shared>,
     events: mpsc::UnboundedSender<Event>,
+    /// bytes towards the client (mux: the smux session's connection), drained by `pace_towards_client`
+    towards_client: mpsc::Sender<Vec<u8>>,
 }
 
 impl Context {
     fn send(&self, event: PortEvent) {
         let _ = self.events.send(Event::Port(event));
+    }
+
+    /// bytes for the client (mux: smux frames), waiting while the paced reader is behind
+    async fn write_towards_client(&self, bytes: Vec<u8>) {
+        let _ = self.towards_client.send(bytes).await;
     }
 
     /// `port.go` `DialCall`: the destination's addresses in turn; the simulator's routes stand in for DNS. With
@@ -108,11 +126,14 @@ impl Port {
         shared: Arc<Shared>,
         events: mpsc::UnboundedSender<Event>,
     ) -> Self {
+        let (towards_client, written) = mpsc::channel(MGS_CONNECTION_WRITES);
+        pace_towards_client(written, events.clone());
         let context = Context {
             session_id,
             destination,
             shared,
             events,
+            towards_client,
         };
         match mode {
             Mode::Mux => Self::Mux(MuxPort {
@@ -233,7 +254,9 @@ async fn serve_stream(
 ) {
     let Ok(connection) = context.dial().await else {
         context.send(PortEvent::Flag(Flag::ConnectToPortError));
-        context.send(PortEvent::Data(smux::encode(smux::CMD_FIN, stream_id, &[])));
+        context
+            .write_towards_client(smux::encode(smux::CMD_FIN, stream_id, &[]))
+            .await;
         return;
     };
     let (mut reader, mut writer) = connection.into_split();
@@ -250,17 +273,57 @@ async fn serve_stream(
             },
             read = reader.read(&mut buffer) => match read {
                 Ok(0) | Err(_) => break,
-                Ok(count) => context.send(PortEvent::Data(smux::encode_data(stream_id, &buffer[..count]))),
+                Ok(count) => context.write_towards_client(smux::encode_data(stream_id, &buffer[..count])).await,
             },
         }
     }
-    context.send(PortEvent::Data(smux::encode(smux::CMD_FIN, stream_id, &[])));
+    context
+        .write_towards_client(smux::encode(smux::CMD_FIN, stream_id, &[]))
+        .await;
+}
+
+/// `port_mux.go` `transferDataToMgs` and `port_basic.go` `WritePump`: read at most `StreamDataPayloadSize` bytes
+/// of what is waiting, send them as one Output message, sleep a millisecond, and again. A thread of its own, so the
+/// millisecond is the operating system's (as Go's `time.Sleep`), not the async timer's coarser tick; it ends when
+/// the port plugin is gone
+fn pace_towards_client(mut written: mpsc::Receiver<Vec<u8>>, events: mpsc::UnboundedSender<Event>) {
+    let pace = move || {
+        let mut waiting: VecDeque<u8> = VecDeque::new();
+        loop {
+            if waiting.is_empty() {
+                match written.blocking_recv() {
+                    Some(bytes) => waiting.extend(bytes),
+                    None => return,
+                }
+            }
+            while waiting.len() < STREAM_DATA_PAYLOAD_SIZE {
+                match written.try_recv() {
+                    Ok(bytes) => waiting.extend(bytes),
+                    Err(_) => break,
+                }
+            }
+            let count = waiting.len().min(STREAM_DATA_PAYLOAD_SIZE);
+            let packet: Vec<u8> = waiting.drain(..count).collect();
+            if events.send(Event::Port(PortEvent::Data(packet))).is_err() {
+                return;
+            }
+            std::thread::sleep(READ_PAUSE);
+        }
+    };
+    if let Err(error) = std::thread::Builder::new()
+        .name("ssm-sim-port-reader".into())
+        .spawn(pace)
+    {
+        // a simulator that cannot start a thread says so; the session then carries nothing towards the client
+        eprintln!("ssm-sim: no thread for the port's reader: {error}");
+    }
 }
 
 /// `port_basic.go`: `InitializeSession` dials at once, and a failure ends the plugin with
 /// `Unable to connect to specified port: ERR` as its output; `WritePump` reads the destination in
-/// `StreamDataPayloadSize` pieces; a read error (the destination or DisconnectToPort closed it) waits for the
-/// next Output from the client to dial again (`handlePortError`, `reconnectToPort`)
+/// `StreamDataPayloadSize` pieces with a millisecond's sleep after each (`pace_towards_client`); a read error (the destination or
+/// DisconnectToPort closed it) waits for the next Output from the client to dial again (`handlePortError`,
+/// `reconnectToPort`)
 async fn serve_basic(context: Context, mut input: mpsc::UnboundedReceiver<BasicInput>) {
     let mut connection = match context.dial().await {
         Ok(connection) => Some(connection),
@@ -306,7 +369,7 @@ async fn serve_basic(context: Context, mut input: mpsc::UnboundedReceiver<BasicI
             },
             read = current.read(&mut buffer) => match read {
                 Ok(0) | Err(_) => connection = None,
-                Ok(count) => context.send(PortEvent::Data(buffer[..count].to_vec())),
+                Ok(count) => context.write_towards_client(buffer[..count].to_vec()).await,
             },
         }
     }
