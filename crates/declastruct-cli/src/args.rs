@@ -561,9 +561,10 @@ fn addresses(tunnels_only: bool) -> Vec<CompletionCandidate> {
         |_| PathBuf::from(MANIFEST_NAME),
         |cli| cli.manifest_lookup().path().clone(),
     );
-    let Ok(manifest) =
-        crate::manifest::load_manifest(&lookup, &crate::manifest::Variables::default())
-    else {
+    let Ok(manifest) = declastruct_manifest::manifest::load_manifest(
+        &lookup,
+        &declastruct_manifest::manifest::Variables::default(),
+    ) else {
         return Vec::new();
     };
     manifest
@@ -573,7 +574,7 @@ fn addresses(tunnels_only: bool) -> Vec<CompletionCandidate> {
             !tunnels_only
                 || matches!(
                     resource.declaration,
-                    crate::manifest::ResourceDeclaration::DeclaredAwsVpcTunnel(_)
+                    declastruct_manifest::kinds::ResourceDeclaration::DeclaredAwsVpcTunnel(_)
                 )
         })
         .map(|resource| {

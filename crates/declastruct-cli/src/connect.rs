@@ -1,68 +1,9 @@
-//! .what = how to connect through a tunnel, in words: the line `apply` and `status` print, the client command,
-//! and the variables `exec` and `env` give
+//! .what = the variables `exec` and `env` give to connect through tunnels (the line `apply` and `status` print, and
+//! the client command, are the tunnel kind's: `declastruct_manifest::kinds::vpc_tunnel`)
 //! .why = a tunnel is half the job; the user should never have to work out the other half
 
 use declastruct_aws::{ContextAwsApi, get_connection_variables};
-
-use crate::resources::ObservedTunnel;
-
-/// .what = `localhost:7775 -> ahbodedb (writer) via i-0abc`
-/// .why = where a tunnel leads, in one line
-pub fn connection_line(tunnel: &ObservedTunnel) -> String {
-    format!(
-        "{}:{} -> {} via {}",
-        tunnel.declaration.from.host.as_str(),
-        tunnel.declaration.from.port,
-        tunnel.target.label,
-        tunnel
-            .bastion
-            .instance_id
-            .as_deref()
-            .unwrap_or(tunnel.declaration.via.bastion.key())
-    )
-}
-
-/// .what = the client command to use: `psql -h 127.0.0.1 -p 7775 -U app appdb`, or `declastruct exec ADDRESS --
-/// psql` when the password comes from somewhere declastruct fetches it
-/// .why = the user copies one line, whatever the engine
-pub fn client_command(tunnel: &ObservedTunnel) -> String {
-    let connect = tunnel.declaration.connect.clone().unwrap_or_default();
-    let port = tunnel.declaration.from.port;
-    let engine = tunnel.target.engine.clone().unwrap_or_default();
-    let with = |flag: &str, value: &Option<String>| {
-        value
-            .as_ref()
-            .map(|value| format!(" {flag}{value}"))
-            .unwrap_or_default()
-    };
-    let client = if engine.contains("postgres") {
-        Some("psql")
-    } else if engine.contains("mysql") || engine.contains("mariadb") {
-        Some("mysql")
-    } else if engine.contains("redis") {
-        Some("redis-cli")
-    } else {
-        None
-    };
-    match (client, &connect.password) {
-        (Some(client), Some(_)) => format!(
-            "declastruct exec {} -- {client}",
-            tunnel.declaration.address().slug
-        ),
-        (Some("psql"), None) => format!(
-            "psql -h 127.0.0.1 -p {port}{}{}",
-            with("-U ", &connect.user),
-            with("", &connect.database)
-        ),
-        (Some("mysql"), None) => format!(
-            "mysql -h 127.0.0.1 -P {port}{}{}",
-            with("-u ", &connect.user),
-            with("", &connect.database)
-        ),
-        (Some(client), None) => format!("{client} -p {port}"),
-        (None, _) => format!("127.0.0.1:{port}"),
-    }
-}
+use declastruct_manifest::kinds::{Kind, ObservedTunnel};
 
 /// .what = `DECLASTRUCT_<ADDRESS>_URL`: the address upper-cased, every other character than a letter or a digit
 /// as `_`

@@ -1,5 +1,5 @@
-//! .what = the `declastruct` command line: arguments, manifest loading, rendering and the commands
-//! .why = wires the engine and the AWS crate together; `main` only calls `run`
+//! .what = the `declastruct` command line: arguments, the commands and rendering
+//! .why = wires the manifest, the engine and the AWS crate together; `main` only calls `run`
 
 /// .what = `eprintln!` for the whole crate: writes to stderr through `write_stderr`, which never panics
 /// .why = the standard `eprintln!` panics when stderr cannot be written (`2>/dev/full`: exit 101); a message that
@@ -26,12 +26,8 @@ pub mod args;
 pub mod commands;
 pub mod connect;
 pub mod env_vars;
-pub mod input_file;
-pub mod located;
-pub mod manifest;
 pub mod progress;
 pub mod render;
-pub mod resources;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

@@ -5,21 +5,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-// tunnels go through the code behind `set_vpc_tunnel`, with the bastion and cluster the plan already resolved
-use declastruct_aws::internal::{
-    Released, ResolvedVpcTunnel, release_tunnel_identity, set_vpc_tunnel_resolved,
-};
-use declastruct_aws::{AwsError, ContextAwsApi, VpcTunnelStatus, set_ec2_instance_status};
+use declastruct_aws::{AwsError, ContextAwsApi, VpcTunnelStatus};
 use declastruct_engine::{ApplyReport, ChangeOutcome, Plan, run_changes};
+use declastruct_manifest::kinds::vpc_tunnel::{
+    client_command, connection_line, force_close, force_replace,
+};
+use declastruct_manifest::resources::{Observed, select_targets};
 use serde_json::json;
 
 use crate::args::{ApplyArgs, Cli};
 use crate::commands::show::read_saved_plan;
 use crate::commands::{EXIT_FAILURE, compute_plan, observe_or_report, report};
-use crate::connect::{client_command, connection_line};
 use crate::progress::Progress;
 use crate::render::{render_plan, variables_line};
-use crate::resources::{Observed, describe_holders, force_close, force_replace, select_targets};
 
 /// .what = `declastruct apply`: plans, confirms, and applies the changes in dependency order
 /// .why = makes the live world match the manifest: bastions started or stopped, tunnels opened or closed
@@ -161,7 +159,7 @@ pub async fn run(cli: &Cli, args: &ApplyArgs) -> ExitCode {
             let notes_of_work = notes.clone();
             let work = tokio::spawn(async move {
                 let applied = match resource {
-                    Some(resource) => apply_change(&resource, &context).await,
+                    Some(resource) => resource.apply(&context).await,
                     None => Err(AwsError::Unexpected(format!("no resource for {slug}"))),
                 };
                 applied.map(|note| {
@@ -284,7 +282,7 @@ async fn release_kept(
         if !resource.releases_when_kept() {
             continue;
         }
-        match apply_change(resource, context).await {
+        match resource.apply(context).await {
             Ok(note) => {
                 if !quiet {
                     eprintln!(
@@ -306,99 +304,6 @@ async fn release_kept(
         }
     }
     released
-}
-
-/// what a release left: nothing to say when it closed, the holders that keep it open otherwise
-fn release_note(released: Released) -> Option<String> {
-    match released {
-        Released::Closed => None,
-        Released::StillHeld(others) => Some(format!(
-            "released; stays open for {}",
-            describe_holders(&others)
-        )),
-    }
-}
-
-/// .what = applies one change through the AWS crate's public operations; returns what a person should know
-/// beside "done" (a tunnel released that stays open for others)
-/// .why = the CLI and SDK users run the same code
-async fn apply_change(
-    resource: &Observed,
-    context: &ContextAwsApi,
-) -> Result<Option<String>, AwsError> {
-    match resource {
-        Observed::Bastion(bastion) => match bastion.desired_status {
-            Some(status) => set_ec2_instance_status(&bastion.reference, status, context)
-                .await
-                .map(|_| None),
-            None => Ok(None),
-        },
-        // clusters and instances are read-only references: their plan is always KEEP
-        Observed::Cluster(_) | Observed::Instance(_) => Ok(None),
-        Observed::Removed(removed) => release_tunnel_identity(
-            &removed.hash,
-            removed.meta.local_port,
-            removed.force_close,
-            context,
-        )
-        .await
-        .map(release_note),
-        Observed::Tunnel(tunnel) => {
-            let mut note = None;
-            // the old identity goes first: it may hold the very port the new one needs
-            if let Some(previous) = &tunnel.previous {
-                note = release_note(
-                    release_tunnel_identity(
-                        &previous.hash,
-                        previous.meta.local_port,
-                        tunnel.force_close,
-                        context,
-                    )
-                    .await?,
-                );
-            }
-            if tunnel.declaration.status == VpcTunnelStatus::Closed {
-                if let (Some(hash), Some(VpcTunnelStatus::Open)) =
-                    (&tunnel.observation.hash, tunnel.observation.tunnel.status)
-                {
-                    note = release_note(
-                        release_tunnel_identity(
-                            hash,
-                            tunnel.declaration.from.port,
-                            tunnel.force_close,
-                            context,
-                        )
-                        .await?,
-                    )
-                    .or(note);
-                }
-                return Ok(note);
-            }
-            let resolved = ResolvedVpcTunnel {
-                tunnel: tunnel.declaration.to_domain(),
-                bastion: tunnel.bastion.clone(),
-                target: tunnel.target.clone(),
-                restart: tunnel.forced_replace,
-                bastion_idle_stop: tunnel.bastion_idle_stop,
-            };
-            match set_vpc_tunnel_resolved(&resolved, context).await {
-                Ok(_) => Ok(note),
-                // a moved tunnel's old session was closed to free the port: say so, and how to get it back
-                Err(error @ (AwsError::PortInUse { .. } | AwsError::Interrupted { .. })) => {
-                    Err(error)
-                }
-                Err(error) => Err(match &tunnel.displaces {
-                    Some(closed) => AwsError::OpenAfterCloseFailed {
-                        address: tunnel.declaration.address().slug,
-                        port: tunnel.declaration.from.port,
-                        closed: closed.clone(),
-                        source: Box::new(error),
-                    },
-                    None => error,
-                }),
-            }
-        }
-    }
 }
 
 /// the `Connect:` lines of every tunnel of the plan that is declared OPEN and is open after the apply

@@ -4,13 +4,12 @@ use declastruct_aws::internal::{
     Released, ResolvedVpcTunnel, release_tunnel_identity, set_vpc_tunnel_resolved,
 };
 use declastruct_aws::{TunnelHolder, VpcTunnelStatus};
+use declastruct_manifest::kinds::vpc_tunnel::{client_command, connection_line, describe_holders};
 
 use crate::args::{Cli, ConnectArgs};
 use crate::commands::exec::{Signals, announce_bastion_starts, select_tunnels};
 use crate::commands::{EXIT_FAILURE, observe_or_report, report};
-use crate::connect::{client_command, connection_line};
 use crate::progress::Progress;
-use crate::resources::describe_holders;
 
 /// .what = `declastruct connect ADDRESS`: opens the tunnel (a hold), prints how to connect, holds it until Ctrl-C
 /// or SIGTERM, then lets go (closing it when no other holder remains)

@@ -1,11 +1,12 @@
 use std::process::ExitCode;
 
 use declastruct_aws::VpcTunnelStatus;
+use declastruct_manifest::kinds::Kind;
+use declastruct_manifest::resources::Observed;
 
 use crate::args::{Cli, EnvArgs, EnvFormat};
 use crate::commands::{EXIT_FAILURE, after_output, observe_or_report, report, write_stdout};
 use crate::connect::variables_of;
-use crate::resources::Observed;
 
 /// .what = `declastruct env ADDRESS [--format shell|dotenv|json]`: the connection variables of an open tunnel
 /// .why = `eval "$(declastruct env db)"` or a `.env` file; the one place a secret is printed, because the user

@@ -2,9 +2,10 @@ use std::io::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
 
+use declastruct_manifest::manifest::{manifest_schema, parse_manifest};
+
 use crate::args::InitArgs;
 use crate::commands::{EXIT_FAILURE, report};
-use crate::manifest::{manifest_schema, parse_manifest};
 
 /// the manifest `init` writes, and the schema file beside it that its `$schema` line names
 const MANIFEST: &str = "declastruct.yml";

@@ -3,11 +3,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use declastruct_aws::ContextAwsApi;
+use declastruct_manifest::kinds::tunnel_address;
 use declastruct_tunnel::{LOG_READ_LIMIT, TunnelFiles, open_for_reading, read_tail};
 
 use crate::args::{Cli, LogsArgs};
 use crate::commands::{EXIT_FAILURE, after_output, report};
-use crate::manifest::tunnel_address;
 
 /// .what = `declastruct logs ADDRESS [--follow]`: prints an open tunnel's log
 /// .why = what the session said: connections, restarts, and why it failed

@@ -19,12 +19,12 @@ use std::process::ExitCode;
 
 use declastruct_aws::ContextAwsApi;
 use declastruct_engine::{Plan, Wish};
+use declastruct_manifest::manifest::{Manifest, Variables, load_manifest};
+use declastruct_manifest::resources::{Observed, Step, observe_in_steps};
 use miette::Diagnostic;
 
 use crate::args::Cli;
-use crate::manifest::{Manifest, Variables, load_manifest};
 use crate::progress::Progress;
-use crate::resources::{Observed, observe_in_steps};
 
 /// .what = exit codes of the contract
 /// .why = named once
@@ -139,8 +139,9 @@ pub async fn observe_with_progress(
         "reading live state: ec2:DescribeInstances, rds:DescribeDBClusters at {}",
         context.endpoint("ec2")
     ));
-    observe_in_steps(manifest, context, |step| {
-        task.relabel(format!("reading live state: {step}"));
+    observe_in_steps(manifest, context, |step| match step {
+        Step::Warning(warning) => eprintln!("{warning:?}"),
+        Step::Waiting(step) => task.relabel(format!("reading live state: {step}")),
     })
     .await
 }

@@ -3,12 +3,13 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use declastruct_engine::Plan;
+use declastruct_manifest::input_file::{InputFileError, SAVED_PLAN_LIMIT, read_input_file};
+use declastruct_manifest::kinds::vpc_tunnel::force_close;
+use declastruct_manifest::resources::select_targets;
 
 use crate::args::{Cli, PlanArgs};
 use crate::commands::{EXIT_CHANGES, EXIT_FAILURE, after_output, compute_plan, observe_or_report};
-use crate::input_file::{InputFileError, SAVED_PLAN_LIMIT, read_input_file};
 use crate::render::{render_plan, shell_word, summary_line};
-use crate::resources::{force_close, select_targets};
 
 /// .what = `declastruct plan`: reads live state and prints the changes apply would make
 /// .why = the reviewable preview, for people (a diff) and for CI (JSON, a saved plan, exit codes)

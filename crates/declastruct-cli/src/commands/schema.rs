@@ -1,7 +1,7 @@
+use declastruct_manifest::manifest::manifest_schema;
 use std::process::ExitCode;
 
 use crate::commands::{after_output, write_stdout};
-use crate::manifest::manifest_schema;
 
 /// .what = `declastruct schema`: prints the manifest's JSON Schema
 /// .why = editors and CI validate manifests with it; identical to `schemas/declastruct.schema.json`

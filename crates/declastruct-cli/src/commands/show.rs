@@ -2,10 +2,10 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use declastruct_engine::Plan;
+use declastruct_manifest::input_file::{InputFileError, SAVED_PLAN_LIMIT, read_input_file};
 
 use crate::args::{Cli, ShowArgs};
 use crate::commands::{EXIT_FAILURE, after_output};
-use crate::input_file::{InputFileError, SAVED_PLAN_LIMIT, read_input_file};
 use crate::render::{render_plan, summary_line};
 
 /// .what = `declastruct show PLANFILE [--json]`: renders a saved plan exactly as `plan` would, with no AWS call

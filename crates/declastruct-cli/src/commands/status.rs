@@ -1,8 +1,14 @@
 use std::io::Write;
 use std::process::ExitCode;
 
+use declastruct_aws::ContextAwsApi;
 use declastruct_aws::internal::{VpcTunnelObservation, inspect_local_tunnel};
-use declastruct_aws::{ContextAwsApi, VpcTunnelStatus};
+use declastruct_manifest::kinds::vpc_tunnel::tunnel_fields;
+use declastruct_manifest::kinds::{
+    ResourceDeclaration, VpcTunnelDeclaration, noun_of, tunnel_address,
+};
+use declastruct_manifest::manifest::Manifest;
+use declastruct_manifest::resources::{Observed, with_address};
 use declastruct_tunnel::{TunnelFiles, TunnelId, TunnelProcesses};
 use serde_json::{Value, json};
 
@@ -10,10 +16,7 @@ use crate::args::{Cli, StatusArgs};
 use crate::commands::{
     EXIT_FAILURE, after_output, load_or_report, manifest_holder, observe_with_progress, report,
 };
-use crate::connect::{client_command, connection_line};
-use crate::manifest::{Manifest, ResourceDeclaration, VpcTunnelDeclaration, tunnel_address};
 use crate::progress::Progress;
-use crate::resources::Observed;
 
 /// .what = `declastruct status`: the live state of every declared resource; tunnels with pid, port, uptime, health
 /// .why = one look tells whether the database is reachable, and if not, why; what runs on this machine is shown
@@ -50,7 +53,7 @@ pub async fn run(cli: &Cli, args: &StatusArgs) -> ExitCode {
         Err(error) => Err(vec![miette::Report::new(error)]),
     };
     let rows: Vec<Value> = match observed {
-        Ok(resources) => resources.iter().map(row).collect(),
+        Ok(resources) => resources.iter().map(Observed::status_row).collect(),
         Err(errors) => {
             for error in errors {
                 eprintln!("{error:?}");
@@ -89,13 +92,8 @@ const SHORTENABLE: [&str; 4] = ["HEALTH", "HELD BY", "MANIFEST", "FAR END"];
 
 /// a resource as the narrow table names it: its kind in a word, then its address
 fn resource_cell(row: &Value) -> String {
-    let kind = match row["class"].as_str().unwrap_or_default() {
-        "DeclaredAwsEc2Instance" => "bastion",
-        "DeclaredAwsRdsCluster" => "cluster",
-        "DeclaredAwsRdsInstance" => "instance",
-        "DeclaredAwsVpcTunnel" => "tunnel",
-        other => other,
-    };
+    let class = row["class"].as_str().unwrap_or_default();
+    let kind = noun_of(class).unwrap_or(class);
     format!("{kind} {}", text(&row["slug"]))
 }
 
@@ -487,127 +485,6 @@ fn format_uptime(seconds: i64) -> String {
     }
 }
 
-/// one resource as a status row
-fn row(resource: &Observed) -> Value {
-    let address = declastruct_engine::Resource::address(resource);
-    let base = json!({"class": address.class, "slug": address.slug});
-    let row = match resource {
-        Observed::Bastion(bastion) => {
-            let mut row = json!({
-                "status": bastion.live.status.map(declastruct_aws::Ec2InstanceStatus::as_str),
-                "instanceId": bastion.live.instance_id,
-                "privateIp": bastion.live.private_ip,
-            });
-            // only an idleStop bastion has an activity to tell
-            if let Some(activity) = &bastion.activity {
-                row["healthReason"] = json!(activity);
-            }
-            row
-        }
-        Observed::Cluster(cluster) => json!({
-            "status": cluster.live.status,
-            "writer": cluster.live.host.as_ref().map(|host| host.writer.clone()),
-            "port": cluster.live.port,
-            "engine": cluster.live.engine,
-        }),
-        Observed::Instance(instance) => json!({
-            "status": instance.live.status,
-            "endpoint": instance.live.host,
-            "port": instance.live.port,
-            "engine": instance.live.engine,
-        }),
-        Observed::Tunnel(tunnel) => {
-            let mut fields = tunnel_fields(&tunnel.observation);
-            if let Value::Object(fields) = &mut fields {
-                if tunnel.observation.tunnel.status == Some(VpcTunnelStatus::Open) {
-                    fields.insert("connection".into(), json!(connection_line(tunnel)));
-                    fields.insert("client".into(), json!(client_command(tunnel)));
-                }
-                fields.insert("target".into(), json!(tunnel.target.label));
-                fields.insert(
-                    "farEnd".into(),
-                    json!(format!("{}:{}", tunnel.target.host, tunnel.target.port)),
-                );
-            }
-            fields
-        }
-        Observed::Removed(removed) => {
-            let (status, reason) = match &removed.stranded {
-                Some(stranded) => (
-                    "OPEN (declared CLOSED)".to_string(),
-                    format!("{}: apply closes it by its record", stranded.reason),
-                ),
-                None => (
-                    "OPEN (no longer declared)".to_string(),
-                    "this manifest holds it and no longer declares it: apply lets go of it"
-                        .to_string(),
-                ),
-            };
-            json!({
-                "status": status,
-                "pid": removed.meta.pid,
-                "port": removed.meta.local_port,
-                "host": removed.meta.tunnel.from.host.as_str(),
-                "hash": removed.hash,
-                "openedAt": removed.meta.opened_at,
-                "healthReason": reason,
-                "holders": removed.meta.holders().iter().filter(|holder| holder.is_alive()).map(declastruct_aws::TunnelHolder::describe).collect::<Vec<_>>(),
-            })
-        }
-    };
-    with_address(base, row)
-}
-
-fn with_address(base: Value, mut row: Value) -> Value {
-    if let (Value::Object(row), Value::Object(base)) = (&mut row, base) {
-        for (key, value) in base.into_iter().rev() {
-            row.shift_insert(0, key, value);
-        }
-    }
-    row
-}
-
-/// a tunnel's status fields: OPEN (unhealthy) when its process lives but it does not serve
-fn tunnel_fields(observation: &VpcTunnelObservation) -> Value {
-    let uptime = observation.meta.as_ref().and_then(|meta| {
-        chrono::DateTime::parse_from_rfc3339(&meta.opened_at)
-            .ok()
-            .map(|opened| {
-                (chrono::Utc::now() - opened.with_timezone(&chrono::Utc))
-                    .num_seconds()
-                    .max(0)
-            })
-    });
-    let health = observation.tunnel.health.as_ref();
-    json!({
-        "status": match (&observation.tunnel.status, health) {
-            (Some(VpcTunnelStatus::Open), Some(health)) if !health.healthy => Some("OPEN (unhealthy)"),
-            (status, _) => status.map(declastruct_aws::VpcTunnelStatus::as_str),
-        },
-        "pid": observation.tunnel.pid,
-        "port": observation.tunnel.from.port,
-        "host": observation.tunnel.from.host.as_str(),
-        "hash": observation.hash,
-        "openedAt": observation.meta.as_ref().map(|meta| meta.opened_at.clone()),
-        // recorded by the open; a tunnel opened before transports existed ran the plugin
-        "transport": observation.meta.as_ref().map(|meta| meta.transport.clone().unwrap_or_else(|| "plugin".into())),
-        "uptimeSeconds": uptime,
-        "restarts": observation.restarts,
-        "lastRestart": observation.last_restart,
-        "healthy": health.map(|health| health.healthy),
-        "healthReason": health.and_then(|health| health.reason.clone()).or_else(|| {
-            // a tunnel that closed by itself says why
-            observation
-                .meta
-                .as_ref()
-                .filter(|_| observation.tunnel.status != Some(VpcTunnelStatus::Open))
-                .and_then(|meta| meta.closed.as_ref())
-                .map(|closed| format!("{} at {}", closed.reason, closed.at))
-        }),
-        "holders": observation.holders.iter().map(declastruct_aws::TunnelHolder::describe).collect::<Vec<_>>(),
-    })
-}
-
 /// the holders, or `-`
 fn holders_cell(row: &Value) -> String {
     match row["holders"].as_array() {
@@ -630,9 +507,11 @@ async fn local_rows(manifest: &Manifest) -> Result<Vec<Value>, declastruct_aws::
         let (tunnels_dir, recorded, processes) = (&tunnels_dir, &recorded, &processes);
         async move {
             let address = declared.declaration.address();
-            let base = json!({"class": address.class, "slug": address.slug});
             let ResourceDeclaration::DeclaredAwsVpcTunnel(tunnel) = &declared.declaration else {
-                return with_address(base, json!({"status": "unknown: AWS could not be read"}));
+                return with_address(
+                    &address,
+                    json!({"status": "unknown: AWS could not be read"}),
+                );
             };
             let observation = match local_hash_of(tunnel, recorded, processes) {
                 Some(hash) => {
@@ -647,7 +526,7 @@ async fn local_rows(manifest: &Manifest) -> Result<Vec<Value>, declastruct_aws::
                 }
                 None => VpcTunnelObservation::closed(&tunnel.to_domain(), None),
             };
-            with_address(base, tunnel_fields(&observation))
+            with_address(&address, tunnel_fields(&observation))
         }
     }))
     .await;

@@ -32,7 +32,7 @@ fn docs_manifest_covers_the_schema() {
     let page = std::fs::read_to_string(workspace_root().join("docs/manifest.md"))
         .expect("docs/manifest.md");
     let schema: serde_json::Value =
-        serde_json::from_str(&declastruct_cli::manifest::manifest_schema()).expect("schema");
+        serde_json::from_str(&declastruct_manifest::manifest::manifest_schema()).expect("schema");
     let mut names = Vec::new();
     schema_names(&schema, &mut names);
     names.sort();
@@ -51,7 +51,7 @@ fn docs_manifest_covers_the_schema() {
         .map(|file| {
             std::fs::read_to_string(
                 workspace_root()
-                    .join("crates/declastruct-cli/src/manifest")
+                    .join("crates/declastruct-manifest/src/manifest")
                     .join(file),
             )
             .unwrap_or_default()
@@ -100,6 +100,7 @@ fn actions_the_code_calls() -> Vec<String> {
     for crate_folder in [
         "crates/declastruct-aws/src",
         "crates/declastruct-tunnel/src",
+        "crates/declastruct-manifest/src",
         "crates/declastruct-cli/src",
     ] {
         let mut folders = vec![workspace_root().join(crate_folder)];

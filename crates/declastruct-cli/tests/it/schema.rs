@@ -2,7 +2,7 @@ use crate::support::{Sandbox, stdout, workspace_root};
 
 #[test]
 fn checked_in_schema_matches_the_code() {
-    let generated = declastruct_cli::manifest::manifest_schema();
+    let generated = declastruct_manifest::manifest::manifest_schema();
     let path = workspace_root().join("schemas/declastruct.schema.json");
     if std::env::var_os("DECLASTRUCT_UPDATE_SCHEMA").is_some() {
         std::fs::write(&path, &generated).expect("write schema");
@@ -27,7 +27,7 @@ fn schema_command_prints_the_checked_in_schema() {
 #[test]
 fn every_example_validates_against_the_schema_and_the_loader() {
     let schema: serde_json::Value =
-        serde_json::from_str(&declastruct_cli::manifest::manifest_schema())
+        serde_json::from_str(&declastruct_manifest::manifest::manifest_schema())
             .expect("schema is JSON");
     let validator = jsonschema::validator_for(&schema).expect("schema compiles");
     let mut checked = 0;
@@ -42,9 +42,9 @@ fn every_example_validates_against_the_schema_and_the_loader() {
             "{} must start with the yaml-language-server schema line",
             path.display()
         );
-        let manifest = declastruct_cli::manifest::parse_manifest("example.yml", text.clone())
+        let manifest = declastruct_manifest::manifest::parse_manifest("example.yml", text.clone())
             .unwrap_or_else(|errors| panic!("{} does not load: {errors:?}", path.display()));
-        let document = serde_json::to_value(declastruct_cli::manifest::ManifestDocument {
+        let document = serde_json::to_value(declastruct_manifest::manifest::ManifestDocument {
             aws: Some(manifest.aws.clone())
                 .filter(|aws| aws.region.is_some() || aws.profile.is_some()),
             resources: manifest
@@ -74,7 +74,7 @@ fn every_example_validates_against_the_schema_and_the_loader() {
 #[test]
 fn schema_rejects_what_the_loader_rejects() {
     let schema: serde_json::Value =
-        serde_json::from_str(&declastruct_cli::manifest::manifest_schema())
+        serde_json::from_str(&declastruct_manifest::manifest::manifest_schema())
             .expect("schema is JSON");
     let validator = jsonschema::validator_for(&schema).expect("schema compiles");
     let tunnel = |port: serde_json::Value, host: &str| {

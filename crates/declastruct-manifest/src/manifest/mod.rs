@@ -14,5 +14,5 @@ mod yaml_tree;
 
 pub use error::{ManifestError, renderable};
 pub use load::{DeclaredResource, Manifest, load_manifest, parse_manifest, parse_manifest_with};
-pub use model::*;
+pub use model::{ManifestDocument, manifest_schema};
 pub use variables::Variables;

@@ -9,23 +9,13 @@ use serde::de::IgnoredAny;
 use serde_json::Value;
 
 use super::error::ManifestError;
-use super::model::{
-    Ec2InstanceDeclaration, RdsClusterDeclaration, RdsInstanceDeclaration, ResourceDeclaration,
-    VpcTunnelDeclaration,
-};
 use super::relations::check_relations;
 use super::reread::deserialize_value;
 use super::translate::describe;
 use super::variables::{Variables, interpolate};
 use super::yaml_tree::{Node, NodeValue, Step, parse};
 use crate::input_file::{InputFileError, MANIFEST_LIMIT, read_input_file};
-
-const KINDS: [&str; 4] = [
-    "DeclaredAwsEc2Instance",
-    "DeclaredAwsRdsCluster",
-    "DeclaredAwsRdsInstance",
-    "DeclaredAwsVpcTunnel",
-];
+use crate::kinds::{KINDS, ReadDeclaration, ResourceDeclaration};
 
 /// .what = a loaded, valid manifest: its settings and resources, each with the YAML it came from
 /// .why = later errors (a bastion that does not exist) still point at the line that declared it
@@ -265,25 +255,10 @@ fn declaration_at(
         NodeValue::Scalar(Value::String(kind)) => kind.as_str(),
         _ => "",
     };
-    let fields = Some("kind");
-    let declaration = match kind {
-        "DeclaredAwsEc2Instance" => ResourceDeclaration::DeclaredAwsEc2Instance(
-            deserialize_value::<Ec2InstanceDeclaration>(node, fields, path, source)?,
-        ),
-        "DeclaredAwsRdsCluster" => {
-            ResourceDeclaration::DeclaredAwsRdsCluster(deserialize_value::<RdsClusterDeclaration>(
-                node, fields, path, source,
-            )?)
-        }
-        "DeclaredAwsRdsInstance" => ResourceDeclaration::DeclaredAwsRdsInstance(
-            deserialize_value::<RdsInstanceDeclaration>(node, fields, path, source)?,
-        ),
-        "DeclaredAwsVpcTunnel" => {
-            ResourceDeclaration::DeclaredAwsVpcTunnel(deserialize_value::<VpcTunnelDeclaration>(
-                node, fields, path, source,
-            )?)
-        }
-        _ => {
+    let reader = DeclarationAt { node, path, source };
+    let declaration = match ResourceDeclaration::read(kind, reader) {
+        Some(declaration) => declaration?,
+        None => {
             let closest = KINDS
                 .iter()
                 .min_by_key(|candidate| strsim::levenshtein(kind, candidate))
@@ -304,6 +279,21 @@ fn declaration_at(
         }
     };
     Ok(declaration)
+}
+
+/// a resource's node, read as the declaration of its kind without its `kind` key, with located diagnostics
+struct DeclarationAt<'a> {
+    node: &'a Node,
+    path: &'a [Step],
+    source: &'a Arc<NamedSource<String>>,
+}
+
+impl ReadDeclaration for DeclarationAt<'_> {
+    type Error = Vec<ManifestError>;
+
+    fn read<T: DeserializeOwned>(self) -> Result<T, Vec<ManifestError>> {
+        deserialize_value(self.node, Some("kind"), self.path, self.source)
+    }
 }
 
 fn deserialize_at<T: DeserializeOwned>(

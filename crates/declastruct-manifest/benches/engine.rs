@@ -1,7 +1,7 @@
 //! The engine without AWS: load and validate a manifest of N resources, then diff and order it against an
 //! in-memory world (every bastion stopped, every tunnel closed, so every change is computed and rendered).
 //!
-//! `cargo bench -p declastruct-cli --bench engine`
+//! `cargo bench -p declastruct-manifest --bench engine`
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -12,9 +12,11 @@ use declastruct_aws::{
     DeclaredAwsEc2Instance, DeclaredAwsRdsCluster, Ec2InstanceRef, Ec2InstanceStatus,
     RdsClusterHost, RdsClusterRef, VpcTunnelStatus,
 };
-use declastruct_cli::manifest::{Manifest, ResourceDeclaration, parse_manifest};
-use declastruct_cli::resources::{Inspected, LiveState, assemble};
 use declastruct_engine::{Plan, Wish};
+use declastruct_manifest::kinds::ResourceDeclaration;
+use declastruct_manifest::kinds::vpc_tunnel::Inspected;
+use declastruct_manifest::manifest::{Manifest, parse_manifest};
+use declastruct_manifest::resources::{LiveState, assemble};
 use declastruct_test_support::large_manifest;
 
 /// a manifest of about `total` resources: one bastion and one cluster per 20, the rest tunnels
@@ -64,8 +66,8 @@ fn world_for(manifest: &Manifest) -> LiveState {
                     },
                 );
             }
-            ResourceDeclaration::DeclaredAwsVpcTunnel(_)
-            | ResourceDeclaration::DeclaredAwsRdsInstance(_) => {}
+            // tunnels are closed, and nothing else is live
+            _ => {}
         }
     }
     LiveState {

@@ -1,11 +1,11 @@
-//! .what = each kind of observed resource: what is declared, what is live, and how the plan shows the difference
-//! .why = the engine plans anything that implements `Resource`; each kind says here what "desired" means for it
+//! .what = a tunnel as the plan sees it: declared and observed, or only recorded (no longer declared, or declared
+//! CLOSED while its ends are gone); its documents, action, note and difference
+//! .why = the engine plans anything that implements `Resource`; a tunnel's action is more than its declared fields
+//! (its health, its holders, an old identity), and its difference says so
 
-use declastruct_aws::TunnelMeta;
 use declastruct_aws::internal::VpcTunnelObservation;
 use declastruct_aws::{
-    DeclaredAwsEc2Instance, DeclaredAwsRdsCluster, DeclaredAwsRdsInstance, DesiredInstanceStatus,
-    Ec2InstanceRef, TunnelHolder, TunnelTarget, VpcTunnelStatus,
+    DeclaredAwsEc2Instance, TunnelHolder, TunnelMeta, TunnelTarget, VpcTunnelStatus,
 };
 use declastruct_engine::{
     Action, Edge, Resource, ResourceAddress, declared_action, project_onto, render_document,
@@ -13,54 +13,8 @@ use declastruct_engine::{
 };
 use serde_json::{Value, json};
 
-use crate::manifest::{
-    Ec2InstanceDeclaration, RdsClusterDeclaration, RdsInstanceDeclaration, VpcTunnelDeclaration,
-    bastion_address,
-};
-
-fn to_value<T: serde::Serialize>(value: &T) -> Value {
-    serde_json::to_value(value).unwrap_or(Value::Null)
-}
-
-/// .what = a bastion: declared, or only named by a tunnel that will start it
-/// .why = a plan shows every change apply will make, a bastion started for a tunnel included
-#[derive(Debug, Clone)]
-pub struct ObservedBastion {
-    /// how the plan names it: the declared `exid`, or the reference a tunnel uses
-    pub reference: Ec2InstanceRef,
-    /// as declared; `None` when only a tunnel names it
-    pub declaration: Option<Ec2InstanceDeclaration>,
-    /// the status apply sets: the declared one, or `running` when an OPEN tunnel goes through it
-    pub desired_status: Option<DesiredInstanceStatus>,
-    /// whether `desired_status` comes from a tunnel rather than from the declaration
-    pub started_for_a_tunnel: bool,
-    /// why `idleStop` stops it, or why it cannot tell
-    pub idle_note: Option<String>,
-    /// its activity in words (`idle 12m of 30m`, what keeps it busy), when it is declared with `idleStop`
-    pub activity: Option<String>,
-    /// as found
-    pub live: DeclaredAwsEc2Instance,
-}
-
-/// .what = a declared cluster, a read-only reference
-/// .why = its plan is always KEEP
-#[derive(Debug, Clone)]
-pub struct ObservedCluster {
-    /// as declared
-    pub declaration: RdsClusterDeclaration,
-    /// as found
-    pub live: DeclaredAwsRdsCluster,
-}
-
-/// .what = a declared DB instance, a read-only reference
-/// .why = its plan is always KEEP
-#[derive(Debug, Clone)]
-pub struct ObservedInstance {
-    /// as declared
-    pub declaration: RdsInstanceDeclaration,
-    /// as found
-    pub live: DeclaredAwsRdsInstance,
-}
+use super::VpcTunnelDeclaration;
+use crate::kinds::{Kind, to_value};
 
 /// .what = a declared tunnel with its observation and both of its ends as found
 /// .why = apply opens it without looking them up again
@@ -139,22 +93,6 @@ pub struct Stranded {
     pub reason: String,
 }
 
-/// .what = one resource of the plan with what was observed of it live
-/// .why = the unit the engine plans and apply executes
-#[derive(Debug, Clone)]
-pub enum Observed {
-    /// a bastion
-    Bastion(ObservedBastion),
-    /// a cluster
-    Cluster(ObservedCluster),
-    /// a DB instance
-    Instance(ObservedInstance),
-    /// a tunnel
-    Tunnel(Box<ObservedTunnel>),
-    /// a tunnel the manifest holds and no longer declares, or declares CLOSED while its ends are gone
-    Removed(Box<RemovedTunnel>),
-}
-
 /// .what = holders in words, `pid 4242 (exec psql), manifest other.yml (region=us-east-1)`
 /// .why = plans and `status` say who keeps a tunnel open
 pub fn describe_holders(holders: &[TunnelHolder]) -> String {
@@ -185,6 +123,12 @@ impl RemovedTunnel {
     /// .why = otherwise it is a KEEP that only releases this manifest's hold
     pub fn closes(&self) -> bool {
         self.others.is_empty() || self.force_close
+    }
+
+    /// .what = whether a KEEP of it still lets go of this manifest's hold: others keep it open
+    /// .why = apply releases the hold, so that the tunnel closes when the others let go
+    pub fn releases_when_kept(&self) -> bool {
+        !self.closes()
     }
 }
 
@@ -225,6 +169,13 @@ impl ObservedTunnel {
             && (self.is_open() || self.previous.is_some())
     }
 
+    /// .what = whether a KEEP of it still lets go of this manifest's hold: declared CLOSED while others keep it
+    /// open
+    /// .why = apply releases the hold, so that the tunnel closes when the others let go
+    pub fn releases_when_kept(&self) -> bool {
+        self.only_releases() && (self.held || self.previous.is_some())
+    }
+
     /// .what = whether apply closes this tunnel's session and opens a new one
     /// .why = an old identity still running, or `--replace`, while the tunnel is declared OPEN
     pub fn is_replaced(&self) -> bool {
@@ -246,110 +197,68 @@ impl ObservedTunnel {
                     .unwrap_or_else(|| "no reason given".into())
             })
     }
-}
 
-impl Observed {
-    /// .what = whether a KEEP of this resource still lets go of this manifest's hold: a tunnel declared CLOSED, or
-    /// no longer declared, that others keep open
-    /// .why = apply releases the hold, so that the tunnel closes when the others let go
-    pub fn releases_when_kept(&self) -> bool {
-        match self {
-            Self::Removed(removed) => !removed.closes(),
-            Self::Tunnel(tunnel) => {
-                tunnel.only_releases() && (tunnel.held || tunnel.previous.is_some())
+    /// the note of `note`, without the exposure warning
+    fn plain_note(&self, action: Action) -> Option<String> {
+        if self.declaration.status == VpcTunnelStatus::Closed {
+            let mut others = self.others.clone();
+            if let Some(previous) = &self.previous {
+                others.extend(previous.others.iter().cloned());
             }
-            _ => false,
+            return release_note(&others, self.force_close);
         }
+        if action == Action::Update && self.takes_hold() {
+            return Some(format!(
+                "open already, for {}: this manifest holds it too from now on",
+                describe_holders(&self.others)
+            ));
+        }
+        // closed by itself (idleClose): say so, and that apply opens it again
+        if action == Action::Update && !self.is_open() {
+            return self
+                .observation
+                .meta
+                .as_ref()
+                .and_then(|meta| meta.closed.as_ref())
+                .map(|closed| format!("{} at {}; apply opens it again", closed.reason, closed.at));
+        }
+        None
     }
 }
 
-impl Resource for Observed {
+impl Resource for ObservedTunnel {
     fn address(&self) -> ResourceAddress {
-        match self {
-            Self::Bastion(bastion) => bastion_address(&bastion.reference),
-            Self::Cluster(cluster) => cluster.declaration.address(),
-            Self::Instance(instance) => instance.declaration.address(),
-            Self::Tunnel(tunnel) => tunnel.declaration.address(),
-            Self::Removed(removed) => removed.address.clone(),
-        }
+        self.declaration.address()
     }
 
     fn desired(&self) -> Value {
-        match self {
-            Self::Bastion(bastion) => {
-                let mut desired = match &bastion.declaration {
-                    Some(declaration) => to_value(declaration),
-                    None => to_value(&bastion.reference),
-                };
-                if let (Value::Object(fields), Some(status)) =
-                    (&mut desired, bastion.desired_status)
-                {
-                    fields.insert("status".into(), to_value(&status));
-                }
-                desired
-            }
-            Self::Cluster(cluster) => to_value(&cluster.declaration),
-            Self::Instance(instance) => to_value(&instance.declaration),
-            Self::Tunnel(tunnel) => to_value(&tunnel.declaration),
-            Self::Removed(removed) => match &removed.stranded {
-                Some(stranded) => to_value(&stranded.declaration),
-                // nothing is declared: it goes
-                None => Value::Null,
-            },
-        }
+        to_value(&self.declaration)
     }
 
     fn remote(&self) -> Option<Value> {
-        Some(match self {
-            Self::Bastion(bastion) => {
-                let mut live = to_value(&bastion.live);
-                // idleStop is this manifest's setting, not the instance's: the same on both sides
-                if let (Value::Object(fields), Some(idle_stop)) = (
-                    &mut live,
-                    bastion
-                        .declaration
-                        .as_ref()
-                        .and_then(|declaration| declaration.idle_stop),
-                ) {
-                    fields.insert("idleStop".into(), to_value(&idle_stop));
-                }
-                live
+        Some(match &self.previous {
+            // what runs is the old identity
+            Some(previous) if self.observation.tunnel.status != Some(VpcTunnelStatus::Open) => {
+                to_value(&previous.meta.tunnel)
             }
-            Self::Cluster(cluster) => to_value(&cluster.live),
-            Self::Instance(instance) => to_value(&instance.live),
-            Self::Tunnel(tunnel) => match &tunnel.previous {
-                // what runs is the old identity
-                Some(previous)
-                    if tunnel.observation.tunnel.status != Some(VpcTunnelStatus::Open) =>
-                {
-                    to_value(&previous.meta.tunnel)
-                }
-                _ => to_value(&tunnel.observation.tunnel),
-            },
-            Self::Removed(removed) => to_value(&removed.meta.tunnel),
+            _ => to_value(&self.observation.tunnel),
         })
     }
 
     fn edges(&self) -> Vec<Edge> {
-        match self {
-            Self::Tunnel(tunnel) => tunnel.edges.clone(),
-            Self::Removed(removed) => removed.edges.clone(),
-            _ => Vec::new(),
-        }
+        self.edges.clone()
     }
 
     fn action(&self, desired: &Value, remote: Option<&Value>) -> Action {
-        match self {
-            Self::Removed(removed) if !removed.closes() => return Action::Keep,
-            Self::Removed(removed) if removed.stranded.is_some() => return Action::Update,
-            Self::Removed(_) => return Action::Destroy,
-            Self::Tunnel(tunnel) if tunnel.is_replaced() => return Action::Replace,
-            Self::Tunnel(tunnel) if tunnel.only_releases() => return Action::Keep,
-            // declared CLOSED while a session of it runs that nobody else holds: closing it is an update
-            Self::Tunnel(tunnel) if tunnel.closes() => return Action::Update,
-            Self::Tunnel(tunnel) if tunnel.unhealthy_reason().is_some() => return Action::Update,
-            Self::Tunnel(tunnel) if tunnel.takes_hold() => return Action::Update,
-            _ => {}
+        if self.is_replaced() {
+            return Action::Replace;
+        }
+        if self.only_releases() {
+            return Action::Keep;
+        }
+        // declared CLOSED while a session of it runs that nobody else holds: closing it is an update
+        if self.closes() || self.unhealthy_reason().is_some() || self.takes_hold() {
+            return Action::Update;
         }
         declared_action(desired, remote)
     }
@@ -357,28 +266,25 @@ impl Resource for Observed {
     fn note(&self, action: Action) -> Option<String> {
         let note = self.plain_note(action);
         // a tunnel that listens beyond loopback is said every time it is opened
-        match self {
-            Self::Tunnel(tunnel)
-                if tunnel.declaration.from.is_exposed()
-                    && tunnel.declaration.status == VpcTunnelStatus::Open
-                    && action != Action::Keep =>
-            {
-                let warning = format!(
-                    "warning: from.expose: listens on {}:{}, reachable by anyone who reaches that address",
-                    tunnel.declaration.from.host.as_str(),
-                    tunnel.declaration.from.port
-                );
-                Some(match note {
-                    Some(note) => format!("{note}; {warning}"),
-                    None => warning,
-                })
-            }
-            _ => note,
+        if self.declaration.from.is_exposed()
+            && self.declaration.status == VpcTunnelStatus::Open
+            && action != Action::Keep
+        {
+            let warning = format!(
+                "warning: from.expose: listens on {}:{}, reachable by anyone who reaches that address",
+                self.declaration.from.host.as_str(),
+                self.declaration.from.port
+            );
+            return Some(match note {
+                Some(note) => format!("{note}; {warning}"),
+                None => warning,
+            });
         }
+        note
     }
 
     /// what the declared fields do not hold is shown too: an unhealthy tunnel's health, a replaced tunnel's old
-    /// and new far ends; a removed tunnel shows everything that goes
+    /// and new far ends, the holders of a tunnel this manifest takes hold of
     fn difference(
         &self,
         action: Action,
@@ -388,45 +294,22 @@ impl Resource for Observed {
         if action == Action::Keep {
             return None;
         }
-        if let Self::Removed(removed) = self {
-            return Some(match &removed.stranded {
-                Some(stranded) => {
-                    let mut remote = project_onto(&to_value(&removed.meta.tunnel), desired);
-                    let mut desired = desired.clone();
-                    if let (Value::Object(remote), Value::Object(desired)) =
-                        (&mut remote, &mut desired)
-                    {
-                        remote.insert("gone".into(), json!(stranded.reason));
-                        desired.insert("gone".into(), json!(stranded.reason));
-                    }
-                    unified_difference(Some(&remote), &desired).unwrap_or_default()
-                }
-                None => removal_difference(&to_value(&removed.meta.tunnel)),
-            });
-        }
-        if let Self::Tunnel(tunnel) = self
-            && tunnel.takes_hold()
+        if self.takes_hold()
             && let Some(remote) = remote
         {
             let mut remote = project_onto(remote, desired);
             let mut desired = desired.clone();
-            let before = describe_holders(&tunnel.others);
+            let before = describe_holders(&self.others);
             if let (Value::Object(remote), Value::Object(desired)) = (&mut remote, &mut desired) {
                 remote.insert("heldBy".into(), json!(before));
                 desired.insert("heldBy".into(), json!(format!("{before}, this manifest")));
             }
             return unified_difference(Some(&remote), &desired);
         }
-        if let Self::Tunnel(tunnel) = self
-            && (tunnel.previous.is_some() || tunnel.forced_replace)
-        {
-            return Some(replacement_difference(tunnel, desired, remote));
+        if self.previous.is_some() || self.forced_replace {
+            return Some(replacement_difference(self, desired, remote));
         }
-        let unhealthy = match self {
-            Self::Tunnel(tunnel) => tunnel.unhealthy_reason(),
-            _ => None,
-        };
-        match (unhealthy, remote) {
+        match (self.unhealthy_reason(), remote) {
             (Some(reason), Some(remote)) => {
                 let mut remote = project_onto(remote, desired);
                 let mut desired = desired.clone();
@@ -439,6 +322,67 @@ impl Resource for Observed {
             }
             _ => unified_difference(remote, desired),
         }
+    }
+}
+
+impl Resource for RemovedTunnel {
+    fn address(&self) -> ResourceAddress {
+        self.address.clone()
+    }
+
+    fn desired(&self) -> Value {
+        match &self.stranded {
+            Some(stranded) => to_value(&stranded.declaration),
+            // nothing is declared: it goes
+            None => Value::Null,
+        }
+    }
+
+    fn remote(&self) -> Option<Value> {
+        Some(to_value(&self.meta.tunnel))
+    }
+
+    fn edges(&self) -> Vec<Edge> {
+        self.edges.clone()
+    }
+
+    fn action(&self, _desired: &Value, _remote: Option<&Value>) -> Action {
+        if !self.closes() {
+            Action::Keep
+        } else if self.stranded.is_some() {
+            Action::Update
+        } else {
+            Action::Destroy
+        }
+    }
+
+    fn note(&self, _action: Action) -> Option<String> {
+        release_note(&self.others, self.force_close)
+    }
+
+    /// a removed tunnel shows everything that goes; a stranded one, what is gone
+    fn difference(
+        &self,
+        action: Action,
+        desired: &Value,
+        _remote: Option<&Value>,
+    ) -> Option<String> {
+        if action == Action::Keep {
+            return None;
+        }
+        Some(match &self.stranded {
+            Some(stranded) => {
+                let mut remote = project_onto(&to_value(&self.meta.tunnel), desired);
+                let mut desired = desired.clone();
+                if let (Value::Object(remote), Value::Object(desired)) = (&mut remote, &mut desired)
+                {
+                    remote.insert("gone".into(), json!(stranded.reason));
+                    desired.insert("gone".into(), json!(stranded.reason));
+                }
+                unified_difference(Some(&remote), &desired).unwrap_or_default()
+            }
+            None => removal_difference(&to_value(&self.meta.tunnel)),
+        })
     }
 }
 
@@ -493,35 +437,4 @@ fn replacement_difference(
         }
     }
     unified_difference(Some(&remote), &desired).unwrap_or_default()
-}
-
-impl Observed {
-    /// the note of `note`, without the exposure warning
-    fn plain_note(&self, action: Action) -> Option<String> {
-        match self {
-            Self::Bastion(bastion) => bastion.idle_note.clone(),
-            Self::Removed(removed) => release_note(&removed.others, removed.force_close),
-            Self::Tunnel(tunnel) if tunnel.declaration.status == VpcTunnelStatus::Closed => {
-                let mut others = tunnel.others.clone();
-                if let Some(previous) = &tunnel.previous {
-                    others.extend(previous.others.iter().cloned());
-                }
-                release_note(&others, tunnel.force_close)
-            }
-            Self::Tunnel(tunnel) if action == Action::Update && tunnel.takes_hold() => {
-                Some(format!(
-                    "open already, for {}: this manifest holds it too from now on",
-                    describe_holders(&tunnel.others)
-                ))
-            }
-            // closed by itself (idleClose): say so, and that apply opens it again
-            Self::Tunnel(tunnel) if action == Action::Update && !tunnel.is_open() => tunnel
-                .observation
-                .meta
-                .as_ref()
-                .and_then(|meta| meta.closed.as_ref())
-                .map(|closed| format!("{} at {}; apply opens it again", closed.reason, closed.at)),
-            _ => None,
-        }
-    }
 }

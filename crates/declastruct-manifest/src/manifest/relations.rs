@@ -10,8 +10,8 @@ use miette::NamedSource;
 
 use super::error::ManifestError;
 use super::load::DeclaredResource;
-use super::model::{Ec2InstanceDeclaration, ResourceDeclaration};
 use super::yaml_tree::Step;
+use crate::kinds::{Ec2InstanceDeclaration, ResourceDeclaration};
 
 /// duplicate resources, two tunnels on one port, an OPEN tunnel through a bastion declared stopped
 pub(super) fn check_relations(
@@ -94,8 +94,8 @@ pub(super) fn check_relations(
                     );
                 }
             }
-            ResourceDeclaration::DeclaredAwsRdsCluster(_)
-            | ResourceDeclaration::DeclaredAwsRdsInstance(_) => {}
+            // the other kinds have no rule between resources
+            _ => {}
         }
     }
 
