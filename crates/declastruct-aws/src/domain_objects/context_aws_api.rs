@@ -189,6 +189,21 @@ impl ContextAwsApi {
         }
     }
 
+    /// .what = the transport a tunnel with this `via` and `from` opens with: native when it listens beyond
+    /// loopback (the plugin listens on loopback only), else as `transport_for` decides
+    /// .why = the open and the plan's comparison with a running session decide it the same way
+    pub fn transport_of_tunnel(
+        &self,
+        via: &crate::VpcTunnelVia,
+        from: &crate::VpcTunnelFrom,
+    ) -> TransportChoice {
+        self.transport_for(if from.is_exposed() {
+            Some(TransportChoice::Native)
+        } else {
+            via.transport
+        })
+    }
+
     /// .what = who holds what this context opens: its holder, or this program
     /// .why = every open records a hold and every close releases one
     pub fn holder(&self) -> crate::TunnelHolder {

@@ -105,7 +105,11 @@ pub async fn run(cli: &Cli, args: &ApplyArgs) -> ExitCode {
             print_json(&plan, None, &by_slug);
         } else if !cli.quiet {
             let _ = writeln!(stdout, "Nothing to apply.");
-            let lines = open_tunnel_lines(&plan, &by_slug);
+            let lines: Vec<String> = plan
+                .changes
+                .iter()
+                .filter_map(|change| connect_line(change, &by_slug))
+                .collect();
             if !lines.is_empty() {
                 let _ = writeln!(stdout, "Connect:\n{}", lines.join("\n"));
             }
@@ -216,15 +220,7 @@ pub async fn run(cli: &Cli, args: &ApplyArgs) -> ExitCode {
                 ChangeOutcome::Skipped { reason } => eprintln!("{name} skipped: {reason}"),
                 // every tunnel of the manifest that is open now says how to use it, opened now or before
                 ChangeOutcome::Applied | ChangeOutcome::Unchanged => {
-                    if let Some(Observed::Tunnel(tunnel)) = by_slug.get(&change.for_resource.slug)
-                        && tunnel.declaration.status == VpcTunnelStatus::Open
-                    {
-                        connect_lines.push(format!(
-                            "  {}: {}",
-                            connection_line(tunnel),
-                            client_command(tunnel)
-                        ));
-                    }
+                    connect_lines.extend(connect_line(change, &by_slug));
                 }
             }
         }
@@ -306,26 +302,21 @@ async fn release_kept(
     released
 }
 
-/// the `Connect:` lines of every tunnel of the plan that is declared OPEN and is open after the apply
-fn open_tunnel_lines<S: std::hash::BuildHasher>(
-    plan: &Plan,
+/// the `Connect:` line of `change`'s resource when it is a tunnel declared OPEN
+fn connect_line<S: std::hash::BuildHasher>(
+    change: &declastruct_engine::Change,
     by_slug: &std::collections::HashMap<String, &Observed, S>,
-) -> Vec<String> {
-    plan.changes
-        .iter()
-        .filter_map(|change| match by_slug.get(&change.for_resource.slug) {
-            Some(Observed::Tunnel(tunnel))
-                if tunnel.declaration.status == VpcTunnelStatus::Open =>
-            {
-                Some(format!(
-                    "  {}: {}",
-                    connection_line(tunnel),
-                    client_command(tunnel)
-                ))
-            }
-            _ => None,
-        })
-        .collect()
+) -> Option<String> {
+    match by_slug.get(&change.for_resource.slug) {
+        Some(Observed::Tunnel(tunnel)) if tunnel.declaration.status == VpcTunnelStatus::Open => {
+            Some(format!(
+                "  {}: {}",
+                connection_line(tunnel),
+                client_command(tunnel)
+            ))
+        }
+        _ => None,
+    }
 }
 
 fn print_json<S: std::hash::BuildHasher>(

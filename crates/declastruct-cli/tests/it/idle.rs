@@ -3,6 +3,7 @@
 //! real AWS CLI and plugin) and PostgreSQL. (`idleClose` on a tunnel is `holders.rs`'s
 //! `an_idle_tunnel_closes_by_itself_and_never_during_a_query`.)
 
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
@@ -71,8 +72,6 @@ fn colleague_session(world: &World, port: u16) -> Child {
         .spawn()
         .expect("aws ssm start-session")
 }
-
-use std::os::unix::process::CommandExt;
 
 /// ends the colleague's session as Ctrl-C would: the plugin sends the TerminateSession flag
 fn end_session(child: &mut Child) {

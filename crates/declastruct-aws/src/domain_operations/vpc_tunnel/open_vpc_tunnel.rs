@@ -111,12 +111,7 @@ pub(crate) async fn open_vpc_tunnel(
             mark_bastion_in_use(&target.instance_id, context).await?;
         }
     }
-    // a tunnel that listens beyond loopback is the native transport's: the plugin listens on loopback only
-    let transport = context.transport_for(if tunnel.from.is_exposed() {
-        Some(TransportChoice::Native)
-    } else {
-        tunnel.via.transport
-    });
+    let transport = context.transport_of_tunnel(&tunnel.via, &tunnel.from);
     let session = match transport {
         TransportChoice::Native => SessionSpec::Native(NativeSpec {
             target: target.instance_id.clone(),

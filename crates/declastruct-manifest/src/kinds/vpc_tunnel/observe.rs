@@ -230,11 +230,7 @@ pub fn mark_transport_changes(observed: &mut [Observed], context: &ContextAwsApi
             continue;
         };
         let wanted = context
-            .transport_for(if tunnel.declaration.from.is_exposed() {
-                Some(declastruct_aws::TransportChoice::Native)
-            } else {
-                tunnel.declaration.via.transport
-            })
+            .transport_of_tunnel(&tunnel.declaration.via, &tunnel.declaration.from)
             .as_str()
             .to_string();
         if running != wanted {
