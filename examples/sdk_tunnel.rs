@@ -42,6 +42,7 @@ async fn run() -> Result<(), Failure> {
     let port: u16 = setting("DECLASTRUCT_EXAMPLE_PORT", "7775").parse()?;
 
     let tunnel = DeclaredAwsVpcTunnel {
+        name: None,
         via: VpcTunnelVia {
             mechanism: TunnelMechanism::AwsSsm,
             bastion,

@@ -18,6 +18,7 @@
 //! # async fn example() -> Result<(), declastruct_aws::AwsError> {
 //! let context = ContextAwsApi::load(&AwsSettings { region: Some("us-east-1".into()), profile: None }).await?;
 //! let tunnel = DeclaredAwsVpcTunnel {
+//!     name: None,
 //!     via: VpcTunnelVia { mechanism: TunnelMechanism::AwsSsm, bastion: Ec2InstanceRef::by_exid("vpc-main-bastion"), transport: None },
 //!     into: VpcTunnelInto::cluster(RdsClusterRef::by_name("ahbodedb")),
 //!     from: VpcTunnelFrom { host: LoopbackHost::Localhost, port: 7775, expose: false },
@@ -55,8 +56,9 @@ pub use domain_objects::{
     AwsSettings, ClusterEndpoint, ContextAwsApi, DeclaredAwsEc2Instance, DeclaredAwsRdsCluster,
     DeclaredAwsRdsInstance, DeclaredAwsVpcTunnel, Ec2InstanceRef, Ec2InstanceStatus, EndpointRole,
     HostEngine, IN_USE_TAG, IdleDuration, LoopbackHost, PORT_EXPECTED, PasswordSource,
-    ProgressReporter, RdsClusterHost, RdsClusterRef, RdsInstanceRef, TransportChoice, TunnelHealth,
-    TunnelMechanism, VpcTunnelConnect, VpcTunnelFrom, VpcTunnelInto, VpcTunnelStatus, VpcTunnelVia,
+    ProgressReporter, RdsClusterHost, RdsClusterRef, RdsInstanceRef, TUNNEL_NAME_EXPECTED,
+    TransportChoice, TunnelHealth, TunnelMechanism, TunnelName, VpcTunnelConnect, VpcTunnelFrom,
+    VpcTunnelInto, VpcTunnelStatus, VpcTunnelVia, tunnel_slug,
 };
 pub use domain_operations::ec2_instance::{
     BastionActivity, DesiredInstanceStatus, Ec2InstanceLookup, IdleTimerRecord,

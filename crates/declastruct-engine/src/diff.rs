@@ -155,19 +155,168 @@ pub fn unified_difference(remote: Option<&Value>, desired: &Value) -> Option<Str
     if remote_text == desired_text {
         return None;
     }
-    Some(
-        TextDiff::from_lines(&remote_text, &desired_text)
-            .unified_diff()
-            .context_radius(3)
-            .header("remote", "desired")
-            .to_string(),
-    )
+    Some(whole_block_hunks(&remote_text, &desired_text))
+}
+
+/// one line of a line diff: its tag, its number in the remote and desired texts (0-based), its text
+struct DiffLine<'a> {
+    tag: similar::ChangeTag,
+    old: usize,
+    new: usize,
+    text: &'a str,
+}
+
+/// .what = a unified diff of two rendered documents whose hunks hold three lines of context and then whole
+/// top-level blocks: a hunk never begins or ends inside a block (`password:` is shown with what it holds, a changed
+/// `port:` with the `from:` it belongs to)
+/// .why = a plan is read once: a hunk cut mid-block leaves the reader guessing what a line belongs to
+fn whole_block_hunks(remote: &str, desired: &str) -> String {
+    let diff = TextDiff::from_lines(remote, desired);
+    let (mut old, mut new) = (0, 0);
+    let lines: Vec<DiffLine<'_>> = diff
+        .iter_all_changes()
+        .map(|change| {
+            let line = DiffLine {
+                tag: change.tag(),
+                old,
+                new,
+                text: change.value(),
+            };
+            match change.tag() {
+                similar::ChangeTag::Equal => {
+                    old += 1;
+                    new += 1;
+                }
+                similar::ChangeTag::Delete => old += 1,
+                similar::ChangeTag::Insert => new += 1,
+            }
+            line
+        })
+        .collect();
+    // a line inside a block is indented (or a list item under a top-level key)
+    let inside = |index: usize| lines[index].text.starts_with([' ', '-']);
+    let mut shown = vec![false; lines.len()];
+    for (index, line) in lines.iter().enumerate() {
+        if line.tag != similar::ChangeTag::Equal {
+            let from = index.saturating_sub(3);
+            let to = (index + 3).min(lines.len() - 1);
+            shown[from..=to].iter_mut().for_each(|shown| *shown = true);
+        }
+    }
+    // widen each run to whole blocks: back to its block's key, on to the block's end
+    let mut index = 0;
+    while index < lines.len() {
+        if !shown[index] {
+            index += 1;
+            continue;
+        }
+        let mut start = index;
+        while start > 0 && inside(start) {
+            start -= 1;
+        }
+        let mut end = index;
+        while end + 1 < lines.len() && shown[end + 1] {
+            end += 1;
+        }
+        while end + 1 < lines.len() && inside(end + 1) {
+            end += 1;
+        }
+        shown[start..=end]
+            .iter_mut()
+            .for_each(|shown| *shown = true);
+        index = end + 1;
+    }
+    let mut text = String::from("--- remote\n+++ desired\n");
+    let mut index = 0;
+    while index < lines.len() {
+        if !shown[index] {
+            index += 1;
+            continue;
+        }
+        let mut end = index;
+        while end + 1 < lines.len() && shown[end + 1] {
+            end += 1;
+        }
+        let hunk = &lines[index..=end];
+        let count = |tag: similar::ChangeTag| hunk.iter().filter(|line| line.tag != tag).count();
+        let (old_len, new_len) = (
+            count(similar::ChangeTag::Insert),
+            count(similar::ChangeTag::Delete),
+        );
+        text.push_str(&format!(
+            "@@ -{} +{} @@\n",
+            hunk_range(hunk[0].old, old_len),
+            hunk_range(hunk[0].new, new_len)
+        ));
+        for line in hunk {
+            let sign = match line.tag {
+                similar::ChangeTag::Equal => ' ',
+                similar::ChangeTag::Delete => '-',
+                similar::ChangeTag::Insert => '+',
+            };
+            text.push(sign);
+            text.push_str(line.text);
+            if !line.text.ends_with('\n') {
+                text.push_str("\n\\ No newline at end of file\n");
+            }
+        }
+        index = end + 1;
+    }
+    text
+}
+
+/// a hunk header's range as unified diffs write it: `start` (1-based) alone for one line, `start,len` otherwise,
+/// the line before for none
+fn hunk_range(start: usize, len: usize) -> String {
+    match len {
+        1 => format!("{}", start + 1),
+        0 => format!("{start},0"),
+        len => format!("{},{len}", start + 1),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// a hunk begins at its block's key and ends where the block ends: `password:` is never left alone on a
+    /// line, a changed `port:` shows the `from:` it belongs to
+    #[test]
+    fn hunks_hold_whole_blocks() {
+        let remote = json!({
+            "via": {"bastion": {"exid": "b"}},
+            "from": {"host": "localhost", "port": 1},
+            "status": "CLOSED",
+            "connect": {"database": "d", "user": "u", "password": {"secret": "s"}},
+            "idleClose": "5m",
+        });
+        let mut desired = remote.clone();
+        desired["status"] = json!("OPEN");
+        desired["connect"]["user"] = json!("v");
+        let difference = unified_difference(Some(&remote), &desired).expect("a difference");
+        assert_eq!(
+            difference,
+            "--- remote\n+++ desired\n@@ -4,10 +4,10 @@\n from:\n   host: localhost\n   port: 1\n-status: CLOSED\n+status: OPEN\n connect:\n   database: d\n-  user: u\n+  user: v\n   password:\n     secret: s\n idleClose: 5m\n"
+        );
+        // a change at the top level between top-level lines needs no widening
+        let bastion = unified_difference(
+            Some(&json!({"exid": "b", "status": "stopped"})),
+            &json!({"exid": "b", "status": "running"}),
+        );
+        assert_eq!(
+            bastion.as_deref(),
+            Some(
+                "--- remote\n+++ desired\n@@ -1,2 +1,2 @@\n exid: b\n-status: stopped\n+status: running\n"
+            )
+        );
+        // a whole document against nothing
+        let created = unified_difference(None, &json!({"exid": "b"}));
+        assert_eq!(
+            created.as_deref(),
+            Some("--- remote\n+++ desired\n@@ -0,0 +1 @@\n+exid: b\n")
+        );
+    }
 
     #[test]
     fn projection_drops_live_metadata_and_keeps_missing_fields_as_null() {

@@ -1,7 +1,9 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::{Ec2InstanceRef, IdleDuration, RdsClusterRef, RdsInstanceRef, VpcTunnelConnect};
+use super::{
+    Ec2InstanceRef, IdleDuration, RdsClusterRef, RdsInstanceRef, TunnelName, VpcTunnelConnect,
+};
 pub use declastruct_tunnel::TunnelHealth;
 
 /// .what = a declarative structure representing a VPC tunnel
@@ -9,6 +11,9 @@ pub use declastruct_tunnel::TunnelHealth;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeclaredAwsVpcTunnel {
+    /// the tunnel's name, its address where given
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub name: Option<TunnelName>,
     /// the bastion instance to tunnel through and the mechanism
     pub via: VpcTunnelVia,
     /// the target resource to tunnel into
@@ -34,6 +39,12 @@ pub struct DeclaredAwsVpcTunnel {
 }
 
 impl DeclaredAwsVpcTunnel {
+    /// .what = the address `plan` prints for the tunnel: its name, or `{bastion}.{target}.{local port}`
+    /// .why = a declared tunnel, its record and every message about it name it alike
+    pub fn address_slug(&self) -> String {
+        tunnel_slug(self.name.as_ref(), &self.via, &self.into, &self.from)
+    }
+
     /// .what = the same tunnel with another status and pid
     /// .why = get and set operations report the tunnel they observed
     pub fn with_status(&self, status: VpcTunnelStatus, pid: Option<u32>) -> Self {
@@ -54,6 +65,20 @@ impl DeclaredAwsVpcTunnel {
             health: Some(health),
             ..self.clone()
         }
+    }
+}
+
+/// .what = a tunnel's address from its name, or else from its three ends: `{bastion}.{target}.{local port}`
+/// .why = a declared tunnel and a recorded one (whose manifest may no longer declare it) are named alike
+pub fn tunnel_slug(
+    name: Option<&TunnelName>,
+    via: &VpcTunnelVia,
+    into: &VpcTunnelInto,
+    from: &VpcTunnelFrom,
+) -> String {
+    match name {
+        Some(name) => name.to_string(),
+        None => format!("{}.{}.{}", via.bastion.key(), into.target_name(), from.port),
     }
 }
 

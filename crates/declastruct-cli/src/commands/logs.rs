@@ -3,7 +3,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use declastruct_aws::ContextAwsApi;
-use declastruct_manifest::kinds::tunnel_address;
+use declastruct_manifest::kinds::record_address;
 use declastruct_tunnel::{LOG_READ_LIMIT, TunnelFiles, open_for_reading, read_tail};
 
 use crate::args::{Cli, LogsArgs};
@@ -31,7 +31,7 @@ pub fn run(_cli: &Cli, args: &LogsArgs) -> ExitCode {
         let Ok(meta) = meta else {
             continue;
         };
-        let slug = tunnel_address(&meta.tunnel.via, &meta.tunnel.into, &meta.tunnel.from).slug;
+        let slug = record_address(&meta.tunnel).slug;
         if slug == args.address {
             found = Some(files.log_path());
         }

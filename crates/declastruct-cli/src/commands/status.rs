@@ -5,7 +5,7 @@ use declastruct_aws::ContextAwsApi;
 use declastruct_aws::internal::{VpcTunnelObservation, inspect_local_tunnel};
 use declastruct_manifest::kinds::vpc_tunnel::tunnel_fields;
 use declastruct_manifest::kinds::{
-    ResourceDeclaration, VpcTunnelDeclaration, noun_of, tunnel_address,
+    ResourceDeclaration, VpcTunnelDeclaration, noun_of, record_address,
 };
 use declastruct_manifest::manifest::Manifest;
 use declastruct_manifest::resources::{Observed, with_address};
@@ -440,7 +440,7 @@ async fn tunnel_row(
                 inspect_local_tunnel(&meta.tunnel, &files, processes, meta.engine.as_deref()).await;
             let mut row = tunnel_fields(&observation);
             let extra = json!({
-                "slug": tunnel_address(&meta.tunnel.via, &meta.tunnel.into, &meta.tunnel.from).slug,
+                "slug": record_address(&meta.tunnel).slug,
                 "manifest": meta.manifest,
                 "farEnd": format!("{}:{} via {}", meta.remote_host, meta.remote_port, meta.instance_id),
                 "region": meta.region,

@@ -974,6 +974,19 @@ fn instance_id(text: &str) -> Option<usize> {
     whole_word(text, 2 + length)
 }
 
+/// the generated part of an RDS endpoint's name: `cluster-` (or `cluster-ro-`) and 12 letters or digits
+fn cluster_id(text: &str) -> Option<usize> {
+    let prefix = ["cluster-ro-", "cluster-"]
+        .into_iter()
+        .find(|prefix| text.starts_with(prefix))?;
+    let length = text[prefix.len()..]
+        .bytes()
+        .take_while(u8::is_ascii_alphanumeric)
+        .count();
+    (length == 12).then_some(())?;
+    whole_word(text, prefix.len() + length)
+}
+
 /// a tunnel identity (16 hexadecimal digits) or a sha256 (64)
 fn hash(text: &str) -> Option<usize> {
     let length = text
@@ -1056,6 +1069,7 @@ fn normalise(line: &str) -> String {
     for (pattern, replacement) in [
         (timestamp as fn(&str) -> Option<usize>, "[TIME]"),
         (instance_id, "i-[ID]"),
+        (cluster_id, "cluster-[ID]"),
         (hash, "[HASH]"),
         (duration, "[DURATION]"),
         (pid, "pid [PID]"),

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use declastruct_test_support::Moto;
 
 use crate::apply::{World, assert_success};
-use crate::support::{REGION, Sandbox, manifest, stderr, stdout};
+use crate::support::{REGION, Sandbox, complete_words, manifest, stderr, stdout};
 
 /// runs declastruct with a stdout whose reader is already gone, as `declastruct plan | head -0` leaves it
 fn with_closed_stdout(mut command: Command) -> std::process::Output {
@@ -173,35 +173,7 @@ fn a_misspelt_bastion_suggests_the_closest_exid() {
 fn completions_offer_the_manifests_addresses() {
     let world = World::new(true);
     world.declare("running", "OPEN");
-    let binary = std::path::Path::new(env!("CARGO_BIN_EXE_declastruct"));
-    let folder = binary.parent().expect("the binary's folder");
-    let complete = |words: &str| -> Vec<String> {
-        let script = format!(
-            "source <(declastruct completions bash)\n\
-             COMP_WORDS=({words}); COMP_CWORD=$(( ${{#COMP_WORDS[@]}} - 1 )); COMP_TYPE=9\n\
-             _clap_complete_declastruct declastruct \"${{COMP_WORDS[COMP_CWORD]}}\" \"${{COMP_WORDS[COMP_CWORD-1]}}\"\n\
-             printf '%s\\n' \"${{COMPREPLY[@]}}\""
-        );
-        let mut bash = Command::new("bash");
-        bash.arg("-c")
-            .arg(script)
-            .current_dir(world.sandbox.dir.path())
-            .env(
-                "PATH",
-                format!(
-                    "{}:{}",
-                    folder.display(),
-                    std::env::var("PATH").unwrap_or_default()
-                ),
-            )
-            .env(
-                "DECLASTRUCT_HOME",
-                world.sandbox.home().display().to_string(),
-            );
-        let output = bash.output().expect("bash");
-        assert!(output.status.success(), "{}", stderr(&output));
-        stdout(&output).lines().map(str::to_string).collect()
-    };
+    let complete = |words: &str| complete_words(&world.sandbox, words);
     let tunnel = format!("vpc-main-bastion.ahbodedb.{}", world.port);
     for words in [
         "declastruct logs ''",

@@ -13,10 +13,10 @@ use crate::assert_shown;
 use crate::support::{REGION, children_of, manifest, stderr, stdout, wait_for};
 
 /// a child process killed (with its children) when the test ends, whatever its outcome
-struct Running(Child);
+pub(crate) struct Running(pub(crate) Child);
 
 impl Running {
-    fn spawn(mut command: Command) -> Self {
+    pub(crate) fn spawn(mut command: Command) -> Self {
         Self(
             command
                 .stdout(Stdio::piped())
@@ -26,12 +26,12 @@ impl Running {
         )
     }
 
-    fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.0.id()
     }
 
     /// waits at most `limit` for it to end, then returns what it printed
-    fn finish(mut self, limit: Duration) -> Output {
+    pub(crate) fn finish(mut self, limit: Duration) -> Output {
         assert!(
             wait_for(limit, || matches!(self.0.try_wait(), Ok(Some(_)))),
             "pid {} did not end within {limit:?}",
@@ -55,7 +55,7 @@ impl Drop for Running {
     }
 }
 
-fn kill(pid: u32, signal: nix::sys::signal::Signal) {
+pub(crate) fn kill(pid: u32, signal: nix::sys::signal::Signal) {
     if let Ok(pid) = i32::try_from(pid) {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal);
     }
@@ -86,7 +86,7 @@ fn supervisor(world: &World) -> Option<u32> {
     world.metas().first().map(|meta| meta.pid)
 }
 
-fn status_json(world: &World, args: &[&str]) -> serde_json::Value {
+pub(crate) fn status_json(world: &World, args: &[&str]) -> serde_json::Value {
     let mut all = vec!["status", "--json"];
     all.extend_from_slice(args);
     let output = world.sandbox.run(&all);

@@ -14,6 +14,7 @@ mod hostile_inputs;
 mod idle;
 mod lifecycle;
 mod manifest_errors;
+mod names;
 mod output;
 mod plan;
 mod real_chain;

@@ -233,6 +233,37 @@ resources:
     )
 }
 
+/// .what = what bash completes for `words` (the last one is completed) in `sandbox`'s folder, through the script
+/// `declastruct completions bash` prints
+/// .why = completions ask `declastruct` itself for the manifest's addresses; tested as a shell meets them
+pub fn complete_words(sandbox: &Sandbox, words: &str) -> Vec<String> {
+    let binary = Path::new(env!("CARGO_BIN_EXE_declastruct"));
+    let folder = binary.parent().expect("the binary's folder");
+    let script = format!(
+        "source <(declastruct completions bash)\n\
+         COMP_WORDS=({words}); COMP_CWORD=$(( ${{#COMP_WORDS[@]}} - 1 )); COMP_TYPE=9\n\
+         _clap_complete_declastruct declastruct \"${{COMP_WORDS[COMP_CWORD]}}\" \"${{COMP_WORDS[COMP_CWORD-1]}}\"\n\
+         printf '%s\\n' \"${{COMPREPLY[@]}}\""
+    );
+    let output = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(script)
+        .current_dir(sandbox.dir.path())
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                folder.display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
+        .env("DECLASTRUCT_HOME", sandbox.home().display().to_string())
+        .output()
+        .expect("bash");
+    assert!(output.status.success(), "{}", stderr(&output));
+    stdout(&output).lines().map(str::to_string).collect()
+}
+
 /// the contract's manifest with one tunnel on each of `ports`
 pub fn manifest_with_ports(bastion_status: &str, tunnel_status: &str, ports: &[u16]) -> String {
     let mut text = manifest(bastion_status, tunnel_status, ports[0]);

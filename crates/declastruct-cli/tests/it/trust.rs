@@ -599,6 +599,7 @@ fn the_sdk_never_signals_a_process_named_in_a_damaged_record() {
     context.aws_cli = wrapper.into_os_string();
     context.supervisor = Some(PathBuf::from(env!("CARGO_BIN_EXE_declastruct")));
     let tunnel = DeclaredAwsVpcTunnel {
+        name: None,
         via: VpcTunnelVia {
             mechanism: TunnelMechanism::AwsSsm,
             bastion: Ec2InstanceRef::by_exid("vpc-main-bastion"),

@@ -28,7 +28,8 @@ pub use ec2_instance::{Ec2InstanceDeclaration, ObservedBastion, bastion_address}
 pub use rds_cluster::{ObservedCluster, RdsClusterDeclaration, cluster_address};
 pub use rds_instance::{ObservedInstance, RdsInstanceDeclaration, instance_address};
 pub use vpc_tunnel::{
-    ObservedTunnel, PreviousIdentity, RemovedTunnel, Stranded, VpcTunnelDeclaration, tunnel_address,
+    ObservedTunnel, PreviousIdentity, RemovedTunnel, Stranded, VpcTunnelDeclaration,
+    record_address, tunnel_address,
 };
 
 use crate::resources::{Assembly, References};
@@ -113,6 +114,10 @@ macro_rules! kinds {
         /// .why = unknown kinds are errors, never ignored
         #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
         #[serde(tag = "kind")]
+        #[allow(
+            clippy::large_enum_variant,
+            reason = "a manifest holds tens of declarations, read once; a tunnel's is the largest and the most common"
+        )]
         pub enum ResourceDeclaration {
             $($(#[doc = $doc])* $class($declaration),)*
         }

@@ -11,7 +11,7 @@ use miette::NamedSource;
 use super::error::ManifestError;
 use super::load::DeclaredResource;
 use super::yaml_tree::Step;
-use crate::kinds::{Ec2InstanceDeclaration, ResourceDeclaration};
+use crate::kinds::{Ec2InstanceDeclaration, ResourceDeclaration, noun_of};
 
 /// duplicate resources, two tunnels on one port, an OPEN tunnel through a bastion declared stopped
 pub(super) fn check_relations(
@@ -25,9 +25,52 @@ pub(super) fn check_relations(
     let mut bastions: HashMap<String, (&Ec2InstanceDeclaration, &DeclaredResource)> =
         HashMap::new();
 
+    let name_span =
+        |declared: &DeclaredResource| declared.node.walk(&[Step::Key("name".into())]).span;
     for (index, resource) in resources.iter().enumerate() {
         let address = resource.declaration.address();
+        let named = matches!(&resource.declaration, ResourceDeclaration::DeclaredAwsVpcTunnel(tunnel) if tunnel.name.is_some());
+        // a name is an address every command takes alone (`--target NAME`): it must name one resource only
+        if named
+            && let Some(other) = resources.iter().find(|other| {
+                let other_address = other.declaration.address();
+                other_address.slug == address.slug && other_address.class != address.class
+            })
+        {
+            let other_address = other.declaration.address();
+            errors.push(
+                ManifestError::at(
+                    "declastruct::manifest::name_taken",
+                    source,
+                    name_span(resource),
+                    "named here",
+                    format!(
+                        "resources[{index}].name: `{}` is also the address of the {} `{}`: `--target {}` could not tell them apart",
+                        address.slug,
+                        noun_of(&other_address.class).unwrap_or("resource"),
+                        other_address.slug,
+                        address.slug
+                    ),
+                    "give the tunnel a name no other resource's address has",
+                )
+                .also("that resource", other.node.first_line_span(text)),
+            );
+        }
         if let Some(first) = seen.insert(address.clone(), resource) {
+            if named {
+                errors.push(
+                    ManifestError::at(
+                        "declastruct::manifest::duplicate_name",
+                        source,
+                        name_span(resource),
+                        "named again here",
+                        format!("two tunnels are named `{}`", address.slug),
+                        "a tunnel's name is its address and is unique in a manifest: rename one of the two",
+                    )
+                    .also("first named here", name_span(first)),
+                );
+                continue;
+            }
             errors.push(
                 ManifestError::at(
                     "declastruct::manifest::duplicate_resource",

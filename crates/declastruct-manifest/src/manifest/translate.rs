@@ -122,10 +122,18 @@ pub(super) fn translate(
             help,
         );
     }
-    if matches!(
-        failure,
-        ManifestDeError::InvalidType { .. } | ManifestDeError::InvalidValue { .. }
-    ) {
+    // a value of the right type that its type refuses (a name with a dot, a duration without a unit)
+    if let ManifestDeError::InvalidValue { expected, .. } = failure {
+        return ManifestError::at(
+            "declastruct::manifest::invalid_value",
+            source,
+            at_value,
+            "not allowed here",
+            format!("{where_}: {message}"),
+            format!("write {expected}"),
+        );
+    }
+    if matches!(failure, ManifestDeError::InvalidType { .. }) {
         return ManifestError::at(
             "declastruct::manifest::wrong_type",
             source,

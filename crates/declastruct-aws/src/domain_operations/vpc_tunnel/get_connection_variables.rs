@@ -60,15 +60,10 @@ struct SecretCredentials {
     password: Option<String>,
 }
 
-/// .what = the address `plan` prints for `tunnel`: `{bastion}.{target}.{local port}`
+/// .what = the address `plan` prints for `tunnel`
 /// .why = an error about a tunnel's secret names the tunnel as the user knows it
 fn tunnel_address(tunnel: &DeclaredAwsVpcTunnel) -> String {
-    format!(
-        "{}.{}.{}",
-        tunnel.via.bastion.key(),
-        tunnel.into.target_name(),
-        tunnel.from.port
-    )
+    tunnel.address_slug()
 }
 
 /// .what = the region in a Secrets Manager ARN (`arn:PARTITION:secretsmanager:REGION:ACCOUNT:secret:NAME`), `None`

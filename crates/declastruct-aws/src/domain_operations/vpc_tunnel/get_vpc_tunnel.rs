@@ -326,6 +326,7 @@ pub(crate) mod tests {
 
     pub(crate) fn tunnel() -> DeclaredAwsVpcTunnel {
         DeclaredAwsVpcTunnel {
+            name: None,
             via: VpcTunnelVia {
                 mechanism: TunnelMechanism::AwsSsm,
                 bastion: Ec2InstanceRef::by_exid("vpc-main-bastion"),

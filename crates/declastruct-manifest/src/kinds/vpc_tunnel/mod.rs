@@ -16,8 +16,8 @@ mod status;
 use std::fmt::Debug;
 
 use declastruct_aws::{
-    AwsError, ClusterEndpoint, ContextAwsApi, DeclaredAwsVpcTunnel, IdleDuration, VpcTunnelConnect,
-    VpcTunnelFrom, VpcTunnelInto, VpcTunnelStatus, VpcTunnelVia,
+    AwsError, ClusterEndpoint, ContextAwsApi, DeclaredAwsVpcTunnel, IdleDuration, TunnelName,
+    VpcTunnelConnect, VpcTunnelFrom, VpcTunnelInto, VpcTunnelStatus, VpcTunnelVia, tunnel_slug,
 };
 use declastruct_engine::ResourceAddress;
 use schemars::JsonSchema;
@@ -38,6 +38,10 @@ use crate::resources::{Assembly, FieldAt, References};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VpcTunnelDeclaration {
+    /// the tunnel's address everywhere (`exec`, `env`, `logs`, `connect`, `--target`, `--replace`, plan, status),
+    /// unique in a manifest: letters, digits, `-` and `_`; without it the address is `{bastion}.{target}.{port}`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<TunnelName>,
     /// the mechanism and the bastion to tunnel through
     pub via: VpcTunnelVia,
     /// what to tunnel into: a cluster (and which endpoint), an instance, or a host and port
@@ -60,6 +64,7 @@ impl VpcTunnelDeclaration {
     /// .why = the operations take domain objects
     pub fn to_domain(&self) -> DeclaredAwsVpcTunnel {
         DeclaredAwsVpcTunnel {
+            name: self.name.clone(),
             via: self.via.clone(),
             into: self.into.clone(),
             from: self.from.clone(),
@@ -72,17 +77,29 @@ impl VpcTunnelDeclaration {
     }
 }
 
-/// .what = a tunnel's address from its three ends: `{bastion}.{cluster}.{port}`
+/// .what = a tunnel's address: its name, or else `{bastion}.{target}.{port}` from its three ends
 /// .why = a declared tunnel and a recorded one (whose manifest may no longer declare it) are named alike
 pub fn tunnel_address(
+    name: Option<&TunnelName>,
     via: &VpcTunnelVia,
     into: &VpcTunnelInto,
     from: &VpcTunnelFrom,
 ) -> ResourceAddress {
     ResourceAddress {
         class: VpcTunnelDeclaration::CLASS.into(),
-        slug: format!("{}.{}.{}", via.bastion.key(), into.target_name(), from.port),
+        slug: tunnel_slug(name, via, into, from),
     }
+}
+
+/// .what = a recorded tunnel's address, as its manifest named it when it was opened
+/// .why = `status --all`, `logs` and the plan's removed tunnels name a record as its declaration was named
+pub fn record_address(tunnel: &DeclaredAwsVpcTunnel) -> ResourceAddress {
+    tunnel_address(
+        tunnel.name.as_ref(),
+        &tunnel.via,
+        &tunnel.into,
+        &tunnel.from,
+    )
 }
 
 impl Kind for VpcTunnelDeclaration {
@@ -90,9 +107,10 @@ impl Kind for VpcTunnelDeclaration {
     const NOUN: &'static str = "tunnel";
     type Observed = ObservedTunnel;
 
-    /// the tunnel's address: `{bastion}.{target}.{port}` (the cluster's, the instance's name, or the host)
+    /// the tunnel's address: its name, or `{bastion}.{target}.{port}` (the cluster's, the instance's name, or
+    /// the host)
     fn address(&self) -> ResourceAddress {
-        tunnel_address(&self.via, &self.into, &self.from)
+        tunnel_address(self.name.as_ref(), &self.via, &self.into, &self.from)
     }
 
     /// its bastion, and its cluster (and custom endpoint) or instance; an OPEN tunnel needs them to exist, a

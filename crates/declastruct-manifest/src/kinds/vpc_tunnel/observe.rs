@@ -16,7 +16,7 @@ use declastruct_engine::{Edge, ResourceAddress};
 use declastruct_tunnel::other_live_holders;
 
 use super::{
-    ObservedTunnel, PreviousIdentity, RemovedTunnel, Stranded, VpcTunnelDeclaration, tunnel_address,
+    ObservedTunnel, PreviousIdentity, RemovedTunnel, Stranded, VpcTunnelDeclaration, record_address,
 };
 use crate::kinds::{Kind, ResourceDeclaration, bastion_address, cluster_address, instance_address};
 use crate::manifest::Manifest;
@@ -319,10 +319,20 @@ pub(crate) fn order_port_moves(observed: &mut [Observed]) {
             Observed::Tunnel(tunnel) if tunnel.closes() => {
                 Some((tunnel.declaration.address(), tunnel.declaration.from.port))
             }
+            // a tunnel replaced onto another port frees its old one
+            Observed::Tunnel(tunnel) => tunnel
+                .previous
+                .as_ref()
+                .filter(|previous| {
+                    previous.meta.local_port != tunnel.declaration.from.port
+                        && (previous.others.is_empty() || tunnel.force_close)
+                })
+                .map(|previous| (tunnel.declaration.address(), previous.meta.local_port)),
             _ => None,
         })
         .collect();
-    for resource in observed.iter_mut() {
+    let mut edges: Vec<Edge> = Vec::new();
+    for resource in observed.iter() {
         let Observed::Tunnel(tunnel) = resource else {
             continue;
         };
@@ -334,13 +344,54 @@ pub(crate) fn order_port_moves(observed: &mut [Observed]) {
         let address = tunnel.declaration.address();
         for (closer, port) in &closers {
             if *port == tunnel.declaration.from.port && *closer != address {
-                tunnel.edges.push(Edge {
+                edges.push(Edge {
                     before: closer.clone(),
                     after: address.clone(),
                 });
-                tunnel.displaces = Some(closer.slug.clone());
             }
         }
+    }
+    // two tunnels that trade ports cannot both go first: neither is ordered, and the open that finds its port
+    // still held names the holder
+    let traded = |edge: &Edge| {
+        edges
+            .iter()
+            .any(|other| other.before == edge.after && other.after == edge.before)
+    };
+    let kept: Vec<Edge> = edges.iter().filter(|edge| !traded(edge)).cloned().collect();
+    for edge in kept {
+        for resource in observed.iter_mut() {
+            if let Observed::Tunnel(tunnel) = resource
+                && tunnel.declaration.address() == edge.after
+            {
+                tunnel.displaces = Some(edge.before.slug.clone());
+                tunnel.edges.push(edge.clone());
+            }
+        }
+    }
+}
+
+/// .what = the one declared tunnel an unnamed record moved to: OPEN, not running, through the same bastion into the
+/// same target, with another local port (or now a name); `None` when none or more than one could be
+/// .why = a port change is one REPLACE of the tunnel, not an open of a new address beside a close of the old one
+fn moved_to(
+    observed: &[Observed],
+    recorded: &declastruct_aws::DeclaredAwsVpcTunnel,
+) -> Option<usize> {
+    if recorded.name.is_some() {
+        return None;
+    }
+    let mut candidates = observed.iter().enumerate().filter(|(_, resource)| {
+        matches!(resource, Observed::Tunnel(tunnel)
+            if tunnel.previous.is_none()
+                && tunnel.declaration.status == VpcTunnelStatus::Open
+                && tunnel.observation.tunnel.status != Some(VpcTunnelStatus::Open)
+                && tunnel.declaration.via.bastion == recorded.via.bastion
+                && tunnel.declaration.into == recorded.into)
+    });
+    match (candidates.next(), candidates.next()) {
+        (Some((position, _)), None) => Some(position),
+        _ => None,
     }
 }
 
@@ -375,15 +426,18 @@ pub(crate) fn attach_owned_tunnels(
             continue;
         }
         let (_, others) = split_holders(&holders, Some(ours));
-        let address = tunnel_address(&meta.tunnel.via, &meta.tunnel.into, &meta.tunnel.from);
-        let declared = observed.iter_mut().find_map(|resource| match resource {
-            Observed::Tunnel(tunnel)
-                if tunnel.declaration.address() == address && tunnel.previous.is_none() =>
-            {
-                Some(tunnel)
-            }
-            _ => None,
+        let address = record_address(&meta.tunnel);
+        let same_address = observed.iter().position(|resource| {
+            matches!(resource, Observed::Tunnel(tunnel)
+                if tunnel.declaration.address() == address && tunnel.previous.is_none())
         });
+        let declared = match same_address.or_else(|| moved_to(observed, &meta.tunnel)) {
+            Some(position) => match &mut observed[position] {
+                Observed::Tunnel(tunnel) => Some(tunnel),
+                _ => None,
+            },
+            None => None,
+        };
         let previous = PreviousIdentity {
             hash: files.id.clone(),
             meta: meta.clone(),

@@ -176,6 +176,17 @@ impl ObservedTunnel {
         self.only_releases() && (self.held || self.previous.is_some())
     }
 
+    /// .what = whether apply opens a tunnel this machine has no record of: declared OPEN, not running, never
+    /// opened here (or closed and forgotten), nothing old in its place
+    /// .why = the plan shows it as being opened (its whole declaration added, where it will lead), not as an edit
+    /// of a CLOSED record
+    pub fn opens_anew(&self) -> bool {
+        self.declaration.status == VpcTunnelStatus::Open
+            && !self.is_open()
+            && !self.is_replaced()
+            && self.observation.meta.is_none()
+    }
+
     /// .what = whether apply closes this tunnel's session and opens a new one
     /// .why = an old identity still running, or `--replace`, while the tunnel is declared OPEN
     pub fn is_replaced(&self) -> bool {
@@ -211,6 +222,16 @@ impl ObservedTunnel {
             return Some(format!(
                 "open already, for {}: this manifest holds it too from now on",
                 describe_holders(&self.others)
+            ));
+        }
+        if action == Action::Update && self.opens_anew() {
+            let bastion = self.bastion.instance_id.as_deref().unwrap_or("the bastion");
+            return Some(format!(
+                "opens it: {}:{} -> {bastion} -> {}:{}",
+                self.declaration.from.host.as_str(),
+                self.declaration.from.port,
+                self.target.host,
+                self.target.port
             ));
         }
         // closed by itself (idleClose): say so, and that apply opens it again
@@ -308,6 +329,10 @@ impl Resource for ObservedTunnel {
         }
         if self.previous.is_some() || self.forced_replace {
             return Some(replacement_difference(self, desired, remote));
+        }
+        // nothing ran before: everything declared is new, as a create reads
+        if self.opens_anew() {
+            return unified_difference(None, desired);
         }
         match (self.unhealthy_reason(), remote) {
             (Some(reason), Some(remote)) => {
@@ -436,5 +461,38 @@ fn replacement_difference(
             );
         }
     }
-    unified_difference(Some(&remote), &desired).unwrap_or_default()
+    let difference = unified_difference(Some(&remote), &desired).unwrap_or_default();
+    if tunnel.previous.is_none() {
+        return difference;
+    }
+    // as Terraform's `# forces replacement`: the changed ends are why the session is new
+    difference
+        .lines()
+        .map(|line| {
+            if forces_new_session(line) {
+                format!("{line}  # forces a new session\n")
+            } else {
+                format!("{line}\n")
+            }
+        })
+        .collect()
+}
+
+/// .what = whether a `+` line of a tunnel's difference sets one of its ends: the bastion, the far end, the local
+/// host or port, the transport
+/// .why = those are the session's identity; `connect:` and `idleClose:` change without a new session
+fn forces_new_session(line: &str) -> bool {
+    let Some(field) = line.strip_prefix('+') else {
+        return false;
+    };
+    // the top level holds `name`, `status` and the blocks; only nested fields are ends
+    if field.starts_with('+') || !field.starts_with(' ') {
+        return false;
+    }
+    let key = field.trim_start().trim_start_matches("- ");
+    let key = key.split(':').next().unwrap_or_default();
+    matches!(
+        key,
+        "exid" | "instanceId" | "name" | "endpoint" | "host" | "port" | "transport" | "expose"
+    )
 }
