@@ -58,7 +58,8 @@ impl Progress {
             Shown::Spinners(multi) => {
                 let bar = multi.add(ProgressBar::new_spinner());
                 bar.set_style(
-                    ProgressStyle::with_template("{spinner} {msg} [{elapsed_precise}]")
+                    // the message is cut to the terminal's width: a line that wraps is drawn again as garbage
+                    ProgressStyle::with_template("{spinner} {wide_msg} [{elapsed_precise}]")
                         .unwrap_or_else(|_| ProgressStyle::default_spinner()),
                 );
                 bar.set_message(label.clone());
@@ -66,25 +67,41 @@ impl Progress {
                 Task {
                     bar: Some(bar),
                     label: Arc::new(Mutex::new(label)),
+                    detail: Arc::default(),
                     stop: None,
                 }
             }
-            Shown::Lines(detail) => {
+            Shown::Lines(shared) => {
                 let label = Arc::new(Mutex::new(label));
+                let detail = Arc::default();
                 Task {
                     bar: None,
                     stop: Some(print_lines_while_waiting(
                         Arc::clone(&label),
-                        Arc::clone(detail),
+                        Arc::clone(&detail),
+                        Arc::clone(shared),
                     )),
                     label,
+                    detail,
                 }
             }
             Shown::Nothing => Task {
                 bar: None,
                 label: Arc::new(Mutex::new(label)),
+                detail: Arc::default(),
                 stop: None,
             },
+        }
+    }
+
+    /// .what = prints a whole line on stderr (colours as `anstream` allows): above the spinners, which are drawn
+    /// again below it, or plainly
+    /// .why = an outcome line (`done`, `failed`) printed beside a spinner's redraw would be wiped by it: every
+    /// change's outcome must stay on the screen, once
+    pub fn println(&self, line: &str) {
+        match &self.shown {
+            Shown::Spinners(multi) => multi.suspend(|| anstream::eprintln!("{line}")),
+            Shown::Lines(_) | Shown::Nothing => anstream::eprintln!("{line}"),
         }
     }
 
@@ -121,20 +138,20 @@ pub fn stderr_moves_its_cursor() -> bool {
 }
 
 /// a thread that prints "… LABEL: still waiting after N s (DETAIL)" every `LINE_INTERVAL` until the returned
-/// sender is dropped (the wait ended), with the label of that moment; it wakes at once then, so it never delays
-/// the command
+/// sender is dropped (the wait ended), with the label of that moment and its own detail (or else the latest
+/// unattributed one); it wakes at once then, so it never delays the command
 fn print_lines_while_waiting(
     label: Arc<Mutex<String>>,
     detail: Arc<Mutex<Option<String>>>,
+    shared: Arc<Mutex<Option<String>>>,
 ) -> mpsc::Sender<()> {
     let (stop, stopped) = mpsc::channel::<()>();
     let started = Instant::now();
     std::thread::spawn(move || {
         while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(LINE_INTERVAL) {
-            let latest = detail
-                .lock()
-                .ok()
-                .and_then(|latest| latest.clone())
+            let latest = [&detail, &shared]
+                .into_iter()
+                .find_map(|detail| detail.lock().ok().and_then(|latest| latest.clone()))
                 .map(|latest| format!(" ({latest})"))
                 .unwrap_or_default();
             let label = label.lock().map(|label| label.clone()).unwrap_or_default();
@@ -153,6 +170,8 @@ pub struct Task {
     bar: Option<ProgressBar>,
     /// what is waited for now
     label: Arc<Mutex<String>>,
+    /// the latest progress message of this wait's own work ("waiting for the bastion's SSM agent …")
+    detail: Arc<Mutex<Option<String>>>,
     /// dropping it stops the plain lines
     stop: Option<mpsc::Sender<()>>,
 }
@@ -161,12 +180,49 @@ impl Task {
     /// .what = names what the wait is for from now on
     /// .why = one wait may have steps (AWS, then each tunnel's health probe): the line names the step under way
     pub fn relabel(&self, label: String) {
-        if let Some(bar) = &self.bar {
-            bar.set_message(label.clone());
-        }
         if let Ok(mut current) = self.label.lock() {
             *current = label;
         }
+        self.redraw();
+    }
+
+    /// .what = a listener for the AWS crate's progress messages of this wait's own work: they become this line's
+    /// detail (`LABEL (waiting for the bastion's SSM agent …)`), never a line of their own
+    /// .why = with several changes under way, a message must say whose it is, and a spinner's message must not stay
+    /// in the scrollback once its wait is over
+    pub fn reporter(&self) -> Option<declastruct_aws::ProgressReporter> {
+        if self.bar.is_none() && self.stop.is_none() {
+            return None;
+        }
+        let (bar, label, detail) = (
+            self.bar.clone(),
+            Arc::clone(&self.label),
+            Arc::clone(&self.detail),
+        );
+        Some(Arc::new(move |message: &str| {
+            if let Ok(mut current) = detail.lock() {
+                *current = Some(message.to_string());
+            }
+            if let Some(bar) = &bar {
+                bar.set_message(spinner_message(&label, &detail));
+            }
+        }))
+    }
+
+    /// the spinner shows the label of this moment and the latest detail
+    fn redraw(&self) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(spinner_message(&self.label, &self.detail));
+        }
+    }
+}
+
+/// `LABEL (DETAIL)`, or the label alone
+fn spinner_message(label: &Mutex<String>, detail: &Mutex<Option<String>>) -> String {
+    let label = label.lock().map(|label| label.clone()).unwrap_or_default();
+    match detail.lock().ok().and_then(|detail| detail.clone()) {
+        Some(detail) => format!("{label} ({detail})"),
+        None => label,
     }
 }
 

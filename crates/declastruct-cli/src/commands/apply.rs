@@ -18,6 +18,7 @@ use crate::commands::show::read_saved_plan;
 use crate::commands::{EXIT_FAILURE, compute_plan, observe_or_report, report};
 use crate::progress::Progress;
 use crate::render::{render_plan, variables_line};
+use anstyle::{AnsiColor, Style};
 
 /// .what = `declastruct apply`: plans, confirms, and applies the changes in dependency order
 /// .why = makes the live world match the manifest: bastions started or stopped, tunnels opened or closed
@@ -158,7 +159,11 @@ pub async fn run(cli: &Cli, args: &ApplyArgs) -> ExitCode {
             ));
             // each change runs as its own task, so that independent changes use every core: their process
             // starts, file and /proc reads and health probes do not wait for one another on a single thread
-            let context = context.clone();
+            let mut context = context.clone();
+            // what the change's own work reports (a bastion starting, an agent not yet connected) is this line's
+            if let Some(reporter) = task.reporter() {
+                context.progress = Some(reporter);
+            }
             let slug = change.for_resource.slug.clone();
             let notes_of_work = notes.clone();
             let work = tokio::spawn(async move {
@@ -172,6 +177,7 @@ pub async fn run(cli: &Cli, args: &ApplyArgs) -> ExitCode {
                     }
                 })
             });
+            let progress = progress.clone();
             async move {
                 let started = Instant::now();
                 let result = work.await.unwrap_or_else(|error| {
@@ -182,20 +188,25 @@ pub async fn run(cli: &Cli, args: &ApplyArgs) -> ExitCode {
                 });
                 drop(task);
                 if !quiet {
-                    let outcome = if result.is_ok() { "done" } else { "failed" };
+                    let (outcome, colour) = if result.is_ok() {
+                        ("done", AnsiColor::Green)
+                    } else {
+                        ("failed", AnsiColor::Red)
+                    };
+                    let style = Style::new().fg_color(Some(colour.into())).bold();
                     let note = notes
                         .lock()
                         .ok()
                         .and_then(|notes| notes.get(&change.for_resource.slug).cloned())
                         .map(|note| format!(" ({note})"))
                         .unwrap_or_default();
-                    eprintln!(
-                        "{} {} {}: {outcome} after {:.1} s{note}",
+                    progress.println(&format!(
+                        "{} {} {}: {style}{outcome}{style:#} after {:.1} s{note}",
                         change.action,
                         change.for_resource.class,
                         change.for_resource.slug,
                         started.elapsed().as_secs_f64()
-                    );
+                    ));
                 }
                 result
             }
@@ -224,14 +235,16 @@ pub async fn run(cli: &Cli, args: &ApplyArgs) -> ExitCode {
                 }
             }
         }
+        let (verdict, colour) = if succeeded {
+            ("complete", AnsiColor::Green)
+        } else {
+            ("incomplete", AnsiColor::Yellow)
+        };
+        let style = Style::new().fg_color(Some(colour.into())).bold();
         let _ = writeln!(
             stdout,
-            "Apply {}: {} applied, {} unchanged, {} failed, {} skipped.",
-            if succeeded { "complete" } else { "incomplete" },
-            counts.applied,
-            counts.unchanged,
-            counts.failed,
-            counts.skipped
+            "Apply {style}{verdict}{style:#}: {} applied, {} unchanged, {} failed, {} skipped.",
+            counts.applied, counts.unchanged, counts.failed, counts.skipped
         );
         if !connect_lines.is_empty() && !cli.quiet {
             let _ = writeln!(stdout, "Connect:\n{}", connect_lines.join("\n"));

@@ -58,6 +58,9 @@ pub async fn run(cli: &Cli, args: &ConnectArgs) -> ExitCode {
     };
     let task = (!tunnel.observation.is_healthy())
         .then(|| progress.start(format!("opening {}", args.address)));
+    if let Some(reporter) = task.as_ref().and_then(crate::progress::Task::reporter) {
+        context.progress = Some(reporter);
+    }
     let opening = set_vpc_tunnel_resolved(&resolved, &context);
     tokio::pin!(opening);
     let opened = tokio::select! {

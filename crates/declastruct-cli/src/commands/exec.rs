@@ -72,15 +72,19 @@ pub async fn run(cli: &Cli, args: &ExecArgs) -> ExitCode {
             restart: false,
             bastion_idle_stop: tunnel.bastion_idle_stop,
         };
-        let context = &context;
         let task = (!tunnel.observation.is_healthy()).then(|| {
             progress.start(format!(
                 "opening {} for the command",
                 tunnel.declaration.address().slug
             ))
         });
+        // what this open reports (a bastion starting, an agent not yet connected) is its own line's
+        let mut context = context.clone();
+        if let Some(reporter) = task.as_ref().and_then(crate::progress::Task::reporter) {
+            context.progress = Some(reporter);
+        }
         async move {
-            let outcome = set_vpc_tunnel_resolved(&resolved, context).await;
+            let outcome = set_vpc_tunnel_resolved(&resolved, &context).await;
             drop(task);
             (outcome, resolved.tunnel.from.port)
         }

@@ -14,6 +14,8 @@ fn on_terminal(sandbox: &Sandbox, args: &[&str], input: &str) -> (Option<i32>, S
     wrapper
         .arg("-c")
         .arg("import os, pty, sys; status = pty.spawn(sys.argv[1:]); sys.exit(os.waitstatus_to_exitcode(status))")
+        // a terminal 200 columns wide, so that a spinner's whole line fits
+        .args(["sh", "-c", "stty cols 200 rows 50; exec \"$@\"", "sh"])
         .arg(program)
         .args(command.get_args())
         .current_dir(sandbox.dir.path())
@@ -106,6 +108,66 @@ fn progress_shows_on_a_terminal_and_never_when_piped_or_json() {
     assert_eq!(document["summary"]["applied"], 1);
 }
 
+/// "The second day", item 3: a slow apply of two tunnels through a bastion that starts, on a terminal. What the
+/// AWS crate reports (the agent not yet connected) is the detail of the line of the change it belongs to, never
+/// an unlabelled line; no spinner line stays on the screen; every change gets exactly one outcome line, in colour;
+/// each line has one clock
+#[test]
+fn a_slow_apply_on_a_terminal_labels_every_wait_and_ends_every_change_once() {
+    let mut world = World::new(false);
+    world.refuse_first_sessions(2);
+    let second = declastruct_test_support::free_port();
+    world.sandbox.write(
+        "declastruct.yml",
+        &crate::support::manifest_with_ports("running", "OPEN", &[world.port, second]),
+    );
+    let (code, raw) = on_terminal(&world.sandbox, &["apply", "--auto-approve"], "");
+    assert_eq!(code, Some(0), "{raw}");
+    let screen = crate::support::terminal_lines_of_width(raw.as_bytes(), 200);
+    let text = screen.join("\n");
+    let addresses = [
+        "DeclaredAwsEc2Instance vpc-main-bastion".to_string(),
+        format!(
+            "DeclaredAwsVpcTunnel vpc-main-bastion.ahbodedb.{}",
+            world.port
+        ),
+        format!("DeclaredAwsVpcTunnel vpc-main-bastion.ahbodedb.{second}"),
+    ];
+    for address in &addresses {
+        let done = screen
+            .iter()
+            .filter(|line| line.starts_with(&format!("UPDATE {address}: done after ")))
+            .count();
+        assert_eq!(done, 1, "one outcome line for {address}:\n{text}");
+    }
+    assert!(
+        text.contains("Apply complete: 3 applied, 1 unchanged, 0 failed, 0 skipped."),
+        "{text}"
+    );
+    // what is left on the screen: the plan, the outcomes, the summary; no spinner, no unlabelled message
+    for line in &screen {
+        assert!(
+            !line.contains("[00:0"),
+            "a spinner stayed: {line:?}\n{text}"
+        );
+        assert!(
+            !line.trim_start().starts_with('…'),
+            "an unlabelled progress line stayed: {line:?}\n{text}"
+        );
+    }
+    // the agent's wait was shown on its tunnel's line, with the line's clock only
+    assert!(
+        addresses[1..].iter().any(|address| raw.contains(&format!(
+            "{address} (waiting for the bastion's SSM agent to connect: TargetNotConnected, attempt"
+        ))),
+        "{raw:?}"
+    );
+    assert!(!raw.contains(" s of "), "two clocks on a line: {raw:?}");
+    // outcomes in colour
+    assert!(raw.contains("mdone\u{1b}[0m"), "{raw:?}");
+    assert!(raw.contains("mcomplete\u{1b}[0m"), "{raw:?}");
+}
+
 #[test]
 fn apply_on_a_terminal_asks_for_exactly_yes() {
     let world = World::new(true);
@@ -118,7 +180,11 @@ fn apply_on_a_terminal_asks_for_exactly_yes() {
 
     let (code, screen) = on_terminal(&world.sandbox, &["apply"], "yes\n");
     assert_eq!(code, Some(0), "{screen}");
-    assert!(screen.contains("Apply complete"), "{screen}");
+    let lines = crate::support::terminal_lines_of_width(screen.as_bytes(), 200);
+    assert!(
+        lines.iter().any(|line| line.starts_with("Apply complete")),
+        "{screen}"
+    );
     assert_eq!(world.metas().len(), 1);
 }
 

@@ -418,6 +418,13 @@ pub fn wait_for(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
 /// moves and erasures applied, other escape sequences dropped
 /// .why = a progress spinner redraws its line; what the user is left looking at is what the doc shows
 pub fn terminal_lines(bytes: &[u8]) -> Vec<String> {
+    terminal_lines_of_width(bytes, usize::MAX)
+}
+
+/// .what = `terminal_lines` on a terminal `width` columns wide, which wraps a line that reaches its right edge at
+/// the next character, as xterm does (a line exactly as wide leaves the cursor waiting at the edge)
+/// .why = indicatif pads each spinner line to the terminal's width and counts on that wrap when it moves back up
+pub fn terminal_lines_of_width(bytes: &[u8], width: usize) -> Vec<String> {
     let text = String::from_utf8_lossy(bytes);
     let mut screen: Vec<Vec<char>> = vec![Vec::new()];
     let (mut row, mut column) = (0_usize, 0_usize);
@@ -486,6 +493,13 @@ pub fn terminal_lines(bytes: &[u8]) -> Vec<String> {
             },
             control if control.is_control() => {}
             printable => {
+                if column >= width {
+                    row += 1;
+                    column = 0;
+                    if screen.len() <= row {
+                        screen.push(Vec::new());
+                    }
+                }
                 let line = &mut screen[row];
                 while line.len() < column {
                     line.push(' ');

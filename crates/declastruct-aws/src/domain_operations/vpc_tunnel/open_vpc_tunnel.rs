@@ -418,10 +418,10 @@ async fn wait_until_ready(
                 return Err(NotReady::Failed(failure));
             }
             deadline = deadline.max(started + context.agent_wait_timeout);
+            // the line that shows it has the clock: the message says only what and how far
             context.report_progress(&format!(
-                "waiting for the bastion's SSM agent to connect (TargetNotConnected, attempt {}, {} s of {} s)",
+                "waiting for the bastion's SSM agent to connect: TargetNotConnected, attempt {}; gives up after {} s",
                 restarts + 1,
-                started.elapsed().as_secs(),
                 context.agent_wait_timeout.as_secs()
             ));
         }
