@@ -34,7 +34,8 @@ pub struct Cli {
     #[arg(
         long = "var",
         value_name = "NAME=VALUE",
-        help_heading = "Manifest options"
+        help_heading = "Manifest options",
+        add = ArgValueCandidates::new(variable_names)
     )]
     vars: Vec<String>,
 
@@ -91,7 +92,8 @@ pub struct ManifestArgs {
     #[arg(
         long = "var",
         value_name = "NAME=VALUE",
-        help_heading = "Manifest options"
+        help_heading = "Manifest options",
+        add = ArgValueCandidates::new(variable_names)
     )]
     pub vars: Vec<String>,
 
@@ -192,11 +194,11 @@ pub enum Command {
     Logs(LogsArgs),
 
     /// Run a command with the connection variables of tunnels, opening them for it if they are not open
-    #[command(after_help = with_environment("Examples:\n  declastruct exec -- psql -c 'select 1'\n  declastruct exec vpc-main-bastion.ahbodedb.7775 -- ./migrate\n\nThe command gets PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE and DATABASE_URL (MYSQL_* for MySQL), and\nDECLASTRUCT_<ADDRESS>_URL for each tunnel. Tunnels it opened are closed when it ends; tunnels already open\nstay open. It exits with the command's status, or 1 when a tunnel could not be opened.", ALL_VARIABLES))]
+    #[command(after_help = with_environment("Examples:\n  declastruct exec -- psql -c 'select 1'\n  declastruct exec vpc-main-bastion.ahbodedb.7775 -- ./migrate\n\nThe command gets PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE and DATABASE_URL (MYSQL_* for MySQL), and DECLASTRUCT_<ADDRESS>_URL for each tunnel. Tunnels it opened are closed when it ends; tunnels already open stay open. It exits with the command's status, or 1 when a tunnel could not be opened.", ALL_VARIABLES))]
     Exec(ExecArgs),
 
     /// Open a tunnel and hold it until Ctrl-C, printing how to connect (like `kubectl port-forward`)
-    #[command(after_help = with_environment("Examples:\n  declastruct connect vpc-main-bastion.ahbodedb.7775\n\nThe tunnel is held like an `exec` holds it: it closes on Ctrl-C or SIGTERM unless the manifest or another\ncommand still holds it, and never closes under them.", ALL_VARIABLES))]
+    #[command(after_help = with_environment("Examples:\n  declastruct connect vpc-main-bastion.ahbodedb.7775\n\nThe tunnel is held like an `exec` holds it: it closes on Ctrl-C or SIGTERM unless the manifest or another command still holds it, and never closes under them.", ALL_VARIABLES))]
     Connect(ConnectArgs),
 
     /// Print the connection variables of an open tunnel
@@ -383,8 +385,9 @@ pub struct EnvArgs {
     #[arg(add = ArgValueCandidates::new(tunnel_addresses))]
     pub address: String,
 
-    /// How to print the variables
-    #[arg(long, value_enum, default_value = "shell")]
+    /// How to print the variables: shell (`export NAME='value'` lines), dotenv (`NAME="value"` lines) or json (one
+    /// object)
+    #[arg(long, value_enum, default_value = "shell", hide_possible_values = true)]
     pub format: EnvFormat,
 }
 
@@ -580,6 +583,33 @@ fn addresses(tunnels_only: bool) -> Vec<CompletionCandidate> {
         .map(|resource| {
             let address = resource.declaration.address();
             CompletionCandidate::new(address.slug).help(Some(address.class.into()))
+        })
+        .collect()
+}
+
+/// .what = `NAME=` for each variable the manifest (found as `manifest_lookup` finds it) refers to, with its default
+/// as the help, for shell completion
+/// .why = `--var <TAB>` offers what the manifest can be told; the manifest is read as text (at most 8 MiB), so a
+/// manifest that does not load without the variables still offers them
+fn variable_names() -> Vec<CompletionCandidate> {
+    use std::io::Read;
+    let lookup = Cli::try_parse_from(["declastruct", "validate"]).map_or_else(
+        |_| PathBuf::from(MANIFEST_NAME),
+        |cli| cli.manifest_lookup().path().clone(),
+    );
+    let mut text = String::new();
+    let read =
+        std::fs::File::open(&lookup).and_then(|file| file.take(8 << 20).read_to_string(&mut text));
+    if read.is_err() {
+        return Vec::new();
+    }
+    declastruct_manifest::manifest::referenced_variables(&text)
+        .into_iter()
+        .map(|(name, default)| {
+            CompletionCandidate::new(format!("{name}=")).help(Some(match default {
+                Some(default) => format!("default: {default}").into(),
+                None => "no default".into(),
+            }))
         })
         .collect()
 }

@@ -82,6 +82,68 @@ fn the_manifest_is_found_in_a_parent_folder_and_named() {
     );
 }
 
+/// "The second day", item 8: `--var <TAB>` offers the variables the manifest refers to, as `NAME=`, even when the
+/// manifest does not load without them
+#[test]
+fn var_completes_the_manifests_variables() {
+    let sandbox = Sandbox::new(None);
+    let text = manifest("running", "OPEN", 7775)
+        .replace("port: 7775", "port: ${PORT:-7775}")
+        .replace("exid: vpc-main-bastion }", "exid: ${env}-bastion }");
+    sandbox.write("declastruct.yml", &text);
+    let offered = complete_words(&sandbox, "declastruct plan --var ''");
+    assert_eq!(offered, vec!["env=".to_string(), "PORT=".to_string()]);
+    let offered = complete_words(&sandbox, "declastruct exec --var P");
+    assert_eq!(offered, vec!["PORT=".to_string()]);
+}
+
+/// "The second day", item 8: every command's `--help` is laid out alike (one line per option, as `-h, --help
+/// Print help`), its lines fit 100 columns, and its prose wraps evenly (a line is cut only when it is full)
+#[test]
+fn every_help_is_laid_out_alike_and_wraps_evenly() {
+    let sandbox = Sandbox::new(None);
+    for command in [
+        "validate",
+        "plan",
+        "apply",
+        "show",
+        "status",
+        "logs",
+        "exec",
+        "env",
+        "connect",
+        "init",
+        "schema",
+        "completions",
+    ] {
+        let help = stdout(&sandbox.run(&[command, "--help"]));
+        let lines: Vec<&str> = help.lines().collect();
+        assert!(
+            lines
+                .iter()
+                .any(|line| line.trim_start().starts_with("-h, --help")
+                    && line.trim_end().ends_with("Print help")),
+            "{command}: the short layout, one line per option:\n{help}"
+        );
+        for (index, line) in lines.iter().enumerate() {
+            assert!(
+                line.chars().count() <= 100,
+                "{command}: wider than 100 columns: {line:?}"
+            );
+            // a prose line (not indented, not a heading) followed by more prose is a full line
+            let next = lines.get(index + 1).copied().unwrap_or_default();
+            let prose =
+                |line: &str| !line.is_empty() && !line.starts_with(' ') && !line.ends_with(':');
+            if prose(line) && prose(next) && !line.starts_with("Usage") {
+                assert!(
+                    line.chars().count() >= 70,
+                    "{command}: a ragged line, cut before it was full: {line:?}\n{help}"
+                );
+            }
+        }
+    }
+}
+
 /// `-f` and `--var` are offered by the commands that read a manifest only; `--help` groups the global options
 /// apart and lists the environment variables the command honours
 #[test]

@@ -533,7 +533,7 @@ type IsOfKind = fn(&[&str]) -> bool;
 /// Ctrl-C on the demo's terminal while the tunnel is open ends it quietly: one line saying so, the cleanup, exit
 /// 130; nothing from a step cut short by the same SIGINT (before the fix, moto_server exited on it and the
 /// interrupted apply reported "AWS could not be reached"); no moto, PostgreSQL or tunnel process left. On the way
-/// there the terminal shows cargo's build, the manifest, how to connect (the Connect line, `declastruct env`,
+/// there the terminal shows one line for the build, the manifest, how to connect (the Connect line, `declastruct env`,
 /// `declastruct exec`), and psql's answers: the terminal has one row, so a psql that used a pager would wait in
 /// it for a key and never answer
 #[test]
@@ -632,13 +632,18 @@ fn ctrl_c_on_the_demo_ends_it_quietly_and_leaves_nothing_behind() {
         assert!(!screen.contains(spew), "{spew:?} shown:\n{screen}");
     }
 
-    // the build shows cargo's progress (cargo without --quiet says at least that it finished)
+    // the build says how long it took in one line, not cargo's hundreds ("The second day", item 8)
     let build = screen
         .split_once("==> Building")
         .and_then(|(_, after)| after.split_once("==> Starting moto"))
         .map(|(build, _)| build)
         .unwrap_or_default();
-    assert!(build.contains("Finished `dev` profile"), "{screen}");
+    assert!(build.contains("built in "), "{screen}");
+    assert!(
+        build.lines().filter(|line| !line.trim().is_empty()).count() <= 2,
+        "the build's lines:\n{build}"
+    );
+    assert!(!build.contains("Compiling"), "{build}");
     // the manifest it applies, whole
     let manifest = screen
         .split_once("==> The manifest: declastruct.yml")
@@ -679,4 +684,68 @@ fn ctrl_c_on_the_demo_ends_it_quietly_and_leaves_nothing_behind() {
         .split_once("declastruct exec -- psql")
         .map_or_else(|| panic!("no exec heading:\n{screen}"), |(_, after)| after);
     assert_eq!(exec.lines().nth(1), Some("1"), "{screen}");
+}
+
+/// "The second day", item 8: the published crates package (`cargo package`, offline, without the build that
+/// `cargo publish` does), each with a description, a licence, a repository and a readme, so that
+/// `cargo install declastruct-cli` from the registry is one `cargo publish` away; the test fixtures are not
+/// published
+#[test]
+fn the_published_crates_package_with_their_metadata() {
+    let target = tempfile::tempdir().expect("a target folder");
+    let output = Command::new(env!("CARGO"))
+        .args([
+            "package",
+            "--workspace",
+            "--exclude",
+            "declastruct-test-support",
+            "--no-verify",
+            "--allow-dirty",
+            "--offline",
+            "--target-dir",
+        ])
+        .arg(target.path())
+        .current_dir(workspace_root())
+        .output()
+        .expect("cargo package");
+    assert!(output.status.success(), "{}", stderr(&output));
+    let metadata = Command::new(env!("CARGO"))
+        .args([
+            "metadata",
+            "--no-deps",
+            "--format-version",
+            "1",
+            "--offline",
+        ])
+        .current_dir(workspace_root())
+        .output()
+        .expect("cargo metadata");
+    let metadata: serde_json::Value = serde_json::from_slice(&metadata.stdout).expect("metadata");
+    for package in metadata["packages"].as_array().expect("packages") {
+        let name = package["name"].as_str().unwrap_or_default();
+        if name == "declastruct-test-support" {
+            assert_eq!(
+                package["publish"],
+                serde_json::json!([]),
+                "{name} is not published"
+            );
+            continue;
+        }
+        for field in [
+            "description",
+            "license",
+            "repository",
+            "readme",
+            "rust_version",
+        ] {
+            assert!(
+                package[field]
+                    .as_str()
+                    .is_some_and(|value| !value.is_empty()),
+                "{name} lacks {field}"
+            );
+        }
+        let packaged = target.path().join(format!("package/{name}-0.1.0.crate"));
+        assert!(packaged.is_file(), "{} was not made", packaged.display());
+    }
 }

@@ -15,4 +15,4 @@ mod yaml_tree;
 pub use error::{ManifestError, renderable};
 pub use load::{DeclaredResource, Manifest, load_manifest, parse_manifest, parse_manifest_with};
 pub use model::{ManifestDocument, manifest_schema};
-pub use variables::Variables;
+pub use variables::{Variables, referenced_variables};

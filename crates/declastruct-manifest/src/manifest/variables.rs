@@ -318,6 +318,42 @@ fn substitute(
     })
 }
 
+/// .what = the variables a manifest's text refers to (`${NAME}`, `${NAME:-default}`, ...), each once in the order
+/// of its first use, with its default when one is written; `$$` is a literal and refers to nothing
+/// .why = `--var <TAB>` offers them: a user of a manifest built for several environments need not read it first
+pub fn referenced_variables(text: &str) -> Vec<(String, Option<String>)> {
+    let mut found: Vec<(String, Option<String>)> = Vec::new();
+    let mut rest = text;
+    while let Some(dollar) = rest.find('$') {
+        let after = &rest[dollar + 1..];
+        if let Some(stripped) = after.strip_prefix('$') {
+            rest = stripped;
+            continue;
+        }
+        rest = after;
+        let Some(body) = after.strip_prefix('{') else {
+            continue;
+        };
+        let Some(close) = body.find(['}', '\n']) else {
+            break;
+        };
+        let inner = &body[..close];
+        let name_end = inner
+            .find(|character: char| !(character.is_ascii_alphanumeric() || character == '_'))
+            .unwrap_or(inner.len());
+        let (name, operator) = inner.split_at(name_end);
+        if !is_name(name) || found.iter().any(|(known, _)| known == name) {
+            continue;
+        }
+        let default = operator
+            .strip_prefix(":-")
+            .or_else(|| operator.strip_prefix('-'))
+            .map(str::to_string);
+        found.push((name.to_string(), default));
+    }
+    found
+}
+
 /// the value of `NAME`, `NAME:-default`, `NAME-default`, `NAME:?message` or `NAME?message`
 fn resolve(
     inner: &str,
@@ -391,6 +427,19 @@ fn resolve(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lists_the_variables_a_text_refers_to_with_their_defaults() {
+        let text = "name: orders-${env}\nport: ${PORT:-7775}\nhost: ${HOST?set it}\ncost: $$5 ${env} ${ bad}";
+        assert_eq!(
+            referenced_variables(text),
+            vec![
+                ("env".to_string(), None),
+                ("PORT".to_string(), Some("7775".to_string())),
+                ("HOST".to_string(), None),
+            ]
+        );
+    }
 
     fn run(text: &str, given: &[&str]) -> Result<(String, bool), String> {
         let variables = Variables::from_arguments(
