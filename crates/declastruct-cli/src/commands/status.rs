@@ -176,14 +176,13 @@ fn health_cell(row: &Value) -> String {
     }
 }
 
-/// the count, and beside it why the session last restarted: "2 (last: the session ended (exit status: 0): ...)"
+/// the count, and beside it why the session last restarted, whole (`--wide` cuts nothing): "2 (last: the session
+/// ended (exit status: 0): ...)"
 fn restarts_cell(row: &Value) -> String {
-    const WIDEST_CAUSE: usize = 60;
     match (&row["restarts"], row["lastRestart"].as_str()) {
         (Value::Number(count), Some(cause))
             if count.as_u64().unwrap_or(0) > 0 && !cause.is_empty() =>
         {
-            let cause = cut_at_word(cause, WIDEST_CAUSE);
             format!("{count} (last: {cause})")
         }
         (count, _) => text(count),
@@ -583,6 +582,14 @@ mod width_tests {
             "the session ended (exit…"
         );
         assert_eq!(cut_at_word("averyveryverylongword", 8), "averyve…");
+    }
+
+    /// `--wide` shows every cell whole: a long restart cause is not cut
+    #[test]
+    fn the_wide_restart_cell_is_whole() {
+        let cause = "the session ended (exit status: 0): SessionId: testing-0123456789abcdef0 : Session timed out after the idle timeout of 20 minutes";
+        let row = serde_json::json!({"restarts": 2, "lastRestart": cause});
+        assert_eq!(restarts_cell(&row), format!("2 (last: {cause})"));
     }
 
     #[test]
