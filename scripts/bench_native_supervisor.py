@@ -2,8 +2,9 @@
 """The whole footprint of an open native tunnel, as users run it: `declastruct apply` opens one tunnel with
 `DECLASTRUCT_TRANSPORT=native` against moto, the SSM simulator (`ssm-sim`) and a local PostgreSQL; the figure is the
 resident memory (VmRSS, with its anonymous and file-backed parts) of every process the tunnel keeps (its
-supervisor, which holds the websocket and the listener, and any child), 0.5 s after the open and again after a
-20 MB upload through it (COPY into PostgreSQL), and the peak (VmHWM).
+supervisor, which holds the websocket and the listener, and any child), as it settles 5 s after the open (the
+supervisor releases its start-up code 3 s after its session serves), 5 s after a 20 MB upload through it (COPY
+into PostgreSQL), and 65 s after it (the supervisor releases the code it ran every 60 s), and the peak (VmHWM).
 
 Run it through scripts/bench-native-supervisor, which builds the release binaries first. Issue 24's target: 8 MB.
 """
@@ -104,7 +105,7 @@ def main():
         tunnels = os.path.join(work, "home", "tunnels")
         supervisor = int(open(next(os.path.join(tunnels, name) for name in os.listdir(tunnels)
                                    if name.endswith(".pid"))).read().split()[0])
-        time.sleep(0.5)
+        time.sleep(5)
         after_open, processes = footprint(supervisor)
 
         # an upload through the tunnel: COPY of N MB of rows into a temporary table
@@ -120,17 +121,22 @@ def main():
         if copy.wait() != 0:
             raise SystemExit(f"psql failed: {copy.stderr.read().decode()}")
         upload = arguments.upload_mb / (time.perf_counter() - started)
-        time.sleep(0.5)
+        time.sleep(5)
         after_upload, _ = footprint(supervisor)
+        time.sleep(60)
+        settled, _ = footprint(supervisor)
 
         mb = lambda kb: f"{kb / 1024:.1f} MB"  # noqa: E731
-        print(f"| an open native tunnel ({processes} process{'es' if processes > 1 else ''}) | after open | "
-              f"after a {arguments.upload_mb} MB upload ({upload:.0f} MB/s) | peak | target |")
+        met = lambda kb: "met" if kb <= 8192 else "NOT met"  # noqa: E731
+        print(f"| an open native tunnel ({processes} process{'es' if processes > 1 else ''}) | 5 s after open | "
+              f"5 s after a {arguments.upload_mb} MB upload ({upload:.0f} MB/s) | 65 s after it | peak |")
         print("|---|---|---|---|---|")
         print(f"| resident (VmRSS) | {mb(after_open['VmRSS'])} | {mb(after_upload['VmRSS'])} | "
-              f"{mb(after_upload['VmHWM'])} | 8 MB: {'met' if after_upload['VmRSS'] <= 8192 else 'NOT met'} |")
+              f"{mb(settled['VmRSS'])} | {mb(settled['VmHWM'])} |")
         print(f"| anonymous / file-backed | {mb(after_open['RssAnon'])} / {mb(after_open['RssFile'])} | "
-              f"{mb(after_upload['RssAnon'])} / {mb(after_upload['RssFile'])} | | |")
+              f"{mb(after_upload['RssAnon'])} / {mb(after_upload['RssFile'])} | "
+              f"{mb(settled['RssAnon'])} / {mb(settled['RssFile'])} | |")
+        print(f"| 8 MB target | {met(after_open['VmRSS'])} | {met(after_upload['VmRSS'])} | {met(settled['VmRSS'])} | |")
         print(f"apply opened it in {opened * 1000:.0f} ms")
         open(os.path.join(work, "declastruct.yml"), "w").write("resources: []\n")
         subprocess.run([declastruct, "apply", "--auto-approve", "-q"], env=env, cwd=work, check=False)

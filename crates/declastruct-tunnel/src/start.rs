@@ -99,6 +99,11 @@ impl StartedTunnelProcess {
     }
 }
 
+/// glibc's variable for its allocator's settings, read once at a process's start
+const GLIBC_TUNABLES: &str = "GLIBC_TUNABLES";
+/// what a tunnel process is started with unless the user sets `GLIBC_TUNABLES` (other C libraries ignore it)
+const LONG_LIVED_TUNABLES: &str = "glibc.malloc.arena_max=1:glibc.malloc.trim_threshold=131072";
+
 /// .what = starts a tunnel process detached: its own session and process group, stdin from /dev/null, stdout
 /// and stderr appended to the log, the tunnel's marker in its environment, and (for a supervisor) the read
 /// end of a readiness pipe as descriptor 3
@@ -126,6 +131,11 @@ pub fn start_tunnel_process(
         .stderr(Stdio::from(log_for_stderr));
     for name in withheld {
         process.env_remove(name);
+    }
+    // glibc's allocator, for a process that lives for hours: one arena, and freed memory above 128 KiB given back
+    // (a heavy upload's buffers otherwise stay resident); a user's own setting wins
+    if std::env::var_os(GLIBC_TUNABLES).is_none() {
+        process.env(GLIBC_TUNABLES, LONG_LIVED_TUNABLES);
     }
     let pipe = if with_ready_pipe {
         // both ends close on exec: only the descriptor that `detach` copies to 3 reaches the child, so the

@@ -43,6 +43,8 @@ static CUTTING: Mutex<()> = Mutex::new(());
 
 /// how often the supervisor renews its heartbeat and looks whether its holders still hold
 const BEAT_INTERVAL: Duration = Duration::from_secs(1);
+/// how often a serving tunnel lets go of the code pages it ran (`release_code_once_serving`)
+const RELEASE_CODE_EVERY: Duration = Duration::from_secs(60);
 
 /// before the tunnel is first ready, tries come this often at most: a bastion's agent that connects at 32 s is
 /// noticed within a few seconds, not at the next step of a doubling backoff
@@ -722,6 +724,27 @@ fn run_native_session(spec: &NativeSpec, run: &RunNative) -> Option<(String, Str
     })
 }
 
+/// .what = a thread that releases the code pages this process has run (`footprint::release_code_pages`): a few
+/// seconds after its session first serves, then every `RELEASE_CODE_EVERY`
+/// .why = an open tunnel's resident memory is what it runs from then on, not what it ran to start, nor the code
+/// of a burst of traffic long over; pages it runs again come back from the page cache
+fn release_code_once_serving() {
+    std::thread::spawn(|| {
+        loop {
+            if READY.load(Ordering::SeqCst) && SESSION.load(Ordering::SeqCst) != 0 {
+                // the open's last steps (apply's probe through the port) run in these seconds
+                std::thread::sleep(Duration::from_secs(3));
+                break;
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        loop {
+            crate::footprint::release_code_pages();
+            std::thread::sleep(RELEASE_CODE_EVERY);
+        }
+    });
+}
+
 /// .what = a thread that renews the bastion's in-use tag every `IN_USE_RENEWAL` while the tunnel is ready and its
 /// session runs, the first time as soon as it is ready
 /// .why = `idleStop` on any machine reads the tag: a bastion whose tunnel serves here is never stopped there
@@ -896,6 +919,7 @@ fn supervise(request: &SupervisorRequest, hooks: SupervisorHooks) -> i32 {
         None => READY.store(true, Ordering::SeqCst),
     }
     watch_heartbeat_and_holders(&request.log, request.idle_close);
+    release_code_once_serving();
     let SupervisorHooks {
         renew_in_use,
         closed_by_itself,
