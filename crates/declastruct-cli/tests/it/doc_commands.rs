@@ -304,6 +304,13 @@ const HANDLED: &[Handled] = &[
     },
     Handled {
         doc: "docs/performance.md",
+        command: "scripts/bench-native-supervisor",
+        how: How::AllowListed(
+            "builds the release binary and holds a tunnel open for over a minute to measure its memory; run by hand to refresh docs/performance.md",
+        ),
+    },
+    Handled {
+        doc: "docs/performance.md",
         command: "scripts/bench-transports --megabytes 5 --modes mux --opens 3 --clients native,aws-cli",
         how: How::AllowListed(
             "builds release binaries and moves 50 MB per client and mode through the simulator for minutes; run by hand to refresh docs/performance.md",
