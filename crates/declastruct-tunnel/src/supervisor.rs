@@ -38,6 +38,8 @@ pub const LOG_LIMIT: u64 = 1024 * 1024;
 pub const LOG_CUT_AT: u64 = 512 * 1024;
 /// how much of the log's tail is kept when it is cut back
 pub const LOG_KEEP: u64 = 256 * 1024;
+/// what `cap_log` writes at once when it puts the kept lines back: the most the log may pass `LOG_LIMIT` by
+const CUT_PIECE: usize = 1024;
 /// one cut at a time: the heartbeat thread cuts every second, the main loop after each session
 static CUTTING: Mutex<()> = Mutex::new(());
 
@@ -538,10 +540,18 @@ pub fn cap_log(log: &std::fs::File, path: &Path, limit: u64, keep: u64) -> std::
         limit / 1024,
         keep / 1024
     ));
-    // appended: the descriptor was opened O_APPEND, as the session's is
+    // appended: the descriptor was opened O_APPEND, as the session's is. A session that keeps printing refills
+    // the file meanwhile, up to its own bound (RLIMIT_FSIZE at LOG_LIMIT); so this writes a little at a time,
+    // each piece only while it fits under that bound too: the log never passes it by more than one piece
     let mut writer = log;
-    writer.write_all(format!("{marker}\n").as_bytes())?;
-    writer.write_all(kept)?;
+    let mut kept_lines = format!("{marker}\n").into_bytes();
+    kept_lines.extend_from_slice(kept);
+    for piece in kept_lines.chunks(CUT_PIECE) {
+        if log.metadata()?.len() + piece.len() as u64 > LOG_LIMIT {
+            break;
+        }
+        writer.write_all(piece)?;
+    }
     Ok(true)
 }
 
