@@ -312,13 +312,48 @@ impl TunnelFiles {
     /// .why = a failed open reports what the session said
     pub fn log_tail(&self, lines: usize) -> String {
         let text = self.read_log();
-        let kept: Vec<String> = text
-            .lines()
+        let kept: Vec<String> = without_interrupt_tracebacks(&text)
+            .into_iter()
             .filter(|line| !line.trim().is_empty())
             .map(|line| shorten_to(line, LOG_LINE_SHOWN))
             .collect();
         kept[kept.len().saturating_sub(lines)..].join("\n")
     }
+}
+
+/// .what = the lines of `text` without the Python tracebacks that end in `KeyboardInterrupt` (and the "During
+/// handling of the above exception" lines that chain them)
+/// .why = the AWS CLI prints one when declastruct stops it after a failed open (SIGINT, as Ctrl-C): it is our own
+/// stop, not the cause, and it would push the plugin's words out of the tail a failure shows
+fn without_interrupt_tracebacks(text: &str) -> Vec<&str> {
+    let mut kept = Vec::new();
+    let mut traceback: Option<Vec<&str>> = None;
+    for line in text.lines() {
+        if line.starts_with("Traceback (most recent call last):") {
+            traceback = Some(vec![line]);
+            continue;
+        }
+        if line.starts_with("During handling of the above exception") {
+            continue;
+        }
+        match traceback.as_mut() {
+            // inside a traceback: its frames are indented; the first line that is not ends it
+            Some(block) if line.starts_with(' ') || line.is_empty() => block.push(line),
+            Some(block) => {
+                if !line.starts_with("KeyboardInterrupt") {
+                    kept.append(block);
+                    kept.push(line);
+                }
+                traceback = None;
+            }
+            None => kept.push(line),
+        }
+    }
+    // a traceback the log ends in (cut off mid-way) is kept: it is not known to be ours
+    if let Some(mut block) = traceback {
+        kept.append(&mut block);
+    }
+    kept
 }
 
 fn read_if_present(path: &Path, limit: u64) -> Result<Option<Vec<u8>>, RecordDamage> {
@@ -360,6 +395,22 @@ fn unreadable_folder(dir: &Path, source: std::io::Error) -> TunnelError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// the AWS CLI's traceback when declastruct stops it is not what a failure shows; other tracebacks are
+    #[test]
+    fn an_interrupted_clis_traceback_is_left_out_of_the_tail() {
+        let log = "Starting session with SessionId: s\nConnection to destination port failed, check SSM Agent logs.\nTraceback (most recent call last):\n  File \"x.py\", line 1, in close\n    sock.close()\nKeyboardInterrupt: \nTraceback (most recent call last):\n  File \"y.py\", line 2\nValueError: bad\n";
+        assert_eq!(
+            without_interrupt_tracebacks(log),
+            vec![
+                "Starting session with SessionId: s",
+                "Connection to destination port failed, check SSM Agent logs.",
+                "Traceback (most recent call last):",
+                "  File \"y.py\", line 2",
+                "ValueError: bad",
+            ]
+        );
+    }
 
     fn meta() -> TunnelRecord {
         TunnelRecord {
