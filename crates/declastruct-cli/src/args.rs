@@ -556,14 +556,48 @@ impl Cli {
     }
 }
 
-/// .what = the addresses of the resources the manifest (found as `manifest_lookup` finds it) declares, for shell
+/// .what = the manifest of the command line being completed: its last `-f`/`--file`, else the one
+/// `manifest_lookup` finds
+/// .why = `declastruct -f prod.yml exec <TAB>` offers prod.yml's tunnels, not the folder's manifest's; the words
+/// being completed follow `--` in the completion call (`COMPLETE=bash declastruct -- declastruct exec ''`)
+fn completed_manifest() -> PathBuf {
+    let words: Vec<String> = std::env::args()
+        .skip_while(|word| word != "--")
+        .skip(2)
+        .collect();
+    let mut given = None;
+    for (index, word) in words.iter().enumerate() {
+        match word.as_str() {
+            "-f" | "--file" => {
+                given = words
+                    .get(index + 1)
+                    .filter(|next| !next.is_empty())
+                    .cloned();
+            }
+            _ => {
+                if let Some(path) = word.strip_prefix("--file=").or_else(|| {
+                    word.strip_prefix("-f")
+                        .filter(|rest| !rest.is_empty() && !word.starts_with("--"))
+                }) {
+                    given = Some(path.to_string());
+                }
+            }
+        }
+    }
+    match given {
+        Some(path) => PathBuf::from(path),
+        None => Cli::try_parse_from(["declastruct", "validate"]).map_or_else(
+            |_| PathBuf::from(MANIFEST_NAME),
+            |cli| cli.manifest_lookup().path().clone(),
+        ),
+    }
+}
+
+/// .what = the addresses of the resources the manifest (found as `completed_manifest` finds it) declares, for shell
 /// completion; `tunnels_only` keeps the tunnels
 /// .why = `declastruct logs <TAB>` offers the manifest's tunnels; a manifest that does not load offers nothing
 fn addresses(tunnels_only: bool) -> Vec<CompletionCandidate> {
-    let lookup = Cli::try_parse_from(["declastruct", "validate"]).map_or_else(
-        |_| PathBuf::from(MANIFEST_NAME),
-        |cli| cli.manifest_lookup().path().clone(),
-    );
+    let lookup = completed_manifest();
     let Ok(manifest) = declastruct_manifest::manifest::load_manifest(
         &lookup,
         &declastruct_manifest::manifest::Variables::default(),
@@ -587,16 +621,13 @@ fn addresses(tunnels_only: bool) -> Vec<CompletionCandidate> {
         .collect()
 }
 
-/// .what = `NAME=` for each variable the manifest (found as `manifest_lookup` finds it) refers to, with its default
+/// .what = `NAME=` for each variable the manifest (found as `completed_manifest` finds it) refers to, with its default
 /// as the help, for shell completion
 /// .why = `--var <TAB>` offers what the manifest can be told; the manifest is read as text (at most 8 MiB), so a
 /// manifest that does not load without the variables still offers them
 fn variable_names() -> Vec<CompletionCandidate> {
     use std::io::Read;
-    let lookup = Cli::try_parse_from(["declastruct", "validate"]).map_or_else(
-        |_| PathBuf::from(MANIFEST_NAME),
-        |cli| cli.manifest_lookup().path().clone(),
-    );
+    let lookup = completed_manifest();
     let mut text = String::new();
     let read =
         std::fs::File::open(&lookup).and_then(|file| file.take(8 << 20).read_to_string(&mut text));

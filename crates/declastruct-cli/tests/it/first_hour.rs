@@ -83,7 +83,7 @@ fn the_manifest_is_found_in_a_parent_folder_and_named() {
 }
 
 /// "The second day", item 8: `--var <TAB>` offers the variables the manifest refers to, as `NAME=`, even when the
-/// manifest does not load without them
+/// manifest does not load without them; with `-f`, that manifest's
 #[test]
 fn var_completes_the_manifests_variables() {
     let sandbox = Sandbox::new(None);
@@ -95,6 +95,33 @@ fn var_completes_the_manifests_variables() {
     assert_eq!(offered, vec!["env=".to_string(), "PORT=".to_string()]);
     let offered = complete_words(&sandbox, "declastruct exec --var P");
     assert_eq!(offered, vec!["PORT=".to_string()]);
+
+    // with `-f`, that manifest's variables and addresses, not the folder's
+    let other = manifest("running", "OPEN", 7776)
+        .replace("port: 7776", "port: ${OTHER_PORT:-7776}")
+        .replace(
+            "  - kind: DeclaredAwsVpcTunnel\n",
+            "  - kind: DeclaredAwsVpcTunnel\n    name: elsewhere\n",
+        );
+    sandbox.write("other.yml", &other);
+    for words in [
+        "declastruct plan -f other.yml --var ''",
+        "declastruct --file=other.yml plan --var ''",
+    ] {
+        assert_eq!(
+            complete_words(&sandbox, words),
+            vec!["OTHER_PORT=".to_string()],
+            "{words}"
+        );
+    }
+    let offered = complete_words(&sandbox, "declastruct exec -f other.yml ''");
+    assert!(offered.contains(&"elsewhere".to_string()), "{offered:?}");
+    assert!(
+        !offered
+            .iter()
+            .any(|word| word.starts_with("vpc-main-bastion.")),
+        "{offered:?}"
+    );
 }
 
 /// "The second day", item 8: every command's `--help` is laid out alike (one line per option, as `-h, --help
