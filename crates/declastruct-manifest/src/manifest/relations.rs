@@ -22,6 +22,7 @@ pub(super) fn check_relations(
     let mut errors = Vec::new();
     let mut seen: HashMap<_, &DeclaredResource> = HashMap::new();
     let mut ports: HashMap<u16, &DeclaredResource> = HashMap::new();
+    let mut alike: HashMap<String, (&str, &DeclaredResource)> = HashMap::new();
     let mut bastions: HashMap<String, (&Ec2InstanceDeclaration, &DeclaredResource)> =
         HashMap::new();
 
@@ -55,6 +56,41 @@ pub(super) fn check_relations(
                 )
                 .also("that resource", other.node.first_line_span(text)),
             );
+        }
+        // names that differ only by case or by `-` against `_` share `exec`'s `DECLASTRUCT_<NAME>_URL`, and their
+        // tunnel files on a case-insensitive disk (macOS)
+        if let ResourceDeclaration::DeclaredAwsVpcTunnel(tunnel) = &resource.declaration
+            && let Some(name) = &tunnel.name
+        {
+            let folded: String = name
+                .as_str()
+                .chars()
+                .map(|character| match character {
+                    '-' => '_',
+                    other => other.to_ascii_lowercase(),
+                })
+                .collect();
+            match alike.get(&folded) {
+                Some((first_name, first)) if *first_name != name.as_str() => {
+                    errors.push(
+                        ManifestError::at(
+                            "declastruct::manifest::names_alike",
+                            source,
+                            name_span(resource),
+                            "named here",
+                            format!(
+                                "resources[{index}].name: `{name}` and `{first_name}` differ only by case or by `-` against `_`: `exec` would give both one variable, and a disk that ignores case one set of tunnel files"
+                            ),
+                            "rename one of the two so the names differ by a letter or a digit",
+                        )
+                        .also("the other", name_span(first)),
+                    );
+                }
+                Some(_) => {}
+                None => {
+                    alike.insert(folded, (name.as_str(), resource));
+                }
+            }
         }
         if let Some(first) = seen.insert(address.clone(), resource) {
             if named {

@@ -39,7 +39,8 @@ use crate::resources::{Assembly, FieldAt, References};
 #[serde(deny_unknown_fields)]
 pub struct VpcTunnelDeclaration {
     /// the tunnel's address everywhere (`exec`, `env`, `logs`, `connect`, `--target`, `--replace`, plan, status),
-    /// unique in a manifest: letters, digits, `-` and `_`; without it the address is `{bastion}.{target}.{port}`
+    /// unique in a manifest: letters, digits, `-` and `_`, not starting with `-`, and unlike every other
+    /// name by more than case or `-`/`_`; without it the address is `{bastion}.{target}.{port}`
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<TunnelName>,
     /// the mechanism and the bastion to tunnel through
