@@ -212,15 +212,186 @@ fn an_unnamed_tunnels_port_change_is_one_replace() {
     assert_eq!(world.only_meta().local_port, new_port);
 }
 
-/// item 1: naming a tunnel that is already open changes nothing: no new session
+/// item 1: naming (then renaming) a tunnel that is already open keeps its session: an UPDATE that records the
+/// name, after which `status --all` and `logs` know the tunnel by it, and the plan keeps it
 #[test]
 fn naming_an_open_tunnel_keeps_its_session() {
     let world = World::new(true);
     declare(&world, None, world.port);
     assert_success(&world.apply());
-    declare(&world, Some(NAME), world.port);
+    let supervisor = world.only_meta().pid;
+    for name in [NAME, "orders-main"] {
+        declare(&world, Some(name), world.port);
+        assert_eq!(
+            tunnel_actions(&world),
+            vec![(name.to_string(), "UPDATE".to_string())]
+        );
+        let plan = world.sandbox.run(&["plan"]);
+        assert!(
+            stdout(&plan).contains("the session stays"),
+            "{}",
+            stdout(&plan)
+        );
+        assert_success(&world.apply());
+        assert_eq!(world.only_meta().pid, supervisor, "the same session");
+        assert_eq!(world.only_meta().tunnel.address_slug(), name);
+        assert_eq!(status_json(&world, &["--all"])[0]["slug"], name);
+        assert_success(&world.sandbox.run(&["logs", name]));
+        assert_eq!(
+            tunnel_actions(&world),
+            vec![(name.to_string(), "KEEP".to_string())]
+        );
+    }
+    assert_eq!(Postgres::psql(world.port, "select 1").as_deref(), Ok("1"));
+}
+
+/// item 2: a named tunnel closed and moved in one edit frees the port it listened on, not the one it now declares:
+/// a tunnel declared (first) on that old port, into another target, is ordered after the close, and opens
+#[test]
+fn a_tunnel_closed_while_moved_frees_its_old_port_for_another() {
+    let world = World::new(true);
+    route_reader(&world);
+    write_tunnels(&world, &[("old", world.port, "OPEN", WRITER)]);
+    assert_success(&world.apply());
+    let elsewhere = free_port();
+    write_tunnels(
+        &world,
+        &[
+            ("new", world.port, "OPEN", READER),
+            ("old", elsewhere, "CLOSED", WRITER),
+        ],
+    );
+
+    let order: Vec<String> = tunnel_actions(&world)
+        .into_iter()
+        .map(|(slug, _)| slug)
+        .collect();
+    assert_eq!(
+        order,
+        vec!["old".to_string(), "new".to_string()],
+        "the close goes first"
+    );
+    assert_success(&world.apply());
+    assert_eq!(Postgres::psql(world.port, "select 1").as_deref(), Ok("1"));
+    assert_eq!(world.only_meta().tunnel.address_slug(), "new");
+    assert!(!is_port_in_use(elsewhere));
+}
+
+/// item 1: names rotated over the same sessions (a takes b's port, b c's, c a's, all into one target) rename the
+/// sessions: three UPDATEs, no session closed or opened
+#[test]
+fn names_rotated_over_the_same_sessions_rename_them() {
+    let world = World::new(true);
+    let ports = [world.port, free_port(), free_port()];
+    let names = ["a", "b", "c"];
+    let declared = |shift: usize| {
+        (0..3)
+            .map(|index| (names[index], ports[(index + shift) % 3], "OPEN", WRITER))
+            .collect::<Vec<_>>()
+    };
+    write_tunnels(&world, &declared(0));
+    assert_success(&world.apply());
+    let sessions = world.sim.sessions().len();
+    write_tunnels(&world, &declared(1));
     assert_eq!(
         tunnel_actions(&world),
-        vec![(NAME.to_string(), "KEEP".to_string())]
+        names
+            .iter()
+            .map(|name| (name.to_string(), "UPDATE".to_string()))
+            .collect::<Vec<_>>()
     );
+    assert_success(&world.apply());
+    assert_eq!(world.sim.sessions().len(), sessions, "no session opened");
+    assert!(
+        tunnel_actions(&world)
+            .iter()
+            .all(|(_, action)| action == "KEEP")
+    );
+    let rows = status_json(&world, &["--all"]);
+    for (name, port, _, _) in declared(1) {
+        assert!(
+            rows.as_array()
+                .expect("rows")
+                .iter()
+                .any(|row| row["slug"] == name && row["port"].as_u64() == Some(u64::from(port))),
+            "{name} on {port}: {rows}"
+        );
+    }
+}
+
+/// item 2: four tunnels whose port moves form a ring of new sessions (each port passes between the writer and the
+/// reader) plan as four REPLACEs, not as an ordering cycle; apply, run again where an open found its port not yet
+/// let go, ends with each serving on its new port
+#[test]
+fn a_ring_of_port_moves_plans_and_converges() {
+    let world = World::new(true);
+    route_reader(&world);
+    let ports = [world.port, free_port(), free_port(), free_port()];
+    let names = ["a", "b", "c", "d"];
+    let declared = |shift: usize| {
+        (0..4)
+            .map(|index| {
+                let into = if index % 2 == 0 { WRITER } else { READER };
+                (names[index], ports[(index + shift) % 4], "OPEN", into)
+            })
+            .collect::<Vec<_>>()
+    };
+    write_tunnels(&world, &declared(0));
+    assert_success(&world.apply());
+    write_tunnels(&world, &declared(1));
+    let mut planned = tunnel_actions(&world);
+    planned.sort();
+    assert_eq!(
+        planned,
+        names
+            .iter()
+            .map(|name| (name.to_string(), "REPLACE".to_string()))
+            .collect::<Vec<_>>()
+    );
+    for _ in 0..3 {
+        if tunnel_actions(&world)
+            .iter()
+            .all(|(_, action)| action == "KEEP")
+        {
+            break;
+        }
+        let _ = world.apply();
+    }
+    for (name, port, _, _) in declared(1) {
+        assert_eq!(
+            Postgres::psql(port, "select 1").as_deref(),
+            Ok("1"),
+            "{name} on {port}"
+        );
+    }
+}
+
+const WRITER: &str = "{ cluster: { name: ahbodedb } }";
+const READER: &str = "{ cluster: { name: ahbodedb }, endpoint: reader }";
+
+/// routes the cluster's reader endpoint to the test PostgreSQL, as its writer is
+fn route_reader(world: &World) {
+    let reader = world
+        .moto
+        .reader_endpoint(crate::support::REGION, "ahbodedb");
+    world.sim.set_route(
+        &format!("{reader}:5432"),
+        std::net::SocketAddr::from(([127, 0, 0, 1], world.postgres.port)),
+    );
+}
+
+/// writes the contract's bastion and cluster with one named tunnel per (name, port, status, into), logging in as
+/// the test PostgreSQL's superuser
+fn write_tunnels(world: &World, tunnels: &[(&str, u16, &str, &str)]) {
+    let base = manifest("running", "OPEN", 0);
+    let mut text = base[..base
+        .find("  - kind: DeclaredAwsVpcTunnel")
+        .expect("a tunnel")]
+        .to_string();
+    for (name, port, status, into) in tunnels {
+        text.push_str(&format!(
+            "  - kind: DeclaredAwsVpcTunnel\n    name: {name}\n    via: {{ mechanism: aws.ssm, bastion: {{ exid: vpc-main-bastion }} }}\n    into: {into}\n    from: {{ host: localhost, port: {port} }}\n    status: {status}\n    connect:\n      database: postgres\n      user: postgres\n"
+        ));
+    }
+    world.sandbox.write("declastruct.yml", &text);
 }

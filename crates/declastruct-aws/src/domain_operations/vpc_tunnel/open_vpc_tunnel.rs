@@ -46,7 +46,7 @@ pub(crate) async fn open_vpc_tunnel(
         VpcTunnelObservation::observe(tunnel, files, processes.of(&files.id), engine).await;
     let holder = context.holder();
     if current.is_healthy() && !resolved.restart {
-        return hold_open_tunnel(current, files, holder);
+        return hold_open_tunnel(current, files, holder, tunnel.name.as_ref());
     }
     // whoever held the broken tunnel still holds the new one
     let mut holders: Vec<TunnelHolder> = current
@@ -257,13 +257,16 @@ pub(crate) async fn open_vpc_tunnel(
     }
 }
 
-/// .what = adds `holder` to a healthy open tunnel's holders (dropping dead ones) and reports it
+/// .what = adds `holder` to a healthy open tunnel's holders (dropping dead ones), records the name it is declared
+/// by now, and reports it
 /// .why = an `exec` that finds the tunnel open, or a manifest that finds it opened by someone else, holds it too:
-/// the tunnel stays open until the last of them lets go
+/// the tunnel stays open until the last of them lets go; a tunnel named (or renamed) while open keeps its session,
+/// and `status --all` and `logs` show it by its new name
 fn hold_open_tunnel(
     mut current: VpcTunnelObservation,
     files: &TunnelFiles,
     holder: TunnelHolder,
+    name: Option<&crate::domain_objects::TunnelName>,
 ) -> Result<VpcTunnelObservation, AwsError> {
     let Some(meta) = current.meta.as_mut() else {
         // a healthy tunnel has a whole record
@@ -280,8 +283,13 @@ fn hold_open_tunnel(
     if !holders.iter().any(|other| other.is(&holder)) {
         holders.push(holder);
     }
-    if meta.holders.as_ref() != Some(&holders) {
+    // a name is recorded, never taken away: another manifest (or an exec through it) may hold the tunnel unnamed
+    let renamed = name.is_some() && meta.tunnel.name.as_ref() != name;
+    if meta.holders.as_ref() != Some(&holders) || renamed {
         meta.holders = Some(holders);
+        if renamed {
+            meta.tunnel.name = name.cloned();
+        }
         files.write_meta(meta)?;
     }
     current.holders = meta.holders();

@@ -310,27 +310,35 @@ pub(crate) fn attach_stranded_tunnels(
 /// .why = a tunnel moved to another bastion or target on the same port: the old one must let go of the port
 /// before the new one listens, or the open fails and the user is left with no tunnel
 pub(crate) fn order_port_moves(observed: &mut [Observed]) {
-    let closers: Vec<(ResourceAddress, u16)> = observed
-        .iter()
-        .filter_map(|resource| match resource {
+    let mut closers: Vec<(ResourceAddress, u16)> = Vec::new();
+    for resource in observed.iter() {
+        match resource {
             Observed::Removed(removed) if removed.closes() => {
-                Some((removed.address.clone(), removed.meta.local_port))
+                closers.push((removed.address.clone(), removed.meta.local_port));
             }
-            Observed::Tunnel(tunnel) if tunnel.closes() => {
-                Some((tunnel.declaration.address(), tunnel.declaration.from.port))
+            Observed::Tunnel(tunnel) => {
+                let address = tunnel.declaration.address();
+                if tunnel.declaration.status == VpcTunnelStatus::Closed
+                    && tunnel.is_open()
+                    && (tunnel.others.is_empty() || tunnel.force_close)
+                {
+                    closers.push((address.clone(), tunnel.declaration.from.port));
+                }
+                // an old identity closed (CLOSED) or replaced (OPEN) frees the port it listened on, which is
+                // not the declared one when the port changed too
+                if let Some(previous) = tunnel
+                    .previous
+                    .as_ref()
+                    .filter(|previous| previous.others.is_empty() || tunnel.force_close)
+                    && (previous.meta.local_port != tunnel.declaration.from.port
+                        || tunnel.declaration.status == VpcTunnelStatus::Closed)
+                {
+                    closers.push((address, previous.meta.local_port));
+                }
             }
-            // a tunnel replaced onto another port frees its old one
-            Observed::Tunnel(tunnel) => tunnel
-                .previous
-                .as_ref()
-                .filter(|previous| {
-                    previous.meta.local_port != tunnel.declaration.from.port
-                        && (previous.others.is_empty() || tunnel.force_close)
-                })
-                .map(|previous| (tunnel.declaration.address(), previous.meta.local_port)),
-            _ => None,
-        })
-        .collect();
+            _ => {}
+        }
+    }
     let mut edges: Vec<Edge> = Vec::new();
     for resource in observed.iter() {
         let Observed::Tunnel(tunnel) = resource else {
@@ -351,13 +359,29 @@ pub(crate) fn order_port_moves(observed: &mut [Observed]) {
             }
         }
     }
-    // two tunnels that trade ports cannot both go first: neither is ordered, and the open that finds its port
-    // still held names the holder
-    let traded = |edge: &Edge| {
-        edges
-            .iter()
-            .any(|other| other.before == edge.after && other.after == edge.before)
+    // tunnels that trade ports (two that swap, or three and more in a ring) cannot all go first: no edge of the
+    // ring is ordered, and the open that finds its port still held names the holder
+    let reaches = |from: &ResourceAddress, to: &ResourceAddress| {
+        let mut stack = vec![from];
+        let mut visited: Vec<&ResourceAddress> = Vec::new();
+        while let Some(node) = stack.pop() {
+            if node == to {
+                return true;
+            }
+            if visited.contains(&node) {
+                continue;
+            }
+            visited.push(node);
+            stack.extend(
+                edges
+                    .iter()
+                    .filter(|edge| edge.before == *node)
+                    .map(|edge| &edge.after),
+            );
+        }
+        false
     };
+    let traded = |edge: &Edge| reaches(&edge.after, &edge.before);
     let kept: Vec<Edge> = edges.iter().filter(|edge| !traded(edge)).cloned().collect();
     for edge in kept {
         for resource in observed.iter_mut() {
@@ -412,25 +436,36 @@ pub(crate) fn attach_owned_tunnels(
         })
         .collect();
     let mut removed = Vec::new();
-    for (files, meta) in &live.records {
-        let Ok(meta) = meta else {
-            continue;
-        };
-        let running = !live.processes.of(&files.id).is_empty();
-        let holders = meta.holders();
-        let held = holders.iter().any(|holder| holder.is(ours));
-        let already = observed.iter().any(
-            |resource| matches!(resource, Observed::Removed(removed) if removed.hash == files.id),
-        );
-        if !held || !running || current.contains(&files.id) || already {
-            continue;
-        }
+    // the records still running that this manifest holds and that are no declared tunnel's current identity
+    let candidates: Vec<_> = live
+        .records
+        .iter()
+        .filter_map(|(files, meta)| {
+            let meta = meta.as_ref().ok()?;
+            let running = !live.processes.of(&files.id).is_empty();
+            let holders = meta.holders();
+            let held = holders.iter().any(|holder| holder.is(ours));
+            let already = observed.iter().any(
+                |resource| matches!(resource, Observed::Removed(removed) if removed.hash == files.id),
+            );
+            (held && running && !current.contains(&files.id) && !already).then_some((files, meta, holders))
+        })
+        .collect();
+    let same_address_of = |observed: &[Observed], address: &ResourceAddress| {
+        observed.iter().position(|resource| {
+            matches!(resource, Observed::Tunnel(tunnel)
+                if tunnel.declaration.address() == *address && tunnel.previous.is_none())
+        })
+    };
+    // a record at a declared tunnel's own address is that tunnel's old identity before any record is taken for a
+    // moved one, whatever order the records were read in
+    let (exact, rest): (Vec<_>, Vec<_>) = candidates.into_iter().partition(|(_, meta, _)| {
+        same_address_of(observed, &record_address(&meta.tunnel)).is_some()
+    });
+    for (files, meta, holders) in exact.into_iter().chain(rest) {
         let (_, others) = split_holders(&holders, Some(ours));
         let address = record_address(&meta.tunnel);
-        let same_address = observed.iter().position(|resource| {
-            matches!(resource, Observed::Tunnel(tunnel)
-                if tunnel.declaration.address() == address && tunnel.previous.is_none())
-        });
+        let same_address = same_address_of(observed, &address);
         let declared = match same_address.or_else(|| moved_to(observed, &meta.tunnel)) {
             Some(position) => match &mut observed[position] {
                 Observed::Tunnel(tunnel) => Some(tunnel),

@@ -135,7 +135,7 @@ impl RemovedTunnel {
 impl ObservedTunnel {
     /// .what = whether the tunnel is open and serves, as observed
     /// .why = an open healthy tunnel this manifest does not hold yet is held by apply, not opened again
-    fn is_open(&self) -> bool {
+    pub(crate) fn is_open(&self) -> bool {
         self.observation.tunnel.status == Some(VpcTunnelStatus::Open)
     }
 
@@ -147,6 +147,19 @@ impl ObservedTunnel {
             && !self.is_replaced()
             && self.observation.is_healthy()
             && !self.held
+    }
+
+    /// .what = the name its record holds when the declaration names the open healthy tunnel otherwise (named or
+    /// renamed while open): `Some(None)` for a record without a name
+    /// .why = apply records the new name and keeps the session, so `status --all` and `logs` show the tunnel by it
+    pub fn renamed_from(&self) -> Option<Option<String>> {
+        let name = self.declaration.name.as_ref()?;
+        let recorded = self.observation.meta.as_ref()?.tunnel.name.as_ref();
+        (self.declaration.status == VpcTunnelStatus::Open
+            && !self.is_replaced()
+            && self.observation.is_healthy()
+            && recorded != Some(name))
+        .then(|| recorded.map(ToString::to_string))
     }
 
     /// .what = whether applying the CLOSED declaration closes a session: the tunnel's or its old identity's,
@@ -224,6 +237,14 @@ impl ObservedTunnel {
                 describe_holders(&self.others)
             ));
         }
+        if action == Action::Update
+            && let Some(recorded) = self.renamed_from()
+        {
+            return Some(match recorded {
+                Some(old) => format!("renamed from `{old}`: the session stays"),
+                None => "named: the session stays".to_string(),
+            });
+        }
         if action == Action::Update && self.opens_anew() {
             let bastion = self.bastion.instance_id.as_deref().unwrap_or("the bastion");
             return Some(format!(
@@ -278,7 +299,11 @@ impl Resource for ObservedTunnel {
             return Action::Keep;
         }
         // declared CLOSED while a session of it runs that nobody else holds: closing it is an update
-        if self.closes() || self.unhealthy_reason().is_some() || self.takes_hold() {
+        if self.closes()
+            || self.unhealthy_reason().is_some()
+            || self.takes_hold()
+            || self.renamed_from().is_some()
+        {
             return Action::Update;
         }
         declared_action(desired, remote)
@@ -326,6 +351,16 @@ impl Resource for ObservedTunnel {
                 desired.insert("heldBy".into(), json!(format!("{before}, this manifest")));
             }
             return unified_difference(Some(&remote), &desired);
+        }
+        if let (Some(recorded), Some(remote)) = (self.renamed_from(), remote) {
+            let mut remote = project_onto(remote, desired);
+            if let Value::Object(fields) = &mut remote {
+                match recorded {
+                    Some(old) => fields.insert("name".into(), json!(old)),
+                    None => fields.remove("name"),
+                };
+            }
+            return unified_difference(Some(&remote), desired);
         }
         if self.previous.is_some() || self.forced_replace {
             return Some(replacement_difference(self, desired, remote));
