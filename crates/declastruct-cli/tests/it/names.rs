@@ -395,3 +395,41 @@ fn write_tunnels(world: &World, tunnels: &[(&str, u16, &str, &str)]) {
     }
     world.sandbox.write("declastruct.yml", &text);
 }
+
+/// item 2: a named tunnel moved while a `connect` still holds its old session: the REPLACE says before apply that
+/// the old session is only let go of and stays open for that holder; apply opens the new port and leaves the old
+#[test]
+fn a_replace_says_when_its_old_session_stays_open_for_others() {
+    let world = World::new(true);
+    declare(&world, Some(NAME), world.port);
+    assert_success(&world.apply());
+    let mut connect = Running::spawn(world.sandbox.command(&["connect", NAME]));
+    let out = connect.0.stdout.take().expect("stdout");
+    let first = std::io::BufRead::lines(std::io::BufReader::new(out))
+        .next()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    assert!(first.starts_with("Connected: "), "{first}");
+
+    let new_port = free_port();
+    declare(&world, Some(NAME), new_port);
+    let plan = world.sandbox.run(&["plan"]);
+    let shown = stdout(&plan);
+    assert!(
+        shown.contains(&format!(
+            "the old session (local port {}): released; stays open for",
+            world.port
+        )) && shown.contains(&format!("(connect {NAME})")),
+        "{shown}"
+    );
+    assert_success(&world.apply());
+    assert_eq!(Postgres::psql(new_port, "select 1").as_deref(), Ok("1"));
+    assert!(
+        is_port_in_use(world.port),
+        "the connect still holds the old one"
+    );
+
+    kill(connect.pid(), nix::sys::signal::Signal::SIGINT);
+    let ended = connect.finish(Duration::from_secs(30));
+    assert_eq!(ended.status.code(), Some(0), "{}", stderr(&ended));
+}

@@ -237,6 +237,16 @@ impl ObservedTunnel {
                 describe_holders(&self.others)
             ));
         }
+        // the old session others still use is only let go of: say so before apply does
+        if action == Action::Replace
+            && let Some(previous) = &self.previous
+            && let Some(released) = release_note(&previous.others, self.force_close)
+        {
+            return Some(format!(
+                "the old session (local port {}): {released}",
+                previous.meta.local_port
+            ));
+        }
         if action == Action::Update
             && let Some(recorded) = self.renamed_from()
         {
