@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use declastruct_aws::{AwsError, ContextAwsApi, VpcTunnelStatus};
-use declastruct_engine::{ApplyReport, ChangeOutcome, Plan, run_changes};
+use declastruct_engine::{ApplyReport, ChangeOutcome, Plan, ResourceAddress, run_changes};
 use declastruct_manifest::kinds::vpc_tunnel::{
     client_command, connection_line, force_close, force_replace,
 };
@@ -150,7 +150,7 @@ pub async fn run(cli: &Cli, args: &ApplyArgs) -> ExitCode {
         |index| {
             let change = &plan.changes[index];
             let resource = by_slug
-                .get(&change.for_resource.slug)
+                .get(&change.for_resource)
                 .map(|resource| (*resource).clone());
             let quiet = cli.quiet || args.json;
             let task = progress.start(format!(
@@ -257,16 +257,12 @@ pub async fn run(cli: &Cli, args: &ApplyArgs) -> ExitCode {
     }
 }
 
-/// the plan's resources by address
-fn by_slug(resources: &[Observed]) -> HashMap<String, &Observed> {
+/// the plan's resources by address: class and slug, since a tunnel no longer declared may carry an old name that
+/// is now another kind's address
+fn by_slug(resources: &[Observed]) -> HashMap<ResourceAddress, &Observed> {
     resources
         .iter()
-        .map(|resource| {
-            (
-                declastruct_engine::Resource::address(resource).slug,
-                resource,
-            )
-        })
+        .map(|resource| (declastruct_engine::Resource::address(resource), resource))
         .collect()
 }
 
@@ -275,7 +271,7 @@ fn by_slug(resources: &[Observed]) -> HashMap<String, &Observed> {
 /// .why = the world does not change, but the hold must go: when the others let go, the tunnel closes
 async fn release_kept(
     plan: &Plan,
-    by_slug: &HashMap<String, &Observed>,
+    by_slug: &HashMap<ResourceAddress, &Observed>,
     context: &ContextAwsApi,
     quiet: bool,
 ) -> bool {
@@ -285,7 +281,7 @@ async fn release_kept(
         .iter()
         .filter(|change| change.action == declastruct_engine::Action::Keep)
     {
-        let Some(resource) = by_slug.get(&change.for_resource.slug) else {
+        let Some(resource) = by_slug.get(&change.for_resource) else {
             continue;
         };
         if !resource.releases_when_kept() {
@@ -318,9 +314,9 @@ async fn release_kept(
 /// the `Connect:` line of `change`'s resource when it is a tunnel declared OPEN
 fn connect_line<S: std::hash::BuildHasher>(
     change: &declastruct_engine::Change,
-    by_slug: &std::collections::HashMap<String, &Observed, S>,
+    by_slug: &std::collections::HashMap<ResourceAddress, &Observed, S>,
 ) -> Option<String> {
-    match by_slug.get(&change.for_resource.slug) {
+    match by_slug.get(&change.for_resource) {
         Some(Observed::Tunnel(tunnel)) if tunnel.declaration.status == VpcTunnelStatus::Open => {
             Some(format!(
                 "  {}: {}",
@@ -335,7 +331,7 @@ fn connect_line<S: std::hash::BuildHasher>(
 fn print_json<S: std::hash::BuildHasher>(
     plan: &Plan,
     report_card: Option<&ApplyReport<AwsError>>,
-    by_slug: &std::collections::HashMap<String, &Observed, S>,
+    by_slug: &std::collections::HashMap<ResourceAddress, &Observed, S>,
 ) {
     // nothing applied: every change is unchanged (and the tunnels kept open say how to reach them)
     let unchanged: Vec<ChangeOutcome<AwsError>> = plan
@@ -360,7 +356,7 @@ fn print_json<S: std::hash::BuildHasher>(
                 let mut entry = json!({"forResource": change.for_resource, "action": change.action, "outcome": name, "detail": detail});
                 // a tunnel open after the apply carries how to reach it
                 if let (ChangeOutcome::Applied | ChangeOutcome::Unchanged, Some(Observed::Tunnel(tunnel))) =
-                    (outcome, by_slug.get(&change.for_resource.slug))
+                    (outcome, by_slug.get(&change.for_resource))
                     && tunnel.declaration.status == VpcTunnelStatus::Open
                 {
                     let line = connection_line(tunnel);
