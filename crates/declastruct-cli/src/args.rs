@@ -561,9 +561,19 @@ impl Cli {
 /// .why = `declastruct -f prod.yml exec <TAB>` offers prod.yml's tunnels, not the folder's manifest's; the words
 /// being completed follow `--` in the completion call (`COMPLETE=bash declastruct -- declastruct exec ''`)
 fn completed_manifest() -> PathBuf {
-    let words: Vec<String> = std::env::args()
+    // the words up to the one under the cursor (`_CLAP_COMPLETE_INDEX`), and before a bare `--` (what follows is
+    // `exec`'s command, whose own `-f` is not ours); a word that is not UTF-8 is no manifest flag
+    let cursor = std::env::var("_CLAP_COMPLETE_INDEX")
+        .ok()
+        .and_then(|index| index.parse::<usize>().ok())
+        .unwrap_or(usize::MAX);
+    let words: Vec<String> = std::env::args_os()
+        .map(|word| word.to_string_lossy().into_owned())
         .skip_while(|word| word != "--")
-        .skip(2)
+        .skip(1)
+        .take(cursor.saturating_add(1))
+        .skip(1)
+        .take_while(|word| word != "--")
         .collect();
     let mut given = None;
     for (index, word) in words.iter().enumerate() {
@@ -579,7 +589,8 @@ fn completed_manifest() -> PathBuf {
                     word.strip_prefix("-f")
                         .filter(|rest| !rest.is_empty() && !word.starts_with("--"))
                 }) {
-                    given = Some(path.to_string());
+                    // `-f=prod.yml` is `prod.yml` to clap too
+                    given = Some(path.strip_prefix('=').unwrap_or(path).to_string());
                 }
             }
         }

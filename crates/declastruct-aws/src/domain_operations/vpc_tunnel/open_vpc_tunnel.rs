@@ -283,8 +283,10 @@ fn hold_open_tunnel(
     if !holders.iter().any(|other| other.is(&holder)) {
         holders.push(holder);
     }
-    // a name is recorded, never taken away: another manifest (or an exec through it) may hold the tunnel unnamed
-    let renamed = name.is_some() && meta.tunnel.name.as_ref() != name;
+    // a name is recorded, never taken away (another manifest, or an exec through it, may hold the tunnel unnamed),
+    // and only by its sole holder (`holders` includes this one now): two manifests that name one session
+    // differently must not rename it back and forth
+    let renamed = name.is_some() && meta.tunnel.name.as_ref() != name && holders.len() == 1;
     if meta.holders.as_ref() != Some(&holders) || renamed {
         meta.holders = Some(holders);
         if renamed {

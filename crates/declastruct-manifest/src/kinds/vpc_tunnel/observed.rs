@@ -155,9 +155,12 @@ impl ObservedTunnel {
     pub fn renamed_from(&self) -> Option<Option<String>> {
         let name = self.declaration.name.as_ref()?;
         let recorded = self.observation.meta.as_ref()?.tunnel.name.as_ref();
+        // while another manifest or an exec holds it too, the name it was recorded under stays: two manifests that
+        // name one session differently would otherwise rename it back and forth on every apply
         (self.declaration.status == VpcTunnelStatus::Open
             && !self.is_replaced()
             && self.observation.is_healthy()
+            && self.others.is_empty()
             && recorded != Some(name))
         .then(|| recorded.map(ToString::to_string))
     }
