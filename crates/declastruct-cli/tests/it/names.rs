@@ -143,13 +143,7 @@ fn a_named_tunnel_is_addressed_by_its_name_everywhere() {
     assert_eq!(world.only_meta().tunnel.address_slug(), NAME);
 
     // connect holds it by name, beside the manifest
-    let mut connect = Running::spawn(world.sandbox.command(&["connect", NAME]));
-    let out = connect.0.stdout.take().expect("stdout");
-    let first = std::io::BufRead::lines(std::io::BufReader::new(out))
-        .next()
-        .and_then(Result::ok)
-        .unwrap_or_default();
-    assert!(first.starts_with("Connected: "), "{first}");
+    let connect = connected(&world, NAME);
     let holders = status_json(&world, &["--all"])[0]["holders"].to_string();
     assert!(holders.contains(&format!("(connect {NAME})")), "{holders}");
     kill(connect.pid(), nix::sys::signal::Signal::SIGINT);
@@ -403,13 +397,7 @@ fn a_replace_says_when_its_old_session_stays_open_for_others() {
     let world = World::new(true);
     declare(&world, Some(NAME), world.port);
     assert_success(&world.apply());
-    let mut connect = Running::spawn(world.sandbox.command(&["connect", NAME]));
-    let out = connect.0.stdout.take().expect("stdout");
-    let first = std::io::BufRead::lines(std::io::BufReader::new(out))
-        .next()
-        .and_then(Result::ok)
-        .unwrap_or_default();
-    assert!(first.starts_with("Connected: "), "{first}");
+    let connect = connected(&world, NAME);
 
     let new_port = free_port();
     declare(&world, Some(NAME), new_port);
@@ -432,4 +420,16 @@ fn a_replace_says_when_its_old_session_stays_open_for_others() {
     kill(connect.pid(), nix::sys::signal::Signal::SIGINT);
     let ended = connect.finish(Duration::from_secs(30));
     assert_eq!(ended.status.code(), Some(0), "{}", stderr(&ended));
+}
+
+/// `declastruct connect NAME`, running, once it printed its first line (`Connected: …`)
+fn connected(world: &World, name: &str) -> Running {
+    let mut connect = Running::spawn(world.sandbox.command(&["connect", name]));
+    let out = connect.0.stdout.take().expect("stdout");
+    let first = std::io::BufRead::lines(std::io::BufReader::new(out))
+        .next()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    assert!(first.starts_with("Connected: "), "{first}");
+    connect
 }

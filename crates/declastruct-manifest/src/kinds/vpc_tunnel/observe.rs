@@ -318,10 +318,7 @@ pub(crate) fn order_port_moves(observed: &mut [Observed]) {
             }
             Observed::Tunnel(tunnel) => {
                 let address = tunnel.declaration.address();
-                if tunnel.declaration.status == VpcTunnelStatus::Closed
-                    && tunnel.is_open()
-                    && (tunnel.others.is_empty() || tunnel.force_close)
-                {
+                if tunnel.closes_current_session() {
                     closers.push((address.clone(), tunnel.declaration.from.port));
                 }
                 // an old identity closed (CLOSED) or replaced (OPEN) frees the port it listened on, which is

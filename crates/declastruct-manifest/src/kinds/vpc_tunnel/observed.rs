@@ -135,7 +135,7 @@ impl RemovedTunnel {
 impl ObservedTunnel {
     /// .what = whether the tunnel is open and serves, as observed
     /// .why = an open healthy tunnel this manifest does not hold yet is held by apply, not opened again
-    pub(crate) fn is_open(&self) -> bool {
+    fn is_open(&self) -> bool {
         self.observation.tunnel.status == Some(VpcTunnelStatus::Open)
     }
 
@@ -169,12 +169,21 @@ impl ObservedTunnel {
     /// when no other holder keeps it (or the close is forced)
     /// .why = a tunnel another holder uses is only released: a KEEP with a note
     pub fn closes(&self) -> bool {
-        self.declaration.status == VpcTunnelStatus::Closed
-            && ((self.is_open() && (self.others.is_empty() || self.force_close))
-                || self
+        self.closes_current_session()
+            || (self.declaration.status == VpcTunnelStatus::Closed
+                && self
                     .previous
                     .as_ref()
                     .is_some_and(|previous| previous.others.is_empty() || self.force_close))
+    }
+
+    /// .what = whether applying the CLOSED declaration closes the session of the tunnel's current identity (on its
+    /// declared port): open, and no other holder keeps it (or the close is forced)
+    /// .why = `closes`, and the ordering that lets an opener of that port wait for the close
+    pub(crate) fn closes_current_session(&self) -> bool {
+        self.declaration.status == VpcTunnelStatus::Closed
+            && self.is_open()
+            && (self.others.is_empty() || self.force_close)
     }
 
     /// .what = whether applying the CLOSED declaration only lets go of a tunnel others keep open
